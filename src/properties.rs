@@ -1,0 +1,263 @@
+//! Arduino property files (`boards.txt`, `platform.txt`, `library.properties`):
+//! `key=value` lines, `{key}` references expanded recursively, OS-specific
+//! `key.linux` overrides, as in the Arduino platform specification.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+
+/// How deep `{a}` -> `{b}` -> ... chains may go before we stop (cycles).
+const MAX_EXPANSION_PASSES: usize = 16;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Properties {
+    map: BTreeMap<String, String>,
+}
+
+impl Properties {
+    pub fn new() -> Properties {
+        Properties::default()
+    }
+
+    /// Parse property text; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Properties> {
+        let mut props = Properties::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(Error::usage(format!(
+                    "{origin}:{}: malformed line (expected key=value): {line}; fix or remove that line",
+                    index + 1
+                )));
+            };
+            props.set(key.trim(), value.trim());
+        }
+        props.apply_os_overrides();
+        Ok(props)
+    }
+
+    /// Read a property file; a missing optional file (`*.local.txt`) is the caller's choice.
+    pub fn load(path: &Path) -> Result<Properties> {
+        let bytes = std::fs::read(path).at(path)?;
+        Properties::parse(&String::from_utf8_lossy(&bytes), &path.display().to_string())
+    }
+
+    /// `key.linux=...` replaces `key=...` on Linux (the only OS fbuild runs on).
+    fn apply_os_overrides(&mut self) {
+        let overrides: Vec<(String, String)> = self
+            .map
+            .iter()
+            .filter_map(|(k, v)| k.strip_suffix(".linux").map(|base| (base.to_string(), v.clone())))
+            .collect();
+        for (k, v) in overrides {
+            self.map.insert(k, v);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.map.get(key).map(String::as_str)
+    }
+
+    pub fn get_or_empty(&self, key: &str) -> &str {
+        self.get(key).unwrap_or("")
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.map.insert(key.into(), value.into());
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.map.remove(key);
+    }
+
+    /// Later values win, as when platform.local.txt overrides platform.txt.
+    pub fn merge(&mut self, other: &Properties) {
+        for (k, v) in &other.map {
+            self.map.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// All keys below `prefix.`, with the prefix removed (`uno.build.mcu` -> `build.mcu`).
+    pub fn subtree(&self, prefix: &str) -> Properties {
+        let dotted = format!("{prefix}.");
+        let map = self
+            .map
+            .range(dotted.clone()..)
+            .take_while(|(k, _)| k.starts_with(&dotted))
+            .map(|(k, v)| (k[dotted.len()..].to_string(), v.clone()))
+            .collect();
+        Properties { map }
+    }
+
+    /// First-level key names (`uno`, `nano`, `menu`) in sorted order.
+    pub fn first_level_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .map
+            .keys()
+            .map(|k| k.split('.').next().unwrap_or(k).to_string())
+            .collect();
+        keys.dedup();
+        keys
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.map.iter()
+    }
+
+    /// Replace `{key}` references with their values until nothing changes.
+    /// Unknown references stay as written, as arduino-cli leaves them.
+    pub fn expand(&self, text: &str) -> String {
+        let mut current = text.to_string();
+        for _ in 0..MAX_EXPANSION_PASSES {
+            let next = self.expand_once(&current);
+            if next == current {
+                break;
+            }
+            current = next;
+        }
+        current
+    }
+
+    fn expand_once(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            match after.find(['}', '{']) {
+                Some(close) if after.as_bytes()[close] == b'}' => {
+                    let key = &after[..close];
+                    match self.map.get(key) {
+                        Some(value) => out.push_str(value),
+                        None => {
+                            out.push('{');
+                            out.push_str(key);
+                            out.push('}');
+                        }
+                    }
+                    rest = &after[close + 1..];
+                }
+                _ => {
+                    out.push('{');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Expand the value stored under `key` (empty when absent).
+    pub fn expanded(&self, key: &str) -> String {
+        self.expand(self.get_or_empty(key))
+    }
+}
+
+/// Split an expanded recipe into arguments the way Arduino tools do: whitespace
+/// separates, and double or single quotes group (without escapes inside).
+pub fn split_command_line(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut in_arg = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => current.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_arg = true;
+            }
+            None if c.is_whitespace() => {
+                if in_arg {
+                    args.push(std::mem::take(&mut current));
+                    in_arg = false;
+                }
+            }
+            None => {
+                current.push(c);
+                in_arg = true;
+            }
+        }
+    }
+    if in_arg {
+        args.push(current);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_skips_comments() {
+        let p = Properties::parse("# c\n\nname = Uno \nuno.build.mcu=atmega328p\n", "t").unwrap();
+        assert_eq!(p.get("name"), Some("Uno"));
+        assert_eq!(p.get("uno.build.mcu"), Some("atmega328p"));
+    }
+
+    #[test]
+    fn malformed_line_names_file_and_line() {
+        let err = Properties::parse("a=1\nthis is wrong\n", "boards.txt").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "boards.txt:2: malformed line (expected key=value): this is wrong; fix or remove that line"
+        );
+    }
+
+    #[test]
+    fn value_may_contain_equals() {
+        let p = Properties::parse("k=-DA=1 -DB=2\n", "t").unwrap();
+        assert_eq!(p.get("k"), Some("-DA=1 -DB=2"));
+    }
+
+    #[test]
+    fn linux_override_wins() {
+        let p = Properties::parse("tool.cmd=a.exe\ntool.cmd.linux=a\ntool.cmd.windows=b.exe\n", "t").unwrap();
+        assert_eq!(p.get("tool.cmd"), Some("a"));
+    }
+
+    #[test]
+    fn expands_recursively_and_leaves_unknown() {
+        let p = Properties::parse("a={b}/x\nb={c}y\nc=z\n", "t").unwrap();
+        assert_eq!(p.expand("<{a}> {unknown} {"), "<zy/x> {unknown} {");
+    }
+
+    #[test]
+    fn expansion_cycle_terminates() {
+        let p = Properties::parse("a={b}\nb={a}\n", "t").unwrap();
+        let out = p.expand("{a}");
+        assert!(out == "{a}" || out == "{b}");
+    }
+
+    #[test]
+    fn subtree_strips_prefix() {
+        let p = Properties::parse("uno.name=Uno\nuno.build.mcu=m\nunoX.name=no\n", "t").unwrap();
+        let s = p.subtree("uno");
+        assert_eq!(s.get("name"), Some("Uno"));
+        assert_eq!(s.get("build.mcu"), Some("m"));
+        assert_eq!(s.iter().count(), 2);
+    }
+
+    #[test]
+    fn splits_quotes_like_arduino() {
+        let args = split_command_line(
+            r#""/usr/bin/avr-g++" -c '-DUSB_MANUFACTURER="Unknown"' "-I/a b/c" x"#,
+        );
+        assert_eq!(args, vec!["/usr/bin/avr-g++", "-c", "-DUSB_MANUFACTURER=\"Unknown\"", "-I/a b/c", "x"]);
+    }
+
+    #[test]
+    fn empty_quoted_argument_is_kept() {
+        assert_eq!(split_command_line(r#"a "" b"#), vec!["a", "", "b"]);
+    }
+}
