@@ -2,5 +2,9 @@
 
 pub mod error;
 pub mod hash;
+pub mod objcache;
+pub mod plan;
 pub mod platform;
 pub mod properties;
+pub mod store;
+pub mod toolchain;

@@ -1,0 +1,233 @@
+//! Cache key rules, all in one place (like ccache's direct mode):
+//!
+//! * object base key = compiler identity + arguments (with the source and object
+//!   paths replaced by placeholders) + the source bytes;
+//! * a manifest, stored under the base key, lists the headers the last compile of
+//!   that base read (from its depfile); the full key adds each header's path and bytes;
+//! * archive and link keys combine the keys of their inputs with their own commands.
+//!
+//! Headers GCC calls "system" (avr-libc) are not in `-MMD` depfiles; they are covered
+//! by the compiler identity (see docs/design.md).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::hash::{Hash, Hasher};
+use crate::plan::CompileJob;
+use crate::store::Store;
+use crate::toolchain::Compiler;
+
+pub struct ObjectCache<'a> {
+    pub store: Option<&'a Store>,
+    /// Content hashes of files read this run: each header is hashed once per run.
+    file_hashes: Mutex<HashMap<PathBuf, Option<Hash>>>,
+}
+
+/// Replace run-specific paths in arguments with stable placeholders.
+pub fn normalize_args(args: &[String], replacements: &[(&Path, &str)]) -> Vec<String> {
+    args.iter()
+        .map(|a| {
+            let mut a = a.clone();
+            for (path, placeholder) in replacements {
+                let p = path.to_string_lossy();
+                if !p.is_empty() && a.contains(p.as_ref()) {
+                    a = a.replace(p.as_ref(), placeholder);
+                }
+            }
+            a
+        })
+        .collect()
+}
+
+/// Dependencies from a Make-style depfile (`obj: src hdr1 hdr2 \`), escaped spaces kept.
+pub fn parse_depfile(text: &str) -> Vec<PathBuf> {
+    let joined = text.replace("\\\n", " ").replace("\\\r\n", " ");
+    let mut deps = Vec::new();
+    for line in joined.lines() {
+        // The target ends at the first ": " (a Windows-free world: no drive letters).
+        let Some(pos) = line.find(": ").or_else(|| line.strip_suffix(':').map(|s| s.len())) else { continue };
+        let rest = &line[(pos + 1).min(line.len())..];
+        let mut cur = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&' ') => {
+                    cur.push(' ');
+                    chars.next();
+                }
+                c if c.is_whitespace() => {
+                    if !cur.is_empty() {
+                        deps.push(PathBuf::from(std::mem::take(&mut cur)));
+                    }
+                }
+                c => cur.push(c),
+            }
+        }
+        if !cur.is_empty() {
+            deps.push(PathBuf::from(cur));
+        }
+    }
+    deps
+}
+
+/// GCC names the depfile after the object: `x.cpp.o` -> `x.cpp.d`.
+pub fn depfile_of(object: &Path) -> PathBuf {
+    object.with_extension("d")
+}
+
+impl<'a> ObjectCache<'a> {
+    pub fn new(store: Option<&'a Store>) -> ObjectCache<'a> {
+        ObjectCache { store, file_hashes: Mutex::default() }
+    }
+
+    pub fn file_hash(&self, path: &Path) -> Option<Hash> {
+        if let Some(h) = self.file_hashes.lock().unwrap().get(path) {
+            return *h;
+        }
+        let h = std::fs::read(path).ok().map(|b| *blake3::hash(&b).as_bytes());
+        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), h);
+        h
+    }
+
+    /// Forget a file's hash (we just rewrote it).
+    pub fn invalidate(&self, path: &Path) {
+        self.file_hashes.lock().unwrap().remove(path);
+    }
+
+    pub fn base_key(&self, compiler: &Compiler, job: &CompileJob) -> Option<Hash> {
+        let source = self.file_hash(&job.source)?;
+        let args = normalize_args(&job.args, &[(&job.object, "\u{0}OBJ"), (&job.source, "\u{0}SRC")]);
+        let mut h = Hasher::new("object-base-v1");
+        h.bytes(&compiler.identity).bytes(&source);
+        for a in &args {
+            h.str(a);
+        }
+        Some(h.finish())
+    }
+
+    fn full_key_from(&self, base: &Hash, headers: &[PathBuf]) -> Option<Hash> {
+        let mut h = Hasher::new("object-full-v1");
+        h.bytes(base);
+        for header in headers {
+            h.path(header).bytes(&self.file_hash(header)?);
+        }
+        Some(h.finish())
+    }
+
+    /// The full key when the manifest of a previous compile is known and every
+    /// header it lists still exists; `None` means "compile to find out".
+    pub fn full_key(&self, base: &Hash) -> Option<Hash> {
+        let manifest = self.store?.get_record("manifest", base)?;
+        let text = String::from_utf8(manifest).ok()?;
+        let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
+        self.full_key_from(base, &headers)
+    }
+
+    /// Place a cached object for `key` at the job's object path.
+    pub fn fetch(&self, key: &Hash, object: &Path) -> bool {
+        match self.store {
+            Some(s) => s.get_files("object", key, &[("o", object)]),
+            None => false,
+        }
+    }
+
+    /// After a successful compile: record the manifest from the depfile and store
+    /// the object. Returns the full key, or `None` when the result cannot be keyed
+    /// (no depfile), in which case nothing is cached.
+    pub fn record(&self, base: &Hash, job: &CompileJob) -> Option<Hash> {
+        let depfile = depfile_of(&job.object);
+        let text = std::fs::read_to_string(&depfile).ok()?;
+        let headers: Vec<PathBuf> = parse_depfile(&text).into_iter().filter(|p| p != &job.source).collect();
+        for h in &headers {
+            self.invalidate(h); // it may have changed since we hashed it for the lookup
+        }
+        let full = self.full_key_from(base, &headers)?;
+        if let Some(store) = self.store {
+            let manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
+            let _ = store.put_record("manifest", base, manifest.as_bytes());
+            let _ = store.put_files("object", &full, &[("o", &job.object)]);
+        }
+        Some(full)
+    }
+}
+
+/// Key of a set of objects plus the command that combines them (archive or link).
+pub fn combine_key(domain: &str, inputs: &[Hash], commands: &[Vec<String>]) -> Hash {
+    let mut h = Hasher::new(domain);
+    for i in inputs {
+        h.bytes(i);
+    }
+    for c in commands {
+        h.u64(c.len() as u64);
+        for a in c {
+            h.str(a);
+        }
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(src: &Path, obj: &str, extra: &str) -> CompileJob {
+        CompileJob {
+            source: src.to_path_buf(),
+            object: PathBuf::from(obj),
+            args: vec!["gcc".into(), extra.into(), src.display().to_string(), "-o".into(), obj.into()],
+        }
+    }
+
+    fn compiler(id: u8) -> Compiler {
+        Compiler { path: PathBuf::from("/usr/bin/avr-gcc"), version: "5.4".into(), identity: [id; 32] }
+    }
+
+    #[test]
+    fn key_ignores_paths_but_not_content_flags_or_compiler() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("a.c");
+        let b = t.path().join("sub_b.c");
+        std::fs::write(&a, "int x;").unwrap();
+        std::fs::write(&b, "int x;").unwrap();
+        let c = ObjectCache::new(None);
+        let ka = c.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-Os")).unwrap();
+        let kb = c.base_key(&compiler(1), &job(&b, "/out2/b.c.o", "-Os")).unwrap();
+        assert_eq!(ka, kb, "same bytes and flags at other paths share a key");
+        assert_ne!(ka, c.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-O2")).unwrap(), "flags matter");
+        assert_ne!(ka, c.base_key(&compiler(2), &job(&a, "/out1/a.c.o", "-Os")).unwrap(), "compiler matters");
+        std::fs::write(&a, "int y;").unwrap();
+        let c2 = ObjectCache::new(None);
+        assert_ne!(ka, c2.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-Os")).unwrap(), "content matters");
+    }
+
+    #[test]
+    fn header_content_changes_full_key() {
+        let t = tempfile::tempdir().unwrap();
+        let h = t.path().join("h.h");
+        std::fs::write(&h, "1").unwrap();
+        let base = [7u8; 32];
+        let k1 = ObjectCache::new(None).full_key_from(&base, &[h.clone()]).unwrap();
+        std::fs::write(&h, "2").unwrap();
+        let k2 = ObjectCache::new(None).full_key_from(&base, &[h.clone()]).unwrap();
+        assert_ne!(k1, k2);
+        std::fs::remove_file(&h).unwrap();
+        assert!(ObjectCache::new(None).full_key_from(&base, &[h]).is_none(), "a vanished header is a miss");
+    }
+
+    #[test]
+    fn depfile_parsing() {
+        let d = "/o/x.cpp.o: /s/x.cpp /core/Arduino.h \\\n /lib/My\\ Lib/a.h\n\n/core/Arduino.h:\n";
+        assert_eq!(
+            parse_depfile(d),
+            vec![PathBuf::from("/s/x.cpp"), PathBuf::from("/core/Arduino.h"), PathBuf::from("/lib/My Lib/a.h")]
+        );
+        assert_eq!(depfile_of(Path::new("/o/x.cpp.o")), PathBuf::from("/o/x.cpp.d"));
+    }
+
+    #[test]
+    fn normalize_replaces_embedded_paths() {
+        let v = normalize_args(&["-MF/o/x.d".into(), "/o/x.o".into()], &[(Path::new("/o/x.o"), "OBJ")]);
+        assert_eq!(v, vec!["-MF/o/x.d", "OBJ"]);
+    }
+}

@@ -1,0 +1,249 @@
+//! Planning is data: every compile, archive, link, objcopy and size step as a full
+//! command line, built from the platform's recipes. Nothing here runs anything.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::properties::{split_command_line, Properties};
+
+/// Recipes fbuild cannot build without.
+pub const REQUIRED_RECIPES: &[&str] = &[
+    "recipe.c.o.pattern",
+    "recipe.cpp.o.pattern",
+    "recipe.ar.pattern",
+    "recipe.c.combine.pattern",
+    "recipe.size.pattern",
+];
+
+/// Fail early, with the file and key, when a platform lacks a recipe we need.
+pub fn check_recipes(props: &Properties, platform_txt: &Path) -> Result<()> {
+    for key in REQUIRED_RECIPES {
+        if props.get(key).map(str::trim).unwrap_or("").is_empty() {
+            return Err(Error::usage(format!(
+                "{} has no {key}; the platform is incomplete (add the recipe to platform.txt or platform.local.txt)",
+                platform_txt.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    C,
+    Cpp,
+    Asm,
+}
+
+impl Lang {
+    pub fn of(path: &Path) -> Option<Lang> {
+        match path.extension()?.to_str()? {
+            "c" => Some(Lang::C),
+            "cpp" | "cc" | "cxx" => Some(Lang::Cpp),
+            "S" => Some(Lang::Asm),
+            _ => None,
+        }
+    }
+
+    fn recipe(self) -> &'static str {
+        match self {
+            Lang::C => "recipe.c.o.pattern",
+            Lang::Cpp => "recipe.cpp.o.pattern",
+            Lang::Asm => "recipe.S.o.pattern",
+        }
+    }
+
+    /// The reference builder compiles (and so links) `.S`, then `.c`, then `.cpp`.
+    pub fn link_rank(self) -> u8 {
+        match self {
+            Lang::Asm => 0,
+            Lang::C => 1,
+            Lang::Cpp => 2,
+        }
+    }
+}
+
+/// Sort sources the way the reference builder orders objects: by language group,
+/// then by path (walk order).
+pub fn reference_order(sources: &mut [PathBuf]) {
+    sources.sort_by(|a, b| {
+        let ra = Lang::of(a).map(Lang::link_rank).unwrap_or(9);
+        let rb = Lang::of(b).map(Lang::link_rank).unwrap_or(9);
+        ra.cmp(&rb).then_with(|| a.cmp(b))
+    });
+}
+
+#[derive(Debug, Clone)]
+pub struct CompileJob {
+    pub source: PathBuf,
+    pub object: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// The properties of one build folder (`build.path`), with recipes expanded once
+/// and per-file values substituted per job.
+pub struct Context {
+    pub props: Properties,
+    pub build_path: PathBuf,
+}
+
+fn quote_paths(prefix: &str, paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| format!("\"{prefix}{}\"", p.display())).collect::<Vec<_>>().join(" ")
+}
+
+impl Context {
+    pub fn new(base: &Properties, build_path: &Path, project_name: &str, source_path: &Path) -> Context {
+        let mut props = base.clone();
+        props.set("build.path", build_path.display().to_string());
+        props.set("build.project_name", project_name);
+        props.set("build.source.path", source_path.display().to_string());
+        props.set("archive_file", "core/core.a");
+        Context { props, build_path: build_path.to_path_buf() }
+    }
+
+    /// Expand `recipe` with `extra` values and split it into arguments.
+    pub fn command(&self, recipe: &str, extra: &[(&str, String)]) -> Result<Vec<String>> {
+        let pattern = self.props.get(recipe).ok_or_else(|| Error::usage(format!("the platform has no {recipe}")))?;
+        let mut text = self.props.expand(pattern);
+        for (k, v) in extra {
+            text = text.replace(&format!("{{{k}}}"), v);
+        }
+        Ok(split_command_line(&text))
+    }
+
+    pub fn compile(&self, source: &Path, object: &Path, includes: &[PathBuf]) -> Result<CompileJob> {
+        let lang = Lang::of(source).ok_or_else(|| Error::usage(format!("{} is not a C, C++ or .S source", source.display())))?;
+        let args = self.command(
+            lang.recipe(),
+            &[
+                ("includes", quote_paths("-I", includes)),
+                ("source_file", source.display().to_string()),
+                ("object_file", object.display().to_string()),
+            ],
+        )?;
+        Ok(CompileJob { source: source.to_path_buf(), object: object.to_path_buf(), args })
+    }
+
+    /// One `ar` command per object, as `recipe.ar.pattern` is written.
+    pub fn archive(&self, archive: &Path, object: &Path) -> Result<Vec<String>> {
+        self.command(
+            "recipe.ar.pattern",
+            &[
+                ("archive_file_path", archive.display().to_string()),
+                ("object_file", object.display().to_string()),
+            ],
+        )
+    }
+
+    /// The link command. Like the reference builders, the link of an atmega2560
+    /// gets `,--relax` appended to `compiler.c.elf.flags` (the ATmega2560 needs
+    /// linker relaxation for calls across its large flash); no platform file says so.
+    pub fn link(&self, objects: &[PathBuf]) -> Result<Vec<String>> {
+        let objects = ("object_files", quote_paths("", objects));
+        if self.props.get_or_empty("build.mcu").contains("atmega2560") {
+            let mut relaxed = Context { props: self.props.clone(), build_path: self.build_path.clone() };
+            let flags = format!("{},--relax", relaxed.props.get_or_empty("compiler.c.elf.flags"));
+            relaxed.props.set("compiler.c.elf.flags", flags);
+            return relaxed.command("recipe.c.combine.pattern", &[objects]);
+        }
+        self.command("recipe.c.combine.pattern", &[objects])
+    }
+
+    /// `recipe.objcopy.<name>.pattern` commands (eep, hex, bin, ...), in key order.
+    pub fn objcopies(&self) -> Result<Vec<Vec<String>>> {
+        let keys: Vec<String> = self
+            .props
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.starts_with("recipe.objcopy.") && k.ends_with(".pattern"))
+            .collect();
+        keys.iter().map(|k| self.command(k, &[])).collect()
+    }
+
+    pub fn size(&self) -> Result<Vec<String>> {
+        self.command("recipe.size.pattern", &[])
+    }
+
+    /// `recipe.hooks.<stage>.<N>.pattern` commands, in numeric order.
+    pub fn hooks(&self, stage: &str) -> Result<Vec<Vec<String>>> {
+        let prefix = format!("recipe.hooks.{stage}.");
+        let mut keys: Vec<(u32, String)> = self
+            .props
+            .iter()
+            .filter_map(|(k, _)| {
+                let n = k.strip_prefix(&prefix)?.strip_suffix(".pattern")?;
+                Some((n.parse().unwrap_or(u32::MAX), k.clone()))
+            })
+            .collect();
+        keys.sort();
+        keys.iter().map(|(_, k)| self.command(k, &[])).collect()
+    }
+}
+
+/// Flash, RAM and EEPROM use parsed from the size recipe's output with its regexes.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Sizes {
+    pub flash: u64,
+    pub ram: u64,
+    pub eeprom: u64,
+}
+
+pub fn parse_sizes(props: &Properties, output: &str) -> Sizes {
+    let sum = |key: &str| -> u64 {
+        let Some(pattern) = props.get(key) else { return 0 };
+        let Ok(re) = regex::Regex::new(&format!("(?m){pattern}")) else { return 0 };
+        output
+            .lines()
+            .filter_map(|line| re.captures(line.trim_end()))
+            .filter_map(|c| c.get(1)?.as_str().parse::<u64>().ok())
+            .sum()
+    };
+    Sizes {
+        flash: sum("recipe.size.regex"),
+        ram: sum("recipe.size.regex.data"),
+        eeprom: sum("recipe.size.regex.eeprom"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_order_groups_languages() {
+        let mut v: Vec<PathBuf> = ["b.cpp", "a.cpp", "z.c", "w.S", "A.c"].iter().map(PathBuf::from).collect();
+        reference_order(&mut v);
+        let s: Vec<String> = v.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(s, vec!["w.S", "A.c", "z.c", "a.cpp", "b.cpp"]);
+    }
+
+    #[test]
+    fn size_regexes_sum_sections() {
+        let props = Properties::parse(
+            "recipe.size.regex=^(?:\\.text|\\.data|\\.bootloader)\\s+([0-9]+).*\nrecipe.size.regex.data=^(?:\\.data|\\.bss|\\.noinit)\\s+([0-9]+).*\n",
+            "t",
+        )
+        .unwrap();
+        let out = "x.elf  :\nsection  size  addr\n.data  10  0\n.text  920  0\n.bss  9  0\n.comment 17 0\n";
+        assert_eq!(parse_sizes(&props, out), Sizes { flash: 930, ram: 19, eeprom: 0 });
+    }
+
+    #[test]
+    fn compile_command_substitutes_and_quotes() {
+        let props = Properties::parse(
+            "compiler.path=/usr/bin/\nrecipe.cpp.o.pattern=\"{compiler.path}avr-g++\" -c {includes} \"{source_file}\" -o \"{object_file}\"\n",
+            "t",
+        )
+        .unwrap();
+        let ctx = Context::new(&props, Path::new("/b"), "S.ino", Path::new("/s"));
+        let job = ctx.compile(Path::new("/s p/a.cpp"), Path::new("/b/a.cpp.o"), &[PathBuf::from("/core dir")]).unwrap();
+        assert_eq!(job.args, vec!["/usr/bin/avr-g++", "-c", "-I/core dir", "/s p/a.cpp", "-o", "/b/a.cpp.o"]);
+    }
+
+    #[test]
+    fn missing_recipe_is_reported_with_file() {
+        let props = Properties::parse("recipe.c.o.pattern=x\n", "t").unwrap();
+        let e = check_recipes(&props, Path::new("/p/platform.txt")).unwrap_err();
+        assert!(e.to_string().starts_with("/p/platform.txt has no recipe.cpp.o.pattern"), "{e}");
+    }
+}

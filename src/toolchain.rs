@@ -1,0 +1,200 @@
+//! The compiler a platform names: whether it is installed, what it is (identity for
+//! cache keys), its GCC major version, and its system include folders.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::hash::Hasher;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct Compiler {
+    pub path: PathBuf,
+    /// `--version` output: the part of the identity a rebuilt compiler changes.
+    pub version: String,
+    /// Hash of resolved path, size, mtime and version: the compiler's share of every key.
+    pub identity: [u8; 32],
+}
+
+impl Compiler {
+    /// GCC major version when the compiler says it is GCC.
+    pub fn gcc_major(&self) -> Option<u32> {
+        let first = self.version.lines().next()?;
+        if !first.contains("GCC") && !first.contains("gcc") && !first.contains("g++") {
+            return None;
+        }
+        // "avr-gcc (GCC) 5.4.0": the last whitespace token that looks like a version.
+        first
+            .split_whitespace()
+            .filter_map(|tok| {
+                let major = tok.split('.').next()?;
+                (tok.contains('.') && tok.chars().next()?.is_ascii_digit()).then(|| major.parse().ok())?
+            })
+            .last()
+    }
+}
+
+/// Debian packages that provide well-known tool names, for "not installed" errors.
+pub fn debian_package_for(cmd: &str) -> Option<&'static str> {
+    let name = Path::new(cmd).file_name()?.to_str()?;
+    Some(match name {
+        "avr-gcc" | "avr-g++" | "avr-gcc-ar" | "avr-cpp" => "gcc-avr",
+        "avr-objcopy" | "avr-size" | "avr-ar" | "avr-objdump" => "binutils-avr",
+        "arm-none-eabi-gcc" | "arm-none-eabi-g++" | "arm-none-eabi-gcc-ar" => "gcc-arm-none-eabi",
+        "arm-none-eabi-objcopy" | "arm-none-eabi-size" => "binutils-arm-none-eabi",
+        "avrdude" => "avrdude",
+        _ => return None,
+    })
+}
+
+/// A tool named by a recipe is missing: say which and how to get it.
+pub fn not_installed(path: &Path) -> Error {
+    let hint = match debian_package_for(&path.to_string_lossy()) {
+        Some(pkg) => format!("install Debian package {pkg} (apt-get install {pkg}) or set --build-property compiler.path=DIR/"),
+        None => "install it or point --build-property compiler.path=DIR/ at it".to_string(),
+    };
+    Error::usage(format!("compiler {} is not installed; {hint}", path.display()))
+}
+
+/// Probes compilers once per run, and across runs through the store (keyed by path,
+/// size and mtime), so a warm build starts no process just to identify the compiler.
+#[derive(Default)]
+pub struct Toolchain {
+    probed: Mutex<HashMap<PathBuf, Compiler>>,
+    includes: Mutex<HashMap<PathBuf, Vec<PathBuf>>>,
+}
+
+fn file_stamp(path: &Path) -> Result<(PathBuf, u64, i128)> {
+    let resolved = std::fs::canonicalize(path).map_err(|_| not_installed(path))?;
+    let meta = std::fs::metadata(&resolved).map_err(|_| not_installed(path))?;
+    if !meta.is_file() {
+        return Err(not_installed(path));
+    }
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    Ok((resolved, meta.len(), mtime))
+}
+
+fn stamp_key(kind: &str, stamp: &(PathBuf, u64, i128)) -> [u8; 32] {
+    let mut h = Hasher::new(kind);
+    h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes());
+    h.finish()
+}
+
+impl Toolchain {
+    pub fn new() -> Toolchain {
+        Toolchain::default()
+    }
+
+    pub fn probe(&self, path: &Path, store: Option<&Store>) -> Result<Compiler> {
+        if let Some(c) = self.probed.lock().unwrap().get(path) {
+            return Ok(c.clone());
+        }
+        let stamp = file_stamp(path)?;
+        let record_key = stamp_key("compiler-version-v1", &stamp);
+        let cached = store.and_then(|s| s.get_record("toolchain", &record_key)).and_then(|b| String::from_utf8(b).ok());
+        let version = match cached {
+            Some(v) => v,
+            None => {
+                let out = Command::new(path).arg("--version").output().map_err(|_| not_installed(path))?;
+                let v = String::from_utf8_lossy(&out.stdout).into_owned();
+                if let Some(s) = store {
+                    let _ = s.put_record("toolchain", &record_key, v.as_bytes());
+                }
+                v
+            }
+        };
+        let mut h = Hasher::new("compiler-identity-v1");
+        h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes()).str(&version);
+        let compiler = Compiler { path: path.to_path_buf(), version, identity: h.finish() };
+        self.probed.lock().unwrap().insert(path.to_path_buf(), compiler.clone());
+        Ok(compiler)
+    }
+
+    /// The compiler's own include folders (avr-libc's, GCC's), which need no library:
+    /// asked once (`-E -v` on an empty input) and remembered in the store.
+    pub fn system_includes(&self, compiler: &Compiler, store: Option<&Store>) -> Vec<PathBuf> {
+        if let Some(v) = self.includes.lock().unwrap().get(&compiler.path) {
+            return v.clone();
+        }
+        let mut h = Hasher::new("system-includes-v1");
+        h.bytes(&compiler.identity);
+        let key = h.finish();
+        let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => {
+                let out = Command::new(&compiler.path)
+                    .args(["-x", "c++", "-E", "-v", "-"])
+                    .stdin(std::process::Stdio::null())
+                    .output();
+                let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+                let dirs = parse_search_list(&text).join("\n");
+                if let Some(s) = store {
+                    let _ = s.put_record("toolchain", &key, dirs.as_bytes());
+                }
+                dirs
+            }
+        };
+        let dirs: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
+        self.includes.lock().unwrap().insert(compiler.path.clone(), dirs.clone());
+        dirs
+    }
+}
+
+/// The `#include <...> search starts here:` block of `gcc -v` output.
+fn parse_search_list(text: &str) -> Vec<String> {
+    let mut dirs = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("#include <...> search starts here:") || line.starts_with("#include \"...\" search starts here:") {
+            inside = true;
+            continue;
+        }
+        if line.starts_with("End of search list.") {
+            break;
+        }
+        if inside && line.starts_with(' ') {
+            dirs.push(line.trim().to_string());
+        }
+    }
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiler(version: &str) -> Compiler {
+        Compiler { path: PathBuf::from("/x"), version: version.to_string(), identity: [0; 32] }
+    }
+
+    #[test]
+    fn gcc_major_from_version_line() {
+        assert_eq!(compiler("avr-gcc (GCC) 5.4.0\nCopyright").gcc_major(), Some(5));
+        assert_eq!(compiler("g++ (Debian 12.2.0-14) 12.2.0\n").gcc_major(), Some(12));
+        assert_eq!(compiler("clang version 14.0.6\n").gcc_major(), None);
+    }
+
+    #[test]
+    fn search_list_parsing() {
+        let text = "junk\n#include \"...\" search starts here:\n#include <...> search starts here:\n /usr/lib/gcc/avr/5.4.0/include\n /usr/lib/avr/include\nEnd of search list.\n";
+        assert_eq!(parse_search_list(text), vec!["/usr/lib/gcc/avr/5.4.0/include", "/usr/lib/avr/include"]);
+    }
+
+    #[test]
+    fn missing_compiler_names_debian_package() {
+        let e = Toolchain::new().probe(Path::new("/nonexistent/bin/avr-g++"), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "compiler /nonexistent/bin/avr-g++ is not installed; install Debian package gcc-avr (apt-get install gcc-avr) or set --build-property compiler.path=DIR/"
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+}
