@@ -1,0 +1,74 @@
+//! `#include` scanning without a preprocessor: the headers a file names in live
+//! code (not in comments, strings, or `#if 0` blocks), in order of appearance.
+
+use crate::cpp_lex::{directive_parts, tokenize, Conditionals, Kind};
+
+/// Header names of live `#include` directives, first occurrence kept, without the
+/// `<>`/`""` delimiters. `#include MACRO` cannot be resolved and is skipped.
+pub fn scan_includes(source: &str) -> Vec<String> {
+    let mut cond = Conditionals::default();
+    let mut out: Vec<String> = Vec::new();
+    for tok in tokenize(source).into_iter().filter(|t| t.kind == Kind::Directive) {
+        if cond.apply(&tok.text) || cond.dead() {
+            continue;
+        }
+        let (name, rest) = directive_parts(&tok.text);
+        if name != "include" && name != "include_next" {
+            continue;
+        }
+        let header = match rest.chars().next() {
+            Some('<') => rest[1..].split('>').next(),
+            Some('"') => rest[1..].split('"').next(),
+            _ => None,
+        };
+        if let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) {
+            if !out.iter().any(|o| o == h) {
+                out.push(h.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The same for raw file bytes: non-UTF-8 text is decoded lossily (header names
+/// are ASCII in practice).
+pub fn scan_includes_bytes(bytes: &[u8]) -> Vec<String> {
+    scan_includes(&String::from_utf8_lossy(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_both_forms_in_order_once() {
+        let src = "#include <SPI.h>\n#  include \"utility/twi.h\"\n#include <SPI.h>\n";
+        assert_eq!(scan_includes(src), vec!["SPI.h", "utility/twi.h"]);
+    }
+
+    #[test]
+    fn skips_comments_and_strings() {
+        let src = "// #include <A.h>\n/*\n#include <B.h>\n*/\nconst char *s = \"#include <C.h>\";\n#include <D.h> // trailing\n";
+        assert_eq!(scan_includes(src), vec!["D.h"]);
+    }
+
+    #[test]
+    fn skips_if_0_blocks_nested_and_keeps_their_else() {
+        let src = "#if 0\n#include <A.h>\n#ifdef X\n#include <B.h>\n#endif\n#else\n#include <C.h>\n#endif\n\
+                   #if 1\n#include <D.h>\n#else\n#include <E.h>\n#endif\n\
+                   #if 0\n#include <F.h>\n#elif defined(Y)\n#include <G.h>\n#endif\n\
+                   #ifdef __AVR__\n#include <H.h>\n#endif\n";
+        assert_eq!(scan_includes(src), vec!["C.h", "D.h", "G.h", "H.h"]);
+    }
+
+    #[test]
+    fn continuation_lines_and_macros() {
+        let src = "#include \\\n  <Wire.h>\n#include HEADER_MACRO\n#define X \\\n #include <Nope.h>\n";
+        assert_eq!(scan_includes(src), vec!["Wire.h"]);
+    }
+
+    #[test]
+    fn non_utf8_bytes() {
+        assert_eq!(scan_includes_bytes(b"const char *s = \"\xe9\";\n#include <EEPROM.h>\n"), vec!["EEPROM.h"]);
+    }
+}
