@@ -1,13 +1,20 @@
 //! fbuild: byte-identical Arduino firmware, built fast. See docs/design.md.
 
+pub mod cli;
 pub mod cpp_lex;
+pub mod diagnostics;
 pub mod error;
+pub mod exec;
 pub mod hash;
 pub mod includes;
+pub mod library;
 pub mod objcache;
+pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod properties;
 pub mod prototypes;
+pub mod report;
+pub mod sketch;
 pub mod store;
 pub mod toolchain;

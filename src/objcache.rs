@@ -152,6 +152,56 @@ impl<'a> ObjectCache<'a> {
     }
 }
 
+/// `-I` folders of a compile command, in order.
+fn include_dirs(args: &[String]) -> Vec<PathBuf> {
+    args.iter().filter_map(|a| a.strip_prefix("-I")).filter(|d| !d.is_empty()).map(PathBuf::from).collect()
+}
+
+impl ObjectCache<'_> {
+    /// Key for remembering that a compile failed. A failed compile writes no depfile,
+    /// so the headers come from our own include scan instead: every header reachable
+    /// from the source through the compile's search path (ignoring conditionals, so a
+    /// superset), with its bytes, and every header that was not found anywhere. Any
+    /// edit to one of them, or a missing header appearing, changes the key.
+    pub fn failure_key(&self, base: &Hash, job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Hash {
+        let mut search = include_dirs(&job.args);
+        search.extend(system_dirs.iter().cloned());
+        let mut h = Hasher::new("compile-failure-v1");
+        h.bytes(base);
+        let mut seen = std::collections::HashSet::new();
+        let mut queue = std::collections::VecDeque::from([job.source.clone()]);
+        while let Some(file) = queue.pop_front() {
+            let here = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            for name in scanner.includes_of(&file).iter() {
+                let found = std::iter::once(&here).chain(search.iter()).map(|d| d.join(name)).find(|p| p.is_file());
+                match found {
+                    Some(p) => {
+                        if seen.insert(p.clone()) {
+                            h.path(&p).bytes(&self.file_hash(&p).unwrap_or([0; 32]));
+                            queue.push_back(p);
+                        }
+                    }
+                    None => {
+                        h.str("missing").str(name);
+                    }
+                }
+            }
+        }
+        h.finish()
+    }
+
+    /// The output of a compile that failed before with exactly these inputs.
+    pub fn cached_failure(&self, key: &Hash) -> Option<String> {
+        self.store?.get_record("failure", key).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub fn record_failure(&self, key: &Hash, output: &str) {
+        if let Some(s) = self.store {
+            let _ = s.put_record("failure", key, output.as_bytes());
+        }
+    }
+}
+
 /// Key of a set of objects plus the command that combines them (archive or link).
 pub fn combine_key(domain: &str, inputs: &[Hash], commands: &[Vec<String>]) -> Hash {
     let mut h = Hasher::new(domain);

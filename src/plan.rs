@@ -63,14 +63,28 @@ impl Lang {
     }
 }
 
-/// Sort sources the way the reference builder orders objects: by language group,
-/// then by path (walk order).
+/// Sort sources the way the reference builder compiles and links them: a folder's
+/// own files first (`.S`, then `.c`, then `.cpp`, each by name), then each subfolder
+/// in name order, recursively. Object order on the link line shapes the firmware.
 pub fn reference_order(sources: &mut [PathBuf]) {
-    sources.sort_by(|a, b| {
-        let ra = Lang::of(a).map(Lang::link_rank).unwrap_or(9);
-        let rb = Lang::of(b).map(Lang::link_rank).unwrap_or(9);
-        ra.cmp(&rb).then_with(|| a.cmp(b))
-    });
+    sources.sort_by(|a, b| compare_reference(a, b));
+}
+
+fn compare_reference(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let ca: Vec<_> = a.components().collect();
+    let cb: Vec<_> = b.components().collect();
+    let common = ca.iter().zip(&cb).take_while(|(x, y)| x == y).count();
+    let a_is_file_here = common + 1 == ca.len();
+    let b_is_file_here = common + 1 == cb.len();
+    match (a_is_file_here, b_is_file_here) {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (true, true) => {
+            let rank = |p: &Path| Lang::of(p).map(Lang::link_rank).unwrap_or(9);
+            rank(a).cmp(&rank(b)).then_with(|| a.cmp(b))
+        }
+        (false, false) => ca[common..].cmp(&cb[common..]),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -210,11 +224,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reference_order_groups_languages() {
-        let mut v: Vec<PathBuf> = ["b.cpp", "a.cpp", "z.c", "w.S", "A.c"].iter().map(PathBuf::from).collect();
+    fn reference_order_groups_languages_per_folder_then_subfolders() {
+        let mut v: Vec<PathBuf> = ["/l/utility/twi.c", "/l/b.cpp", "/l/a.cpp", "/l/z.c", "/l/w.S", "/l/A.c", "/l/a/x.S", "/l/utility/a.cpp"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         reference_order(&mut v);
         let s: Vec<String> = v.iter().map(|p| p.display().to_string()).collect();
-        assert_eq!(s, vec!["w.S", "A.c", "z.c", "a.cpp", "b.cpp"]);
+        assert_eq!(
+            s,
+            vec!["/l/w.S", "/l/A.c", "/l/z.c", "/l/a.cpp", "/l/b.cpp", "/l/a/x.S", "/l/utility/twi.c", "/l/utility/a.cpp"]
+        );
     }
 
     #[test]

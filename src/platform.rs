@@ -224,8 +224,11 @@ fn read_menu_order(boards_txt: &Path) -> Vec<(String, String, String)> {
     out
 }
 
+/// A parsed board name: optional (vendor, arch), board id, menu choices.
+type BoardSpec = (Option<(String, String)>, String, Vec<(String, String)>);
+
 /// Parse `id`, `vendor:arch:id` or `vendor:arch:id:menu=opt,menu2=opt2`.
-fn parse_board_spec(spec: &str) -> Result<(Option<(String, String)>, String, Vec<(String, String)>)> {
+fn parse_board_spec(spec: &str) -> Result<BoardSpec> {
     let parts: Vec<&str> = spec.split(':').collect();
     let bad = || {
         Error::usage(format!(
@@ -345,6 +348,10 @@ pub fn resolve_board(platforms: &[Platform], spec: &str) -> Result<Board> {
     properties.set("build.fqbn", fqbn.clone());
     properties.set("build.system.path", platform.path.join("system").display().to_string());
 
+    for (name, path) in installed_tools() {
+        properties.set(format!("runtime.tools.{name}.path"), path.display().to_string());
+    }
+
     let core_path = resolve_referenced(platforms, platform, properties.get_or_empty("build.core"), "cores")
         .ok_or_else(|| {
             Error::usage(format!(
@@ -372,6 +379,27 @@ pub fn resolve_board(platforms: &[Platform], spec: &str) -> Result<Board> {
         defaulted_menus: defaulted,
         properties,
     })
+}
+
+/// Tools installed by arduino-cli (`~/.arduino15/packages/<vendor>/tools/<name>/<version>`),
+/// as `runtime.tools.<name>` (newest version) and `runtime.tools.<name>-<version>`,
+/// which such platforms' recipes use for `compiler.path`.
+fn installed_tools() -> Vec<(String, PathBuf)> {
+    let Some(home) = std::env::var_os("HOME") else { return Vec::new() };
+    let mut out = Vec::new();
+    for vendor in sorted_dirs(&Path::new(&home).join(".arduino15/packages")) {
+        for tool in sorted_dirs(&vendor.join("tools")) {
+            let name = file_name(&tool);
+            let versions = sorted_dirs(&tool);
+            for v in &versions {
+                out.push((format!("{name}-{}", file_name(v)), v.clone()));
+            }
+            if let Some(newest) = versions.last() {
+                out.push((name, newest.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// `build.core=arduino` or `build.core=vendor:arduino` (a core of another platform

@@ -33,7 +33,7 @@ impl Compiler {
                 let major = tok.split('.').next()?;
                 (tok.contains('.') && tok.chars().next()?.is_ascii_digit()).then(|| major.parse().ok())?
             })
-            .last()
+            .next_back()
     }
 }
 

@@ -1,0 +1,263 @@
+//! Command-line interface: flags are documented where they are defined.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{exit, Error, Result};
+use crate::pipeline::{self, Request};
+use crate::report::{self, Status};
+use crate::store::{self, Store};
+
+/// Default cache size bound (5 GiB), overridable with FBUILD_CACHE_MAX_SIZE or --cache-max-size.
+pub const DEFAULT_CACHE_MAX: u64 = 5 << 30;
+
+#[derive(Parser, Debug)]
+#[command(name = "fbuild", version, about = "Byte-identical Arduino firmware, built fast: one board, many sketches")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build one sketch (a folder or its main .ino) and print where the firmware is.
+    Build {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// The sketch folder, or the path of its main .ino file.
+        sketch: PathBuf,
+    },
+    /// Build many sketches for one board: core and libraries once, then every sketch in parallel.
+    CompileMany {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Stage-1 width (core and libraries). Default: min(cores, 2).
+        #[arg(long, value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+        framework_jobs: Option<usize>,
+        /// Stage-2 width (sketches at once). Default: number of cores.
+        #[arg(long, value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
+        sketch_jobs: Option<usize>,
+        /// Where to write the per-sketch result map. Default: OUT/results.json.
+        #[arg(long, value_name = "FILE")]
+        results: Option<PathBuf>,
+        /// Where to write the per-phase timings (TSV). Default: OUT/phases.tsv.
+        #[arg(long, value_name = "FILE")]
+        phases: Option<PathBuf>,
+        /// Read more sketch paths from FILE, one per line (blank lines and # comments skipped).
+        #[arg(long, value_name = "FILE")]
+        sketches_from: Vec<PathBuf>,
+        /// Sketch folders, main .ino files, or folders holding sketches anywhere below.
+        sketches: Vec<PathBuf>,
+    },
+    /// List every board of every installed platform.
+    Boards {
+        /// Extra hardware folder holding <vendor>/<arch>/boards.txt (repeatable).
+        #[arg(long, value_name = "DIR")]
+        hardware: Vec<PathBuf>,
+    },
+    /// Inspect or empty the object/archive/link cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        /// Cache folder. Default: $FBUILD_CACHE_DIR, else $XDG_CACHE_HOME/fbuild, else ~/.cache/fbuild.
+        #[arg(long, value_name = "DIR", global = true)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CacheAction {
+    /// Entries, bytes, and hits/misses of the last run and in total.
+    Stats,
+    /// Remove every cache entry.
+    Clean,
+    /// Print the cache folder.
+    Dir,
+}
+
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// Board id (`uno`) or FQBN with menu options (`arduino:avr:nano:cpu=atmega328old`).
+    #[arg(long, short = 'b', default_value = "uno")]
+    pub board: String,
+    /// Output folder; each sketch gets its own subfolder. Default: .fbuild in the working directory.
+    #[arg(long, value_name = "DIR", default_value = ".fbuild")]
+    pub out: PathBuf,
+    /// Hardware folder holding <vendor>/<arch>/boards.txt, searched first (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub hardware: Vec<PathBuf>,
+    /// One library folder, preferred over every installed library (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub library: Vec<PathBuf>,
+    /// A folder of library folders, preferred over ~/Arduino/libraries (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub libraries: Vec<PathBuf>,
+    /// Override a platform property, as arduino-cli does: key=value (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub build_property: Vec<(String, String)>,
+    /// Print every command run and the choices made (menu defaults, compiler quirks).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Print nothing but errors and the final result.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Build without reading or writing the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Cache folder. Default: $FBUILD_CACHE_DIR, else $XDG_CACHE_HOME/fbuild, else ~/.cache/fbuild.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Cache size bound (e.g. 5G, 500M); least recently used entries go first. Default: $FBUILD_CACHE_MAX_SIZE or 5G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub cache_max_size: Option<u64>,
+}
+
+fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number of at least 1".to_string()),
+    }
+}
+
+fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err("expected key=value, e.g. compiler.cpp.extra_flags=-DFOO".to_string()),
+    }
+}
+
+fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
+    store::parse_size(s).ok_or_else(|| "expected a size like 5G, 500M or 1048576".to_string())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn cache_dir(explicit: &Option<PathBuf>) -> PathBuf {
+    explicit.clone().unwrap_or_else(store::default_cache_dir)
+}
+
+fn cache_max(explicit: Option<u64>) -> Result<u64> {
+    if let Some(v) = explicit {
+        return Ok(v);
+    }
+    match std::env::var("FBUILD_CACHE_MAX_SIZE") {
+        Ok(s) => store::parse_size(&s).ok_or_else(|| {
+            Error::usage(format!("FBUILD_CACHE_MAX_SIZE={s} is not a size; use a value like 5G or 500M"))
+        }),
+        Err(_) => Ok(DEFAULT_CACHE_MAX),
+    }
+}
+
+fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
+    Ok(Request {
+        board: common.board.clone(),
+        sketches,
+        hardware: common.hardware.clone(),
+        library: common.library.clone(),
+        libraries: common.libraries.clone(),
+        build_properties: common.build_property.clone(),
+        // Absolute, so recipes and logs name real paths whatever the tools' cwd.
+        out: std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?,
+        framework_jobs,
+        sketch_jobs,
+        verbose: common.verbose,
+        quiet: common.quiet,
+        cache_dir: (!common.no_cache).then(|| cache_dir(&common.cache_dir)),
+        cache_max_bytes: cache_max(common.cache_max_size)?,
+    })
+}
+
+fn read_sketch_list(path: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::usage(format!("--sketches-from {}: {e}; pass a readable file with one sketch path per line", path.display()))
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(PathBuf::from)
+        .collect())
+}
+
+/// Run a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Boards { hardware } => {
+            let platforms = crate::platform::discover(&hardware)?;
+            println!("{:<16} {:<40} {:<12} {:>9} {:>7}  name", "id", "fqbn", "mcu", "flash", "ram");
+            for b in crate::platform::list_boards(&platforms) {
+                let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+                println!("{:<16} {:<40} {:<12} {:>9} {:>7}  {}", b.id, b.fqbn, b.mcu, n(b.max_flash), n(b.max_ram), b.name);
+            }
+            Ok(exit::OK)
+        }
+        Command::Cache { action, cache_dir: dir } => {
+            let dir = cache_dir(&dir);
+            match action {
+                CacheAction::Dir => println!("{}", dir.display()),
+                CacheAction::Stats => {
+                    let s = Store::open(&dir, cache_max(None)?).map_err(|e| Error::Environment(format!("cache {}: {e}", dir.display())))?;
+                    let stats = s.disk_stats().map_err(|e| Error::Environment(e.to_string()))?;
+                    println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+                }
+                CacheAction::Clean => {
+                    let s = Store::open(&dir, cache_max(None)?).map_err(|e| Error::Environment(format!("cache {}: {e}", dir.display())))?;
+                    s.clean().map_err(|e| Error::Environment(e.to_string()))?;
+                    println!("cleaned {}", dir.display());
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Build { common, sketch } => {
+            let req = request(&common, vec![sketch], 2.min(cores()), 1)?;
+            let report = pipeline::run(&Request { quiet: true, ..req })?;
+            let r = &report.sketches[0];
+            if r.status == Status::Ok {
+                if let (Some(used), Some(max)) = (r.flash_used, r.flash_max) {
+                    println!("Sketch uses {used} bytes ({}%) of program storage space. Maximum is {max} bytes.", used * 100 / max.max(1));
+                }
+                if let (Some(used), Some(max)) = (r.ram_used, r.ram_max) {
+                    println!(
+                        "Global variables use {used} bytes ({}%) of dynamic memory, leaving {} bytes for local variables. Maximum is {max} bytes.",
+                        used * 100 / max.max(1),
+                        max.saturating_sub(used)
+                    );
+                }
+                if let Some(hex) = r.firmware.get("hex") {
+                    println!("Firmware: {}", hex.display());
+                }
+                Ok(exit::OK)
+            } else {
+                eprintln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
+                eprintln!("log: {}", r.log.display());
+                Ok(exit::BUILD_FAILED)
+            }
+        }
+        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, sketches } => {
+            let mut args = sketches;
+            for f in &sketches_from {
+                args.extend(read_sketch_list(f)?);
+            }
+            if args.is_empty() {
+                return Err(Error::usage("no sketches given; pass sketch folders, .ino files, folders holding sketches, or --sketches-from FILE"));
+            }
+            let results_path = results.unwrap_or_else(|| common.out.join("results.json"));
+            let phases_path = phases.unwrap_or_else(|| common.out.join("phases.tsv"));
+            report::check_writable(&results_path)?;
+            report::check_writable(&phases_path)?;
+            let expanded = crate::sketch::expand_arguments(&args)?;
+            let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
+            let report = pipeline::run(&req)?;
+            report::write_atomic(&results_path, serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
+            report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
+            if !common.quiet || !report.all_ok() {
+                print!("{}", report::summary(&report));
+            }
+            println!("results: {}", results_path.display());
+            Ok(if report.all_ok() { exit::OK } else { exit::BUILD_FAILED })
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Running tools: one place that spawns processes, so interruption can stop them
+//! all, `--verbose` can print every command, and tests can count what ran.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    /// stdout then stderr, as a user would read them in a log.
+    pub text: String,
+    pub stdout: String,
+    /// "killed by signal 9 (SIGKILL)" when the tool died from a signal.
+    pub signal: Option<String>,
+}
+
+pub struct Runner {
+    pub verbose: bool,
+    interrupted: Arc<AtomicBool>,
+    children: Arc<Mutex<HashSet<u32>>>,
+    spawned: AtomicUsize,
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "signal",
+    }
+}
+
+impl Runner {
+    /// A runner that stops its tools when SIGINT or SIGTERM arrives.
+    pub fn new(verbose: bool) -> Runner {
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let children: Arc<Mutex<HashSet<u32>>> = Arc::default();
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]) {
+            let flag = interrupted.clone();
+            let kids = children.clone();
+            std::thread::spawn(move || {
+                for _ in signals.forever() {
+                    flag.store(true, Ordering::SeqCst);
+                    for &pid in kids.lock().unwrap().iter() {
+                        // Each tool leads its own process group: stop it and its children.
+                        unsafe {
+                            libc::kill(-(pid as i32), libc::SIGTERM);
+                        }
+                    }
+                }
+            });
+        }
+        Runner { verbose, interrupted, children, spawned: AtomicUsize::new(0) }
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Tool processes started so far (for results.json and the no-op tests).
+    pub fn spawned(&self) -> usize {
+        self.spawned.load(Ordering::SeqCst)
+    }
+
+    pub fn run(&self, args: &[String], cwd: Option<&Path>) -> Output {
+        if self.verbose {
+            eprintln!("{}", display_command(args));
+        }
+        if self.interrupted() {
+            return Output { success: false, text: "interrupted".into(), stdout: String::new(), signal: None };
+        }
+        let Some((program, rest)) = args.split_first() else {
+            return Output { success: false, text: "empty command".into(), stdout: String::new(), signal: None };
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(rest).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+            // If fbuild itself is killed (SIGKILL cannot be caught), take the tool
+            // with it rather than leave it writing outputs a rerun is about to write.
+            // The spawning thread always waits for its child, so this fires only then.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        self.spawned.fetch_add(1, Ordering::SeqCst);
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return Output {
+                    success: false,
+                    text: format!("cannot run {program}: {e}"),
+                    stdout: String::new(),
+                    signal: None,
+                }
+            }
+        };
+        let pid = child.id();
+        self.children.lock().unwrap().insert(pid);
+        // A signal may have landed between the check above and registering the child.
+        if self.interrupted() {
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGTERM);
+            }
+        }
+        let result = child.wait_with_output();
+        self.children.lock().unwrap().remove(&pid);
+        match result {
+            Ok(out) => {
+                use std::os::unix::process::ExitStatusExt;
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let mut text = stdout.clone();
+                text.push_str(&stderr);
+                let signal = out.status.signal().map(|s| format!("killed by signal {s} ({})", signal_name(s)));
+                if let Some(s) = &signal {
+                    text.push_str(&format!("{program}: {s}\n"));
+                }
+                Output { success: out.status.success(), text, stdout, signal }
+            }
+            Err(e) => Output { success: false, text: format!("{program}: {e}"), stdout: String::new(), signal: None },
+        }
+    }
+}
+
+/// A command as a shell would accept it back, for logs and `--verbose`.
+pub fn display_command(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,+@%".contains(c)) {
+                a.clone()
+            } else {
+                format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

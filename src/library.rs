@@ -1,0 +1,475 @@
+//! Arduino libraries (specification 1.5: flat 1.0 layout or `src/` layout), where
+//! they are searched, and which one provides a header (arduino-cli's priority rules).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::properties::Properties;
+use crate::sketch::{HEADER_EXTENSIONS, SOURCE_EXTENSIONS};
+
+/// Where a library was found; higher ranks win ties on name and architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// The referenced (core-providing) platform's `libraries/`.
+    ReferencedPlatform,
+    /// The board's platform `libraries/`.
+    Platform,
+    /// `~/Arduino/libraries`.
+    User,
+    /// `--libraries DIR` folders.
+    Libraries,
+    /// `--library DIR`: named explicitly by the user, always preferred.
+    Explicit,
+}
+
+impl Location {
+    fn bonus(self) -> i32 {
+        match self {
+            Location::ReferencedPlatform => 1,
+            Location::Platform => 2,
+            Location::User => 3,
+            Location::Libraries => 10_000,
+            Location::Explicit => 10_001,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// 1.5 layout: sources recursively under `src/`.
+    Recursive,
+    /// 1.0 layout: sources in the root folder and in `utility/`.
+    Flat,
+}
+
+#[derive(Debug, Clone)]
+pub struct Library {
+    pub name: String,
+    pub dir_name: String,
+    pub path: PathBuf,
+    pub src_dir: PathBuf,
+    pub layout: Layout,
+    pub architectures: Vec<String>,
+    /// `dot_a_linkage=true`: linked through an archive, as the spec asks.
+    pub dot_a_linkage: bool,
+    pub location: Location,
+    /// Header files directly in `src_dir`: what `#include <X.h>` can find.
+    pub headers: Vec<String>,
+}
+
+impl Library {
+    pub fn load(path: &Path, location: Location) -> Result<Option<Library>> {
+        if !path.is_dir() {
+            return Ok(None);
+        }
+        let dir_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let props_path = path.join("library.properties");
+        let props = if props_path.is_file() { Properties::load(&props_path)? } else { Properties::new() };
+        let (src_dir, layout) = if props_path.is_file() && path.join("src").is_dir() {
+            (path.join("src"), Layout::Recursive)
+        } else {
+            (path.to_path_buf(), Layout::Flat)
+        };
+        let headers: Vec<String> = list_files(&src_dir)
+            .into_iter()
+            .filter(|p| HEADER_EXTENSIONS.contains(&ext_of(p)))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        if headers.is_empty() {
+            return Ok(None); // not a library (e.g. a stray folder)
+        }
+        let architectures = props
+            .get("architectures")
+            .map(|a| a.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .filter(|v: &Vec<String>| !v.is_empty())
+            .unwrap_or_else(|| vec!["*".to_string()]);
+        Ok(Some(Library {
+            name: props.get("name").map(str::to_string).unwrap_or_else(|| dir_name.clone()),
+            dir_name,
+            path: path.to_path_buf(),
+            src_dir,
+            layout,
+            architectures,
+            dot_a_linkage: props.get("dot_a_linkage") == Some("true"),
+            location,
+            headers,
+        }))
+    }
+
+    pub fn supports(&self, arch: &str) -> bool {
+        self.architectures.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(arch))
+    }
+
+    /// Source files to compile, in the order the reference builder compiles and links them.
+    pub fn sources(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        match self.layout {
+            Layout::Recursive => collect_sources_recursive(&self.src_dir, &mut out),
+            Layout::Flat => {
+                out.extend(list_files(&self.src_dir).into_iter().filter(|p| is_source(p)));
+                collect_sources_recursive(&self.src_dir.join("utility"), &mut out);
+            }
+        }
+        out
+    }
+
+    /// Headers and sources whose `#include`s can pull in more libraries.
+    pub fn scan_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.src_dir.clone()];
+        while let Some(dir) = stack.pop() {
+            for p in list_entries(&dir) {
+                if p.is_dir() {
+                    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let descend = match self.layout {
+                        Layout::Recursive => true,
+                        Layout::Flat => dir == self.src_dir && name == "utility",
+                    };
+                    if descend && name != "examples" && name != "extras" {
+                        stack.push(p);
+                    }
+                } else if is_source(&p) || HEADER_EXTENSIONS.contains(&ext_of(&p)) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Include folders the library's own sources need besides the sketch's.
+    pub fn own_include_dirs(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.src_dir.clone()];
+        if self.layout == Layout::Flat && self.src_dir.join("utility").is_dir() {
+            v.push(self.src_dir.join("utility"));
+        }
+        v
+    }
+
+    fn priority(&self, header: &str, arch: &str) -> i32 {
+        let header = simplify(header.rsplit_once('.').map(|(s, _)| s).unwrap_or(header));
+        let name = simplify(&self.name);
+        let dir = simplify(&self.dir_name);
+        let mut p = if self.architectures.iter().any(|a| a.eq_ignore_ascii_case(arch)) {
+            1010 // optimised for this architecture beats "works everywhere"
+        } else if self.architectures.iter().any(|a| a == "*") {
+            1000
+        } else {
+            0
+        };
+        let either = |f: &dyn Fn(&str) -> bool| f(&name) || f(&dir);
+        p += if name == header && dir == header {
+            700
+        } else if either(&|s| s == header) {
+            600
+        } else if either(&|s| s == format!("{header}-main")) {
+            500
+        } else if either(&|s| s == format!("{header}-master")) {
+            400
+        } else if either(&|s| s.starts_with(&header)) {
+            300
+        } else if either(&|s| s.ends_with(&header)) {
+            200
+        } else if either(&|s| s.contains(&header)) {
+            100
+        } else {
+            0
+        };
+        p + self.location.bonus()
+    }
+}
+
+/// Library names compare loosely: case-insensitive, with spaces and symbols as `_`.
+fn simplify(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
+fn ext_of(p: &Path) -> &str {
+    p.extension().and_then(|e| e.to_str()).unwrap_or("")
+}
+
+fn is_source(p: &Path) -> bool {
+    SOURCE_EXTENSIONS.contains(&ext_of(p))
+}
+
+fn list_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| !p.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(true));
+    v.sort();
+    v
+}
+
+fn list_files(dir: &Path) -> Vec<PathBuf> {
+    list_entries(dir).into_iter().filter(|p| p.is_file()).collect()
+}
+
+/// Files of a folder first (sorted), then each subfolder in turn: the order the
+/// reference builder walks a library's `src/`.
+fn collect_sources_recursive(dir: &Path, out: &mut Vec<PathBuf>) {
+    let entries = list_entries(dir);
+    out.extend(entries.iter().filter(|p| p.is_file() && is_source(p)).cloned());
+    for d in entries.iter().filter(|p| p.is_dir()) {
+        collect_sources_recursive(d, out);
+    }
+}
+
+/// Every installed library, indexed by the headers it offers.
+#[derive(Debug, Default)]
+pub struct LibraryIndex {
+    pub libraries: Vec<Library>,
+    by_header: HashMap<String, Vec<usize>>,
+    /// The folders searched, for "no library provides X.h" messages.
+    pub searched: Vec<PathBuf>,
+}
+
+pub struct LibrarySources<'a> {
+    pub explicit: &'a [PathBuf],
+    pub folders: &'a [PathBuf],
+    pub platform_dir: &'a Path,
+}
+
+impl LibraryIndex {
+    pub fn build(src: &LibrarySources) -> Result<LibraryIndex> {
+        let mut idx = LibraryIndex::default();
+        for lib in src.explicit {
+            match Library::load(lib, Location::Explicit)? {
+                Some(l) => idx.add(l),
+                None => {
+                    return Err(Error::usage(format!(
+                        "--library {} is not a library folder (no headers in it or its src/); pass the library's root folder",
+                        lib.display()
+                    )))
+                }
+            }
+            idx.searched.push(lib.clone());
+        }
+        for folder in src.folders {
+            if !folder.is_dir() {
+                return Err(Error::usage(format!(
+                    "--libraries {} does not exist; pass a folder that holds library folders",
+                    folder.display()
+                )));
+            }
+            idx.add_folder(folder, Location::Libraries)?;
+        }
+        if let Some(home) = std::env::var_os("HOME") {
+            idx.add_folder(&Path::new(&home).join("Arduino/libraries"), Location::User)?;
+        }
+        idx.add_folder(&src.platform_dir.join("libraries"), Location::Platform)?;
+        Ok(idx)
+    }
+
+    fn add_folder(&mut self, folder: &Path, location: Location) -> Result<()> {
+        if !folder.is_dir() {
+            return Ok(());
+        }
+        self.searched.push(folder.to_path_buf());
+        for dir in list_entries(folder).into_iter().filter(|p| p.is_dir()) {
+            if let Some(l) = Library::load(&dir, location)? {
+                self.add(l);
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, lib: Library) {
+        let i = self.libraries.len();
+        for h in &lib.headers {
+            self.by_header.entry(h.clone()).or_default().push(i);
+        }
+        self.libraries.push(lib);
+    }
+
+    /// The library that provides `header` for `arch`, by arduino-cli's priority:
+    /// architecture fit, then name fit, then location; ties go to the closest name.
+    pub fn resolve(&self, header: &str, arch: &str) -> Option<usize> {
+        let candidates = self.by_header.get(header)?;
+        let best = candidates.iter().map(|&i| self.libraries[i].priority(header, arch)).max()?;
+        let mut tied: Vec<usize> =
+            candidates.iter().copied().filter(|&i| self.libraries[i].priority(header, arch) == best).collect();
+        let stem = simplify(header.rsplit_once('.').map(|(s, _)| s).unwrap_or(header));
+        tied.sort_by_key(|&i| (strsim::levenshtein(&simplify(&self.libraries[i].name), &stem), self.libraries[i].name.clone()));
+        tied.first().copied()
+    }
+}
+
+/// Memoised `#include` lists per file: each library file is scanned once per run,
+/// however many sketches use it.
+#[derive(Default)]
+pub struct IncludeCache {
+    map: std::sync::Mutex<BTreeMap<PathBuf, std::sync::Arc<Vec<String>>>>,
+}
+
+impl IncludeCache {
+    pub fn includes_of(&self, path: &Path) -> std::sync::Arc<Vec<String>> {
+        if let Some(v) = self.map.lock().unwrap().get(path) {
+            return v.clone();
+        }
+        let v = std::sync::Arc::new(match std::fs::read(path) {
+            Ok(bytes) => crate::includes::scan_includes_bytes(&bytes),
+            Err(_) => Vec::new(),
+        });
+        self.map.lock().unwrap().insert(path.to_path_buf(), v.clone());
+        v
+    }
+}
+
+/// What library discovery found for one translation-unit set.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// Indexes into `LibraryIndex::libraries`, in discovery order.
+    pub libraries: Vec<usize>,
+    /// Headers included directly by the sketch that nothing provides.
+    pub missing: Vec<String>,
+}
+
+/// Find the libraries a set of files needs, following includes through headers found
+/// in `local_dirs` (sketch, core, variant) and through every library it adds, the way
+/// the reference builder's repeated preprocessing does, but in-process.
+pub fn discover(
+    index: &LibraryIndex,
+    cache: &IncludeCache,
+    arch: &str,
+    roots: &[PathBuf],
+    sketch_dir: &Path,
+    framework_dirs: &[PathBuf],
+    system_dirs: &[PathBuf],
+) -> Discovery {
+    let mut found = Discovery::default();
+    let mut queue: std::collections::VecDeque<(PathBuf, bool)> = roots.iter().map(|p| (p.clone(), true)).collect();
+    let mut seen: std::collections::HashSet<PathBuf> = roots.iter().cloned().collect();
+    while let Some((file, from_sketch)) = queue.pop_front() {
+        let includes = cache.includes_of(&file);
+        let file_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        for header in includes.iter() {
+            // Relative to the including file or the sketch: scan it too, it may
+            // include libraries. Core and variant headers cannot, so stop there.
+            let local = [&file_dir, &sketch_dir.to_path_buf()].into_iter().map(|d| d.join(header)).find(|p| p.is_file());
+            if let Some(p) = local {
+                if seen.insert(p.clone()) {
+                    queue.push_back((p, from_sketch));
+                }
+                continue;
+            }
+            if framework_dirs.iter().any(|d| d.join(header).is_file()) {
+                continue;
+            }
+            if found.libraries.iter().any(|&i| index.libraries[i].src_dir.join(header).is_file()) {
+                continue;
+            }
+            if let Some(i) = index.resolve(header, arch) {
+                found.libraries.push(i);
+                for f in index.libraries[i].scan_files() {
+                    if seen.insert(f.clone()) {
+                        queue.push_back((f, false));
+                    }
+                }
+                continue;
+            }
+            if system_dirs.iter().any(|d| d.join(header).is_file()) {
+                continue;
+            }
+            if from_sketch && !found.missing.contains(header) {
+                found.missing.push(header.clone());
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib(root: &Path, dir: &str, props: Option<&str>, header: &str) -> PathBuf {
+        let p = root.join(dir);
+        let src = if props.is_some() { p.join("src") } else { p.clone() };
+        std::fs::create_dir_all(&src).unwrap();
+        if let Some(pr) = props {
+            std::fs::write(p.join("library.properties"), pr).unwrap();
+        }
+        std::fs::write(src.join(header), "").unwrap();
+        p
+    }
+
+    fn index_of(libs: Vec<Library>) -> LibraryIndex {
+        let mut idx = LibraryIndex::default();
+        for l in libs {
+            idx.add(l);
+        }
+        idx
+    }
+
+    #[test]
+    fn name_match_beats_location() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Library::load(&lib(t.path(), "Servo", Some("name=Servo\n"), "Servo.h"), Location::Platform).unwrap().unwrap();
+        let b = Library::load(&lib(t.path(), "MyStuff", Some("name=MyStuff\n"), "Servo.h"), Location::User).unwrap().unwrap();
+        let idx = index_of(vec![b, a]);
+        assert_eq!(idx.libraries[idx.resolve("Servo.h", "avr").unwrap()].dir_name, "Servo");
+    }
+
+    #[test]
+    fn architecture_specific_beats_generic_and_incompatible_loses() {
+        let t = tempfile::tempdir().unwrap();
+        let generic = Library::load(&lib(t.path(), "a/Foo", Some("name=Foo\narchitectures=*\n"), "Foo.h"), Location::User).unwrap().unwrap();
+        let avr = Library::load(&lib(t.path(), "b/Foo", Some("name=Foo\narchitectures=avr\n"), "Foo.h"), Location::Platform).unwrap().unwrap();
+        let sam = Library::load(&lib(t.path(), "c/Foo", Some("name=Foo\narchitectures=sam\n"), "Foo.h"), Location::User).unwrap().unwrap();
+        let idx = index_of(vec![generic, avr, sam]);
+        let i = idx.resolve("Foo.h", "avr").unwrap();
+        assert_eq!(idx.libraries[i].architectures, vec!["avr"]);
+        assert!(!idx.libraries[2].supports("avr"));
+    }
+
+    #[test]
+    fn user_folder_beats_platform_on_equal_names() {
+        let t = tempfile::tempdir().unwrap();
+        let p = Library::load(&lib(t.path(), "p/Wire", Some("name=Wire\n"), "Wire.h"), Location::Platform).unwrap().unwrap();
+        let u = Library::load(&lib(t.path(), "u/Wire", Some("name=Wire\n"), "Wire.h"), Location::User).unwrap().unwrap();
+        let idx = index_of(vec![p, u]);
+        assert_eq!(idx.libraries[idx.resolve("Wire.h", "avr").unwrap()].location, Location::User);
+    }
+
+    #[test]
+    fn layouts_and_sources() {
+        let t = tempfile::tempdir().unwrap();
+        let flat = lib(t.path(), "Flat", None, "Flat.h");
+        std::fs::write(flat.join("Flat.cpp"), "").unwrap();
+        std::fs::create_dir_all(flat.join("utility")).unwrap();
+        std::fs::write(flat.join("utility/u.c"), "").unwrap();
+        std::fs::create_dir_all(flat.join("examples/E")).unwrap();
+        std::fs::write(flat.join("examples/E/E.cpp"), "").unwrap();
+        let l = Library::load(&flat, Location::User).unwrap().unwrap();
+        assert_eq!(l.layout, Layout::Flat);
+        let names: Vec<String> = l.sources().iter().map(|p| p.strip_prefix(&flat).unwrap().display().to_string()).collect();
+        assert_eq!(names, vec!["Flat.cpp", "utility/u.c"]);
+
+        let rec = lib(t.path(), "Rec", Some("name=Rec\n"), "Rec.h");
+        std::fs::create_dir_all(rec.join("src/a")).unwrap();
+        std::fs::write(rec.join("src/a/x.cpp"), "").unwrap();
+        std::fs::write(rec.join("src/z.cpp"), "").unwrap();
+        let l = Library::load(&rec, Location::User).unwrap().unwrap();
+        let names: Vec<String> = l.sources().iter().map(|p| p.strip_prefix(&rec).unwrap().display().to_string()).collect();
+        assert_eq!(names, vec!["src/z.cpp", "src/a/x.cpp"]);
+    }
+
+    #[test]
+    fn discovery_is_transitive_and_reports_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let a = lib(t.path(), "libs/A", Some("name=A\n"), "A.h");
+        std::fs::write(a.join("src/A.h"), "#include <B.h>\n").unwrap();
+        lib(t.path(), "libs/B", Some("name=B\n"), "B.h");
+        let sketch = t.path().join("S/S.ino.cpp");
+        std::fs::create_dir_all(sketch.parent().unwrap()).unwrap();
+        std::fs::write(&sketch, "#include <A.h>\n#include <Nope.h>\n#if 0\n#include <Never.h>\n#endif\n").unwrap();
+        let idx = LibraryIndex::build(&LibrarySources { explicit: &[], folders: &[t.path().join("libs")], platform_dir: t.path() }).unwrap();
+        let d = discover(&idx, &IncludeCache::default(), "avr", &[sketch.clone()], sketch.parent().unwrap(), &[], &[]);
+        let names: Vec<&str> = d.libraries.iter().map(|&i| idx.libraries[i].name.as_str()).collect();
+        assert_eq!(names, vec!["A", "B"]);
+        assert_eq!(d.missing, vec!["Nope.h"]);
+    }
+}

@@ -1,0 +1,1060 @@
+//! The two-stage build in one process. `build` is `compile-many` of one sketch.
+//!
+//! load -> discover -> stage 1 (core + libraries, `framework_jobs` wide)
+//!      -> stage 2 (each sketch: compile, link, objcopy, size; `sketch_jobs` wide)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::diagnostics;
+use crate::error::{Error, Result};
+use crate::exec::{display_command, Runner};
+use crate::hash::{hex, Hash, Hasher};
+use crate::library::{self, IncludeCache, LibraryIndex, LibrarySources};
+use crate::objcache::{combine_key, normalize_args, ObjectCache};
+use crate::plan::{self, CompileJob, Context, Lang, Sizes};
+use crate::platform::{self, Board};
+use crate::report::{self, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
+use crate::sketch::Sketch;
+use crate::store::Store;
+use crate::toolchain::{self, Compiler, Toolchain};
+
+/// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
+pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub board: String,
+    pub sketches: Vec<PathBuf>,
+    pub hardware: Vec<PathBuf>,
+    pub library: Vec<PathBuf>,
+    pub libraries: Vec<PathBuf>,
+    pub build_properties: Vec<(String, String)>,
+    pub out: PathBuf,
+    pub framework_jobs: usize,
+    pub sketch_jobs: usize,
+    pub verbose: bool,
+    pub quiet: bool,
+    /// `None`: build without a cache (`--no-cache`).
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: u64,
+}
+
+/// A stage-1 unit: the core (archived) or one library (objects, or an archive
+/// when its library.properties asks for `dot_a_linkage`).
+struct Unit {
+    name: String,
+    kind: &'static str,
+    dir: PathBuf,
+    jobs: Vec<CompileJob>,
+    archive: Option<PathBuf>,
+    /// Objects that go on the link line one by one (library objects, variant objects).
+    link_objects: Vec<PathBuf>,
+    state: Mutex<UnitState>,
+}
+
+#[derive(Default)]
+struct UnitState {
+    keys: Vec<Option<Hash>>,
+    bases: Vec<Option<Hash>>,
+    key: Option<Hash>,
+    failed: bool,
+    log: String,
+    compiled: usize,
+    cached: usize,
+    up_to_date: bool,
+}
+
+struct SketchWork {
+    sketch: Sketch,
+    dir: PathBuf,
+    jobs: Vec<CompileJob>,
+    /// Unit indexes (libraries, in discovery order).
+    units: Vec<usize>,
+    libraries: Vec<String>,
+    missing: Vec<String>,
+    discover_seconds: f64,
+}
+
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Each sketch's output folder: readable name plus a hash of its absolute path, so
+/// two sketches with the same name in different places never collide.
+pub fn sketch_out_dir(out: &Path, sketch: &Sketch) -> PathBuf {
+    let h = Hasher::new("sketch-dir-v1").path(&sketch.dir).finish();
+    out.join(format!("{}-{}", slug(&sketch.name), &hex(&h)[..10]))
+}
+
+/// An exclusive advisory lock on an output folder, held while this process writes
+/// there: two processes building into the same `--out` take turns per folder instead
+/// of interleaving writes to the same object files. (The cache itself never locks.)
+pub struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl FolderLock {
+    pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        ensure_dir(dir)?;
+        let path = dir.join(".fbuild-lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::Environment(format!("cannot write {}: {e}; choose a writable --out", path.display())))?;
+        use std::os::unix::io::AsRawFd;
+        // Blocking is fine: the holder is another fbuild making progress on the same outputs.
+        unsafe {
+            libc::flock(f.as_raw_fd(), libc::LOCK_EX);
+        }
+        Ok(FolderLock { _file: f })
+    }
+}
+
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if std::fs::read(path).map(|old| old == bytes).unwrap_or(false) {
+        return Ok(false);
+    }
+    report::write_atomic(path, bytes)?;
+    Ok(true)
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| {
+        Error::Environment(format!("cannot create output folder {}: {e}; choose a writable --out", path.display()))
+    })
+}
+
+fn tool_exists(program: &str) -> bool {
+    let p = Path::new(program);
+    if p.components().count() > 1 {
+        return p.is_file();
+    }
+    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file())).unwrap_or(false)
+}
+
+pub struct Loaded {
+    pub board: Board,
+    pub props: crate::properties::Properties,
+    pub store: Option<Store>,
+    pub toolchain: Toolchain,
+    pub notes: Vec<String>,
+}
+
+/// Resolve the board, apply `--build-property`, check the toolchain, open the cache.
+pub fn load(req: &Request) -> Result<Loaded> {
+    let platforms = platform::discover(&req.hardware)?;
+    let board = platform::resolve_board(&platforms, &req.board)?;
+    let mut notes = Vec::new();
+    for (menu, option) in &board.defaulted_menus {
+        notes.push(format!("board {}: menu '{menu}' not given, using its first option '{option}'", board.id));
+    }
+    let mut props = board.properties.clone();
+    for (k, v) in &req.build_properties {
+        props.set(k.clone(), v.clone());
+    }
+    plan::check_recipes(&props, &board.platform.path.join("platform.txt"))?;
+
+    let store = match &req.cache_dir {
+        None => None,
+        Some(dir) => match Store::open(dir, req.cache_max_bytes) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("warning: cache folder {} is not usable ({e}); building without the cache", dir.display());
+                None
+            }
+        },
+    };
+    let toolchain = Toolchain::new();
+    let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
+    let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
+    let cpp_compiler = toolchain.probe(Path::new(&cpp[0]), store.as_ref())?;
+    let user_set_cpp_flags = req.build_properties.iter().any(|(k, _)| k == "compiler.cpp.extra_flags");
+    if cpp_compiler.gcc_major().is_some_and(|m| m < 6) && !user_set_cpp_flags && !props.get_or_empty("compiler.cpp.extra_flags").contains("DECIMAL_DIG") {
+        let flags = format!("{} {DECIMAL_DIG_FIX}", props.get_or_empty("compiler.cpp.extra_flags")).trim().to_string();
+        props.set("compiler.cpp.extra_flags", flags);
+        notes.push(format!(
+            "{} is GCC {} (< 6): adding compiler.cpp.extra_flags={DECIMAL_DIG_FIX} so the core's WString.cpp compiles",
+            cpp_compiler.path.display(),
+            cpp_compiler.gcc_major().unwrap_or(0)
+        ));
+    }
+    // Every other tool the recipes name must exist too: say so now, not per sketch.
+    let mut tools = Vec::new();
+    for recipe in ["recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"] {
+        if props.contains(recipe) {
+            if let Some(t) = probe_ctx.command(recipe, &[])?.into_iter().next() {
+                tools.push(t);
+            }
+        }
+    }
+    for t in probe_ctx.objcopies()?.into_iter().filter_map(|c| c.into_iter().next()) {
+        tools.push(t);
+    }
+    for t in tools {
+        if !tool_exists(&t) {
+            return Err(toolchain::not_installed(Path::new(&t)));
+        }
+    }
+    Ok(Loaded { board, props, store, toolchain, notes })
+}
+
+/// Run the whole pipeline. `Err` only for unusable input, environment failures and
+/// interruption; sketch failures are in the report.
+pub fn run(req: &Request) -> Result<Report> {
+    let t_start = Instant::now();
+    let mut phases: Vec<Phase> = Vec::new();
+    let loaded = load(req)?;
+    let Loaded { board, props, store, toolchain, notes } = loaded;
+    if req.verbose {
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+    }
+    let mut sketches = Vec::with_capacity(req.sketches.len());
+    for p in &req.sketches {
+        sketches.push(Sketch::load(p)?);
+    }
+    if sketches.is_empty() {
+        return Err(Error::usage("no sketches given; pass sketch folders, .ino files or folders that hold sketches"));
+    }
+    ensure_dir(&req.out)?;
+    phases.push(Phase { name: "load", seconds: t_start.elapsed().as_secs_f64(), count: sketches.len() });
+
+    let runner = Runner::new(req.verbose);
+    let cache = ObjectCache::new(store.as_ref());
+    let progress = Progress::new(sketches.len(), req.quiet);
+
+    // ---- discover ----
+    let t_discover = Instant::now();
+    progress.stage("discovering libraries");
+    let props_hash = {
+        let mut h = Hasher::new("framework-props-v1");
+        for (k, v) in props.iter() {
+            h.str(k).str(v);
+        }
+        h.finish()
+    };
+    let fw_dir = req.out.join("framework").join(format!("{}-{}", slug(&board.fqbn), &hex(&props_hash)[..10]));
+    ensure_dir(&fw_dir)?;
+    let core_path = PathBuf::from(props.get_or_empty("build.core.path"));
+    let variant_path = props.get("build.variant.path").map(PathBuf::from);
+    let framework_dirs: Vec<PathBuf> = std::iter::once(core_path.clone()).chain(variant_path.clone()).collect();
+    let cpp_probe = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
+    let cpp_compiler = toolchain.probe(Path::new(&cpp_probe[0]), store.as_ref())?;
+    let system_dirs = toolchain.system_includes(&cpp_compiler, store.as_ref());
+    let index = LibraryIndex::build(&LibrarySources {
+        explicit: &req.library,
+        folders: &req.libraries,
+        platform_dir: &board.platform.path,
+    })?;
+    let includes = IncludeCache::default();
+    let arch = board.platform.arch.clone();
+
+    let discovered: Vec<Result<(PathBuf, PathBuf, library::Discovery, f64)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {
+        let t = Instant::now();
+        let dir = sketch_out_dir(&req.out, sketch);
+        let sketch_build = dir.join("sketch");
+        ensure_dir(&sketch_build)?;
+        let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
+        if write_if_changed(&merged_path, &sketch.merged_cpp()?)? {
+            cache.invalidate(&merged_path);
+        }
+        let mut roots = vec![merged_path.clone()];
+        for rel in &sketch.extra_files {
+            let src = sketch.dir.join(rel);
+            let dst = sketch_build.join(rel);
+            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+            if let Some(parent) = dst.parent() {
+                ensure_dir(parent)?;
+            }
+            if write_if_changed(&dst, &bytes)? {
+                cache.invalidate(&dst);
+            }
+            roots.push(dst);
+        }
+        let d = library::discover(&index, &includes, &arch, &roots, &sketch_build, &framework_dirs, &system_dirs);
+        Ok((dir, merged_path, d, t.elapsed().as_secs_f64()))
+    });
+
+    // The union of libraries, in first-use order: one stage-1 unit each.
+    let mut lib_units: Vec<usize> = Vec::new();
+    let mut works: Vec<(PathBuf, PathBuf, library::Discovery, f64)> = Vec::new();
+    for d in discovered {
+        let d = d?;
+        for &l in &d.2.libraries {
+            if !lib_units.contains(&l) {
+                lib_units.push(l);
+            }
+        }
+        works.push(d);
+    }
+    phases.push(Phase { name: "discover", seconds: t_discover.elapsed().as_secs_f64(), count: lib_units.len() });
+
+    // ---- plan ----
+    let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
+    let mut units: Vec<Unit> = Vec::new();
+    {
+        let core_dir = fw_dir.join("core");
+        let mut core_sources = collect_sources(&core_path);
+        plan::reference_order(&mut core_sources);
+        let core_includes = framework_dirs.clone();
+        let mut jobs = Vec::new();
+        for s in &core_sources {
+            let rel = s.strip_prefix(&core_path).unwrap_or(s);
+            jobs.push(fw_ctx.compile(s, &object_path(&core_dir, rel), &core_includes)?);
+        }
+        let mut link_objects = Vec::new();
+        if let Some(vp) = &variant_path {
+            let mut vs = collect_sources(vp);
+            plan::reference_order(&mut vs);
+            for s in &vs {
+                let rel = s.strip_prefix(vp).unwrap_or(s);
+                let obj = object_path(&core_dir.join("variant"), rel);
+                link_objects.push(obj.clone());
+                jobs.push(fw_ctx.compile(s, &obj, &core_includes)?);
+            }
+        }
+        units.push(Unit {
+            name: "core".into(),
+            kind: "core",
+            archive: Some(core_dir.join("core.a")),
+            dir: core_dir,
+            jobs,
+            link_objects,
+            state: Mutex::default(),
+        });
+    }
+    let mut lib_unit_index: BTreeMap<usize, usize> = BTreeMap::new();
+    for &l in &lib_units {
+        let lib = &index.libraries[l];
+        // A library compiles against the core, itself, and the libraries it includes.
+        let deps = library::discover(&index, &includes, &arch, &lib.scan_files(), &lib.src_dir, &framework_dirs, &system_dirs);
+        let mut inc = framework_dirs.clone();
+        inc.extend(lib.own_include_dirs());
+        for &d in &deps.libraries {
+            if d != l {
+                inc.push(index.libraries[d].src_dir.clone());
+            }
+        }
+        let dir = fw_dir.join("libraries").join(slug(&lib.dir_name));
+        let mut sources = lib.sources();
+        plan::reference_order(&mut sources);
+        let mut jobs = Vec::new();
+        for s in &sources {
+            let rel = s.strip_prefix(&lib.src_dir).unwrap_or(s);
+            jobs.push(fw_ctx.compile(s, &object_path(&dir, rel), &inc)?);
+        }
+        let objects: Vec<PathBuf> = jobs.iter().map(|j| j.object.clone()).collect();
+        let (archive, link_objects) = if lib.dot_a_linkage {
+            (Some(dir.join(format!("{}.a", slug(&lib.dir_name)))), Vec::new())
+        } else {
+            (None, objects)
+        };
+        lib_unit_index.insert(l, units.len());
+        units.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, state: Mutex::default() });
+    }
+
+    let mut work: Vec<SketchWork> = Vec::new();
+    for (sketch, (dir, merged, disc, secs)) in sketches.into_iter().zip(works) {
+        let ctx = Context::new(&props, &dir, &format!("{}.ino", sketch.name), &sketch.dir);
+        let mut inc = framework_dirs.clone();
+        for &l in &disc.libraries {
+            inc.push(index.libraries[l].src_dir.clone());
+        }
+        let build = dir.join("sketch");
+        let mut sources: Vec<PathBuf> = vec![merged.clone()];
+        sources.extend(sketch.sources().map(|rel| build.join(rel)));
+        plan::reference_order(&mut sources);
+        let mut jobs = Vec::new();
+        for s in &sources {
+            let rel = s.strip_prefix(&build).unwrap_or(s);
+            jobs.push(ctx.compile(s, &object_path(&build, rel), &inc)?);
+        }
+        work.push(SketchWork {
+            libraries: disc.libraries.iter().map(|&l| index.libraries[l].name.clone()).collect(),
+            units: disc.libraries.iter().map(|l| lib_unit_index[l]).collect(),
+            missing: disc.missing,
+            sketch,
+            dir,
+            jobs,
+            discover_seconds: secs,
+        });
+    }
+
+    // ---- stage 1 ----
+    let t1 = Instant::now();
+    progress.stage("stage 1: core and libraries");
+    {
+        let _lock = FolderLock::acquire(&fw_dir)?;
+        let cenv = CompileEnv { cache: &cache, runner: &runner, includes: &includes, system_dirs: &system_dirs };
+        run_stage1(&units, &fw_ctx, &cenv, &toolchain, store.as_ref(), req.framework_jobs)?;
+    }
+    let stage1_key = {
+        let mut h = Hasher::new("stage1-v1");
+        for u in &units {
+            match u.state.lock().unwrap().key {
+                Some(k) => h.bytes(&k),
+                None => h.str("failed"),
+            };
+        }
+        hex(&h.finish())
+    };
+    phases.push(Phase { name: "stage1_archives", seconds: t1.elapsed().as_secs_f64(), count: units.len() });
+    if runner.interrupted() {
+        return Err(Error::Interrupted);
+    }
+
+    // ---- stage 2 ----
+    let t2 = Instant::now();
+    progress.stage("stage 2: sketches");
+    let env = SketchEnv {
+        props: &props,
+        units: &units,
+        cache: &cache,
+        toolchain: &toolchain,
+        store: store.as_ref(),
+        runner: &runner,
+        index: &index,
+        includes: &includes,
+        system_dirs: &system_dirs,
+        core_unit: 0,
+        fw_dir: &fw_dir,
+    };
+    let results: Vec<SketchResult> = parallel_map(&work, req.sketch_jobs, |w| {
+        progress.started();
+        let r = build_sketch(&env, w);
+        // After Ctrl-C the remaining sketches are cancelled, not failed: no line each.
+        if !runner.interrupted() {
+            progress.finished(&r);
+        }
+        r
+    });
+    progress.finish();
+    let stage2_secs = t2.elapsed().as_secs_f64();
+    phases.push(Phase { name: "stage2_sketches", seconds: stage2_secs, count: results.len() });
+    if runner.interrupted() {
+        return Err(Error::Interrupted);
+    }
+
+    let unit_results: Vec<UnitResult> = units
+        .iter()
+        .map(|u| {
+            let st = u.state.lock().unwrap();
+            UnitResult {
+                name: u.name.clone(),
+                kind: u.kind.to_string(),
+                status: if st.failed { Status::Failed } else { Status::Ok },
+                key: st.key.map(|k| hex(&k)),
+                archive: u.archive.clone(),
+                objects: u.link_objects.clone(),
+                log: u.dir.join("build.log"),
+                first_error: if st.failed { diagnostics::first_error_line(&st.log) } else { None },
+                objects_compiled: st.compiled,
+                objects_cached: st.cached,
+                up_to_date: st.up_to_date,
+            }
+        })
+        .collect();
+    let mut totals = report::Totals {
+        sketches: results.len(),
+        ok: results.iter().filter(|r| r.status == Status::Ok).count(),
+        failed: results.iter().filter(|r| r.status == Status::Failed).count(),
+        seconds: 0.0,
+        objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
+            + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
+        objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
+            + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
+        links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
+        tool_processes: runner.spawned(),
+    };
+    let cache_summary = match &store {
+        Some(s) => {
+            let st = s.run_stats();
+            let _ = s.flush_stats();
+            let _ = s.evict();
+            report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses() }
+        }
+        None => report::CacheSummary::default(),
+    };
+    totals.seconds = t_start.elapsed().as_secs_f64();
+    phases.push(Phase { name: "total", seconds: totals.seconds, count: results.len() });
+    Ok(Report {
+        board: board.id.clone(),
+        fqbn: board.fqbn.clone(),
+        stage1_key: Some(stage1_key),
+        framework_dir: fw_dir.clone(),
+        archives: units.iter().filter_map(|u| u.archive.clone()).collect(),
+        units: unit_results,
+        sketches: results,
+        totals,
+        cache: cache_summary,
+        phases,
+    })
+}
+
+fn object_path(dir: &Path, rel: &Path) -> PathBuf {
+    let mut name = rel.as_os_str().to_owned();
+    name.push(".o");
+    dir.join(name)
+}
+
+fn collect_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if Lang::of(&p).is_some() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Run `f` over `items` with `jobs` threads; results keep the input order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() {
+                    break;
+                }
+                let r = f(&items[i]);
+                *slots[i].lock().unwrap() = Some(r);
+            });
+        }
+    });
+    slots.into_iter().map(|m| m.into_inner().unwrap().expect("every item is processed")).collect()
+}
+
+fn compiler_for(toolchain: &Toolchain, store: Option<&Store>, job: &CompileJob) -> Result<Compiler> {
+    let program = job.args.first().ok_or_else(|| Error::usage("empty compile recipe"))?;
+    toolchain.probe(Path::new(program), store)
+}
+
+/// What happened to one compile job.
+enum Compiled {
+    Hit(Option<Hash>),
+    Built(Option<Hash>),
+    Failed(String),
+}
+
+/// What a compile needs besides the job: the cache, the tool runner, and what the
+/// failure key scans (includes, the compiler's own folders).
+struct CompileEnv<'a> {
+    cache: &'a ObjectCache<'a>,
+    runner: &'a Runner,
+    includes: &'a IncludeCache,
+    system_dirs: &'a [PathBuf],
+}
+
+/// Get-or-compile one object: "compute the key, look up, else run and store".
+/// A compile that failed before with the same inputs fails again without running.
+fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Option<Hash>, log: &mut String) -> Compiled {
+    if let Some(k) = full {
+        if env.cache.fetch(&k, &job.object) {
+            return Compiled::Hit(Some(k));
+        }
+    }
+    let failure_key = base.filter(|_| env.cache.store.is_some()).map(|b| env.cache.failure_key(&b, job, env.includes, env.system_dirs));
+    if let Some(text) = failure_key.and_then(|k| env.cache.cached_failure(&k)) {
+        log.push_str(&display_command(&job.args));
+        log.push_str("\n(same inputs failed before; output from the cache)\n");
+        log.push_str(&text);
+        let _ = std::fs::remove_file(&job.object);
+        return Compiled::Failed(text);
+    }
+    if let Some(parent) = job.object.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let out = env.runner.run(&job.args, None);
+    log.push_str(&display_command(&job.args));
+    log.push('\n');
+    log.push_str(&out.text);
+    if !out.success {
+        // Never leave a half-written or stale object behind a failed compile.
+        let _ = std::fs::remove_file(&job.object);
+        // Only an ordinary compile error is worth remembering: not a crash, a
+        // missing tool or an interruption, which may not happen again.
+        let ordinary = out.signal.is_none() && !env.runner.interrupted() && out.text.contains("error");
+        if let (true, Some(k)) = (ordinary, failure_key) {
+            env.cache.record_failure(&k, &out.text);
+        }
+        return Compiled::Failed(out.text);
+    }
+    Compiled::Built(base.and_then(|b| env.cache.record(&b, job)))
+}
+
+fn stamp_matches(stamp: &Path, key: &Hash, outputs: &[&Path]) -> bool {
+    std::fs::read_to_string(stamp).map(|s| s.lines().next() == Some(hex(key).as_str())).unwrap_or(false)
+        && outputs.iter().all(|p| p.is_file())
+}
+
+fn run_stage1(units: &[Unit], fw_ctx: &Context, cenv: &CompileEnv, toolchain: &Toolchain, store: Option<&Store>, jobs: usize) -> Result<()> {
+    let (cache, runner) = (cenv.cache, cenv.runner);
+    // Keys first (hashing only): a unit whose key matches its stamp needs nothing.
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    for (ui, u) in units.iter().enumerate() {
+        let mut st = u.state.lock().unwrap();
+        for j in &u.jobs {
+            let compiler = compiler_for(toolchain, store, j)?;
+            let base = cache.base_key(&compiler, j);
+            st.bases.push(base);
+            st.keys.push(base.and_then(|b| cache.full_key(&b)));
+        }
+        if let Some(k) = unit_key(fw_ctx, u, &st.keys)? {
+            let mut outputs: Vec<&Path> = u.link_objects.iter().map(PathBuf::as_path).collect();
+            if let Some(a) = &u.archive {
+                outputs.push(a);
+            }
+            if stamp_matches(&u.dir.join(".fbuild-unit"), &k, &outputs) {
+                st.key = Some(k);
+                st.up_to_date = true;
+                continue;
+            }
+        }
+        let _ = std::fs::remove_file(u.dir.join(".fbuild-unit"));
+        pending.extend((0..u.jobs.len()).map(|ji| (ui, ji)));
+    }
+    let results = parallel_map(&pending, jobs, |&(ui, ji)| {
+        let u = &units[ui];
+        let job = &u.jobs[ji];
+        let (full, base) = {
+            let st = u.state.lock().unwrap();
+            (st.keys[ji], st.bases[ji])
+        };
+        let mut log = String::new();
+        let r = compile_one(cenv, job, full, base, &mut log);
+        (ui, ji, r, log)
+    });
+    for (ui, ji, r, log) in results {
+        let mut st = units[ui].state.lock().unwrap();
+        st.log.push_str(&log);
+        match r {
+            Compiled::Hit(k) => {
+                st.cached += 1;
+                st.keys[ji] = k;
+            }
+            Compiled::Built(k) => {
+                st.compiled += 1;
+                st.keys[ji] = k;
+            }
+            Compiled::Failed(_) => st.failed = true,
+        }
+    }
+    if runner.interrupted() {
+        return Ok(());
+    }
+    // Archive (core.a, dot_a_linkage libraries) and stamp each rebuilt unit.
+    for u in units {
+        let mut st = u.state.lock().unwrap();
+        if st.up_to_date || st.failed {
+            write_log(&u.dir, &st.log);
+            continue;
+        }
+        let key = unit_key(fw_ctx, u, &st.keys)?;
+        if let Some(archive) = &u.archive {
+            let fetched = key.is_some_and(|k| store.is_some_and(|s| s.get_files("archive", &k, &[("a", archive)])));
+            if !fetched {
+                // `ar rcs` appends: start from nothing so no stale member survives.
+                let _ = std::fs::remove_file(archive);
+                for j in &u.jobs {
+                    if u.link_objects.contains(&j.object) {
+                        continue; // variant objects are linked, not archived
+                    }
+                    let cmd = fw_ctx.archive(archive, &j.object)?;
+                    let out = runner.run(&cmd, None);
+                    st.log.push_str(&display_command(&cmd));
+                    st.log.push('\n');
+                    st.log.push_str(&out.text);
+                    if !out.success {
+                        st.failed = true;
+                        let _ = std::fs::remove_file(archive);
+                        break;
+                    }
+                }
+                if let (false, Some(k), Some(s)) = (st.failed, key, store) {
+                    let _ = s.put_files("archive", &k, &[("a", archive)]);
+                }
+            }
+        }
+        if !st.failed {
+            st.key = key;
+            if let Some(k) = key {
+                let _ = report::write_atomic(&u.dir.join(".fbuild-unit"), format!("{}\n", hex(&k)).as_bytes());
+            }
+        }
+        write_log(&u.dir, &st.log);
+    }
+    Ok(())
+}
+
+fn write_log(dir: &Path, log: &str) {
+    if !log.is_empty() {
+        let _ = report::write_atomic(&dir.join("build.log"), log.as_bytes());
+    }
+}
+
+/// A unit's key: its objects' keys plus its archive commands (paths relative).
+fn unit_key(fw_ctx: &Context, u: &Unit, keys: &[Option<Hash>]) -> Result<Option<Hash>> {
+    let Some(keys) = keys.iter().copied().collect::<Option<Vec<Hash>>>() else { return Ok(None) };
+    let mut commands = Vec::new();
+    if let Some(archive) = &u.archive {
+        for j in &u.jobs {
+            let cmd = fw_ctx.archive(archive, &j.object)?;
+            commands.push(normalize_args(&cmd, &[(&u.dir, "\u{0}UNIT")]));
+        }
+    }
+    Ok(Some(combine_key("unit-v1", &keys, &commands)))
+}
+
+struct SketchEnv<'a> {
+    props: &'a crate::properties::Properties,
+    units: &'a [Unit],
+    cache: &'a ObjectCache<'a>,
+    toolchain: &'a Toolchain,
+    store: Option<&'a Store>,
+    runner: &'a Runner,
+    index: &'a LibraryIndex,
+    includes: &'a IncludeCache,
+    system_dirs: &'a [PathBuf],
+    core_unit: usize,
+    fw_dir: &'a Path,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LinkRecord {
+    files: Vec<String>,
+    sizes: Sizes,
+}
+
+fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
+    let t = Instant::now();
+    let project = format!("{}.ino", w.sketch.name);
+    let mut r = SketchResult {
+        name: w.sketch.name.clone(),
+        path: w.sketch.dir.clone(),
+        status: Status::Failed,
+        output_dir: w.dir.clone(),
+        firmware: BTreeMap::new(),
+        flash_used: None,
+        flash_max: env.props.get("upload.maximum_size").and_then(|v| v.parse().ok()),
+        ram_used: None,
+        ram_max: env.props.get("upload.maximum_data_size").and_then(|v| v.parse().ok()),
+        seconds: 0.0,
+        stage2_seconds: 0.0,
+        log: w.dir.join("build.log"),
+        first_error: None,
+        diagnostics: Vec::new(),
+        libraries: w.libraries.clone(),
+        objects_compiled: 0,
+        objects_cached: 0,
+        link: LinkSource::None,
+    };
+    let mut log = String::new();
+    let lock = FolderLock::acquire(&w.dir);
+    let outcome = match &lock {
+        Ok(_) => build_sketch_inner(env, w, &project, &mut r, &mut log),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(msg) = outcome {
+        r.status = Status::Failed;
+        r.diagnostics = diagnostics::parse(&log);
+        let first = diagnostics::first_error_line(&msg).or_else(|| diagnostics::first_error_line(&log));
+        r.first_error = Some(first.unwrap_or(msg.clone()));
+        if !w.missing.is_empty() {
+            let hint = format!(
+                "no installed library provides {}; searched {}",
+                w.missing.join(", "),
+                env.index.searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+            log.push_str(&format!("fbuild: {hint}\n"));
+            if let Some(f) = &mut r.first_error {
+                f.push_str(&format!(" ({hint})"));
+            }
+        }
+        // Never leave an earlier run's firmware looking like this run's output.
+        r.firmware.clear();
+        let _ = std::fs::remove_file(w.dir.join(".fbuild-link"));
+        for p in firmware_files(&w.dir, &project) {
+            let _ = std::fs::remove_file(p);
+        }
+    } else {
+        r.status = Status::Ok;
+        r.diagnostics = diagnostics::parse(&log).into_iter().filter(|d| d.severity == "warning").collect();
+    }
+    if !log.is_empty() {
+        let _ = report::write_atomic(&r.log, log.as_bytes());
+    }
+    r.stage2_seconds = t.elapsed().as_secs_f64();
+    r.seconds = r.stage2_seconds + w.discover_seconds;
+    r
+}
+
+fn run_logged(runner: &Runner, cmd: &[String], log: &mut String) -> std::result::Result<String, String> {
+    let out = runner.run(cmd, None);
+    log.push_str(&display_command(cmd));
+    log.push('\n');
+    log.push_str(&out.text);
+    if out.success {
+        Ok(out.stdout)
+    } else {
+        Err(out.text)
+    }
+}
+
+fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut SketchResult, log: &mut String) -> std::result::Result<(), String> {
+    let ctx = Context::new(env.props, &w.dir, project, &w.sketch.dir);
+    let core = &env.units[env.core_unit];
+    // A unit this sketch needs failed in stage 1: name it and its log.
+    for &ui in std::iter::once(&env.core_unit).chain(w.units.iter()) {
+        let u = &env.units[ui];
+        let st = u.state.lock().unwrap();
+        if st.failed {
+            let first = diagnostics::first_error_line(&st.log).unwrap_or_default();
+            return Err(format!("{} {} failed to compile: {first} (log: {})", u.kind, u.name, u.dir.join("build.log").display()));
+        }
+    }
+    let hooks = |stage: &str, log: &mut String| -> std::result::Result<(), String> {
+        for cmd in ctx.hooks(stage).map_err(|e| e.to_string())? {
+            run_logged(env.runner, &cmd, log)?;
+        }
+        Ok(())
+    };
+    hooks("prebuild", log)?;
+    hooks("sketch.prebuild", log)?;
+
+    // Keys first: when they and the link stamp match, the firmware is already here.
+    let mut keys: Vec<Option<Hash>> = Vec::new();
+    let mut bases: Vec<Option<Hash>> = Vec::new();
+    for j in &w.jobs {
+        let c = compiler_for(env.toolchain, env.store, j).map_err(|e| e.to_string())?;
+        let b = env.cache.base_key(&c, j);
+        bases.push(b);
+        keys.push(b.and_then(|b| env.cache.full_key(&b)));
+    }
+    let mut link_objects: Vec<PathBuf> = w.jobs.iter().map(|j| j.object.clone()).collect();
+    let mut unit_keys: Vec<Hash> = Vec::new();
+    for &ui in w.units.iter().chain(std::iter::once(&env.core_unit)) {
+        let u = &env.units[ui];
+        if ui != env.core_unit {
+            link_objects.extend(u.link_objects.iter().cloned());
+            if let Some(a) = &u.archive {
+                link_objects.push(a.clone());
+            }
+        }
+        if let Some(k) = u.state.lock().unwrap().key {
+            unit_keys.push(k);
+        }
+    }
+    link_objects.extend(core.link_objects.iter().cloned());
+    let link_cmd = ctx.link(&link_objects).map_err(|e| e.to_string())?;
+    let objcopies = ctx.objcopies().map_err(|e| e.to_string())?;
+    let size_cmd = ctx.size().map_err(|e| e.to_string())?;
+    let link_key = |keys: &[Option<Hash>]| -> Option<Hash> {
+        let mut inputs: Vec<Hash> = keys.iter().copied().collect::<Option<Vec<Hash>>>()?;
+        if unit_keys.len() != w.units.len() + 1 {
+            return None;
+        }
+        inputs.extend(unit_keys.iter().copied());
+        let mut commands = vec![link_cmd.clone(), size_cmd.clone()];
+        commands.extend(objcopies.iter().cloned());
+        let commands: Vec<Vec<String>> = commands
+            .iter()
+            .map(|c| normalize_args(c, &[(&w.dir, "\u{0}SKETCH"), (env.fw_dir, "\u{0}FW"), (&w.sketch.dir, "\u{0}SRC")]))
+            .collect();
+        Some(combine_key("link-v1", &inputs, &commands))
+    };
+    let stamp = w.dir.join(".fbuild-link");
+    if let Some(k) = link_key(&keys) {
+        if let Some(rec) = read_link_stamp(&stamp, &k) {
+            let paths: Vec<PathBuf> = rec.files.iter().map(|f| w.dir.join(f)).collect();
+            if paths.iter().all(|p| p.is_file()) {
+                r.link = LinkSource::UpToDate;
+                r.objects_cached = w.jobs.len();
+                return finish_sizes(env, r, &rec, &w.dir);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&stamp);
+
+    // Compile (or fetch) this sketch's own translation units.
+    let mut failed = None;
+    for (i, j) in w.jobs.iter().enumerate() {
+        let cenv = CompileEnv { cache: env.cache, runner: env.runner, includes: env.includes, system_dirs: env.system_dirs };
+        match compile_one(&cenv, j, keys[i], bases[i], log) {
+            Compiled::Hit(k) => {
+                r.objects_cached += 1;
+                keys[i] = k;
+            }
+            Compiled::Built(k) => {
+                r.objects_compiled += 1;
+                keys[i] = k;
+            }
+            Compiled::Failed(text) => {
+                failed = Some(text);
+                break;
+            }
+        }
+    }
+    if let Some(text) = failed {
+        return Err(text);
+    }
+    hooks("sketch.postbuild", log)?;
+
+    let key = link_key(&keys);
+    if let (Some(k), Some(store)) = (key, env.store) {
+        if let Some(rec) = store.get_record("link-meta", &k).and_then(|b| serde_json::from_slice::<LinkRecord>(&b).ok()) {
+            let dests: Vec<PathBuf> = rec.files.iter().map(|f| w.dir.join(f)).collect();
+            let pairs: Vec<(&str, &Path)> = rec.files.iter().map(String::as_str).zip(dests.iter().map(PathBuf::as_path)).collect();
+            if store.get_files("link", &k, &pairs) {
+                r.link = LinkSource::Cached;
+                write_link_stamp(&stamp, &k, &rec);
+                return finish_sizes(env, r, &rec, &w.dir);
+            }
+        }
+    }
+
+    // Link against the stage-1 units, exactly as the reference builder does.
+    let sketch_core = w.dir.join("core").join("core.a");
+    if let Some(a) = &core.archive {
+        place_link(a, &sketch_core).map_err(|e| format!("cannot place {}: {e}", sketch_core.display()))?;
+    }
+    hooks("linking.prelink", log)?;
+    let outputs_before: Vec<PathBuf> = firmware_files(&w.dir, project);
+    for p in outputs_before {
+        let _ = std::fs::remove_file(p);
+    }
+    r.link = LinkSource::Linked;
+    let linked = (|| -> std::result::Result<String, String> {
+        run_logged(env.runner, &link_cmd, log)?;
+        hooks("linking.postlink", log)?;
+        hooks("objcopy.preobjcopy", log)?;
+        for c in &objcopies {
+            run_logged(env.runner, c, log)?;
+        }
+        hooks("objcopy.postobjcopy", log)?;
+        run_logged(env.runner, &size_cmd, log)
+    })();
+    let size_out = match linked {
+        Ok(s) => s,
+        Err(e) => {
+            let overflow = ["overflowed by", "will not fit in region", "not within region"].iter().any(|m| e.contains(m));
+            let detail = if overflow { overflow_sizes(env, &link_cmd, &size_cmd, r) } else { None };
+            for p in firmware_files(&w.dir, project) {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(detail.unwrap_or(e));
+        }
+    };
+    let files: Vec<String> = firmware_files(&w.dir, project)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let rec = LinkRecord { files, sizes: plan::parse_sizes(env.props, &size_out) };
+    if let Some(k) = key {
+        if let Some(store) = env.store {
+            let paths: Vec<PathBuf> = rec.files.iter().map(|f| w.dir.join(f)).collect();
+            let pairs: Vec<(&str, &Path)> = rec.files.iter().map(String::as_str).zip(paths.iter().map(PathBuf::as_path)).collect();
+            if store.put_files("link", &k, &pairs).is_ok() {
+                let _ = store.put_record("link-meta", &k, &serde_json::to_vec(&rec).unwrap_or_default());
+            }
+        }
+        write_link_stamp(&stamp, &k, &rec);
+    }
+    finish_sizes(env, r, &rec, &w.dir)
+}
+
+/// The linker refused a sketch that does not fit the chip. Link it once more with
+/// `--noinhibit-exec` (an ELF despite the overflow) and measure it with the size
+/// recipe, so the error can give used and allowed bytes like a size-check failure.
+fn overflow_sizes(env: &SketchEnv, link: &[String], size: &[String], r: &mut SketchResult) -> Option<String> {
+    let mut relink = link.to_vec();
+    relink.insert(1, "-Wl,--noinhibit-exec".to_string());
+    let _ = env.runner.run(&relink, None);
+    let out = env.runner.run(size, None);
+    if !out.success {
+        return None;
+    }
+    let sizes = plan::parse_sizes(env.props, &out.stdout);
+    let rec = LinkRecord { files: Vec::new(), sizes };
+    finish_sizes(env, r, &rec, Path::new("")).err()
+}
+
+/// `<project>.elf`, `.hex`, `.eep`, `.bin`, ...: what link and objcopy made.
+fn firmware_files(dir: &Path, project: &str) -> Vec<PathBuf> {
+    let prefix = format!("{project}.");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.file_name().map(|n| n.to_string_lossy().starts_with(&prefix)).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn place_link(src: &Path, dst: &Path) -> std::io::Result<()> {
+    if let Some(p) = dst.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    let tmp = dst.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(src, &tmp).is_err() {
+        std::fs::copy(src, &tmp)?;
+    }
+    std::fs::rename(&tmp, dst)
+}
+
+fn read_link_stamp(stamp: &Path, key: &Hash) -> Option<LinkRecord> {
+    let text = std::fs::read_to_string(stamp).ok()?;
+    let (k, rest) = text.split_once('\n')?;
+    (k == hex(key)).then(|| serde_json::from_str(rest).ok())?
+}
+
+fn write_link_stamp(stamp: &Path, key: &Hash, rec: &LinkRecord) {
+    let body = format!("{}\n{}", hex(key), serde_json::to_string(rec).unwrap_or_default());
+    let _ = report::write_atomic(stamp, body.as_bytes());
+}
+
+fn finish_sizes(env: &SketchEnv, r: &mut SketchResult, rec: &LinkRecord, dir: &Path) -> std::result::Result<(), String> {
+    for f in &rec.files {
+        let kind = f.rsplit('.').next().unwrap_or(f).to_string();
+        r.firmware.insert(kind, dir.join(f));
+    }
+    r.flash_used = Some(rec.sizes.flash);
+    r.ram_used = Some(rec.sizes.ram);
+    if let Some(max) = r.flash_max {
+        if rec.sizes.flash > max {
+            return Err(format!(
+                "sketch too big: it uses {} bytes of program storage, the maximum for {} is {max} bytes",
+                rec.sizes.flash,
+                env.props.get_or_empty("name")
+            ));
+        }
+    }
+    if let Some(max) = r.ram_max {
+        if rec.sizes.ram > max {
+            return Err(format!(
+                "not enough memory: global variables use {} bytes of RAM, the maximum is {max} bytes",
+                rec.sizes.ram
+            ));
+        }
+    }
+    Ok(())
+}
