@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install everything fbuild's main job and tests need on Debian, idempotently and
+# without questions: the AVR toolchain and Arduino core, the reference builder, and
+# the example corpus (extracted from the `arduino` package's .deb, not installed).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+packages=(gcc-avr avr-libc binutils-avr arduino-core-avr arduino-builder simavr avrdude time)
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install the Rust toolchain (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+corpus="$repo/corpus"
+marker="$corpus/.complete"
+if [ ! -f "$marker" ]; then
+  echo "setup: extracting the example sketches from the arduino .deb" >&2
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && apt-get download arduino >/dev/null 2>&1) || {
+    $sudo apt-get update -qq
+    (cd "$tmp" && apt-get download arduino >/dev/null)
+  }
+  dpkg-deb -x "$tmp"/arduino_*.deb "$tmp/x"
+  rm -rf "$corpus"
+  mkdir -p "$corpus/library-examples"
+  cp -r "$tmp/x/usr/share/doc/arduino/examples" "$corpus/examples"
+  for lib in /usr/share/arduino/hardware/arduino/avr/libraries/*/; do
+    name="$(basename "$lib")"
+    [ -d "$lib/examples" ] && cp -r "$lib/examples" "$corpus/library-examples/$name"
+  done
+  examples=$(find "$corpus/examples" -name '*.ino' | wc -l)
+  libexamples=$(find "$corpus/library-examples" -name '*.ino' | wc -l)
+  if [ "$examples" -ne 81 ] || [ "$libexamples" -ne 19 ]; then
+    echo "setup: expected 81 examples and 19 library examples, found $examples and $libexamples" >&2
+    exit 1
+  fi
+  echo "$examples $libexamples" > "$marker"
+fi
+read -r examples libexamples < "$marker"
+echo "setup: ok (packages present, corpus: $examples examples, $libexamples library examples)"
