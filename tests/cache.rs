@@ -1,0 +1,300 @@
+//! Never compile or link the same thing twice: real-compiler tests that count the
+//! processes fbuild starts (results.json `totals`) across rebuilds.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn many(cache: &Path, cwd: &Path, out: &Path, extra: &[&str], sketches: &[PathBuf]) -> Value {
+    let mut args: Vec<String> = vec!["compile-many".into(), "--out".into(), out.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(sketches.iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = fbuild(cache, cwd, &argv);
+    assert!(run.code <= 1, "exit {}: {}", run.code, run.stderr);
+    read_json(&out.join("results.json"))
+}
+
+fn compiled(r: &Value) -> u64 {
+    r["totals"]["objects_compiled"].as_u64().unwrap()
+}
+
+fn links(r: &Value) -> u64 {
+    r["totals"]["links_run"].as_u64().unwrap()
+}
+
+fn processes(r: &Value) -> u64 {
+    r["totals"]["tool_processes"].as_u64().unwrap()
+}
+
+fn hexes(r: &Value) -> std::collections::BTreeMap<String, Vec<u8>> {
+    r["sketches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "ok")
+        .map(|s| (s["path"].as_str().unwrap().to_string(), std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn warm_runs_start_no_compiler_or_linker() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sketches = sketch_dirs(&corpus());
+    let cold = many(&cache, t.path(), &t.path().join("out"), &[], &sketches);
+    assert!(compiled(&cold) > 80 && links(&cold) >= 68);
+    // Same output folder, nothing changed: nothing runs at all.
+    let warm = many(&cache, t.path(), &t.path().join("out"), &[], &sketches);
+    assert_eq!(processes(&warm), 0, "no tool process on a no-change run");
+    assert_eq!(warm["totals"]["ok"], cold["totals"]["ok"]);
+    assert!(warm["sketches"].as_array().unwrap().iter().filter(|s| s["status"] == "ok").all(|s| s["link"] == "up_to_date"));
+    // A second checkout: fresh output folder, warm cache. Still no process.
+    let second = many(&cache, t.path(), &t.path().join("out2"), &[], &sketches);
+    assert_eq!(compiled(&second), 0);
+    assert_eq!(links(&second), 0);
+    assert!(second["sketches"].as_array().unwrap().iter().filter(|s| s["status"] == "ok").all(|s| s["link"] == "cached"));
+    assert_eq!(hexes(&second).into_values().collect::<Vec<_>>(), hexes(&cold).into_values().collect::<Vec<_>>());
+    // The failing sketches fail the same way from the cache's point of view too.
+    assert_eq!(second["totals"]["failed"], cold["totals"]["failed"]);
+}
+
+#[test]
+fn editing_one_sketch_rebuilds_only_that_sketch() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let copy = t.path().join("src");
+    copy_dir(&example("01.Basics"), &copy);
+    let sketches = sketch_dirs(&copy);
+    let out = t.path().join("out");
+    many(&cache, t.path(), &out, &[], &sketches);
+    let blink = copy.join("Blink/Blink.ino");
+    let text = std::fs::read_to_string(&blink).unwrap().replace("delay(1000);", "delay(500);");
+    std::fs::write(&blink, text).unwrap();
+    let r = many(&cache, t.path(), &out, &[], &sketches);
+    assert_eq!(compiled(&r), 1, "only Blink's merged .ino.cpp");
+    assert_eq!(links(&r), 1, "only Blink relinks");
+    let b = &sketches_by_path(&r)[&copy.join("Blink").display().to_string()];
+    assert_eq!(b["link"], "linked");
+}
+
+/// A platform copy we may edit: the real AVR core under a private --hardware folder.
+fn private_platform(root: &Path) -> PathBuf {
+    let hw = root.join("hw");
+    let avr = hw.join("mine/avr");
+    copy_dir(Path::new("/usr/share/arduino/hardware/arduino/avr"), &avr);
+    hw
+}
+
+#[test]
+fn header_changes_rebuild_exactly_their_dependents() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let hw = private_platform(t.path());
+    let board = "mine:avr:uno";
+    // A sketch with its own header and a library from the (private) platform.
+    let sk = t.path().join("sk/HeaderUser");
+    std::fs::create_dir_all(&sk).unwrap();
+    std::fs::write(sk.join("config.h"), "#define WAIT 100\n").unwrap();
+    std::fs::write(sk.join("HeaderUser.ino"), "#include \"config.h\"\n#include <EEPROM.h>\n#include <SPI.h>\nvoid setup() { SPI.begin(); EEPROM.write(0, 1); }\nvoid loop() { delay(WAIT); }\n").unwrap();
+    let blink = t.path().join("sk/Blink");
+    copy_dir(&example("01.Basics/Blink"), &blink);
+    let sketches = vec![sk.clone(), blink.clone()];
+    let out = t.path().join("out");
+    let flags = ["--board", board, "--hardware", hw.to_str().unwrap()];
+    let cold = many(&cache, t.path(), &out, &flags, &sketches);
+    assert_eq!(cold["totals"]["failed"], 0, "{cold}");
+    let before = hexes(&cold);
+
+    // 1. The sketch's own header: one compile, one link.
+    std::fs::write(sk.join("config.h"), "#define WAIT 200\n").unwrap();
+    let r = many(&cache, t.path(), &out, &flags, &sketches);
+    assert_eq!((compiled(&r), links(&r)), (1, 1), "sketch header");
+    assert_ne!(hexes(&r)[&sk.display().to_string()], before[&sk.display().to_string()]);
+
+    // 2. A library header (SPI.h, comment only): SPI's objects and the sketch that includes it.
+    let spi_h = hw.join("mine/avr/libraries/SPI/src/SPI.h");
+    let mut text = std::fs::read_to_string(&spi_h).unwrap();
+    text.push_str("\n// touched\n");
+    std::fs::write(&spi_h, text).unwrap();
+    let r = many(&cache, t.path(), &out, &flags, &sketches);
+    assert_eq!(compiled(&r), 2, "SPI.cpp and HeaderUser.ino.cpp");
+    assert_eq!(links(&r), 1);
+
+    // 3. A core header read by everything: the whole core and both sketches.
+    let arduino_h = hw.join("mine/avr/cores/arduino/Arduino.h");
+    let mut text = std::fs::read_to_string(&arduino_h).unwrap();
+    text.push_str("\n// touched\n");
+    std::fs::write(&arduino_h, text).unwrap();
+    let r = many(&cache, t.path(), &out, &flags, &sketches);
+    let core_objects = r["units"][0]["objects_compiled"].as_u64().unwrap();
+    assert!(core_objects >= 15, "core objects that include Arduino.h rebuilt: {core_objects}");
+    assert_eq!(links(&r), 2);
+    // Comments only: firmware unchanged, and no stale object was used.
+    let after = hexes(&r);
+    assert_eq!(after[&blink.display().to_string()], before[&blink.display().to_string()]);
+}
+
+#[test]
+fn build_property_and_board_changes_rebuild_and_switching_back_hits() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sketches = vec![example("01.Basics/Blink"), example("01.Basics/Fade")];
+    let out = t.path().join("out");
+    let base = many(&cache, t.path(), &out, &[], &sketches);
+    let r = many(&cache, t.path(), &out, &["--build-property", "build.extra_flags=-DFBUILD_TEST=1"], &sketches);
+    assert!(compiled(&r) >= 27, "every object sees the new flag: {}", compiled(&r));
+    assert_eq!(links(&r), 2);
+    let mega = many(&cache, t.path(), &out, &["--board", "mega"], &sketches);
+    assert!(compiled(&mega) >= 27);
+    assert_ne!(mega["stage1_key"], base["stage1_key"]);
+    // Back to plain uno: everything comes from the cache.
+    let back = many(&cache, t.path(), &out, &[], &sketches);
+    assert_eq!(processes(&back), 0);
+    assert_eq!(back["stage1_key"], base["stage1_key"]);
+    assert_eq!(hexes(&back), hexes(&base));
+}
+
+/// Fault injection: a real avr-gcc cannot change its version in place, so a wrapper
+/// that reports a different `--version` stands in for an upgraded compiler.
+#[test]
+fn a_different_compiler_version_rebuilds_everything() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sketches = vec![example("01.Basics/Blink")];
+    let out = t.path().join("out");
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let write_wrappers = |tag: &str| {
+        for tool in ["avr-gcc", "avr-g++"] {
+            let script = format!("#!/bin/sh\nif [ \"$1\" = --version ]; then /usr/bin/{tool} --version | sed 's/5\\.4\\.0/5.4.0-{tag}/'; exit 0; fi\nexec /usr/bin/{tool} \"$@\"\n");
+            let p = bin.join(tool);
+            std::fs::write(&p, script).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for tool in ["avr-gcc-ar", "avr-objcopy", "avr-size"] {
+            let _ = std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool));
+        }
+    };
+    let prop = format!("compiler.path={}/", bin.display());
+    write_wrappers("a");
+    let a = many(&cache, t.path(), &out, &["--build-property", &prop], &sketches);
+    assert!(compiled(&a) >= 26);
+    let again = many(&cache, t.path(), &out, &["--build-property", &prop], &sketches);
+    assert_eq!(processes(&again), 0);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_wrappers("b");
+    let b = many(&cache, t.path(), &out, &["--build-property", &prop], &sketches);
+    assert!(compiled(&b) >= 26, "a new compiler identity misses every object: {}", compiled(&b));
+    assert_eq!(hexes(&a), hexes(&b));
+}
+
+fn cache_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            cache_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn corrupt_cache_entries_are_detected_and_rebuilt() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sketches = vec![example("01.Basics/Blink")];
+    let clean = many(&cache, t.path(), &t.path().join("out0"), &[], &sketches);
+    // Truncate every cached object and flip a bit in every cached link output.
+    let mut files = Vec::new();
+    cache_files(&cache, &mut files);
+    let mut damaged = 0;
+    for f in files.iter().filter(|f| f.file_name().unwrap() != "meta.json") {
+        let s = f.to_string_lossy();
+        if !(s.contains("/object/") || s.contains("/link/") || s.contains("/archive/")) || s.ends_with(".rec") {
+            continue;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut bytes = std::fs::read(f).unwrap();
+        if s.contains("/object/") {
+            bytes.truncate(bytes.len() / 2);
+        } else {
+            let n = bytes.len() / 2;
+            bytes[n] ^= 0x01;
+        }
+        std::fs::write(f, bytes).unwrap();
+        damaged += 1;
+    }
+    assert!(damaged >= 27, "damaged {damaged}");
+    let r = many(&cache, t.path(), &t.path().join("out1"), &[], &sketches);
+    assert!(compiled(&r) >= 26, "damaged objects are rebuilt, not used");
+    assert_eq!(links(&r), 1, "a damaged link entry is not used");
+    assert_eq!(hexes(&r).into_values().collect::<Vec<_>>(), hexes(&clean).into_values().collect::<Vec<_>>());
+}
+
+#[test]
+fn no_cache_flag_and_cache_commands() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sketches = vec![example("01.Basics/Blink")];
+    let r = many(&cache, t.path(), &t.path().join("o1"), &["--no-cache"], &sketches);
+    assert_eq!(r["cache"]["enabled"], false);
+    assert!(!cache.join("v1").exists(), "--no-cache writes nothing to the cache");
+    many(&cache, t.path(), &t.path().join("o2"), &[], &sketches);
+    let dir = fbuild(&cache, t.path(), &["cache", "dir"]);
+    assert_eq!(dir.stdout.trim(), cache.display().to_string());
+    let stats = fbuild(&cache, t.path(), &["cache", "stats"]);
+    assert_eq!(stats.code, 0);
+    let s: Value = serde_json::from_str(&stats.stdout).unwrap();
+    assert!(s["entries"].as_u64().unwrap() >= 27, "{s}");
+    // Every object compiled was a manifest miss, then stored.
+    assert!(s["total"]["namespaces"]["manifest"]["misses"].as_u64().unwrap() >= 26, "{s}");
+    assert!(s["total"]["namespaces"]["object"]["stores"].as_u64().unwrap() >= 26, "{s}");
+    let clean = fbuild(&cache, t.path(), &["cache", "clean"]);
+    assert_eq!(clean.code, 0);
+    let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats"]).stdout).unwrap();
+    assert_eq!(s["entries"], 0);
+}
+
+#[test]
+fn cache_size_bound_evicts() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sketches = vec![example("01.Basics/Blink")];
+    many(&cache, t.path(), &t.path().join("o1"), &["--cache-max-size", "100K"], &sketches);
+    let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats"]).stdout).unwrap();
+    assert!(s["bytes"].as_u64().unwrap() <= 100 * 1024, "{s}");
+}
+
+#[test]
+fn a_remembered_compile_failure_never_outlives_its_cause() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sk = t.path().join("Broken");
+    std::fs::create_dir_all(&sk).unwrap();
+    std::fs::write(sk.join("Broken.ino"), "#include \"helper.h\"\nvoid setup() { helper(); }\nvoid loop() {}\n").unwrap();
+    let out = t.path().join("out");
+    let first = many(&cache, t.path(), &out, &[], &[sk.clone()]);
+    let err = first["sketches"][0]["first_error"].as_str().unwrap().to_string();
+    assert!(err.contains("helper.h: No such file or directory"), "{err}");
+    // Same inputs: the failure is reported again without running the compiler.
+    let again = many(&cache, t.path(), &out, &[], &[sk.clone()]);
+    assert_eq!(again["sketches"][0]["status"], "failed");
+    assert_eq!(again["sketches"][0]["first_error"].as_str().unwrap(), err);
+    assert_eq!(processes(&again), 0);
+    // The missing header appears, but declares nothing useful: compile again, new error.
+    std::fs::write(sk.join("helper.h"), "#pragma once\n").unwrap();
+    let r = many(&cache, t.path(), &out, &[], &[sk.clone()]);
+    assert!(processes(&r) >= 1);
+    let err2 = r["sketches"][0]["first_error"].as_str().unwrap();
+    assert!(err2.contains("Broken.ino:2") && err2.contains("helper"), "{err2}");
+    // Fixing the header (a file the sketch reaches only through its include) fixes the build.
+    std::fs::write(sk.join("helper.h"), "#pragma once\ninline void helper() {}\n").unwrap();
+    let fixed = many(&cache, t.path(), &out, &[], &[sk.clone()]);
+    assert_eq!(fixed["sketches"][0]["status"], "ok", "{fixed}");
+}
