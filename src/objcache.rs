@@ -163,6 +163,8 @@ impl ObjectCache<'_> {
     /// from the source through the compile's search path (ignoring conditionals, so a
     /// superset), with its bytes, and every header that was not found anywhere. Any
     /// edit to one of them, or a missing header appearing, changes the key.
+    /// Headers in the compiler's own folders (avr-libc) count by path only: like the
+    /// object manifest, they belong to the toolchain's identity.
     pub fn failure_key(&self, base: &Hash, job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Hash {
         let mut search = include_dirs(&job.args);
         search.extend(system_dirs.iter().cloned());
@@ -176,8 +178,12 @@ impl ObjectCache<'_> {
                 let found = std::iter::once(&here).chain(search.iter()).map(|d| d.join(name)).find(|p| p.is_file());
                 match found {
                     Some(p) => {
-                        if seen.insert(p.clone()) {
-                            h.path(&p).bytes(&self.file_hash(&p).unwrap_or([0; 32]));
+                        if !seen.insert(p.clone()) {
+                            continue;
+                        }
+                        h.path(&p);
+                        if !system_dirs.iter().any(|d| p.starts_with(d)) {
+                            h.bytes(&self.file_hash(&p).unwrap_or([0; 32]));
                             queue.push_back(p);
                         }
                     }
