@@ -13,4 +13,4 @@ set -e
 # Some examples cannot build on uno (no Serial1, libraries not installed): that is
 # expected, so exit 1 ("some sketches failed") is a normal outcome here.
 [ "$code" -le 1 ] || exit "$code"
-echo "results: .fbuild/main/results.json, phases: .fbuild/main/phases.tsv"
+echo "phases: .fbuild/main/phases.tsv (13 of the 100 examples cannot build on uno: no Serial1, or libraries not installed)"
