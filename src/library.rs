@@ -328,7 +328,8 @@ pub struct Discovery {
 }
 
 /// Find the libraries a set of files needs, following includes through headers found
-/// in `local_dirs` (sketch, core, variant) and through every library it adds, the way
+/// beside the including file or in the sketch, and through every library it adds
+/// (core and variant headers end the search), the way
 /// the reference builder's repeated preprocessing does, but in-process.
 pub fn discover(
     index: &LibraryIndex,

@@ -587,9 +587,12 @@ fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Opt
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
         let _ = std::fs::remove_file(&job.object);
-        // Only an ordinary compile error is worth remembering: not a crash, a
-        // missing tool or an interruption, which may not happen again.
-        let ordinary = out.signal.is_none() && !env.runner.interrupted() && out.text.contains("error");
+        // Only an ordinary compile error (a diagnostic at a file and line) is worth
+        // remembering: not a crash, an unwritable output or an interruption, which
+        // may not happen again.
+        let ordinary = out.signal.is_none()
+            && !env.runner.interrupted()
+            && diagnostics::parse(&out.text).iter().any(|d| d.severity == "error");
         if let (true, Some(k)) = (ordinary, failure_key) {
             env.cache.record_failure(&k, &out.text);
         }

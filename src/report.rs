@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use serde::Serialize;
 
@@ -161,7 +160,6 @@ pub struct Progress {
     done: AtomicUsize,
     failed: AtomicUsize,
     running: AtomicUsize,
-    start: Instant,
     quiet: bool,
     lock: Mutex<()>,
 }
@@ -178,7 +176,7 @@ impl Progress {
             b.enable_steady_tick(std::time::Duration::from_millis(120));
             b
         });
-        Progress { bar, total, done: AtomicUsize::new(0), failed: AtomicUsize::new(0), running: AtomicUsize::new(0), start: Instant::now(), quiet, lock: Mutex::new(()) }
+        Progress { bar, total, done: AtomicUsize::new(0), failed: AtomicUsize::new(0), running: AtomicUsize::new(0), quiet, lock: Mutex::new(()) }
     }
 
     pub fn stage(&self, msg: &str) {
@@ -226,7 +224,6 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        let _ = self.start;
     }
 }
 

@@ -30,7 +30,7 @@ fn compare(board: &str, fqbn: &str, sketches: &[PathBuf], expect_ok: Option<usiz
                 r["status"],
                 if reference.ok { "ok" } else { "failed" },
                 r["first_error"],
-                reference.log.lines().filter(|l| l.contains("error")).next().unwrap_or("")
+                reference.log.lines().find(|l| l.contains("error")).unwrap_or("")
             ));
             continue;
         }
