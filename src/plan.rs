@@ -118,11 +118,7 @@ impl Context {
     /// Expand `recipe` with `extra` values and split it into arguments.
     pub fn command(&self, recipe: &str, extra: &[(&str, String)]) -> Result<Vec<String>> {
         let pattern = self.props.get(recipe).ok_or_else(|| Error::usage(format!("the platform has no {recipe}")))?;
-        let mut text = self.props.expand(pattern);
-        for (k, v) in extra {
-            text = text.replace(&format!("{{{k}}}"), v);
-        }
-        Ok(split_command_line(&text))
+        Ok(split_command_line(&self.props.expand_with(pattern, extra)))
     }
 
     pub fn compile(&self, source: &Path, object: &Path, includes: &[PathBuf]) -> Result<CompileJob> {

@@ -115,9 +115,15 @@ impl Properties {
     /// Replace `{key}` references with their values until nothing changes.
     /// Unknown references stay as written, as arduino-cli leaves them.
     pub fn expand(&self, text: &str) -> String {
+        self.expand_with(text, &[])
+    }
+
+    /// Expand with `overlay` values taking precedence over stored ones (per-file
+    /// values such as `source_file`, without cloning the whole property set).
+    pub fn expand_with(&self, text: &str, overlay: &[(&str, String)]) -> String {
         let mut current = text.to_string();
         for _ in 0..MAX_EXPANSION_PASSES {
-            let next = self.expand_once(&current);
+            let next = self.expand_once(&current, overlay);
             if next == current {
                 break;
             }
@@ -126,7 +132,7 @@ impl Properties {
         current
     }
 
-    fn expand_once(&self, text: &str) -> String {
+    fn expand_once(&self, text: &str, overlay: &[(&str, String)]) -> String {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(open) = rest.find('{') {
@@ -135,7 +141,8 @@ impl Properties {
             match after.find(['}', '{']) {
                 Some(close) if after.as_bytes()[close] == b'}' => {
                     let key = &after[..close];
-                    match self.map.get(key) {
+                    let value = overlay.iter().find(|(k, _)| *k == key).map(|(_, v)| v).or_else(|| self.map.get(key));
+                    match value {
                         Some(value) => out.push_str(value),
                         None => {
                             out.push('{');
@@ -230,6 +237,13 @@ mod tests {
     fn expands_recursively_and_leaves_unknown() {
         let p = Properties::parse("a={b}/x\nb={c}y\nc=z\n", "t").unwrap();
         assert_eq!(p.expand("<{a}> {unknown} {"), "<zy/x> {unknown} {");
+    }
+
+    #[test]
+    fn overlay_wins_over_stored_values() {
+        let p = Properties::parse("archive_file_path={build.path}/core.a\nbuild.path=/b\n", "t").unwrap();
+        assert_eq!(p.expand("ar \"{archive_file_path}\""), "ar \"/b/core.a\"");
+        assert_eq!(p.expand_with("ar \"{archive_file_path}\"", &[("archive_file_path", "/x/L.a".into())]), "ar \"/x/L.a\"");
     }
 
     #[test]
