@@ -208,3 +208,74 @@ fn verbose_says_which_menu_option_and_quirk_apply() {
     assert!(run.stderr.contains("-DDECIMAL_DIG=__DECIMAL_DIG__"), "{}", run.stderr);
     assert!(run.stderr.contains("avr-g++") && run.stderr.contains("-mmcu=atmega328p"), "every command is printed");
 }
+
+fn write(p: &Path, s: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, s).unwrap();
+}
+
+#[test]
+fn a_broken_library_fails_only_the_sketches_that_use_it() {
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    write(&libs.join("Broken/library.properties"), "name=Broken\nversion=1.0\narchitectures=*\n");
+    write(&libs.join("Broken/src/Broken.h"), "int broken();\n");
+    write(&libs.join("Broken/src/Broken.cpp"), "#include \"Broken.h\"\nint broken() { return not_declared_anywhere; }\n");
+    let user = t.path().join("sk/UsesBroken");
+    write(&user.join("UsesBroken.ino"), "#include <Broken.h>\nvoid setup() { broken(); }\nvoid loop() {}\n");
+    let sketches = vec![user.clone(), example("01.Basics/Blink")];
+    let (run, results) = run_many(&t.path().join("cache"), t.path(), &t.path().join("out"), &["--libraries", libs.to_str().unwrap()], &sketches);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let by = sketches_by_path(&results);
+    let failed = &by[&user.display().to_string()];
+    assert_eq!(failed["status"], "failed");
+    let first = failed["first_error"].as_str().unwrap();
+    assert!(first.starts_with("library Broken failed to compile: "), "{first}");
+    assert!(first.contains("Broken.cpp:2") && first.contains("not_declared_anywhere"), "{first}");
+    assert!(first.contains("build.log"), "names the unit's log: {first}");
+    assert_eq!(by[&example("01.Basics/Blink").display().to_string()]["status"], "ok");
+    let unit = results["units"].as_array().unwrap().iter().find(|u| u["name"] == "Broken").unwrap();
+    assert_eq!(unit["status"], "failed");
+    assert!(Path::new(unit["log"].as_str().unwrap()).is_file());
+}
+
+#[test]
+fn dot_a_linkage_library_is_archived_and_linked() {
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    write(&libs.join("Blinker/library.properties"), "name=Blinker\nversion=1.0\narchitectures=avr\ndot_a_linkage=true\n");
+    write(&libs.join("Blinker/src/Blinker.h"), "#include <Arduino.h>\nvoid blinkOnce(uint8_t pin);\n");
+    write(&libs.join("Blinker/src/Blinker.cpp"), "#include \"Blinker.h\"\nvoid blinkOnce(uint8_t pin) { digitalWrite(pin, HIGH); delay(100); digitalWrite(pin, LOW); }\n");
+    let sk = t.path().join("sk/UsesBlinker");
+    write(&sk.join("UsesBlinker.ino"), "#include <Blinker.h>\nvoid setup() { pinMode(13, OUTPUT); }\nvoid loop() { blinkOnce(13); }\n");
+    let idle = t.path().join("sk/IncludesOnly");
+    write(&idle.join("IncludesOnly.ino"), "#include <Blinker.h>\nvoid setup() { pinMode(13, OUTPUT); }\nvoid loop() {}\n");
+    let (run, results) = run_many(&t.path().join("cache"), t.path(), &t.path().join("out"), &["--libraries", libs.to_str().unwrap()], &[sk.clone(), idle]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let unit = results["units"].as_array().unwrap().iter().find(|u| u["name"] == "Blinker").unwrap();
+    let archive = unit["archive"].as_str().expect("an archive for dot_a_linkage");
+    assert!(archive.ends_with("Blinker.a") && Path::new(archive).is_file());
+    let core = results["archives"][0].as_str().unwrap();
+    assert!(core.ends_with("core/core.a") && Path::new(core).is_file(), "the library went to its own archive, not core.a");
+    let s = &results["sketches"];
+    assert_eq!(s[0]["libraries"], serde_json::json!(["Blinker"]));
+    // The call pulls blinkOnce out of Blinker.a; the sketch that never calls it leaves it out.
+    assert!(s[0]["flash_used"].as_u64().unwrap() > s[1]["flash_used"].as_u64().unwrap());
+}
+
+#[test]
+fn platform_hooks_run_at_their_stage() {
+    let t = tempfile::tempdir().unwrap();
+    let hw = t.path().join("hw");
+    let avr = hw.join("mine/avr");
+    copy_dir(Path::new("/usr/share/arduino/hardware/arduino/avr"), &avr);
+    write(
+        &avr.join("platform.local.txt"),
+        "recipe.hooks.sketch.prebuild.1.pattern=touch \"{build.path}/prebuild-ran\"\nrecipe.hooks.objcopy.postobjcopy.1.pattern=cp \"{build.path}/{build.project_name}.hex\" \"{build.path}/copy-of.hex\"\n",
+    );
+    let (run, results) = run_many(&t.path().join("cache"), t.path(), &t.path().join("out"), &["--board", "mine:avr:uno", "--hardware", hw.to_str().unwrap()], &[example("01.Basics/Blink")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dir = PathBuf::from(results["sketches"][0]["output_dir"].as_str().unwrap());
+    assert!(dir.join("prebuild-ran").is_file());
+    assert_eq!(std::fs::read(dir.join("copy-of.hex")).unwrap(), std::fs::read(dir.join("Blink.ino.hex")).unwrap());
+}

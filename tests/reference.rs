@@ -96,3 +96,23 @@ fn handful_on_mega_matches_arduino_builder() {
 fn handful_on_leonardo_matches_arduino_builder() {
     compare("leonardo", "arduino:avr:leonardo", &handful(), None);
 }
+
+#[test]
+fn multi_file_sketch_matches_arduino_builder() {
+    // Two .ino tabs, a .cpp and a .c beside them, a header, and src/ sources: the
+    // object order on the link line must match the reference builder's.
+    let t = tempfile::tempdir().unwrap();
+    let sk = t.path().join("Multi");
+    let w = |rel: &str, s: &str| {
+        let p = sk.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, s).unwrap();
+    };
+    w("Multi.ino", "#include \"util.h\"\n#include <Wire.h>\nvoid setup() { Serial.begin(9600); Wire.begin(); }\nvoid loop() { Serial.println(twice(tabHelper(3)) + cfunc(2) + deep()); }\n");
+    w("tab.ino", "int tabHelper(int x) { return x + 1; }\n");
+    w("util.h", "#pragma once\nint twice(int);\nextern \"C\" int cfunc(int);\nint deep();\n");
+    w("util.cpp", "#include \"util.h\"\nstatic int counter;\nint twice(int x) { counter++; return 2 * x + counter; }\n");
+    w("cpart.c", "int cfunc(int x) { return x * 3; }\n");
+    w("src/nested/deep.cpp", "int deep() { return 42; }\n");
+    compare("uno", "arduino:avr:uno", &[sk], Some(1));
+}
