@@ -123,11 +123,33 @@ struct Pending<'a> {
     outer_if_line: Option<usize>,
 }
 
+/// What the directives seen so far say: line mapping, open conditionals, and the
+/// merged line of each open `#if` (to move insertion above a user's block).
+#[derive(Default)]
+struct DirectiveState {
+    map: LineMap,
+    cond: Conditionals,
+    if_lines: Vec<usize>,
+}
+
+impl DirectiveState {
+    fn apply(&mut self, t: &Token) {
+        self.map.note(t);
+        if self.cond.apply(&t.text) {
+            match directive_parts(&t.text).0 {
+                "if" | "ifdef" | "ifndef" => self.if_lines.push(t.line),
+                "endif" => {
+                    self.if_lines.pop();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 fn plan(merged: &str) -> Option<Plan> {
     let tokens = tokenize(merged);
-    let mut map = LineMap::default();
-    let mut cond = Conditionals::default();
-    let mut if_lines: Vec<usize> = Vec::new();
+    let mut state = DirectiveState::default();
     let mut declared: HashSet<String> = HashSet::new();
     let mut defined: Vec<(String, Prototype, usize)> = Vec::new();
     let mut pending = Pending { tokens: Vec::new(), conditions: Vec::new(), outer_if_line: None };
@@ -135,27 +157,17 @@ fn plan(merged: &str) -> Option<Plan> {
     while i < tokens.len() {
         let t = &tokens[i];
         if t.kind == Kind::Directive {
-            map.note(t);
-            let (name, _) = directive_parts(&t.text);
-            if cond.apply(&t.text) {
-                match name {
-                    "if" | "ifdef" | "ifndef" => if_lines.push(t.line),
-                    "endif" => {
-                        if_lines.pop();
-                    }
-                    _ => {}
-                }
-            }
+            state.apply(t);
             i += 1;
             continue;
         }
-        if cond.dead() {
+        if state.cond.dead() {
             i += 1;
             continue;
         }
         if pending.tokens.is_empty() {
-            pending.conditions = cond.frames.iter().flat_map(|f| f.directives.iter().cloned()).collect();
-            pending.outer_if_line = if_lines.first().copied();
+            pending.conditions = state.cond.frames.iter().flat_map(|f| f.directives.iter().cloned()).collect();
+            pending.outer_if_line = state.if_lines.first().copied();
         }
         if t.is(";") {
             if let Some(name) = declared_function_name(&pending.tokens) {
@@ -180,12 +192,12 @@ fn plan(merged: &str) -> Option<Plan> {
             }
             if let Some((name, text)) = function_definition(&head) {
                 let first = head[0];
-                let (file, line) = map.map(first.line);
+                let (file, line) = state.map.map(first.line);
                 let start_line = pending.outer_if_line.unwrap_or(first.line).min(first.line);
                 defined.push((name, Prototype { text, file, line, conditions: pending.conditions.clone() }, start_line));
             }
             // Skip the body (function, class, initializer): nothing inside is file scope.
-            i = skip_block(&tokens, i, &mut map, &mut cond, &mut if_lines);
+            i = skip_block(&tokens, i, &mut state);
             continue;
         }
         pending.tokens.push(t);
@@ -203,24 +215,12 @@ fn plan(merged: &str) -> Option<Plan> {
 }
 
 /// Index after the `}` matching the `{` at `open`; directives inside still update state.
-fn skip_block(tokens: &[Token], open: usize, map: &mut LineMap, cond: &mut Conditionals, if_lines: &mut Vec<usize>) -> usize {
+fn skip_block(tokens: &[Token], open: usize, state: &mut DirectiveState) -> usize {
     let mut depth = 0usize;
-    let mut i = open;
-    while i < tokens.len() {
-        let t = &tokens[i];
+    for (i, t) in tokens.iter().enumerate().skip(open) {
         if t.kind == Kind::Directive {
-            map.note(t);
-            let (name, _) = directive_parts(&t.text);
-            if cond.apply(&t.text) {
-                match name {
-                    "if" | "ifdef" | "ifndef" => if_lines.push(t.line),
-                    "endif" => {
-                        if_lines.pop();
-                    }
-                    _ => {}
-                }
-            }
-        } else if !cond.dead() {
+            state.apply(t);
+        } else if !state.cond.dead() {
             if t.is("{") {
                 depth += 1;
             } else if t.is("}") {
@@ -230,7 +230,6 @@ fn skip_block(tokens: &[Token], open: usize, map: &mut LineMap, cond: &mut Condi
                 }
             }
         }
-        i += 1;
     }
     tokens.len()
 }
