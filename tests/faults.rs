@@ -502,3 +502,25 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+// ---------------------------------------------------------------- output vanishing
+
+#[test]
+fn output_folder_disappearing_mid_run_fails_cleanly_and_recovers() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("out");
+    let cache = tmp.path().join("cache");
+    let mut c = compile_many(&cache, &out, &all_corpus());
+    c.arg("--no-cache");
+    let live = Live::spawn(c);
+    assert!(live.wait_line(Duration::from_secs(30), |l| l.starts_with('[')), "no sketch finished");
+    std::fs::remove_dir_all(&out).ok();
+    let (code, _sig, lines, _) = live.finish(Duration::from_secs(60));
+    assert!(matches!(code, Some(1) | Some(3)), "exit {code:?}:\n{}", lines.join("\n"));
+    assert!(!lines.iter().any(|l| l.contains("panicked")), "{}", lines.join("\n"));
+    // The next run rebuilds what went missing and matches a clean build.
+    let (want_code, want, _) = clean_build(tmp.path(), "vanish", &all_corpus(), &[]);
+    let r = run(compile_many(&cache, &out, &all_corpus()));
+    assert_eq!(r.code, want_code, "{}", r.describe());
+    assert_same_firmware(&hex_map(&results(&out.join("results.json")), tmp.path()), &want);
+}
