@@ -28,7 +28,7 @@ run() {
   wall[$name]=$(elapsed "$t0")
 }
 
-fresh() { rm -rf "$work/$1"; mkdir -p "$work/$1"; echo "$work/$1"; }
+fresh() { rm -rf "${work:?}/${1:?}"; mkdir -p "$work/$1"; echo "$work/$1"; }
 
 cm_default() { FBUILD_CACHE_DIR="$(fresh c1)" "$F" compile-many -q --out "$(fresh o1)" "$corpus"; }
 cm_narrow() { FBUILD_CACHE_DIR="$(fresh c2)" "$F" compile-many -q --framework-jobs 1 --sketch-jobs 2 --out "$(fresh o2)" "$corpus"; }
@@ -47,6 +47,7 @@ ab_one() {
 }
 ab_xargs() {
   local core; core="$(fresh abcore2)"
+  # shellcheck disable=SC2016 # the inner script expands its own arguments
   printf '%s\n' "${sketches[@]}" | xargs -P 2 -I{} sh -c '
     b=$(mktemp -d -p "$1"); n=$(basename "$2")
     arduino-builder -compile -hardware /usr/share/arduino/hardware -hardware /usr/share/arduino-builder -tools /usr/bin \
