@@ -11,10 +11,16 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
             }
-            // One line: the error itself, then how to get help.
+            // One line: clap's message (which may span lines before its usage
+            // block), then how to get help.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{first} (see `fbuild --help`)");
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            let message = if message.is_empty() { "error: bad arguments".to_string() } else { message.join(" ") };
+            eprintln!("{message} (see `fbuild --help`)");
             std::process::exit(fbuild::error::exit::USAGE);
         }
     };
