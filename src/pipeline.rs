@@ -477,7 +477,10 @@ pub fn run(req: &Request) -> Result<Report> {
         Some(s) => {
             let st = s.run_stats();
             let _ = s.flush_stats();
-            let _ = s.evict();
+            // Eviction scans the whole store: only worth it when this run added to it.
+            if st.stores() > 0 {
+                let _ = s.evict();
+            }
             report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses() }
         }
         None => report::CacheSummary::default(),
