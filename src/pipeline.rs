@@ -870,12 +870,16 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
     let link_cmd = ctx.link(&link_objects).map_err(|e| e.to_string())?;
     let objcopies = ctx.objcopies().map_err(|e| e.to_string())?;
     let size_cmd = ctx.size().map_err(|e| e.to_string())?;
+    let bootloader = bootloader_file(env.props);
     let link_key = |keys: &[Option<Hash>]| -> Option<Hash> {
         let mut inputs: Vec<Hash> = keys.iter().copied().collect::<Option<Vec<Hash>>>()?;
         if unit_keys.len() != w.units.len() + 1 {
             return None;
         }
         inputs.extend(unit_keys.iter().copied());
+        if let Some(b) = &bootloader {
+            inputs.push(env.cache.file_hash(b)?);
+        }
         let mut commands = vec![link_cmd.clone(), size_cmd.clone()];
         commands.extend(objcopies.iter().cloned());
         let commands: Vec<Vec<String>> = commands
@@ -953,6 +957,9 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
             run_logged(env.runner, c, log)?;
         }
         hooks("objcopy.postobjcopy", log)?;
+        if let Some(b) = &bootloader {
+            merge_bootloader(&w.dir.join(format!("{project}.hex")), b, &w.dir.join(format!("{project}.with_bootloader.hex")))?;
+        }
         run_logged(env.runner, &size_cmd, log)
     })();
     let size_out = match linked {
@@ -1000,6 +1007,29 @@ fn overflow_sizes(env: &SketchEnv, link: &[String], size: &[String], r: &mut Ske
     finish_sizes(env, r, &rec, Path::new("")).err()
 }
 
+/// The board's bootloader image (`bootloader.noblink` wins over `bootloader.file`, as
+/// in the reference builder), when the platform ships it.
+fn bootloader_file(props: &crate::properties::Properties) -> Option<PathBuf> {
+    let name = props.get("bootloader.noblink").filter(|v| !v.is_empty()).or_else(|| props.get("bootloader.file"))?;
+    let name = props.expand(name);
+    let path = PathBuf::from(props.get_or_empty("runtime.platform.path")).join("bootloaders").join(name);
+    path.is_file().then_some(path)
+}
+
+/// `<project>.with_bootloader.hex`, as arduino-builder writes it: the sketch's Intel
+/// HEX records without its end-of-file record, then the bootloader's, one per line.
+fn merge_bootloader(sketch_hex: &Path, bootloader: &Path, out: &Path) -> std::result::Result<(), String> {
+    let read = |p: &Path| std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| format!("{}: {e}", p.display()));
+    let sketch = read(sketch_hex)?;
+    let boot = read(bootloader)?;
+    let mut lines: Vec<&str> = sketch.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines.pop();
+    lines.extend(boot.lines().map(str::trim).filter(|l| !l.is_empty()));
+    let mut text = lines.join("\n");
+    text.push('\n');
+    report::write_atomic(out, text.as_bytes()).map_err(|e| e.to_string())
+}
+
 /// `<project>.elf`, `.hex`, `.eep`, `.bin`, ...: what link and objcopy made.
 fn firmware_files(dir: &Path, project: &str) -> Vec<PathBuf> {
     let prefix = format!("{project}.");
@@ -1040,7 +1070,8 @@ fn write_link_stamp(stamp: &Path, key: &Hash, rec: &LinkRecord) {
 
 fn finish_sizes(env: &SketchEnv, r: &mut SketchResult, rec: &LinkRecord, dir: &Path) -> std::result::Result<(), String> {
     for f in &rec.files {
-        let kind = f.rsplit('.').next().unwrap_or(f).to_string();
+        // `Blink.ino.hex` -> `hex`, `Blink.ino.with_bootloader.hex` -> `with_bootloader.hex`.
+        let kind = f.strip_prefix(&format!("{}.", r.name)).and_then(|rest| rest.strip_prefix("ino.")).unwrap_or(f).to_string();
         r.firmware.insert(kind, dir.join(f));
     }
     r.flash_used = Some(rec.sizes.flash);

@@ -1,6 +1,6 @@
 //! Differential tests: fbuild and arduino-builder build the same sketches from the
-//! same sources and flags; the same ones must succeed, and every .hex/.eep must be
-//! byte-identical.
+//! same sources and flags; the same ones must succeed, and every .hex, .eep and
+//! .with_bootloader.hex must be byte-identical.
 
 mod common;
 
@@ -52,10 +52,14 @@ fn compare(board: &str, fqbn: &str, sketches: &[PathBuf], expect_ok: Option<usiz
         }
         ok += 1;
         let name = sketch.file_name().unwrap().to_string_lossy().into_owned();
-        for ext in ["hex", "eep"] {
-            let ours = std::fs::read(r["firmware"][ext].as_str().unwrap()).unwrap();
-            let theirs = std::fs::read(reference.dir.join(format!("{name}.ino.{ext}"))).unwrap();
-            if ours != theirs {
+        for ext in ["hex", "eep", "with_bootloader.hex"] {
+            let theirs = reference.dir.join(format!("{name}.ino.{ext}"));
+            if ext.starts_with("with_") && !theirs.is_file() {
+                assert!(r["firmware"][ext].is_null(), "{name}: no bootloader image, no merged hex");
+                continue;
+            }
+            let ours = std::fs::read(r["firmware"][ext].as_str().unwrap_or_else(|| panic!("{name}: no {ext}"))).unwrap();
+            if ours != std::fs::read(&theirs).unwrap() {
                 mismatches.push(format!("{}: .{ext} differs from arduino-builder's", sketch.display()));
             }
         }
