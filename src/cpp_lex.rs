@@ -232,9 +232,9 @@ pub fn directive_parts(text: &str) -> (&str, &str) {
     (&body[..end], body[end..].trim())
 }
 
-/// Conditional-compilation state: which `#if` branches are certainly dead
-/// (`#if 0`, the `#else` of `#if 1`). Other conditions cannot be evaluated
-/// without the preprocessor, so they count as live.
+/// Conditional-compilation state: which `#if` branches are certainly dead. Without
+/// macros only `#if 0` (and the `#else` of `#if 1`) are; with `Macros`, any condition
+/// they decide. Anything undecided counts as live.
 #[derive(Debug, Default, Clone)]
 pub struct Conditionals {
     /// Per open `#if`: the directive lines seen so far, and whether the branch is dead.
@@ -245,45 +245,47 @@ pub struct Conditionals {
 pub struct Frame {
     pub directives: Vec<String>,
     pub dead: bool,
-    /// `#if 0` / `#if 1`: a later branch's liveness is the opposite.
-    constant: Option<bool>,
+    /// An earlier branch of this `#if` is certainly taken: the rest are dead.
+    taken: bool,
+}
+
+fn literal_condition(expr: &str) -> Option<bool> {
+    match expr.trim_start_matches('(').trim_end_matches(')').trim() {
+        "0" | "false" => Some(false),
+        "1" | "true" => Some(true),
+        _ => None,
+    }
 }
 
 impl Conditionals {
     /// Feed a directive; returns true when it was a conditional one.
     pub fn apply(&mut self, text: &str) -> bool {
+        self.apply_with(text, None)
+    }
+
+    pub fn apply_with(&mut self, text: &str, macros: Option<&crate::macros::Macros>) -> bool {
         let (name, rest) = directive_parts(text);
-        match name {
-            "if" | "ifdef" | "ifndef" => {
-                let constant = if name == "if" {
-                    match rest.trim_start_matches('(').trim_end_matches(')').trim() {
-                        "0" | "false" => Some(false),
-                        "1" | "true" => Some(true),
-                        _ => None,
-                    }
-                } else {
-                    None
-                };
-                self.frames.push(Frame { directives: vec![text.to_string()], dead: constant == Some(false), constant });
-                true
-            }
-            "elif" | "else" => {
-                if let Some(f) = self.frames.last_mut() {
-                    f.directives.push(text.to_string());
-                    // After `#if 1` every other branch is dead; otherwise we cannot tell.
-                    f.dead = f.constant.unwrap_or(false);
-                    if name == "elif" && f.constant == Some(false) {
-                        f.constant = None; // `#if 0 ... #elif X`: X decides from here on
-                    }
-                }
-                true
-            }
+        let eval = |expr: &str| literal_condition(expr).or_else(|| macros.and_then(|m| m.eval(expr)));
+        let name_defined = |n: &str| macros.and_then(|m| m.defined(n.split_whitespace().next().unwrap_or("")));
+        let value = match name {
+            "if" | "elif" => eval(rest),
+            "ifdef" => name_defined(rest),
+            "ifndef" => name_defined(rest).map(|d| !d),
+            "else" => Some(true),
             "endif" => {
                 self.frames.pop();
-                true
+                return true;
             }
-            _ => false,
+            _ => return false,
+        };
+        if matches!(name, "if" | "ifdef" | "ifndef") {
+            self.frames.push(Frame { directives: vec![text.to_string()], dead: value == Some(false), taken: value == Some(true) });
+        } else if let Some(f) = self.frames.last_mut() {
+            f.directives.push(text.to_string());
+            f.dead = f.taken || value == Some(false);
+            f.taken |= value == Some(true);
         }
+        true
     }
 
     pub fn dead(&self) -> bool {
@@ -349,5 +351,27 @@ mod tests {
         c.apply("#if 0");
         c.apply("#elif defined(Y)");
         assert!(!c.dead());
+    }
+
+    #[test]
+    fn conditionals_with_macros_decide_certain_branches() {
+        let m = crate::macros::Macros::from_args(&["-DARDUINO_ARCH_AVR".into()]);
+        let mut c = Conditionals::default();
+        c.apply_with("#if defined(ARDUINO_ARCH_SAMD)", Some(&m));
+        assert!(c.dead());
+        c.apply_with("#elif defined(ARDUINO_ARCH_AVR)", Some(&m));
+        assert!(!c.dead());
+        c.apply_with("#else", Some(&m));
+        assert!(c.dead(), "an earlier branch is certainly taken");
+        c.apply_with("#endif", Some(&m));
+        c.apply_with("#ifdef USER_OPTION", Some(&m));
+        assert!(!c.dead());
+        c.apply_with("#else", Some(&m));
+        assert!(!c.dead(), "unknown: both branches stay live");
+        c.apply_with("#endif", Some(&m));
+        c.apply_with("#ifndef ESP32", Some(&m));
+        assert!(!c.dead());
+        c.apply_with("#else", Some(&m));
+        assert!(c.dead());
     }
 }

@@ -6,10 +6,15 @@ use crate::cpp_lex::{directive_parts, tokenize, Conditionals, Kind};
 /// Header names of live `#include` directives, first occurrence kept, without the
 /// `<>`/`""` delimiters. `#include MACRO` cannot be resolved and is skipped.
 pub fn scan_includes(source: &str) -> Vec<String> {
+    scan_includes_with(source, None)
+}
+
+/// As `scan_includes`, skipping branches that `macros` decide are not taken.
+pub fn scan_includes_with(source: &str, macros: Option<&crate::macros::Macros>) -> Vec<String> {
     let mut cond = Conditionals::default();
     let mut out: Vec<String> = Vec::new();
     for tok in tokenize(source).into_iter().filter(|t| t.kind == Kind::Directive) {
-        if cond.apply(&tok.text) || cond.dead() {
+        if cond.apply_with(&tok.text, macros) || cond.dead() {
             continue;
         }
         let (name, rest) = directive_parts(&tok.text);
@@ -34,6 +39,10 @@ pub fn scan_includes(source: &str) -> Vec<String> {
 /// are ASCII in practice).
 pub fn scan_includes_bytes(bytes: &[u8]) -> Vec<String> {
     scan_includes(&String::from_utf8_lossy(bytes))
+}
+
+pub fn scan_includes_bytes_with(bytes: &[u8], macros: Option<&crate::macros::Macros>) -> Vec<String> {
+    scan_includes_with(&String::from_utf8_lossy(bytes), macros)
 }
 
 #[cfg(test)]
@@ -65,6 +74,14 @@ mod tests {
     fn continuation_lines_and_macros() {
         let src = "#include \\\n  <Wire.h>\n#include HEADER_MACRO\n#define X \\\n #include <Nope.h>\n";
         assert_eq!(scan_includes(src), vec!["Wire.h"]);
+    }
+
+    #[test]
+    fn platform_conditionals_with_macros() {
+        let m = crate::macros::Macros::from_args(&["-DARDUINO_ARCH_AVR".into()]);
+        let src = "#if defined(ARDUINO_ARCH_SAMD)\n#include <SamdOnly.h>\n#elif defined(ARDUINO_ARCH_AVR)\n#include <AvrOnly.h>\n#endif\n#ifdef USER_FLAG\n#include <Maybe.h>\n#endif\n";
+        assert_eq!(scan_includes_with(src, Some(&m)), vec!["AvrOnly.h", "Maybe.h"]);
+        assert_eq!(scan_includes(src), vec!["SamdOnly.h", "AvrOnly.h", "Maybe.h"], "without macros: the superset");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod hash;
 pub mod includes;
 pub mod library;
+pub mod macros;
 pub mod objcache;
 pub mod pipeline;
 pub mod plan;

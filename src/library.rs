@@ -302,15 +302,21 @@ impl LibraryIndex {
 #[derive(Default)]
 pub struct IncludeCache {
     map: std::sync::Mutex<BTreeMap<PathBuf, std::sync::Arc<Vec<String>>>>,
+    /// The build's known macros, to skip `#if` branches certainly not taken.
+    macros: Option<crate::macros::Macros>,
 }
 
 impl IncludeCache {
+    pub fn with_macros(macros: crate::macros::Macros) -> IncludeCache {
+        IncludeCache { map: Default::default(), macros: Some(macros) }
+    }
+
     pub fn includes_of(&self, path: &Path) -> std::sync::Arc<Vec<String>> {
         if let Some(v) = self.map.lock().unwrap().get(path) {
             return v.clone();
         }
         let v = std::sync::Arc::new(match std::fs::read(path) {
-            Ok(bytes) => crate::includes::scan_includes_bytes(&bytes),
+            Ok(bytes) => crate::includes::scan_includes_bytes_with(&bytes, self.macros.as_ref()),
             Err(_) => Vec::new(),
         });
         self.map.lock().unwrap().insert(path.to_path_buf(), v.clone());

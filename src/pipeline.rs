@@ -253,7 +253,15 @@ pub fn run(req: &Request) -> Result<Report> {
         folders: &req.libraries,
         platform_dir: &board.platform.path,
     })?;
-    let includes = IncludeCache::default();
+    // What the preprocessor knows up front: the recipe's -D flags and the compiler's
+    // predefined macros for its machine flags, so scanning skips other platforms' branches.
+    let includes = {
+        let sample = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
+        let mut macros = crate::macros::Macros::from_args(&sample);
+        let machine: Vec<String> = sample.iter().filter(|a| a.starts_with("-m") || a.starts_with("-std=")).cloned().collect();
+        macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store.as_ref()));
+        IncludeCache::with_macros(macros)
+    };
     let arch = board.platform.arch.clone();
 
     let discovered: Vec<Result<(PathBuf, PathBuf, library::Discovery, f64)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {

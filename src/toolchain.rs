@@ -148,6 +148,35 @@ impl Toolchain {
     }
 }
 
+impl Toolchain {
+    /// The compiler's predefined macros for these machine flags (`-mmcu=...`), asked
+    /// once (`-dM -E` on an empty input) and remembered in the store.
+    pub fn predefined_macros(&self, compiler: &Compiler, flags: &[String], store: Option<&Store>) -> String {
+        let mut h = Hasher::new("predefined-macros-v1");
+        h.bytes(&compiler.identity);
+        for f in flags {
+            h.str(f);
+        }
+        let key = h.finish();
+        if let Some(b) = store.and_then(|s| s.get_record("toolchain", &key)) {
+            return String::from_utf8_lossy(&b).into_owned();
+        }
+        let out = Command::new(&compiler.path)
+            .args(flags)
+            .args(["-dM", "-E", "-x", "c++", "-"])
+            .stdin(std::process::Stdio::null())
+            .output();
+        let text = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            _ => return String::new(), // unknown: scanning just stays a superset
+        };
+        if let Some(s) = store {
+            let _ = s.put_record("toolchain", &key, text.as_bytes());
+        }
+        text
+    }
+}
+
 /// The `#include <...> search starts here:` block of `gcc -v` output.
 fn parse_search_list(text: &str) -> Vec<String> {
     let mut dirs = Vec::new();

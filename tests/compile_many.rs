@@ -279,3 +279,26 @@ fn platform_hooks_run_at_their_stage() {
     assert!(dir.join("prebuild-ran").is_file());
     assert_eq!(std::fs::read(dir.join("copy-of.hex")).unwrap(), std::fs::read(dir.join("Blink.ino.hex")).unwrap());
 }
+
+#[test]
+fn another_platforms_branch_does_not_pull_in_its_library() {
+    // MultiArch includes SamdDma only under ARDUINO_ARCH_SAMD; SamdDma does not even
+    // compile on AVR. On uno it must be neither compiled nor linked.
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    write(&libs.join("MultiArch/library.properties"), "name=MultiArch\nversion=1.0\narchitectures=*\n");
+    write(
+        &libs.join("MultiArch/src/MultiArch.h"),
+        "#pragma once\n#if defined(ARDUINO_ARCH_SAMD)\n#include <SamdDma.h>\n#elif defined(__AVR__) && ARDUINO >= 100\n#include <Arduino.h>\n#endif\nint multi();\n",
+    );
+    write(&libs.join("MultiArch/src/MultiArch.cpp"), "#include \"MultiArch.h\"\nint multi() { return 7; }\n");
+    write(&libs.join("SamdDma/library.properties"), "name=SamdDma\nversion=1.0\narchitectures=samd\n");
+    write(&libs.join("SamdDma/src/SamdDma.h"), "#pragma once\n#error SamdDma needs a SAMD board\n");
+    write(&libs.join("SamdDma/src/SamdDma.cpp"), "#include \"SamdDma.h\"\n");
+    let sk = t.path().join("sk/UsesMulti");
+    write(&sk.join("UsesMulti.ino"), "#include <MultiArch.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(multi()); }\n");
+    let (run, results) = run_many(&t.path().join("cache"), t.path(), &t.path().join("out"), &["--libraries", libs.to_str().unwrap()], &[sk]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(results["sketches"][0]["libraries"], serde_json::json!(["MultiArch"]));
+    assert!(results["units"].as_array().unwrap().iter().all(|u| u["name"] != "SamdDma"));
+}
