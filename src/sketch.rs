@@ -196,6 +196,13 @@ pub fn expand_arguments(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
             }
         }
     }
+    // The same sketch named twice (a folder and its .ino, overlapping folders) is built once.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| {
+        let abs = absolute(p).unwrap_or_else(|_| p.clone());
+        let dir = if abs.is_dir() { abs } else { abs.parent().map(Path::to_path_buf).unwrap_or(abs) };
+        seen.insert(dir)
+    });
     Ok(out)
 }
 
@@ -281,6 +288,15 @@ mod tests {
         write(&t.path().join("b/c/Two/src/Nested/Nested.ino"), "");
         let v = expand_arguments(&[t.path().to_path_buf()]).unwrap();
         assert_eq!(v.len(), 2, "{v:?}");
+    }
+
+    #[test]
+    fn the_same_sketch_twice_is_built_once() {
+        let t = tempfile::tempdir().unwrap();
+        write(&t.path().join("a/One/One.ino"), "");
+        let one = t.path().join("a/One");
+        let v = expand_arguments(&[one.clone(), one.join("One.ino"), t.path().join("a")]).unwrap();
+        assert_eq!(v, vec![one]);
     }
 
     #[test]
