@@ -82,7 +82,8 @@ impl Macros {
 
     fn value(&self, name: &str) -> Option<i64> {
         match self.values.get(name) {
-            Some(v) => parse_int(v).or_else(|| if v.is_empty() { Some(0) } else { None }),
+            // `#define X` (empty) evaluates as 0 in arithmetic; other text is unknown.
+            Some(v) => parse_int(v).or(v.is_empty().then_some(0)),
             None => self.defined(name).map(|_| 0),
         }
     }

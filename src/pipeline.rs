@@ -143,6 +143,8 @@ pub struct Loaded {
     pub props: crate::properties::Properties,
     pub store: Option<Store>,
     pub toolchain: Toolchain,
+    /// The platform's C++ compiler (it decides quirks, include folders, macros).
+    pub cpp_compiler: Compiler,
     pub notes: Vec<String>,
 }
 
@@ -201,7 +203,7 @@ pub fn load(req: &Request) -> Result<Loaded> {
             return Err(toolchain::not_installed(Path::new(&t)));
         }
     }
-    Ok(Loaded { board, props, store, toolchain, notes })
+    Ok(Loaded { board, props, store, toolchain, cpp_compiler, notes })
 }
 
 /// Run the whole pipeline. `Err` only for unusable input, environment failures and
@@ -210,7 +212,7 @@ pub fn run(req: &Request) -> Result<Report> {
     let t_start = Instant::now();
     let mut phases: Vec<Phase> = Vec::new();
     let loaded = load(req)?;
-    let Loaded { board, props, store, toolchain, notes } = loaded;
+    let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
     if req.verbose {
         for n in &notes {
             eprintln!("note: {n}");
@@ -245,8 +247,6 @@ pub fn run(req: &Request) -> Result<Report> {
     let core_path = PathBuf::from(props.get_or_empty("build.core.path"));
     let variant_path = props.get("build.variant.path").map(PathBuf::from);
     let framework_dirs: Vec<PathBuf> = std::iter::once(core_path.clone()).chain(variant_path.clone()).collect();
-    let cpp_probe = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
-    let cpp_compiler = toolchain.probe(Path::new(&cpp_probe[0]), store.as_ref())?;
     let system_dirs = toolchain.system_includes(&cpp_compiler, store.as_ref());
     let index = LibraryIndex::build(&LibrarySources {
         explicit: &req.library,
@@ -591,10 +591,7 @@ fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Opt
     if let Some(parent) = job.object.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let out = env.runner.run(&job.args, None);
-    log.push_str(&display_command(&job.args));
-    log.push('\n');
-    log.push_str(&out.text);
+    let out = run_into_log(env.runner, &job.args, log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
         let _ = std::fs::remove_file(&job.object);
@@ -690,11 +687,7 @@ fn run_stage1(units: &[Unit], fw_ctx: &Context, cenv: &CompileEnv, toolchain: &T
                         continue; // variant objects are linked, not archived
                     }
                     let cmd = fw_ctx.archive(archive, &j.object)?;
-                    let out = runner.run(&cmd, None);
-                    st.log.push_str(&display_command(&cmd));
-                    st.log.push('\n');
-                    st.log.push_str(&out.text);
-                    if !out.success {
+                    if !run_into_log(runner, &cmd, &mut st.log).success {
                         st.failed = true;
                         let _ = std::fs::remove_file(archive);
                         break;
@@ -818,11 +811,17 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
     r
 }
 
-fn run_logged(runner: &Runner, cmd: &[String], log: &mut String) -> std::result::Result<String, String> {
+/// Run a tool, appending its command line and output to a build log.
+fn run_into_log(runner: &Runner, cmd: &[String], log: &mut String) -> crate::exec::Output {
     let out = runner.run(cmd, None);
     log.push_str(&display_command(cmd));
     log.push('\n');
     log.push_str(&out.text);
+    out
+}
+
+fn run_logged(runner: &Runner, cmd: &[String], log: &mut String) -> std::result::Result<String, String> {
+    let out = run_into_log(runner, cmd, log);
     if out.success {
         Ok(out.stdout)
     } else {
