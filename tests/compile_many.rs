@@ -302,3 +302,26 @@ fn another_platforms_branch_does_not_pull_in_its_library() {
     assert_eq!(results["sketches"][0]["libraries"], serde_json::json!(["MultiArch"]));
     assert!(results["units"].as_array().unwrap().iter().all(|u| u["name"] != "SamdDma"));
 }
+
+#[test]
+fn library_flag_overrides_the_platform_library_and_missing_header_names_folders() {
+    let t = tempfile::tempdir().unwrap();
+    let mine = t.path().join("mylibs/SPI");
+    copy_dir(Path::new("/usr/share/arduino/hardware/arduino/avr/libraries/SPI"), &mine);
+    let sk = t.path().join("sk/UsesSpi");
+    write(&sk.join("UsesSpi.ino"), "#include <SPI.h>\nvoid setup() { SPI.begin(); }\nvoid loop() {}\n");
+    let (run, results) = run_many(&t.path().join("cache"), t.path(), &t.path().join("out"), &["--library", mine.to_str().unwrap()], &[sk.clone()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let unit = results["units"].as_array().unwrap().iter().find(|u| u["name"] == "SPI").unwrap();
+    // The unit's objects come from our copy: its log names the copy's sources.
+    let log = std::fs::read_to_string(unit["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains(mine.join("src/SPI.cpp").to_str().unwrap()), "{log}");
+
+    let missing = t.path().join("sk/NeedsNothingThere");
+    write(&missing.join("NeedsNothingThere.ino"), "#include <NoSuchLib.h>\nvoid setup() {}\nvoid loop() {}\n");
+    let (run, results) = run_many(&t.path().join("cache"), t.path(), &t.path().join("out2"), &["--libraries", t.path().join("mylibs").to_str().unwrap()], &[missing]);
+    assert_eq!(run.code, 1);
+    let first = results["sketches"][0]["first_error"].as_str().unwrap();
+    assert!(first.contains("NeedsNothingThere.ino:1") && first.contains("NoSuchLib.h: No such file or directory"), "{first}");
+    assert!(first.contains("no installed library provides NoSuchLib.h; searched") && first.contains("mylibs") && first.contains("/usr/share/arduino/hardware/arduino/avr/libraries"), "{first}");
+}
