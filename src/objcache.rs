@@ -6,8 +6,8 @@
 //!   that base read (from its depfile); the full key adds each header's path and bytes;
 //! * archive and link keys combine the keys of their inputs with their own commands.
 //!
-//! Headers GCC calls "system" (avr-libc) are not in `-MMD` depfiles; they are covered
-//! by the compiler identity (see docs/design.md).
+//! Headers GCC calls "system" (avr-libc) are not in `-MMD` depfiles; the compiler
+//! identity covers them (`toolchain::Compiler::identity`, see docs/design.md).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -236,7 +236,7 @@ mod tests {
     }
 
     fn compiler(id: u8) -> Compiler {
-        Compiler { path: PathBuf::from("/usr/bin/avr-gcc"), version: "5.4".into(), identity: [id; 32] }
+        Compiler { path: PathBuf::from("/usr/bin/avr-gcc"), version: "5.4".into(), identity: [id; 32], system_dirs: Vec::new() }
     }
 
     #[test]

@@ -15,8 +15,13 @@ pub struct Compiler {
     pub path: PathBuf,
     /// `--version` output: the part of the identity a rebuilt compiler changes.
     pub version: String,
-    /// Hash of resolved path, size, mtime and version: the compiler's share of every key.
+    /// Hash of resolved path, size, mtime and version, and of every file in the
+    /// compiler's own include folders (name, size, mtime): the compiler's share of
+    /// every key. Those headers (avr-libc) are not in `-MMD` depfiles, so an avr-libc
+    /// upgrade must change the identity itself.
     pub identity: [u8; 32],
+    /// The compiler's own include folders, in search order.
+    pub system_dirs: Vec<PathBuf>,
 }
 
 impl Compiler {
@@ -64,7 +69,6 @@ pub fn not_installed(path: &Path) -> Error {
 #[derive(Default)]
 pub struct Toolchain {
     probed: Mutex<HashMap<PathBuf, Compiler>>,
-    includes: Mutex<HashMap<PathBuf, Vec<PathBuf>>>,
 }
 
 fn file_stamp(path: &Path) -> Result<(PathBuf, u64, i128)> {
@@ -111,40 +115,73 @@ impl Toolchain {
                 v
             }
         };
-        let mut h = Hasher::new("compiler-identity-v1");
+        let mut h = Hasher::new("compiler-binary-v1");
         h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes()).str(&version);
-        let compiler = Compiler { path: path.to_path_buf(), version, identity: h.finish() };
+        let binary = h.finish();
+        let system_dirs = search_dirs(path, &binary, store);
+        let mut h = Hasher::new("compiler-identity-v2");
+        h.bytes(&binary);
+        for dir in &system_dirs {
+            fingerprint_tree(dir, &mut h);
+        }
+        let compiler = Compiler { path: path.to_path_buf(), version, identity: h.finish(), system_dirs };
         self.probed.lock().unwrap().insert(path.to_path_buf(), compiler.clone());
         Ok(compiler)
     }
 
-    /// The compiler's own include folders (avr-libc's, GCC's), which need no library:
-    /// asked once (`-E -v` on an empty input) and remembered in the store.
-    pub fn system_includes(&self, compiler: &Compiler, store: Option<&Store>) -> Vec<PathBuf> {
-        if let Some(v) = self.includes.lock().unwrap().get(&compiler.path) {
-            return v.clone();
-        }
-        let mut h = Hasher::new("system-includes-v1");
-        h.bytes(&compiler.identity);
-        let key = h.finish();
-        let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
-            Some(b) => String::from_utf8_lossy(&b).into_owned(),
-            None => {
-                let out = Command::new(&compiler.path)
-                    .args(["-x", "c++", "-E", "-v", "-"])
-                    .stdin(std::process::Stdio::null())
-                    .output();
-                let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
-                let dirs = parse_search_list(&text).join("\n");
-                if let Some(s) = store {
-                    let _ = s.put_record("toolchain", &key, dirs.as_bytes());
-                }
-                dirs
+    /// The compiler's own include folders (avr-libc's, GCC's), which need no library.
+    pub fn system_includes(&self, compiler: &Compiler, _store: Option<&Store>) -> Vec<PathBuf> {
+        compiler.system_dirs.clone()
+    }
+}
+
+/// Ask the compiler for its include search list once (`-E -v` on an empty input);
+/// remembered in the store under the compiler binary's identity.
+fn search_dirs(path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Vec<PathBuf> {
+    let mut h = Hasher::new("system-includes-v2");
+    h.bytes(binary);
+    let key = h.finish();
+    let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+        None => {
+            let out = Command::new(path).args(["-x", "c++", "-E", "-v", "-"]).stdin(std::process::Stdio::null()).output();
+            let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+            let dirs = parse_search_list(&text).join("\n");
+            if let Some(s) = store {
+                let _ = s.put_record("toolchain", &key, dirs.as_bytes());
             }
-        };
-        let dirs: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
-        self.includes.lock().unwrap().insert(compiler.path.clone(), dirs.clone());
-        dirs
+            dirs
+        }
+    };
+    text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+}
+
+/// Hash every file below `dir` by relative name, size and mtime (a few hundred
+/// stats for avr-libc: about a millisecond).
+fn fingerprint_tree(dir: &Path, h: &mut Hasher) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files: Vec<(PathBuf, u64, i128)> = Vec::new();
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos() as i128)
+                    .unwrap_or(0);
+                files.push((e.path(), meta.len(), mtime));
+            }
+        }
+    }
+    files.sort();
+    h.path(dir);
+    for (p, len, mtime) in files {
+        h.path(&p).u64(len).bytes(&mtime.to_le_bytes());
     }
 }
 
@@ -201,7 +238,7 @@ mod tests {
     use super::*;
 
     fn compiler(version: &str) -> Compiler {
-        Compiler { path: PathBuf::from("/x"), version: version.to_string(), identity: [0; 32] }
+        Compiler { path: PathBuf::from("/x"), version: version.to_string(), identity: [0; 32], system_dirs: Vec::new() }
     }
 
     #[test]
@@ -215,6 +252,21 @@ mod tests {
     fn search_list_parsing() {
         let text = "junk\n#include \"...\" search starts here:\n#include <...> search starts here:\n /usr/lib/gcc/avr/5.4.0/include\n /usr/lib/avr/include\nEnd of search list.\n";
         assert_eq!(parse_search_list(text), vec!["/usr/lib/gcc/avr/5.4.0/include", "/usr/lib/avr/include"]);
+    }
+
+    #[test]
+    fn identity_changes_when_a_system_header_changes() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("stdio.h"), "1").unwrap();
+        let fp = || {
+            let mut h = Hasher::new("t");
+            fingerprint_tree(t.path(), &mut h);
+            h.finish()
+        };
+        let a = fp();
+        assert_eq!(a, fp(), "stable");
+        std::fs::write(t.path().join("stdio.h"), "12").unwrap();
+        assert_ne!(a, fp(), "size or mtime of a header changes the identity");
     }
 
     #[test]

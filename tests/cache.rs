@@ -298,3 +298,41 @@ fn a_remembered_compile_failure_never_outlives_its_cause() {
     let fixed = many(&cache, t.path(), &out, &[], &[sk.clone()]);
     assert_eq!(fixed["sketches"][0]["status"], "ok", "{fixed}");
 }
+
+/// A header in the compiler's own include folders (like avr-libc's) is not listed in
+/// `-MMD` depfiles, so only the compiler identity can notice it changed. A wrapper
+/// adds a private folder to the compiler's system search list (standing in for an
+/// avr-libc upgrade, which a test cannot perform on the real one).
+#[test]
+fn a_changed_system_header_is_never_served_stale() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let sys = t.path().join("sysinc");
+    std::fs::create_dir_all(&sys).unwrap();
+    std::fs::write(sys.join("board_tune.h"), "#define TUNE 100\n").unwrap();
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["avr-gcc", "avr-g++"] {
+        let p = bin.join(tool);
+        std::fs::write(&p, format!("#!/bin/sh\nexec /usr/bin/{tool} -isystem {} \"$@\"\n", sys.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for tool in ["avr-gcc-ar", "avr-objcopy", "avr-size"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
+    }
+    let sk = t.path().join("Tuned");
+    std::fs::create_dir_all(&sk).unwrap();
+    std::fs::write(sk.join("Tuned.ino"), "#include <board_tune.h>\nvoid setup() {}\nvoid loop() { delay(TUNE); }\n").unwrap();
+    let prop = format!("compiler.path={}/", bin.display());
+    let flags = ["--build-property", prop.as_str()];
+    let first = many(&cache, t.path(), &t.path().join("out"), &flags, &[sk.clone()]);
+    assert_eq!(first["totals"]["ok"], 1, "{first}");
+    let warm = many(&cache, t.path(), &t.path().join("out"), &flags, &[sk.clone()]);
+    assert_eq!(processes(&warm), 0);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(sys.join("board_tune.h"), "#define TUNE 250\n").unwrap();
+    let changed = many(&cache, t.path(), &t.path().join("out2"), &flags, &[sk.clone()]);
+    assert!(compiled(&changed) >= 1, "the sketch must be recompiled");
+    assert_ne!(hexes(&changed).into_values().next(), hexes(&first).into_values().next(), "new delay, new firmware");
+}
