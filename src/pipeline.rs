@@ -838,7 +838,8 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
         let st = u.state.lock().unwrap();
         if st.failed {
             let first = diagnostics::first_error_line(&st.log).unwrap_or_default();
-            return Err(format!("{} {} failed to compile: {first} (log: {})", u.kind, u.name, u.dir.join("build.log").display()));
+            let what = if u.kind == "core" { "the core".to_string() } else { format!("library {}", u.name) };
+            return Err(format!("{what} failed to compile: {first} (log: {})", u.dir.join("build.log").display()));
         }
     }
     let hooks = |stage: &str, log: &mut String| -> std::result::Result<(), String> {

@@ -231,7 +231,15 @@ impl Progress {
 pub fn summary(report: &Report) -> String {
     let mut s = String::new();
     let failed: Vec<&SketchResult> = report.sketches.iter().filter(|r| r.status == Status::Failed).collect();
-    if !failed.is_empty() {
+    let core = report.units.iter().find(|u| u.kind == "core");
+    if let Some(core) = core.filter(|u| u.status == Status::Failed) {
+        // Every sketch failed for this one reason: say it once.
+        s.push_str(&format!(
+            "The core failed to compile, so no sketch could build:\n  {}\n  log: {}\n",
+            core.first_error.as_deref().unwrap_or("(no error text)"),
+            core.log.display()
+        ));
+    } else if !failed.is_empty() {
         s.push_str("Failed sketches:\n");
         for r in &failed {
             s.push_str(&format!(

@@ -359,6 +359,9 @@ fn core_compiler_crash_fails_every_sketch_naming_the_core_and_recovers() {
         assert!(first.contains("core"), "{name}: first_error should name the core: {first:?}");
         assert!(first.contains("signal"), "{name}: first_error should say a tool died from a signal: {first:?}");
     }
+    // One clear message for the whole batch, not one per sketch.
+    assert_eq!(r.stdout.matches("The core failed to compile").count(), 1, "{}", r.describe());
+    assert!(!r.stdout.contains("Failed sketches:"), "{}", r.describe());
     std::fs::remove_file(wrap.join("armed")).unwrap();
     let mut c = compile_many(&cache, &out, &sketches);
     c.arg("--build-property").arg(&prop);
