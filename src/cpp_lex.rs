@@ -36,6 +36,16 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
 }
 
+/// Length of a backslash-newline at `i` (2, or 3 with CRLF; sketches edited on
+/// Windows have CRLF endings), else 0.
+fn continuation(chars: &[char], i: usize) -> usize {
+    match (chars.get(i), chars.get(i + 1), chars.get(i + 2)) {
+        (Some('\\'), Some('\n'), _) => 2,
+        (Some('\\'), Some('\r'), Some('\n')) => 3,
+        _ => 0,
+    }
+}
+
 pub fn tokenize(src: &str) -> Vec<Token> {
     let chars: Vec<char> = src.chars().collect();
     let n = chars.len();
@@ -48,8 +58,9 @@ pub fn tokenize(src: &str) -> Vec<Token> {
     while i < n {
         let c = chars[i];
         // Backslash-newline joins lines everywhere.
-        if c == '\\' && peek(i + 1) == '\n' {
-            i += 2;
+        let cont = continuation(&chars, i);
+        if cont > 0 {
+            i += cont;
             line += 1;
             continue;
         }
@@ -67,11 +78,13 @@ pub fn tokenize(src: &str) -> Vec<Token> {
         }
         if c == '/' && peek(i + 1) == '/' {
             while i < n && chars[i] != '\n' {
-                if chars[i] == '\\' && peek(i + 1) == '\n' {
+                let cont = continuation(&chars, i);
+                if cont > 0 {
                     line += 1;
+                    i += cont;
+                } else {
                     i += 1;
                 }
-                i += 1;
             }
             space = true;
             continue;
@@ -99,9 +112,9 @@ pub fn tokenize(src: &str) -> Vec<Token> {
         }
         at_line_start = false;
         let space_before = std::mem::take(&mut space);
-        // Raw string literal: R"delim( ... )delim" (with optional u8/u/U/L prefix).
-        if c == 'R' && peek(i + 1) == '"' {
-            let mut j = i + 2;
+        // Raw string literal: R"delim( ... )delim", optionally prefixed u8/u/U/L.
+        if let Some(len) = raw_prefix_len(&chars, i) {
+            let mut j = i + len + 1;
             let mut delim = String::new();
             while j < n && chars[j] != '(' && delim.len() < 16 {
                 delim.push(chars[j]);
@@ -123,13 +136,15 @@ pub fn tokenize(src: &str) -> Vec<Token> {
         if c == '"' || c == '\'' {
             let mut j = i + 1;
             while j < n && chars[j] != c && chars[j] != '\n' {
-                if chars[j] == '\\' {
-                    if peek(j + 1) == '\n' {
-                        line += 1;
-                    }
+                let cont = continuation(&chars, j);
+                if cont > 0 {
+                    line += 1;
+                    j += cont;
+                } else if chars[j] == '\\' {
+                    j += 2;
+                } else {
                     j += 1;
                 }
-                j += 1;
             }
             j = (j + 1).min(n);
             out.push(Token { kind: Kind::Literal, text: chars[i..j].iter().collect(), line: start_line, space_before });
@@ -172,6 +187,17 @@ pub fn tokenize(src: &str) -> Vec<Token> {
     out
 }
 
+/// Length of `R`, `u8R`, `uR`, `UR` or `LR` at `i` when a raw string's quote follows.
+fn raw_prefix_len(chars: &[char], i: usize) -> Option<usize> {
+    let len = match (chars.get(i), chars.get(i + 1), chars.get(i + 2)) {
+        (Some('R'), _, _) => 1,
+        (Some('u'), Some('8'), Some('R')) => 3,
+        (Some('u' | 'U' | 'L'), Some('R'), _) => 2,
+        _ => return None,
+    };
+    (chars.get(i + len) == Some(&'"')).then_some(len)
+}
+
 /// Read a directive from `#` to the end of its (possibly continued) line.
 /// Returns its text without comments, the index after it, and the newlines consumed.
 fn read_directive(chars: &[char], mut i: usize) -> (String, usize, usize) {
@@ -180,10 +206,11 @@ fn read_directive(chars: &[char], mut i: usize) -> (String, usize, usize) {
     let mut lines = 0;
     while i < n && chars[i] != '\n' {
         let c = chars[i];
-        if c == '\\' && i + 1 < n && chars[i + 1] == '\n' {
+        let cont = continuation(chars, i);
+        if cont > 0 {
             text.push(' ');
             lines += 1;
-            i += 2;
+            i += cont;
             continue;
         }
         if c == '/' && i + 1 < n && chars[i + 1] == '/' {
@@ -239,6 +266,8 @@ pub fn directive_parts(text: &str) -> (&str, &str) {
 pub struct Conditionals {
     /// Per open `#if`: the directive lines seen so far, and whether the branch is dead.
     pub frames: Vec<Frame>,
+    /// How many frames are dead: keeps `dead()` O(1) under deep nesting.
+    dead_frames: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -273,23 +302,28 @@ impl Conditionals {
             "ifndef" => name_defined(rest).map(|d| !d),
             "else" => Some(true),
             "endif" => {
-                self.frames.pop();
+                if self.frames.pop().is_some_and(|f| f.dead) {
+                    self.dead_frames -= 1;
+                }
                 return true;
             }
             _ => return false,
         };
         if matches!(name, "if" | "ifdef" | "ifndef") {
             self.frames.push(Frame { directives: vec![text.to_string()], dead: value == Some(false), taken: value == Some(true) });
+            self.dead_frames += usize::from(value == Some(false));
         } else if let Some(f) = self.frames.last_mut() {
+            let was_dead = f.dead;
             f.directives.push(text.to_string());
             f.dead = f.taken || value == Some(false);
             f.taken |= value == Some(true);
+            self.dead_frames = self.dead_frames + usize::from(f.dead) - usize::from(was_dead);
         }
         true
     }
 
     pub fn dead(&self) -> bool {
-        self.frames.iter().any(|f| f.dead)
+        self.dead_frames > 0
     }
 }
 
@@ -324,6 +358,16 @@ mod tests {
     #[test]
     fn raw_strings_and_digit_separators() {
         assert_eq!(texts("R\"x( ) { )x\" 1'000 u8\"s\""), vec!["R\"x( ) { )x\"", "1'000", "\"s\""]);
+    }
+
+    #[test]
+    fn crlf_continuations_and_prefixed_raw_strings() {
+        let t = tokenize("#define A \\\r\n  1\r\nint x; // c \\\r\n hidden\r\nLR\"(})\" u8R\"d()d\" y");
+        assert_eq!(t[0].text, "#define A    1");
+        let rest: Vec<&str> = t[1..].iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(rest, vec!["int", "x", ";", "LR\"(})\"", "u8R\"d()d\"", "y"]);
+        assert_eq!(t[1].line, 3);
+        assert_eq!(t[6].line, 5);
     }
 
     #[test]

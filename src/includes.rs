@@ -26,10 +26,8 @@ pub fn scan_includes_with(source: &str, macros: Option<&crate::macros::Macros>) 
             Some('"') => rest[1..].split('"').next(),
             _ => None,
         };
-        if let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) {
-            if !out.iter().any(|o| o == h) {
-                out.push(h.to_string());
-            }
+        if let Some(h) = header.map(str::trim).filter(|h| !h.is_empty() && !out.iter().any(|o| o == h)) {
+            out.push(h.to_string());
         }
     }
     out
@@ -82,6 +80,26 @@ mod tests {
         let src = "#if defined(ARDUINO_ARCH_SAMD)\n#include <SamdOnly.h>\n#elif defined(ARDUINO_ARCH_AVR)\n#include <AvrOnly.h>\n#endif\n#ifdef USER_FLAG\n#include <Maybe.h>\n#endif\n";
         assert_eq!(scan_includes_with(src, Some(&m)), vec!["AvrOnly.h", "Maybe.h"]);
         assert_eq!(scan_includes(src), vec!["SamdOnly.h", "AvrOnly.h", "Maybe.h"], "without macros: the superset");
+    }
+
+    #[test]
+    fn raw_strings_char_literals_and_crlf() {
+        let src = "const char *p = R\"x(\n#include <Raw.h>\n)x\";\nchar q = '\"';\n#include <A.h>\r\n#include \\\r\n  <B.h>\r\n// comment \\\r\n#include <C.h>\r\n";
+        assert_eq!(scan_includes(src), vec!["A.h", "B.h"]);
+    }
+
+    #[test]
+    fn comment_between_hash_and_include_and_include_next() {
+        let src = "#/* x */include <A.h>\n  #  include_next <B.h>\n#include<C.h>\n#include \"d//e.h\" /* x */\n";
+        assert_eq!(scan_includes(src), vec!["A.h", "B.h", "C.h", "d//e.h"]);
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for s in ["#include", "#include <", "#include \"", "#if 0", "#endif\n#endif\n#else", "/*", "\"", "R\"(", "#include <\u{fffd}>", "\\", "#\\\r\n"] {
+            let _ = scan_includes(s);
+        }
+        assert_eq!(scan_includes_bytes(b"\xff\xfe#include <X.h>\n#include <\xe9.h>\n"), vec!["\u{fffd}.h"]);
     }
 
     #[test]

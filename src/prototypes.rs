@@ -6,10 +6,17 @@
 //! text with `cpp_lex`. Consequences, chosen deliberately:
 //! - a function defined under `#if`/`#ifdef`/`#else` gets its prototype wrapped in
 //!   the same chain of directives, so it is declared exactly when it is defined;
+//!   a signature that itself straddles such a directive gets no prototype;
+//! - brace counting follows the first branch of an undecided `#if`, so
+//!   `#ifdef X` / `void f(int a) {` / `#else` / `void f(long a) {` / `#endif` works;
 //! - default arguments are dropped from the prototype (repeating them in the
 //!   definition would be an error; the definition keeps them);
-//! - `ISR(vector) {`-style macro definitions (a name with no return type) and
-//!   qualified `Class::method` definitions get no prototype.
+//! - functions in an `extern "C" {` block get `extern "C"` prototypes (a C++
+//!   prototype would give them conflicting linkage);
+//! - `ISR(vector) {`-style macro definitions (a name with no return type),
+//!   qualified `Class::method` definitions and operators get no prototype;
+//! - a function counts as declared when any file-scope declaration names it
+//!   (by name, not by full signature).
 
 use std::collections::HashSet;
 
@@ -19,7 +26,8 @@ use crate::cpp_lex::{directive_parts, tokenize, Conditionals, Kind, Token};
 pub struct Prototype {
     /// `void setup();`
     pub text: String,
-    /// The `.ino` file and line of the definition (from `#line` directives).
+    /// The `.ino` file and line of the definition (from `#line` directives; the
+    /// file is empty when no `#line` precedes it).
     pub file: String,
     pub line: usize,
     /// Directive lines to replay around the prototype (`#ifdef X`, `#else`).
@@ -27,17 +35,24 @@ pub struct Prototype {
 }
 
 /// Where prototypes go and which ones.
-#[derive(Debug)]
+#[derive(Default)]
 struct Plan {
     /// 1-based line of the merged text before which the prototypes go.
     insert_line: usize,
     prototypes: Vec<Prototype>,
+    map: LineMap,
 }
 
 const NOT_FUNCTION_NAMES: &[&str] = &[
     "if", "while", "for", "switch", "return", "sizeof", "alignof", "decltype", "catch", "defined", "operator",
+    "static_assert", "asm", "__asm__",
 ];
-const TYPE_INTRODUCERS: &[&str] = &["struct", "class", "union", "enum", "namespace", "typedef", "using"];
+/// Statements starting with these never define a function.
+const NON_FUNCTION_INTRODUCERS: &[&str] = &["namespace", "typedef", "using", "friend"];
+/// Words whose parenthesised argument is part of the specifiers, not the declarator.
+const PAREN_SPECIFIERS: &[&str] = &["__attribute__", "__attribute", "__declspec", "alignas", "_Alignas", "decltype", "__typeof__", "typeof"];
+/// Words that may follow a parameter list and belong to the declarator.
+const TRAILING_QUALIFIERS: &[&str] = &["const", "volatile", "noexcept", "throw", "override", "final", "__attribute__", "__attribute"];
 
 /// Maps merged-text lines to the user's files through `#line` directives.
 #[derive(Default)]
@@ -67,21 +82,26 @@ impl LineMap {
     }
 }
 
+fn line_directive(file: &str, line: usize) -> String {
+    if file.is_empty() {
+        format!("#line {line}\n")
+    } else {
+        format!("#line {line} \"{file}\"\n")
+    }
+}
+
 /// The prototypes `add_prototypes` would insert (for tests and tools).
 pub fn find_prototypes(merged: &str) -> Vec<Prototype> {
-    plan(merged).map(|p| p.prototypes).unwrap_or_default()
+    plan(merged).prototypes
 }
 
 /// Insert prototypes before the first function definition, each preceded by a
 /// `#line` pointing at its definition, then a `#line` to resume the user's numbering.
+/// Text without functions needing prototypes comes back unchanged.
 pub fn add_prototypes(merged: &str) -> String {
-    let Some(plan) = plan(merged) else { return merged.to_string() };
+    let plan = plan(merged);
     if plan.prototypes.is_empty() {
         return merged.to_string();
-    }
-    let mut map = LineMap::default();
-    for t in tokenize(merged).iter().filter(|t| t.kind == Kind::Directive && t.line < plan.insert_line) {
-        map.note(t);
     }
     let mut out = String::with_capacity(merged.len() + 64 * plan.prototypes.len());
     let mut lines = merged.split_inclusive('\n');
@@ -99,15 +119,16 @@ pub fn add_prototypes(merged: &str) -> String {
             out.push_str(c);
             out.push('\n');
         }
-        out.push_str(&format!("#line {} \"{}\"\n{}\n", p.line, p.file, p.text));
+        out.push_str(&line_directive(&p.file, p.line));
+        out.push_str(&p.text);
+        out.push('\n');
         // One #endif per open #if (conditions hold #if/#elif/#else lines).
-        let opened = p.conditions.iter().filter(|c| directive_parts(c).0.starts_with("if")).count();
-        for _ in 0..opened {
+        for _ in p.conditions.iter().filter(|c| directive_parts(c).0.starts_with("if")) {
             out.push_str("#endif\n");
         }
     }
-    let (file, line) = map.map(plan.insert_line);
-    out.push_str(&format!("#line {line} \"{file}\"\n"));
+    let (file, line) = plan.map.map(plan.insert_line);
+    out.push_str(&line_directive(&file, line));
     for l in lines {
         out.push_str(l);
     }
@@ -115,123 +136,168 @@ pub fn add_prototypes(merged: &str) -> String {
 }
 
 /// A file-scope statement or definition head being collected.
+#[derive(Default)]
 struct Pending<'a> {
     tokens: Vec<&'a Token>,
-    /// Conditionals open when the statement started.
-    conditions: Vec<String>,
+    /// `Scanner::cond_id()` when the statement started.
+    cond_id: (usize, u64),
     /// Merged line of the outermost open `#if` when it started, if any.
     outer_if_line: Option<usize>,
+    /// Tokens came from different conditional branches: no sound prototype.
+    mixed: bool,
+    /// Open parentheses: a `{` inside them (`int b = {}`) is no body.
+    parens: usize,
 }
 
-/// What the directives seen so far say: line mapping, open conditionals, and the
-/// merged line of each open `#if` (to move insertion above a user's block).
+/// One open `#if` as brace counting sees it.
+struct BraceFrame {
+    depth_at_if: usize,
+    /// Depth at the end of the first branch, once an `#elif`/`#else` is seen.
+    depth_after_first: Option<usize>,
+    if_line: usize,
+}
+
 #[derive(Default)]
-struct DirectiveState {
+struct Scanner {
     map: LineMap,
     cond: Conditionals,
-    if_lines: Vec<usize>,
+    frames: Vec<BraceFrame>,
+    /// Brace depth inside bodies being skipped (0 = file scope).
+    depth: usize,
+    /// A fresh id per open `#if` frame, renewed at each of its `#elif`/`#else`:
+    /// equal (depth, top id) means equal open conditions, without comparing them.
+    frame_ids: Vec<u64>,
+    next_id: u64,
 }
 
-impl DirectiveState {
-    fn apply(&mut self, t: &Token) {
-        self.map.note(t);
-        if self.cond.apply(&t.text) {
-            match directive_parts(&t.text).0 {
-                "if" | "ifdef" | "ifndef" => self.if_lines.push(t.line),
-                "endif" => {
-                    self.if_lines.pop();
+impl Scanner {
+    fn directive(&mut self, t: &Token) {
+        if !self.cond.dead() {
+            self.map.note(t);
+        }
+        if !self.cond.apply(&t.text) {
+            return;
+        }
+        self.next_id += 1;
+        match directive_parts(&t.text).0 {
+            "if" | "ifdef" | "ifndef" => {
+                self.frames.push(BraceFrame { depth_at_if: self.depth, depth_after_first: None, if_line: t.line });
+                self.frame_ids.push(self.next_id);
+            }
+            "elif" | "else" => {
+                if let Some(f) = self.frames.last_mut() {
+                    f.depth_after_first.get_or_insert(self.depth);
+                    self.depth = f.depth_at_if;
                 }
-                _ => {}
+                if let Some(id) = self.frame_ids.last_mut() {
+                    *id = self.next_id;
+                }
+            }
+            _ => {
+                // #endif: continue with the first branch's braces.
+                if let Some(d) = self.frames.pop().and_then(|f| f.depth_after_first) {
+                    self.depth = d;
+                }
+                self.frame_ids.pop();
             }
         }
     }
+
+    fn cond_id(&self) -> (usize, u64) {
+        (self.frame_ids.len(), self.frame_ids.last().copied().unwrap_or(0))
+    }
+
+    fn conditions(&self) -> Vec<String> {
+        self.cond.frames.iter().flat_map(|f| f.directives.iter().cloned()).collect()
+    }
 }
 
-fn plan(merged: &str) -> Option<Plan> {
+struct Definition {
+    name: String,
+    proto: Prototype,
+    /// Merged line before which its prototype could go.
+    insert_line: usize,
+}
+
+fn plan(merged: &str) -> Plan {
     let tokens = tokenize(merged);
-    let mut state = DirectiveState::default();
+    let mut sc = Scanner::default();
     let mut declared: HashSet<String> = HashSet::new();
-    let mut defined: Vec<(String, Prototype, usize)> = Vec::new();
-    let mut pending = Pending { tokens: Vec::new(), conditions: Vec::new(), outer_if_line: None };
-    let mut i = 0;
-    while i < tokens.len() {
-        let t = &tokens[i];
+    let mut defined: Vec<Definition> = Vec::new();
+    let mut pending = Pending::default();
+    // Open file-scope `extern "..." {` blocks: true for "C" linkage.
+    let mut extern_blocks: Vec<bool> = Vec::new();
+    for t in &tokens {
         if t.kind == Kind::Directive {
-            state.apply(t);
-            i += 1;
+            sc.directive(t);
             continue;
         }
-        if state.cond.dead() {
-            i += 1;
+        if sc.cond.dead() {
+            continue;
+        }
+        if sc.depth > 0 {
+            if t.is("{") {
+                sc.depth += 1;
+            } else if t.is("}") {
+                sc.depth -= 1;
+            }
             continue;
         }
         if pending.tokens.is_empty() {
-            pending.conditions = state.cond.frames.iter().flat_map(|f| f.directives.iter().cloned()).collect();
-            pending.outer_if_line = state.if_lines.first().copied();
+            pending.cond_id = sc.cond_id();
+            pending.outer_if_line = sc.frames.first().map(|f| f.if_line);
+            pending.mixed = false;
+            pending.parens = 0;
+        } else {
+            pending.mixed |= sc.cond_id() != pending.cond_id;
         }
-        if t.is(";") {
-            if let Some(name) = declared_function_name(&pending.tokens) {
+        if pending.parens > 0 && !t.is(";") {
+            if t.is("(") {
+                pending.parens += 1;
+            } else if t.is(")") {
+                pending.parens -= 1;
+            }
+            pending.tokens.push(t);
+        } else if t.is(";") {
+            if let Some(name) = declared_function_name(&pending.tokens).filter(|_| !pending.mixed) {
                 declared.insert(name);
             }
             pending.tokens.clear();
-            i += 1;
-            continue;
-        }
-        if t.is("}") {
-            // Closing an `extern "C" {` block (or a stray brace): a boundary.
+        } else if t.is("}") {
+            // Closes an `extern "C" {` block (or is stray).
+            extern_blocks.pop();
             pending.tokens.clear();
-            i += 1;
-            continue;
-        }
-        if t.is("{") {
+        } else if t.is("{") {
             let head = std::mem::take(&mut pending.tokens);
-            if head.len() == 2 && head[0].is("extern") && head[1].kind == Kind::Literal {
-                // `extern "C" {`: its contents are still file scope.
-                i += 1;
+            if matches!(head[..], [ext, lit] if ext.is("extern") && lit.kind == Kind::Literal) {
+                // Its contents are still file scope.
+                extern_blocks.push(head[1].text == "\"C\"");
                 continue;
             }
-            if let Some((name, text)) = function_definition(&head) {
-                let first = head[0];
-                let (file, line) = state.map.map(first.line);
-                let start_line = pending.outer_if_line.unwrap_or(first.line).min(first.line);
-                defined.push((name, Prototype { text, file, line, conditions: pending.conditions.clone() }, start_line));
+            let extern_c = extern_blocks.last() == Some(&true);
+            if let Some((name, text, first_line)) = function_definition(&head, extern_c).filter(|_| !pending.mixed) {
+                let (file, line) = sc.map.map(first_line);
+                let insert_line = pending.outer_if_line.unwrap_or(first_line).min(first_line);
+                // Not mixed: the conditions now are those the head started under.
+                let proto = Prototype { text, file, line, conditions: sc.conditions() };
+                defined.push(Definition { name, proto, insert_line });
             }
-            // Skip the body (function, class, initializer): nothing inside is file scope.
-            i = skip_block(&tokens, i, &mut state);
-            continue;
+            // Skip the body (function, class, namespace, initialiser).
+            sc.depth = 1;
+        } else {
+            pending.parens += usize::from(t.is("("));
+            pending.tokens.push(t);
         }
-        pending.tokens.push(t);
-        i += 1;
     }
-    let first_definition_line = defined.iter().map(|d| d.2).min()?;
+    let insert_line = defined.iter().map(|d| d.insert_line).min().unwrap_or(1);
     let mut seen: HashSet<(String, Vec<String>)> = HashSet::new();
     let prototypes = defined
         .into_iter()
-        .filter(|(name, _, _)| !declared.contains(name))
-        .filter(|(_, p, _)| seen.insert((p.text.clone(), p.conditions.clone())))
-        .map(|(_, p, _)| p)
+        .filter(|d| !declared.contains(&d.name))
+        .filter(|d| seen.insert((d.proto.text.clone(), d.proto.conditions.clone())))
+        .map(|d| d.proto)
         .collect();
-    Some(Plan { insert_line: first_definition_line, prototypes })
-}
-
-/// Index after the `}` matching the `{` at `open`; directives inside still update state.
-fn skip_block(tokens: &[Token], open: usize, state: &mut DirectiveState) -> usize {
-    let mut depth = 0usize;
-    for (i, t) in tokens.iter().enumerate().skip(open) {
-        if t.kind == Kind::Directive {
-            state.apply(t);
-        } else if !state.cond.dead() {
-            if t.is("{") {
-                depth += 1;
-            } else if t.is("}") {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    return i + 1;
-                }
-            }
-        }
-    }
-    tokens.len()
+    Plan { insert_line, prototypes, map: sc.map }
 }
 
 /// Index of the `)` matching the `(` at `open` within `toks`.
@@ -241,7 +307,7 @@ fn matching_paren(toks: &[&Token], open: usize) -> Option<usize> {
         if t.is("(") {
             depth += 1;
         } else if t.is(")") {
-            depth -= 1;
+            depth = depth.checked_sub(1)?;
             if depth == 0 {
                 return Some(j);
             }
@@ -250,155 +316,194 @@ fn matching_paren(toks: &[&Token], open: usize) -> Option<usize> {
     None
 }
 
-/// The declarator's name and its parameter list `(`: the identifier before the
-/// first top-level `(`, or — for a function returning a function pointer,
-/// `void (*name(int))(int)` — the identifier before the first `(` inside it.
-fn declarator(toks: &[&Token]) -> Option<(usize, usize)> {
-    let mut angle = 0i32;
-    let mut first_paren = None;
-    for (j, t) in toks.iter().enumerate() {
-        if t.is("<") {
+/// Macro-looking word: upper case, digits and `_` only.
+fn is_macro_name(t: &Token) -> bool {
+    t.kind == Kind::Word && t.text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') && t.text.chars().any(|c| c.is_ascii_uppercase())
+}
+
+/// Drop leading `MACRO(args)` calls that end their line: without a `;` they are
+/// statements of their own (`BLYNK_ATTACH(x)` then `void setup() {`).
+fn strip_macro_statements<'a, 'b>(mut toks: &'b [&'a Token]) -> &'b [&'a Token] {
+    while toks.len() > 2 && is_macro_name(toks[0]) && toks[1].is("(") {
+        match matching_paren(toks, 1) {
+            Some(close) if toks.get(close + 1).is_some_and(|next| next.line > toks[close].line) => toks = &toks[close + 1..],
+            _ => break,
+        }
+    }
+    toks
+}
+
+/// Where a declaration's name is.
+struct Declarator {
+    name: usize,
+    /// The `(` opening its parameter list.
+    params: usize,
+    /// Words before the name outside attribute/macro prefixes (0: `ISR(x) {`).
+    type_words: usize,
+}
+
+/// Find the declarator: the identifier before the first top-level `(` that is not
+/// an attribute or a macro prefix, or — for a function returning a function
+/// pointer, `void (*name(int))(int)` — the identifier before the first `(` inside.
+fn declarator(toks: &[&Token]) -> Option<Declarator> {
+    let (mut angle, mut square) = (0i32, 0i32);
+    let mut type_words = 0usize;
+    let mut j = 0;
+    let p = loop {
+        let t = toks.get(j)?;
+        if t.is("[") {
+            square += 1;
+        } else if t.is("]") {
+            square -= 1;
+        } else if square > 0 {
+        } else if t.is("<") {
             angle += 1;
         } else if t.is(">") {
             angle -= 1;
-        } else if t.is("(") && angle <= 0 {
-            first_paren = Some(j);
-            break;
         } else if t.is("=") && angle <= 0 {
             return None; // an initialiser: a variable
+        } else if t.is("(") && angle <= 0 {
+            let prev = j.checked_sub(1).map(|k| toks[k]);
+            let close = matching_paren(toks, j);
+            let is_prefix = prev.is_some_and(|w| {
+                w.kind == Kind::Word
+                    && (PAREN_SPECIFIERS.contains(&w.text.as_str())
+                        || is_macro_name(w) && close.and_then(|c| toks.get(c + 1)).is_some_and(|n| n.kind == Kind::Word && !TRAILING_QUALIFIERS.contains(&n.text.as_str())))
+            });
+            if !is_prefix {
+                break j;
+            }
+            type_words = type_words.saturating_sub(1); // the prefix's own name
+            j = close? + 1;
+            continue;
+        } else if t.kind == Kind::Word {
+            type_words += 1;
         }
-    }
-    let p = first_paren?;
+        j += 1;
+    };
     if toks.get(p + 1).is_some_and(|t| t.is("*") || t.is("&")) {
         // Function-pointer (or reference) declarator: the real name is inside.
         let close = matching_paren(toks, p)?;
         let inner = &toks[p + 1..close];
         let q = inner.iter().position(|t| t.is("("))?;
         let name = q.checked_sub(1)?;
-        return (inner[name].kind == Kind::Word).then_some((p + 1 + name, p + 1 + q));
+        return (inner[name].kind == Kind::Word).then_some(Declarator { name: p + 1 + name, params: p + 1 + q, type_words });
     }
     let name = p.checked_sub(1)?;
-    (toks[name].kind == Kind::Word).then_some((name, p))
+    (toks[name].kind == Kind::Word).then(|| Declarator { name, params: p, type_words: type_words.saturating_sub(1) })
 }
 
-/// If the tokens before a file-scope `{` start a function definition, its name and
-/// prototype text.
-fn function_definition(head: &[&Token]) -> Option<(String, String)> {
+/// If the tokens before a file-scope `{` start a function definition: its name,
+/// prototype text and the merged line where the declaration starts.
+fn function_definition(head: &[&Token], extern_c: bool) -> Option<(String, String, usize)> {
+    let mut head = strip_macro_statements(head);
+    if head.last().is_some_and(|t| t.is("try")) {
+        head = &head[..head.len() - 1]; // function-try-block
+    }
     let first = head.first()?;
-    if TYPE_INTRODUCERS.iter().any(|w| first.is(w)) || head.iter().any(|t| t.is("=")) && !head.iter().any(|t| t.is("(")) {
+    if NON_FUNCTION_INTRODUCERS.iter().any(|w| first.is(w)) {
         return None;
     }
-    // `template <...> struct X {` and friends.
-    if head.iter().any(|t| TYPE_INTRODUCERS[..4].iter().any(|w| t.is(w))) && !head.iter().any(|t| t.is("(")) {
-        return None;
+    let d = declarator(head)?;
+    let name = head[d.name];
+    if d.type_words == 0 || NOT_FUNCTION_NAMES.contains(&name.text.as_str()) {
+        return None; // `ISR(TIMER1_COMPA_vect) {`: a macro that defines a function
     }
-    let (name_at, paren_at) = declarator(head)?;
-    let name = &head[name_at];
-    if NOT_FUNCTION_NAMES.contains(&name.text.as_str()) {
-        return None;
-    }
-    if name_at > 0 && head[name_at - 1].is("::") || name.text.starts_with('~') {
+    if d.name > 0 && (head[d.name - 1].is("::") || head[d.name - 1].is("~")) {
         return None; // Class::method or a destructor: declared in its class
     }
-    // A name with nothing before it is a macro call (`ISR(TIMER1_COMPA_vect) {`).
-    let before_name = if head[..name_at].last().is_some_and(|t| t.is("(")) { &head[..name_at - 2] } else { &head[..name_at] };
-    if before_name.iter().filter(|t| !t.is("*") && !t.is("&")).count() == 0 {
-        return None;
-    }
-    let params_close = matching_paren(head, paren_at)?;
-    // What may follow the parameter list: more declarator parts, qualifiers, attributes.
-    let mut j = params_close + 1;
-    while j < head.len() {
-        let t = head[j];
-        if t.is(")") || t.is("(") || t.kind == Kind::Word || t.is("&") || t.is("-") || t.is(">") || t.is("::") || t.is("*") || t.is(",") || t.is("<") || t.kind == Kind::Number {
-            if t.is(",") && !inside_parens(head, params_close + 1, j) {
-                return None; // `int a(1), b(2)`: variables
-            }
-            j += 1;
-            continue;
-        }
-        if t.is(":") {
-            return None; // constructor initialiser list or bit-field
-        }
-        return None;
-    }
-    let text = prototype_text(head, paren_at, params_close);
-    Some((name.text.clone(), format!("{text};")))
-}
-
-fn inside_parens(toks: &[&Token], from: usize, at: usize) -> bool {
+    let params_close = matching_paren(head, d.params)?;
+    // What may follow the parameter list: the rest of a function-pointer
+    // declarator, qualifiers, attributes, a trailing return type.
     let mut depth = 0i32;
-    for t in &toks[from..at] {
-        if t.is("(") {
-            depth += 1;
-        } else if t.is(")") {
-            depth -= 1;
+    for t in &head[params_close + 1..] {
+        match t.text.as_str() {
+            _ if t.kind == Kind::Literal => {}
+            "(" | "[" => depth += 1,
+            ")" | "]" => depth -= 1,
+            // `int a(1), b(2)`: variables; `:` starts an initialiser list.
+            "," if depth <= 0 => return None,
+            ":" | "=" | ";" => return None,
+            _ => {}
         }
     }
-    depth > 0
+    let mut text = prototype_text(head, d.params, params_close);
+    if extern_c && !first.is("extern") {
+        text.insert_str(0, "extern \"C\" ");
+    }
+    text.push(';');
+    Some((name.text.clone(), text, first.line))
 }
 
-/// Join tokens with the source's spacing collapsed, dropping default arguments
-/// from the parameter list that opens at `params_open`.
+/// Join tokens with the source's spacing collapsed to single spaces, dropping
+/// default arguments from the parameter list `params_open..=params_close`.
 fn prototype_text(head: &[&Token], params_open: usize, params_close: usize) -> String {
     let mut out = String::new();
+    let mut paren_depth = 0i32; // within the parameter list
     let mut j = 0;
     while j < head.len() {
         let t = head[j];
-        if j > params_open && j < params_close && t.is("=") && param_depth(head, params_open, j) == 1 {
-            // Skip the default value up to the next `,` or `)` at parameter depth.
-            let mut depth = 0i32;
-            while j < params_close {
-                let u = head[j];
-                if u.is("(") || u.is("[") || u.is("{") {
-                    depth += 1;
-                } else if u.is(")") || u.is("]") || u.is("}") {
-                    depth -= 1;
-                } else if u.is(",") && depth == 0 {
-                    break;
-                }
-                j += 1;
-            }
+        let in_params = j > params_open && j < params_close;
+        if in_params && t.is("=") && paren_depth == 1 {
+            j = skip_default_argument(head, j, params_close);
             continue;
         }
-        let glue = !out.is_empty() && (t.space_before || (is_wordy(t) && out.chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_')));
-        if glue && !out.ends_with(' ') {
+        if j >= params_open && j <= params_close {
+            if t.is("(") {
+                paren_depth += 1;
+            } else if t.is(")") {
+                paren_depth -= 1;
+            }
+        }
+        let after_word = out.chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let space = !out.is_empty()
+            && (t.space_before || (matches!(t.kind, Kind::Word | Kind::Number) && after_word))
+            && !(t.is(",") || t.is(")"))
+            && !out.ends_with('(');
+        if space {
             out.push(' ');
         }
         out.push_str(&t.text);
         j += 1;
     }
-    out.replace(" ,", ",").replace(" )", ")")
+    out
 }
 
-fn is_wordy(t: &Token) -> bool {
-    matches!(t.kind, Kind::Word | Kind::Number)
-}
-
-fn param_depth(head: &[&Token], open: usize, at: usize) -> i32 {
-    let mut depth = 0;
-    for t in &head[open..at] {
-        if t.is("(") {
+/// Index of the `,` or `)` ending the default argument whose `=` is at `eq`.
+fn skip_default_argument(head: &[&Token], eq: usize, params_close: usize) -> usize {
+    let mut depth = 0i32;
+    let mut j = eq;
+    while j < params_close {
+        let u = head[j];
+        if u.is("(") || u.is("[") || u.is("{") {
             depth += 1;
-        } else if t.is(")") {
+        } else if u.is(")") || u.is("]") || u.is("}") {
             depth -= 1;
+        } else if u.is("<") && !u.space_before && head[j - 1].kind == Kind::Word {
+            depth += 1; // `std::pair<int, int>(1, 2)`
+        } else if u.is(">") && depth > 0 {
+            depth -= 1;
+        } else if u.is(",") && depth <= 0 {
+            break;
         }
+        j += 1;
     }
-    depth
+    j
 }
 
 /// A file-scope declaration `type name(params);` declares `name` (variables with
 /// an initialiser or a plain type statement do not count).
 fn declared_function_name(stmt: &[&Token]) -> Option<String> {
+    let stmt = strip_macro_statements(stmt);
     let first = stmt.first()?;
-    if TYPE_INTRODUCERS.iter().any(|w| first.is(w)) {
+    if NON_FUNCTION_INTRODUCERS.iter().any(|w| first.is(w)) {
         return None;
     }
-    let (name_at, _) = declarator(stmt)?;
-    if name_at == 0 || NOT_FUNCTION_NAMES.contains(&stmt[name_at].text.as_str()) {
+    let d = declarator(stmt)?;
+    if d.type_words == 0 || NOT_FUNCTION_NAMES.contains(&stmt[d.name].text.as_str()) {
         return None;
     }
-    Some(stmt[name_at].text.clone())
+    Some(stmt[d.name].text.clone())
 }
 
 #[cfg(test)]
@@ -516,9 +621,9 @@ mod tests {
     }
 
     #[test]
-    fn extern_c_block_is_file_scope() {
-        let src = "extern \"C\" {\nvoid c_func() {}\n}\nvoid after() {}\n";
-        assert_eq!(protos(src), vec!["void c_func();", "void after();"]);
+    fn extern_c_block_is_file_scope_with_c_linkage() {
+        let src = "extern \"C\" {\nvoid c_func() {}\nvoid c_decl(int);\n}\nextern \"C\" int one() { return 1; }\nvoid after() {}\nvoid c_decl(int) {}\n";
+        assert_eq!(protos(src), vec!["extern \"C\" void c_func();", "extern \"C\" int one();", "void after();"]);
     }
 
     #[test]
@@ -528,9 +633,114 @@ mod tests {
     }
 
     #[test]
+    fn multi_line_signature_exact_output() {
+        let src = "#line 1 \"/s/M/M.ino\"\n// note\nstatic unsigned long\nmeasure(int pin,\n        int samples = 4) {\n  return 0;\n}\n";
+        let want = "#line 1 \"/s/M/M.ino\"\n// note\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long measure(int pin, int samples);\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long\nmeasure(int pin,\n        int samples = 4) {\n  return 0;\n}\n";
+        assert_eq!(add_prototypes(src), want);
+    }
+
+    #[test]
+    fn two_ino_files_exact_output() {
+        let src = "#include <Arduino.h>\n#line 1 \"/s/M/M.ino\"\nint x;\nvoid setup() { helper(); }\nvoid loop() {}\n#line 1 \"/s/M/tab.ino\"\n\nint helper() { return 1; }\n";
+        let want = "#include <Arduino.h>\n#line 1 \"/s/M/M.ino\"\nint x;\n\
+                    #line 2 \"/s/M/M.ino\"\nvoid setup();\n#line 3 \"/s/M/M.ino\"\nvoid loop();\n#line 2 \"/s/M/tab.ino\"\nint helper();\n\
+                    #line 2 \"/s/M/M.ino\"\nvoid setup() { helper(); }\nvoid loop() {}\n#line 1 \"/s/M/tab.ino\"\n\nint helper() { return 1; }\n";
+        assert_eq!(add_prototypes(src), want);
+    }
+
+    #[test]
+    fn if_else_branches_that_each_open_the_body() {
+        let src = "#ifdef WIDE\nvoid f(long a) {\n#else\nvoid f(int a) {\n#endif\n  a++;\n}\nvoid g() {}\n";
+        let p = find_prototypes(src);
+        let got: Vec<(&str, &[String])> = p.iter().map(|p| (p.text.as_str(), &p.conditions[..])).collect();
+        let (ifdef, els) = ("#ifdef WIDE".to_string(), "#else".to_string());
+        assert_eq!(got, vec![("void f(long a);", &[ifdef.clone()][..]), ("void f(int a);", &[ifdef, els][..]), ("void g();", &[][..])]);
+    }
+
+    #[test]
+    fn signature_straddling_a_conditional_gets_no_prototype() {
+        let src = "void f(\n#ifdef X\n  int a\n#else\n  long a\n#endif\n) {}\nvoid g(\n#if 0\n  int old,\n#endif\n  int a) {}\n";
+        assert_eq!(protos(src), vec!["void g(int a);"]);
+    }
+
+    #[test]
+    fn identical_definitions_in_branches_are_declared_per_branch() {
+        let src = "#if defined(A)\nvoid f() {}\n#elif defined(B)\nvoid f() {}\n#else\nvoid f() {}\nvoid f() {}\n#endif\n";
+        let p = find_prototypes(src);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[2].conditions, vec!["#if defined(A)", "#elif defined(B)", "#else"]);
+    }
+
+    #[test]
+    fn attributes_and_macro_prefixes() {
+        let src = "__attribute__((weak)) void w() {}\n[[nodiscard]] int n() { return 0; }\nSECTION(\".x\") void s() {}\nREGISTER(thing)\nvoid after_macro() {}\nvoid IRAM_ATTR isr_handler() {}\n";
+        assert_eq!(
+            protos(src),
+            vec!["__attribute__((weak)) void w();", "[[nodiscard]] int n();", "SECTION(\".x\") void s();", "void after_macro();", "void IRAM_ATTR isr_handler();"]
+        );
+        assert_eq!(find_prototypes(src)[3].line, 5);
+    }
+
+    #[test]
+    fn c_style_struct_returns_and_trailing_return_types() {
+        let src = "struct Point { int x, y; };\nstruct Point make(int x) { struct Point p = {x, 0}; return p; }\nauto twice(int x) -> int { return 2 * x; }\n";
+        assert_eq!(protos(src), vec!["struct Point make(int x);", "auto twice(int x) -> int;"]);
+    }
+
+    #[test]
+    fn variables_lambdas_and_function_pointer_tables() {
+        let src = "auto cb = [](int x) { return x; };\nvoid (*table[])(int) = { a, b };\nServo s(9);\nFoo a(1), b{2};\nint v = f(1) {};\nenum class E : uint8_t { A, B };\nvoid real() {}\n";
+        assert_eq!(protos(src), vec!["void real();"]);
+    }
+
+    #[test]
+    fn default_arguments_with_templates_and_braces() {
+        let src = "void f(std::pair<int, int> p = std::pair<int, int>(1, 2), int b = {}, int c = (1 > 0)) {}\n";
+        assert_eq!(protos(src), vec!["void f(std::pair<int, int> p, int b, int c);"]);
+    }
+
+    #[test]
+    fn line_directives_in_dead_code_and_missing_files() {
+        let src = "int x;\nvoid f() {}\n";
+        assert_eq!(add_prototypes(src), "int x;\n#line 2\nvoid f();\n#line 2\nvoid f() {}\n");
+        let src = "#line 1 \"/s/a.ino\"\n#if 0\n#line 50 \"/s/b.ino\"\n#endif\nvoid f() {}\n";
+        assert_eq!(find_prototypes(src)[0].file, "/s/a.ino");
+        assert_eq!(find_prototypes(src)[0].line, 4);
+    }
+
+    #[test]
+    fn crlf_line_endings_and_continued_defines() {
+        let src = "#line 1 \"/s/w.ino\"\r\n#define MAKE(x) \\\r\n  void x() {}\r\nvoid setup() {\r\n}\r\n";
+        assert_eq!(add_prototypes(src), "#line 1 \"/s/w.ino\"\r\n#define MAKE(x) \\\r\n  void x() {}\r\n#line 3 \"/s/w.ino\"\nvoid setup();\n#line 3 \"/s/w.ino\"\nvoid setup() {\r\n}\r\n");
+    }
+
+    #[test]
+    fn raw_strings_hide_braces() {
+        let src = "const char *page = R\"html(<p>}{ void x() {</p>)html\";\nvoid real() {}\n";
+        assert_eq!(protos(src), vec!["void real();"]);
+    }
+
+    #[test]
     fn garbage_does_not_panic() {
-        for s in ["{{{{", "}}}}", "void f(", "void f() {", "((((", "#if\n#else\n#endif\n#endif", "int (*)(", "\u{fffd}(\u{fffd}) {", "template <> {", "a::b() {}", "(*x)() {}"] {
+        for s in [
+            "{{{{", "}}}}", "void f(", "void f() {", "((((", "))))", "#if\n#else\n#endif\n#endif", "#else\n#elif\nvoid f() {}", "int (*)(", "\u{fffd}(\u{fffd}) {",
+            "template <> {", "a::b() {}", "(*x)() {}", "void f(int = ) {", "int f() , {", "extern \"C\" { }}} {", "X(\nY(\n", "R\"abc", "'", "\"", "/*", "\\", "#",
+            "#define A \\", "void f() -> { ", "A(b) c(d) e(f) {", "[[x( {", ") ( void f() {}", "= ( {", "void g(int a = ) {}", "#line\n#line x\n#line 99999999999999999999999 \"f\"\nvoid f(){}",
+        ] {
             let _ = add_prototypes(s);
+        }
+        // Random soup of C++-ish fragments (a small fixed-seed LCG: no dependencies).
+        let pieces = ["void ", "int ", "f", "g", "(", ")", "{", "}", ";", ",", "=", "<", ">", "*", "&", "::", "[", "]", "\"", "'", "/*", "*/", "//", "\n", "#if 0\n", "#ifdef X\n", "#else\n", "#elif Y\n", "#endif\n", "#line 3 \"a\"\n", "\\\n", "\r\n", "extern \"C\" ", "R\"(", "\u{fffd}", "é", "template ", "ISR", " "];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2000 {
+            let mut s = String::new();
+            for _ in 0..40 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            let out = add_prototypes(&s);
+            assert!(out.len() >= s.len());
+            let _ = find_prototypes(&s);
         }
     }
 }
