@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::properties::Properties;
-use crate::sketch::{HEADER_EXTENSIONS, SOURCE_EXTENSIONS};
+use crate::sketch::{ext_of, HEADER_EXTENSIONS, SOURCE_EXTENSIONS};
 
 /// Where a library was found; higher ranks win ties on name and architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -186,9 +186,6 @@ fn simplify(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
-fn ext_of(p: &Path) -> &str {
-    p.extension().and_then(|e| e.to_str()).unwrap_or("")
-}
 
 fn is_source(p: &Path) -> bool {
     SOURCE_EXTENSIONS.contains(&ext_of(p))

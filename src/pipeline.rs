@@ -247,7 +247,7 @@ pub fn run(req: &Request) -> Result<Report> {
     let core_path = PathBuf::from(props.get_or_empty("build.core.path"));
     let variant_path = props.get("build.variant.path").map(PathBuf::from);
     let framework_dirs: Vec<PathBuf> = std::iter::once(core_path.clone()).chain(variant_path.clone()).collect();
-    let system_dirs = toolchain.system_includes(&cpp_compiler, store.as_ref());
+    let system_dirs = cpp_compiler.system_dirs.clone();
     let index = LibraryIndex::build(&LibrarySources {
         explicit: &req.library,
         folders: &req.libraries,

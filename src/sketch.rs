@@ -22,7 +22,7 @@ pub struct Sketch {
     pub extra_files: Vec<PathBuf>,
 }
 
-fn ext_of(p: &Path) -> &str {
+pub(crate) fn ext_of(p: &Path) -> &str {
     p.extension().and_then(|e| e.to_str()).unwrap_or("")
 }
 

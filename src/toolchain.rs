@@ -77,13 +77,16 @@ fn file_stamp(path: &Path) -> Result<(PathBuf, u64, i128)> {
     if !meta.is_file() {
         return Err(not_installed(path));
     }
-    let mtime = meta
-        .modified()
+    Ok((resolved, meta.len(), mtime_nanos(&meta)))
+}
+
+/// Modification time in nanoseconds since the epoch (0 when unavailable).
+fn mtime_nanos(meta: &std::fs::Metadata) -> i128 {
+    meta.modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0);
-    Ok((resolved, meta.len(), mtime))
+        .unwrap_or(0)
 }
 
 fn stamp_key(kind: &str, stamp: &(PathBuf, u64, i128)) -> [u8; 32] {
@@ -128,11 +131,6 @@ impl Toolchain {
         self.probed.lock().unwrap().insert(path.to_path_buf(), compiler.clone());
         Ok(compiler)
     }
-
-    /// The compiler's own include folders (avr-libc's, GCC's), which need no library.
-    pub fn system_includes(&self, compiler: &Compiler, _store: Option<&Store>) -> Vec<PathBuf> {
-        compiler.system_dirs.clone()
-    }
 }
 
 /// Ask the compiler for its include search list once (`-E -v` on an empty input);
@@ -168,13 +166,7 @@ fn fingerprint_tree(dir: &Path, h: &mut Hasher) {
             if meta.is_dir() {
                 stack.push(e.path());
             } else {
-                let mtime = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos() as i128)
-                    .unwrap_or(0);
-                files.push((e.path(), meta.len(), mtime));
+                files.push((e.path(), meta.len(), mtime_nanos(&meta)));
             }
         }
     }
