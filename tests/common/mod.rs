@@ -110,57 +110,204 @@ pub fn sketch_dirs(root: &Path) -> Vec<PathBuf> {
 /// Outcome of the reference builder for one sketch.
 pub struct Reference {
     pub ok: bool,
+    /// Its build folder: `NAME.ino.hex` etc. at the top, `sketch/NAME.ino.cpp` below.
     pub dir: PathBuf,
+    /// Everything arduino-builder printed (it runs with `-verbose`).
     pub log: String,
 }
 
-/// Build sketches with arduino-builder (two at a time), remembering results under
-/// target/ so re-runs are instant. The DECIMAL_DIG property is what the Arduino
-/// IDE needs on Debian's avr-gcc 5.4 too (see docs/design.md).
+impl Reference {
+    /// The libraries it used, in its order: the `Using library NAME at version V in
+    /// folder: DIR` lines of its verbose output, as (name, folder).
+    pub fn libraries(&self) -> Vec<(String, PathBuf)> {
+        self.log
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Using library "))
+            .filter_map(|rest| {
+                let (name, rest) = rest.split_once(" at version ").or_else(|| rest.split_once(" in folder: ").map(|(n, d)| (n, d)))?;
+                let dir = rest.split_once(" in folder: ").map(|(_, d)| d).unwrap_or(rest);
+                let dir = dir.trim().trim_end_matches(" (legacy)");
+                Some((name.to_string(), PathBuf::from(dir)))
+            })
+            .collect()
+    }
+}
+
+/// Everything that shapes arduino-builder's output besides the sketch: the board, the
+/// hardware, tools and library folders (by content), the `-prefs`, the compilers (by
+/// `--version` and file identity) and arduino-builder itself.
+pub struct ReferenceSpec {
+    pub fqbn: String,
+    pub hardware: Vec<PathBuf>,
+    pub tools: Vec<PathBuf>,
+    pub libraries: Vec<PathBuf>,
+    pub prefs: Vec<String>,
+    /// Compiler programs whose identity goes into the key.
+    pub compilers: Vec<PathBuf>,
+}
+
+impl ReferenceSpec {
+    /// Debian's AVR stack, as scripts/setup.sh installs it. The DECIMAL_DIG property
+    /// is what the Arduino IDE needs on Debian's avr-gcc 5.4 too (see docs/design.md).
+    pub fn avr(fqbn: &str) -> ReferenceSpec {
+        ReferenceSpec {
+            fqbn: fqbn.to_string(),
+            hardware: vec!["/usr/share/arduino/hardware".into(), "/usr/share/arduino-builder".into()],
+            tools: vec!["/usr/bin".into()],
+            libraries: Vec::new(),
+            prefs: vec!["compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__".into()],
+            compilers: vec!["/usr/bin/avr-gcc".into(), "/usr/bin/avr-g++".into()],
+        }
+    }
+
+    pub fn with_libraries(mut self, dir: &Path) -> ReferenceSpec {
+        self.libraries.push(dir.to_path_buf());
+        self
+    }
+
+    /// The key of everything but the sketch, hashed once per spec.
+    fn key(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(b"fbuild-reference-v2\0");
+        let version = Command::new("arduino-builder").arg("-version").output().expect("arduino-builder is installed (scripts/setup.sh)");
+        h.update(&version.stdout);
+        h.update(self.fqbn.as_bytes());
+        for p in &self.prefs {
+            h.update(b"\0pref\0").update(p.as_bytes());
+        }
+        for c in &self.compilers {
+            h.update(b"\0compiler\0").update(c.to_string_lossy().as_bytes());
+            if let Ok(o) = Command::new(c).arg("--version").output() {
+                h.update(&o.stdout);
+            }
+            if let Ok(m) = std::fs::metadata(c) {
+                h.update(&m.len().to_le_bytes());
+                h.update(&m.modified().map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()).unwrap_or(0).to_le_bytes());
+            }
+        }
+        for (tag, dirs) in [("hardware", &self.hardware), ("libraries", &self.libraries)] {
+            for d in dirs {
+                h.update(tag.as_bytes()).update(d.to_string_lossy().as_bytes());
+                hash_tree(&mut h, d);
+            }
+        }
+        for d in &self.tools {
+            h.update(b"\0tools\0").update(d.to_string_lossy().as_bytes());
+        }
+        h.finalize().to_hex()[..24].to_string()
+    }
+}
+
+/// Every file below `dir` (sorted), by relative path and content.
+fn hash_tree(h: &mut blake3::Hasher, dir: &Path) {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for f in files {
+        h.update(b"\0file\0").update(f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().as_bytes());
+        if let Ok(bytes) = std::fs::read(&f) {
+            h.update(&(bytes.len() as u64).to_le_bytes()).update(&bytes);
+        }
+    }
+}
+
+/// Where reference builds are remembered: outside the clone, so a fresh clone (CI)
+/// reuses them; keyed by content, so sharing the folder is safe.
+pub fn reference_cache_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("FBUILD_REFERENCE_CACHE") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| repo().join("target"));
+    base.join("fbuild-reference")
+}
+
+/// Build sketches with the reference builder for Debian's AVR stack.
 pub fn reference_builds(fqbn: &str, sketches: &[PathBuf]) -> Vec<Reference> {
-    let version = Command::new("arduino-builder").arg("-version").output().expect("arduino-builder is installed (scripts/setup.sh)");
-    let version = String::from_utf8_lossy(&version.stdout).into_owned();
-    let stamp_key = blake3::hash(format!("{fqbn}\n{version}").as_bytes()).to_hex().to_string();
-    let root = repo().join("target/fbuild-reference").join(&stamp_key[..16]);
+    reference_builds_with(&ReferenceSpec::avr(fqbn), sketches)
+}
+
+/// Build sketches with arduino-builder (two at a time, `-verbose`), remembering each
+/// result under a key of the spec and the sketch's files (names and bytes), so
+/// re-runs are instant and any change to what shapes the reference rebuilds it.
+pub fn reference_builds_with(spec: &ReferenceSpec, sketches: &[PathBuf]) -> Vec<Reference> {
+    let root = reference_cache_root().join(spec.key());
     let core_cache = root.join("core-cache");
     std::fs::create_dir_all(&core_cache).unwrap();
-    let work: Vec<(usize, &PathBuf)> = sketches.iter().enumerate().collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<Reference>>> = sketches.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= work.len() {
+                if i >= sketches.len() {
                     break;
                 }
-                let sketch = work[i].1;
-                let key = blake3::hash(sketch.to_string_lossy().as_bytes()).to_hex().to_string();
-                let dir = root.join(&key[..16]);
-                let status = dir.join("status");
-                if !status.is_file() {
-                    let build = dir.join("build");
-                    let _ = std::fs::remove_dir_all(&build);
+                let sketch = &sketches[i];
+                let name = sketch.file_name().unwrap().to_string_lossy().into_owned();
+                let mut h = blake3::Hasher::new();
+                h.update(name.as_bytes());
+                hash_tree(&mut h, sketch);
+                let dir = root.join(format!("{}-{}", name, &h.finalize().to_hex()[..16]));
+                if !dir.join("status").is_file() {
+                    // Build in a temporary folder, keep what the tests read, then rename:
+                    // an interrupted run leaves no half entry.
+                    let tmp = root.join(format!(".tmp-{}-{}", std::process::id(), i));
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    let build = tmp.join("build");
                     std::fs::create_dir_all(&build).unwrap();
-                    let name = sketch.file_name().unwrap().to_string_lossy().into_owned();
-                    let o = Command::new("arduino-builder")
-                        .args(["-compile", "-hardware", "/usr/share/arduino/hardware", "-hardware", "/usr/share/arduino-builder", "-tools", "/usr/bin", "-fqbn", fqbn])
-                        .arg("-build-path")
-                        .arg(&build)
-                        .arg("-build-cache")
-                        .arg(&core_cache)
-                        .arg("-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__")
-                        .arg(sketch.join(format!("{name}.ino")))
-                        .output()
-                        .expect("run arduino-builder");
+                    let mut cmd = Command::new("arduino-builder");
+                    cmd.args(["-compile", "-verbose"]);
+                    for d in &spec.hardware {
+                        cmd.arg("-hardware").arg(d);
+                    }
+                    for d in &spec.tools {
+                        cmd.arg("-tools").arg(d);
+                    }
+                    for d in &spec.libraries {
+                        cmd.arg("-libraries").arg(d);
+                    }
+                    cmd.args(["-fqbn", &spec.fqbn]).arg("-build-path").arg(&build).arg("-build-cache").arg(&core_cache);
+                    for p in &spec.prefs {
+                        cmd.arg(format!("-prefs={p}"));
+                    }
+                    let o = cmd.arg(sketch.join(format!("{name}.ino"))).output().expect("run arduino-builder");
                     let mut log = String::from_utf8_lossy(&o.stdout).into_owned();
                     log.push_str(&String::from_utf8_lossy(&o.stderr));
-                    std::fs::write(dir.join("log"), &log).unwrap();
-                    std::fs::write(&status, if o.status.success() { "ok" } else { "failed" }).unwrap();
+                    let keep = tmp.join("keep");
+                    std::fs::create_dir_all(keep.join("sketch")).unwrap();
+                    for e in std::fs::read_dir(&build).unwrap().filter_map(|e| e.ok()) {
+                        let f = e.file_name().to_string_lossy().into_owned();
+                        if f.starts_with(&format!("{name}.ino.")) && e.path().is_file() {
+                            std::fs::copy(e.path(), keep.join(&f)).unwrap();
+                        }
+                    }
+                    let merged = build.join("sketch").join(format!("{name}.ino.cpp"));
+                    if merged.is_file() {
+                        std::fs::copy(&merged, keep.join("sketch").join(format!("{name}.ino.cpp"))).unwrap();
+                    }
+                    std::fs::write(keep.join("log"), &log).unwrap();
+                    std::fs::write(keep.join("status"), if o.status.success() { "ok" } else { "failed" }).unwrap();
+                    let _ = std::fs::remove_dir_all(&dir);
+                    std::fs::rename(&keep, &dir).unwrap();
+                    let _ = std::fs::remove_dir_all(&tmp);
                 }
-                let ok = std::fs::read_to_string(&status).unwrap() == "ok";
+                let ok = std::fs::read_to_string(dir.join("status")).unwrap() == "ok";
                 let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-                *results[i].lock().unwrap() = Some(Reference { ok, dir: dir.join("build"), log });
+                *results[i].lock().unwrap() = Some(Reference { ok, dir: dir.clone(), log });
             });
         }
     });
