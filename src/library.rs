@@ -47,6 +47,8 @@ pub enum Layout {
 #[derive(Debug, Clone)]
 pub struct Library {
     pub name: String,
+    /// `version` from library.properties (empty for legacy libraries).
+    pub version: String,
     pub dir_name: String,
     pub path: PathBuf,
     pub src_dir: PathBuf,
@@ -87,6 +89,7 @@ impl Library {
             .unwrap_or_else(|| vec!["*".to_string()]);
         Ok(Some(Library {
             name: props.get("name").map(str::to_string).unwrap_or_else(|| dir_name.clone()),
+            version: props.get("version").unwrap_or("").to_string(),
             dir_name,
             path: path.to_path_buf(),
             src_dir,
@@ -321,70 +324,6 @@ impl IncludeCache {
     }
 }
 
-/// What library discovery found for one translation-unit set.
-#[derive(Debug, Clone, Default)]
-pub struct Discovery {
-    /// Indexes into `LibraryIndex::libraries`, in discovery order.
-    pub libraries: Vec<usize>,
-    /// Headers included directly by the sketch that nothing provides.
-    pub missing: Vec<String>,
-}
-
-/// Find the libraries a set of files needs, following includes through headers found
-/// beside the including file or in the sketch, and through every library it adds
-/// (core and variant headers end the search), the way
-/// the reference builder's repeated preprocessing does, but in-process.
-pub fn discover(
-    index: &LibraryIndex,
-    cache: &IncludeCache,
-    arch: &str,
-    roots: &[PathBuf],
-    sketch_dir: &Path,
-    framework_dirs: &[PathBuf],
-    system_dirs: &[PathBuf],
-) -> Discovery {
-    let mut found = Discovery::default();
-    let mut queue: std::collections::VecDeque<(PathBuf, bool)> = roots.iter().map(|p| (p.clone(), true)).collect();
-    let mut seen: std::collections::HashSet<PathBuf> = roots.iter().cloned().collect();
-    while let Some((file, from_sketch)) = queue.pop_front() {
-        let includes = cache.includes_of(&file);
-        let file_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        for header in includes.iter() {
-            // Relative to the including file or the sketch: scan it too, it may
-            // include libraries. Core and variant headers cannot, so stop there.
-            let local = [&file_dir, &sketch_dir.to_path_buf()].into_iter().map(|d| d.join(header)).find(|p| p.is_file());
-            if let Some(p) = local {
-                if seen.insert(p.clone()) {
-                    queue.push_back((p, from_sketch));
-                }
-                continue;
-            }
-            if framework_dirs.iter().any(|d| d.join(header).is_file()) {
-                continue;
-            }
-            if found.libraries.iter().any(|&i| index.libraries[i].src_dir.join(header).is_file()) {
-                continue;
-            }
-            if let Some(i) = index.resolve(header, arch) {
-                found.libraries.push(i);
-                for f in index.libraries[i].scan_files() {
-                    if seen.insert(f.clone()) {
-                        queue.push_back((f, false));
-                    }
-                }
-                continue;
-            }
-            if system_dirs.iter().any(|d| d.join(header).is_file()) {
-                continue;
-            }
-            if from_sketch && !found.missing.contains(header) {
-                found.missing.push(header.clone());
-            }
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,21 +398,5 @@ mod tests {
         let l = Library::load(&rec, Location::User).unwrap().unwrap();
         let names: Vec<String> = l.sources().iter().map(|p| p.strip_prefix(&rec).unwrap().display().to_string()).collect();
         assert_eq!(names, vec!["src/z.cpp", "src/a/x.cpp"]);
-    }
-
-    #[test]
-    fn discovery_is_transitive_and_reports_missing() {
-        let t = tempfile::tempdir().unwrap();
-        let a = lib(t.path(), "libs/A", Some("name=A\n"), "A.h");
-        std::fs::write(a.join("src/A.h"), "#include <B.h>\n").unwrap();
-        lib(t.path(), "libs/B", Some("name=B\n"), "B.h");
-        let sketch = t.path().join("S/S.ino.cpp");
-        std::fs::create_dir_all(sketch.parent().unwrap()).unwrap();
-        std::fs::write(&sketch, "#include <A.h>\n#include <Nope.h>\n#if 0\n#include <Never.h>\n#endif\n").unwrap();
-        let idx = LibraryIndex::build(&LibrarySources { explicit: &[], folders: &[t.path().join("libs")], platform_dir: t.path() }).unwrap();
-        let d = discover(&idx, &IncludeCache::default(), "avr", &[sketch.clone()], sketch.parent().unwrap(), &[], &[]);
-        let names: Vec<&str> = d.libraries.iter().map(|&i| idx.libraries[i].name.as_str()).collect();
-        assert_eq!(names, vec!["A", "B"]);
-        assert_eq!(d.missing, vec!["Nope.h"]);
     }
 }

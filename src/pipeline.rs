@@ -13,11 +13,13 @@ use crate::diagnostics;
 use crate::error::{Error, Result};
 use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash, Hasher};
-use crate::library::{self, IncludeCache, LibraryIndex, LibrarySources};
+use crate::discover::preprocess::Preprocessor;
+use crate::discover::{DiscoveryError, Discoverer, SketchDiscovery};
+use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
 use crate::objcache::{combine_key, normalize_args, ObjectCache};
 use crate::plan::{self, CompileJob, Context, Lang, Sizes};
 use crate::platform::{self, Board};
-use crate::report::{self, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
+use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
 use crate::sketch::Sketch;
 use crate::store::Store;
 use crate::toolchain::{self, Compiler, Toolchain};
@@ -74,9 +76,11 @@ struct SketchWork {
     jobs: Vec<CompileJob>,
     /// Unit indexes (libraries, in discovery order).
     units: Vec<usize>,
-    libraries: Vec<String>,
-    missing: Vec<String>,
+    libraries: Vec<LibraryUse>,
+    /// Discovery stopped on a header no library provides.
+    discovery_error: Option<DiscoveryError>,
     discover_seconds: f64,
+    discover_runs: usize,
 }
 
 fn slug(s: &str) -> String {
@@ -262,10 +266,16 @@ pub fn run(req: &Request) -> Result<Report> {
         macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store.as_ref()));
         IncludeCache::with_macros(macros)
     };
-    let arch = board.platform.arch.clone();
+    let preprocess_ctx = Context::new(&props, &fw_dir, "discover", &fw_dir);
+    let discoverer = Discoverer {
+        index: &index,
+        arch: board.platform.arch.clone(),
+        ctx: &preprocess_ctx,
+        framework_dirs: framework_dirs.clone(),
+        preprocessor: Preprocessor::new(store.as_ref(), &cache, cpp_compiler.clone()),
+    };
 
-    let discovered: Vec<Result<(PathBuf, PathBuf, library::Discovery, f64)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {
-        let t = Instant::now();
+    let discovered: Vec<Result<(PathBuf, PathBuf, SketchDiscovery)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {
         let dir = sketch_out_dir(&req.out, sketch);
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
@@ -273,7 +283,6 @@ pub fn run(req: &Request) -> Result<Report> {
         if write_if_changed(&merged_path, &sketch.merged_cpp()?)? {
             cache.invalidate(&merged_path);
         }
-        let mut roots = vec![merged_path.clone()];
         for rel in &sketch.extra_files {
             let src = sketch.dir.join(rel);
             let dst = sketch_build.join(rel);
@@ -284,25 +293,39 @@ pub fn run(req: &Request) -> Result<Report> {
             if write_if_changed(&dst, &bytes)? {
                 cache.invalidate(&dst);
             }
-            roots.push(dst);
         }
-        let d = library::discover(&index, &includes, &arch, &roots, &sketch_build, &framework_dirs, &system_dirs);
-        Ok((dir, merged_path, d, t.elapsed().as_secs_f64()))
-    });
-
-    // The union of libraries, in first-use order: one stage-1 unit each.
-    let mut lib_units: Vec<usize> = Vec::new();
-    let mut works: Vec<(PathBuf, PathBuf, library::Discovery, f64)> = Vec::new();
-    for d in discovered {
-        let d = d?;
-        for &l in &d.2.libraries {
-            if !lib_units.contains(&l) {
-                lib_units.push(l);
+        // The reference's queue: the merged sketch, then its other sources.
+        let mut sources = vec![merged_path.clone()];
+        sources.extend(sketch_sources(sketch, &sketch_build));
+        let d = discoverer.sketch(&runner, &sources)?;
+        if req.verbose {
+            for &l in &d.libraries {
+                let lib = &index.libraries[l];
+                // Worded as the reference builder words it (it names a library by its folder).
+                eprintln!("{}: Using library {} at version {} in folder: {}", sketch.name, lib.dir_name, lib.version, lib.path.display());
             }
         }
-        works.push(d);
+        Ok((dir, merged_path, d))
+    });
+    if runner.interrupted() {
+        return Err(Error::Interrupted);
     }
-    phases.push(Phase { name: "discover", seconds: t_discover.elapsed().as_secs_f64(), count: lib_units.len() });
+    let mut works: Vec<(PathBuf, PathBuf, SketchDiscovery)> = Vec::new();
+    for d in discovered {
+        works.push(d?);
+    }
+    // One stage-1 unit per library and include path (see `Discoverer::unit_include_dirs`),
+    // in first-use order.
+    let mut lib_units: Vec<(usize, Vec<PathBuf>)> = Vec::new();
+    for (_, _, d) in &works {
+        for &l in &d.libraries {
+            let unit = (l, d.library_includes[&l].clone());
+            if !lib_units.contains(&unit) {
+                lib_units.push(unit);
+            }
+        }
+    }
+    phases.push(Phase { name: "discover", seconds: t_discover.elapsed().as_secs_f64(), count: discoverer.preprocessor.runs.load(std::sync::atomic::Ordering::Relaxed) });
 
     // ---- plan ----
     let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
@@ -338,25 +361,20 @@ pub fn run(req: &Request) -> Result<Report> {
             state: Mutex::default(),
         });
     }
-    let mut lib_unit_index: BTreeMap<usize, usize> = BTreeMap::new();
-    for &l in &lib_units {
-        let lib = &index.libraries[l];
-        // A library compiles against the core, itself, and the libraries it includes.
-        let deps = library::discover(&index, &includes, &arch, &lib.scan_files(), &lib.src_dir, &framework_dirs, &system_dirs);
-        let mut inc = framework_dirs.clone();
-        inc.extend(lib.own_include_dirs());
-        for &d in &deps.libraries {
-            if d != l {
-                inc.push(index.libraries[d].src_dir.clone());
-            }
+    let mut lib_unit_index: BTreeMap<(usize, Vec<PathBuf>), usize> = BTreeMap::new();
+    for (l, inc) in &lib_units {
+        let lib = &index.libraries[*l];
+        let mut h = Hasher::new("library-unit-dir-v1");
+        for d in inc {
+            h.path(d);
         }
-        let dir = fw_dir.join("libraries").join(slug(&lib.dir_name));
+        let dir = fw_dir.join("libraries").join(format!("{}-{}", slug(&lib.dir_name), &hex(&h.finish())[..8]));
         let mut sources = lib.sources();
         plan::reference_order(&mut sources);
         let mut jobs = Vec::new();
         for s in &sources {
             let rel = s.strip_prefix(&lib.src_dir).unwrap_or(s);
-            jobs.push(fw_ctx.compile(s, &object_path(&dir, rel), &inc)?);
+            jobs.push(fw_ctx.compile(s, &object_path(&dir, rel), inc)?);
         }
         let objects: Vec<PathBuf> = jobs.iter().map(|j| j.object.clone()).collect();
         let (archive, link_objects) = if lib.dot_a_linkage {
@@ -364,34 +382,40 @@ pub fn run(req: &Request) -> Result<Report> {
         } else {
             (None, objects)
         };
-        lib_unit_index.insert(l, units.len());
+        lib_unit_index.insert((*l, inc.clone()), units.len());
         units.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, state: Mutex::default() });
     }
 
     let mut work: Vec<SketchWork> = Vec::new();
-    for (sketch, (dir, merged, disc, secs)) in sketches.into_iter().zip(works) {
+    for (sketch, (dir, merged, disc)) in sketches.into_iter().zip(works) {
         let ctx = Context::new(&props, &dir, &format!("{}.ino", sketch.name), &sketch.dir);
-        let mut inc = framework_dirs.clone();
-        for &l in &disc.libraries {
-            inc.push(index.libraries[l].src_dir.clone());
-        }
         let build = dir.join("sketch");
         let mut sources: Vec<PathBuf> = vec![merged.clone()];
         sources.extend(sketch.sources().map(|rel| build.join(rel)));
         plan::reference_order(&mut sources);
         let mut jobs = Vec::new();
-        for s in &sources {
-            let rel = s.strip_prefix(&build).unwrap_or(s);
-            jobs.push(ctx.compile(s, &object_path(&build, rel), &inc)?);
+        if disc.error.is_none() {
+            for s in &sources {
+                let rel = s.strip_prefix(&build).unwrap_or(s);
+                jobs.push(ctx.compile(s, &object_path(&build, rel), &disc.include_dirs)?);
+            }
         }
         work.push(SketchWork {
-            libraries: disc.libraries.iter().map(|&l| index.libraries[l].name.clone()).collect(),
-            units: disc.libraries.iter().map(|l| lib_unit_index[l]).collect(),
-            missing: disc.missing,
+            libraries: disc
+                .libraries
+                .iter()
+                .map(|&l| {
+                    let lib = &index.libraries[l];
+                    LibraryUse { name: lib.name.clone(), version: lib.version.clone(), folder: lib.path.clone() }
+                })
+                .collect(),
+            units: disc.libraries.iter().map(|&l| lib_unit_index[&(l, disc.library_includes[&l].clone())]).collect(),
+            discovery_error: disc.error,
             sketch,
             dir,
             jobs,
-            discover_seconds: secs,
+            discover_seconds: disc.seconds,
+            discover_runs: disc.runs,
         });
     }
 
@@ -507,6 +531,15 @@ pub fn run(req: &Request) -> Result<Report> {
         cache: cache_summary,
         phases,
     })
+}
+
+/// A sketch's translation units besides the merged `.ino.cpp`, in the build folder, in
+/// the order the reference queues them for discovery: the sketch folder's own, then
+/// `src/`, each by name.
+fn sketch_sources(sketch: &Sketch, build: &Path) -> Vec<PathBuf> {
+    let mut rel: Vec<&PathBuf> = sketch.sources().collect();
+    rel.sort_by_key(|p| (p.components().count() > 1, (*p).clone()));
+    rel.into_iter().map(|p| build.join(p)).collect()
 }
 
 fn object_path(dir: &Path, rel: &Path) -> PathBuf {
@@ -767,6 +800,8 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
         first_error: None,
         diagnostics: Vec::new(),
         libraries: w.libraries.clone(),
+        discover_seconds: w.discover_seconds,
+        discover_runs: w.discover_runs,
         objects_compiled: 0,
         objects_cached: 0,
         link: LinkSource::None,
@@ -782,10 +817,10 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
         r.diagnostics = diagnostics::parse(&log);
         let first = diagnostics::first_error_line(&msg).or_else(|| diagnostics::first_error_line(&log));
         r.first_error = Some(first.unwrap_or(msg.clone()));
-        if !w.missing.is_empty() {
+        if let Some(e) = &w.discovery_error {
             let hint = format!(
                 "no installed library provides {}; searched {}",
-                w.missing.join(", "),
+                e.missing,
                 env.index.searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             );
             log.push_str(&format!("fbuild: {hint}\n"));
@@ -830,6 +865,14 @@ fn run_logged(runner: &Runner, cmd: &[String], log: &mut String) -> std::result:
 }
 
 fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut SketchResult, log: &mut String) -> std::result::Result<(), String> {
+    if let Some(e) = &w.discovery_error {
+        // The reference stops here too: the preprocessor's words name the file and
+        // line that wants the header.
+        log.push_str(&display_command(&e.command));
+        log.push('\n');
+        log.push_str(&e.message);
+        return Err(e.message.clone());
+    }
     let ctx = Context::new(env.props, &w.dir, project, &w.sketch.dir);
     let core = &env.units[env.core_unit];
     // A unit this sketch needs failed in stage 1: name it and its log.

@@ -134,6 +134,30 @@ impl Context {
         Ok(CompileJob { source: source.to_path_buf(), object: object.to_path_buf(), args })
     }
 
+    /// The preprocessor run library discovery makes, as the reference builder makes
+    /// it: `recipe.preproc.macros` with its output thrown away, or, for platforms
+    /// without that recipe, the C++ compile recipe turned into a preprocessor run
+    /// (`preproc.macros.flags`, default `-w -x c++ -E -CC`, after the C++ flags).
+    /// `-MMD` is dropped: it would make GCC write `/dev/null.d`.
+    pub fn preprocess(&self, source: &Path, includes: &[PathBuf]) -> Result<Vec<String>> {
+        let extra = [
+            ("includes", quote_paths("-I", includes)),
+            ("source_file", source.display().to_string()),
+            ("preprocessed_file_path", "/dev/null".to_string()),
+            ("object_file", "/dev/null".to_string()),
+        ];
+        let mut args = if self.props.contains("recipe.preproc.macros") {
+            self.command("recipe.preproc.macros", &extra)?
+        } else {
+            let cpp = self.props.get("recipe.cpp.o.pattern").ok_or_else(|| Error::usage("the platform has no recipe.cpp.o.pattern"))?;
+            let flags = self.props.get("preproc.macros.flags").unwrap_or("-w -x c++ -E -CC");
+            let pattern = cpp.replacen("{compiler.cpp.flags}", &format!("{{compiler.cpp.flags}} {flags}"), 1);
+            split_command_line(&self.props.expand_with(&pattern, &extra))
+        };
+        args.retain(|a| a != "-MMD");
+        Ok(args)
+    }
+
     /// One `ar` command per object, as `recipe.ar.pattern` is written.
     pub fn archive(&self, archive: &Path, object: &Path) -> Result<Vec<String>> {
         self.command(

@@ -50,10 +50,24 @@ pub struct SketchResult {
     pub log: PathBuf,
     pub first_error: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
-    pub libraries: Vec<String>,
+    /// The libraries the sketch uses, in the reference's `Using library` order.
+    pub libraries: Vec<LibraryUse>,
+    /// Wall seconds library discovery took for this sketch.
+    pub discover_seconds: f64,
+    /// Preprocessor runs discovery started for this sketch (0 when remembered).
+    pub discover_runs: usize,
     pub objects_compiled: usize,
     pub objects_cached: usize,
     pub link: LinkSource,
+}
+
+/// One library a sketch uses: what `-v` prints as the reference does,
+/// `Using library NAME at version V in folder: DIR`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryUse {
+    pub name: String,
+    pub version: String,
+    pub folder: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -258,7 +258,10 @@ fn dot_a_linkage_library_is_archived_and_linked() {
     let core = results["archives"][0].as_str().unwrap();
     assert!(core.ends_with("core/core.a") && Path::new(core).is_file(), "the library went to its own archive, not core.a");
     let s = &results["sketches"];
-    assert_eq!(s[0]["libraries"], serde_json::json!(["Blinker"]));
+    assert_eq!(s[0]["libraries"][0]["name"], "Blinker");
+    assert_eq!(s[0]["libraries"][0]["version"], "1.0");
+    assert_eq!(s[0]["libraries"][0]["folder"], libs.join("Blinker").display().to_string());
+    assert_eq!(s[0]["libraries"].as_array().unwrap().len(), 1);
     // The call pulls blinkOnce out of Blinker.a; the sketch that never calls it leaves it out.
     assert!(s[0]["flash_used"].as_u64().unwrap() > s[1]["flash_used"].as_u64().unwrap());
 }
@@ -299,7 +302,8 @@ fn another_platforms_branch_does_not_pull_in_its_library() {
     write(&sk.join("UsesMulti.ino"), "#include <MultiArch.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(multi()); }\n");
     let (run, results) = run_many(&t.path().join("cache"), t.path(), &t.path().join("out"), &["--libraries", libs.to_str().unwrap()], &[sk]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(results["sketches"][0]["libraries"], serde_json::json!(["MultiArch"]));
+    let used: Vec<&str> = results["sketches"][0]["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(used, vec!["MultiArch"]);
     assert!(results["units"].as_array().unwrap().iter().all(|u| u["name"] != "SamdDma"));
 }
 
@@ -324,4 +328,39 @@ fn library_flag_overrides_the_platform_library_and_missing_header_names_folders(
     let first = results["sketches"][0]["first_error"].as_str().unwrap();
     assert!(first.contains("NeedsNothingThere.ino:1") && first.contains("NoSuchLib.h: No such file or directory"), "{first}");
     assert!(first.contains("no installed library provides NoSuchLib.h; searched") && first.contains("mylibs") && first.contains("/usr/share/arduino/hardware/arduino/avr/libraries"), "{first}");
+}
+
+#[test]
+fn discovery_is_remembered_and_follows_a_header_edit() {
+    // A library's configuration header decides whether it pulls in SPI. The first
+    // run preprocesses; a warm run (fresh output folder, same cache) starts no
+    // process for discovery; editing the configuration header is seen.
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    write(&libs.join("Configured/library.properties"), "name=Configured\nversion=2.1.0\narchitectures=*\n");
+    write(&libs.join("Configured/src/Options.h"), "#pragma once\n#define CFG_USE_SPI 0\n");
+    write(&libs.join("Configured/src/Configured.h"), "#pragma once\n#include \"Options.h\"\n#if CFG_USE_SPI\n#include <SPI.h>\n#endif\nint configured();\n");
+    write(&libs.join("Configured/src/Configured.cpp"), "#include \"Configured.h\"\nint configured() { return CFG_USE_SPI; }\n");
+    let sk = t.path().join("sk/UsesConfigured");
+    write(&sk.join("UsesConfigured.ino"), "#include <Configured.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(configured()); }\n");
+    let cache = t.path().join("cache");
+    let names = |r: &serde_json::Value| -> Vec<String> {
+        r["sketches"][0]["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+    };
+    let (run, cold) = run_many(&cache, t.path(), &t.path().join("out1"), &["--libraries", libs.to_str().unwrap()], &[sk.clone()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&cold), vec!["Configured"]);
+    assert!(cold["sketches"][0]["discover_runs"].as_u64().unwrap() >= 2, "the sketch and the library source were preprocessed");
+
+    let (run, warm) = run_many(&cache, t.path(), &t.path().join("out2"), &["--libraries", libs.to_str().unwrap()], &[sk.clone()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&warm), vec!["Configured"]);
+    assert_eq!(warm["sketches"][0]["discover_runs"], 0);
+    assert_eq!(warm["totals"]["tool_processes"], 0);
+
+    write(&libs.join("Configured/src/Options.h"), "#pragma once\n#define CFG_USE_SPI 1\n");
+    let (run, edited) = run_many(&cache, t.path(), &t.path().join("out2"), &["--libraries", libs.to_str().unwrap()], &[sk]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&edited), vec!["Configured", "SPI"]);
+    assert!(edited["sketches"][0]["discover_runs"].as_u64().unwrap() >= 1);
 }

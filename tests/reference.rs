@@ -8,16 +8,24 @@ use common::*;
 use std::path::PathBuf;
 
 fn compare(board: &str, fqbn: &str, sketches: &[PathBuf], expect_ok: Option<usize>) {
+    compare_with(board, &ReferenceSpec::avr(fqbn), &[], sketches, expect_ok);
+}
+
+/// Build `sketches` with fbuild (`extra` flags added) and with arduino-builder as
+/// `spec` says; the same sketches must build, with the same libraries in the same
+/// order (the reference's `Using library` lines) and byte-identical firmware.
+fn compare_with(board: &str, spec: &ReferenceSpec, extra: &[String], sketches: &[PathBuf], expect_ok: Option<usize>) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let mut args: Vec<String> = vec!["compile-many".into(), "--board".into(), board.into(), "--out".into(), out.display().to_string()];
+    args.extend(extra.iter().cloned());
     args.extend(sketches.iter().map(|p| p.display().to_string()));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = fbuild(&tmp.path().join("cache"), tmp.path(), &argv);
     assert!(run.code == 0 || run.code == 1, "fbuild exit {}: {}", run.code, run.stderr);
     let results = read_json(&out.join("results.json"));
     let by_path = sketches_by_path(&results);
-    let references = reference_builds(fqbn, sketches);
+    let references = reference_builds_with(spec, sketches);
     let mut mismatches = Vec::new();
     let mut ok = 0;
     for (sketch, reference) in sketches.iter().zip(&references) {
@@ -52,6 +60,13 @@ fn compare(board: &str, fqbn: &str, sketches: &[PathBuf], expect_ok: Option<usiz
         }
         ok += 1;
         let name = sketch.file_name().unwrap().to_string_lossy().into_owned();
+        // Libraries compare by folder: arduino-builder 1.3 names a library by its
+        // folder, results.json by its library.properties name.
+        let ours: Vec<PathBuf> = r["libraries"].as_array().unwrap().iter().map(|l| PathBuf::from(l["folder"].as_str().unwrap())).collect();
+        let theirs: Vec<PathBuf> = reference.libraries().into_iter().map(|(_, dir)| dir).collect();
+        if ours != theirs {
+            mismatches.push(format!("{}: libraries {:?}, arduino-builder used {:?}", sketch.display(), ours, theirs));
+        }
         for ext in ["hex", "eep", "with_bootloader.hex"] {
             let theirs = reference.dir.join(format!("{name}.ino.{ext}"));
             if ext.starts_with("with_") && !theirs.is_file() {
@@ -65,9 +80,41 @@ fn compare(board: &str, fqbn: &str, sketches: &[PathBuf], expect_ok: Option<usiz
         }
     }
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert_eq!(ok, references.iter().filter(|r| r.ok).count(), "every sketch the reference built was compared");
     if let Some(n) = expect_ok {
         assert_eq!(ok, n, "sketches that build on {board}");
     }
+}
+
+fn shared_libraries() -> PathBuf {
+    let p = repo().join("../shared/libraries");
+    assert!(p.is_dir(), "../shared/libraries missing beside the clone at {}", p.display());
+    p.canonicalize().unwrap()
+}
+
+/// The examples of the 14 real third-party libraries, built with them as the
+/// `--libraries` folder (arduino-builder: `-libraries`).
+fn third_party(board: &str, fqbn: &str, expect_ok: usize) {
+    let libs = shared_libraries();
+    let sketches = sketch_dirs(&libs);
+    assert_eq!(sketches.len(), 86);
+    let spec = ReferenceSpec::avr(fqbn).with_libraries(&libs);
+    compare_with(board, &spec, &["--libraries".into(), libs.display().to_string()], &sketches, Some(expect_ok));
+}
+
+#[test]
+fn third_party_library_examples_on_uno_match_arduino_builder() {
+    third_party("uno", "arduino:avr:uno", 74);
+}
+
+#[test]
+fn third_party_library_examples_on_leonardo_match_arduino_builder() {
+    third_party("leonardo", "arduino:avr:leonardo", 77);
+}
+
+#[test]
+fn third_party_library_examples_on_mega_match_arduino_builder() {
+    third_party("mega", "arduino:avr:mega:cpu=atmega2560", 76);
 }
 
 #[test]
@@ -119,4 +166,86 @@ fn multi_file_sketch_matches_arduino_builder() {
     w("cpart.c", "int cfunc(int x) { return x * 3; }\n");
     w("src/nested/deep.cpp", "int deep() { return 42; }\n");
     compare("uno", "arduino:avr:uno", &[sk], Some(1));
+}
+
+/// Fixture libraries, one per pattern library discovery must resolve exactly as the
+/// preprocessor does, and sketches that exercise each. Written under `root`.
+fn discovery_fixtures(root: &std::path::Path) -> (PathBuf, Vec<PathBuf>) {
+    let w = |rel: &str, s: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, s).unwrap();
+    };
+    let lib = |name: &str, header: &str, source: &str| {
+        // Every field the reference builder requires of a 1.5 library.
+        w(
+            &format!("libs/{name}/library.properties"),
+            &format!("name={name}\nversion=1.0.0\nauthor=fbuild\nmaintainer=fbuild\nsentence=Fixture.\nparagraph=Fixture.\ncategory=Other\nurl=http://localhost/\narchitectures=*\n"),
+        );
+        w(&format!("libs/{name}/src/{name}.h"), header);
+        w(&format!("libs/{name}/src/{name}.cpp"), source);
+    };
+    // Libraries that are installed but that only a condition pulls in.
+    lib("Gadget", "#pragma once\nint gadget();\n", "#include \"Gadget.h\"\nint gadget() { return 7; }\nstruct GadgetInit { GadgetInit() { gadget(); } } gadget_init;\n");
+    lib("Gizmo", "#ifndef GIZMO_H\n#define GIZMO_H\nint gizmo();\n#endif\n", "#include \"Gizmo.h\"\nint gizmo() { return 9; }\n");
+    // 1. A guard macro defined by an earlier include in the same translation unit.
+    lib("Guarded", "#pragma once\n#if defined(SoftwareSerial_h)\n#include <SoftwareSerial.h>\n#endif\nint guarded();\n", "#include \"Guarded.h\"\nint guarded() { return 1; }\n");
+    // 2. __has_include, directly and through a function-like macro, of a library
+    //    that is installed but not (yet) on the include path.
+    lib("Probe", "#pragma once\n#define PROBE_HAS_INCLUDE(x) __has_include(x)\n#if PROBE_HAS_INCLUDE(<Gadget.h>)\n#include <Gadget.h>\n#define PROBE_GADGET 1\n#endif\n#if defined(__has_include) && __has_include(<Gizmo.h>)\n#include <Gizmo.h>\n#endif\nint probe();\n",
+        "#include \"Probe.h\"\nint probe() {\n#ifdef PROBE_GADGET\n  return gadget();\n#else\n  return 0;\n#endif\n}\n");
+    // 3. Configuration macros in the library's headers, #undef and redefinition, and a
+    //    macro the sketch defines before including it.
+    lib("Configured", "#pragma once\n#include \"ConfiguredOptions.h\"\n#if CFG_USE_SPI\n#include <SPI.h>\n#endif\n#undef CFG_USE_WIRE\n#define CFG_USE_WIRE (CFG_USE_SPI + 1 > 0 ? 1 : 0)\n#if CFG_USE_WIRE\n#include <Wire.h>\n#endif\n#ifdef CFG_WANT_EEPROM\n#include <EEPROM.h>\n#endif\nint configured();\n",
+        "#include \"Configured.h\"\nint configured() { return CFG_USE_WIRE; }\n");
+    w("libs/Configured/src/ConfiguredOptions.h", "#pragma once\n#define CFG_USE_SPI 0\n#define CFG_USE_WIRE 0\n");
+    // 4. MCU features from avr-libc through -mmcu.
+    lib("McuAware", "#pragma once\n#include <avr/io.h>\n#ifdef UBRR1H\n#include <SoftwareSerial.h>\n#endif\n#if FLASHEND > 0x7FFF\n#include <Gizmo.h>\n#endif\n#if defined(SPDR)\n#include <SPI.h>\n#endif\nint mcu_aware();\n",
+        "#include \"McuAware.h\"\nint mcu_aware() { return 3; }\n");
+    // 5. A computed include, #include_next, #pragma once and include guards.
+    lib("Computed", "#ifndef COMPUTED_H\n#define COMPUTED_H\n#define COMPUTED_PLATFORM_HEADER <ComputedPlatform.h>\n#include COMPUTED_PLATFORM_HEADER\n#include \"Computed.h\"\nint computed();\n#endif\n",
+        "#include \"Computed.h\"\nint computed() { return COMPUTED_VALUE; }\n");
+    w("libs/Computed/src/ComputedPlatform.h", "#pragma once\n#pragma once\n#define COMPUTED_VALUE 5\n");
+    // Gizmo (on the path first) shadows that header and reaches it with #include_next.
+    w("libs/Gizmo/src/ComputedPlatform.h", "#pragma once\n#include_next <ComputedPlatform.h>\n#define COMPUTED_NEXT 1\n");
+    // 6. A source that is only a shell around another platform's code.
+    lib("ShellOnly", "#pragma once\nint shell_only();\n", "#if defined(ARDUINO_ARCH_ESP32)\n#include <WiFi.h>\n#include <Gadget.h>\nint shell_only() { return gadget(); }\n#endif\n");
+
+    let sketch = |name: &str, body: &str| -> PathBuf {
+        w(&format!("sketches/{name}/{name}.ino"), body);
+        root.join("sketches").join(name)
+    };
+    let loop_ = "void setup() { Serial.begin(9600); }\n";
+    let sketches = vec![
+        sketch("GuardOff", &format!("#include <Guarded.h>\n{loop_}void loop() {{ Serial.println(guarded()); }}\n")),
+        sketch("GuardOn", &format!("#include <SoftwareSerial.h>\n#include <Guarded.h>\nSoftwareSerial s(2, 3);\n{loop_}void loop() {{ s.println(guarded()); }}\n")),
+        sketch("ProbeOff", &format!("#include <Probe.h>\n{loop_}void loop() {{ Serial.println(probe()); }}\n")),
+        sketch("ProbeOn", &format!("#include <Gadget.h>\n#include <Probe.h>\n{loop_}void loop() {{ Serial.println(probe() + gadget()); }}\n")),
+        sketch("ConfigDefault", &format!("#include <Configured.h>\n{loop_}void loop() {{ Serial.println(configured()); }}\n")),
+        sketch("ConfigSketchMacro", &format!("#define CFG_WANT_EEPROM\n#include <Configured.h>\n{loop_}void loop() {{ Serial.println(configured() + EEPROM.read(0)); }}\n")),
+        sketch("Mcu", &format!("#include <McuAware.h>\n{loop_}void loop() {{ Serial.println(mcu_aware()); }}\n")),
+        sketch("ComputedInclude", &format!("#include <Gizmo.h>\n#include <Computed.h>\n#include \"src/helper/helper.h\"\n{loop_}void loop() {{ Serial.println(computed() + helper() + COMPUTED_NEXT + gizmo()); }}\n")),
+        sketch("Shell", &format!("#include <ShellOnly.h>\n{loop_}void loop() {{ Serial.println(42); }}\n")),
+    ];
+    w("sketches/ComputedInclude/src/helper/helper.h", "#pragma once\n#include <EEPROM.h>\nint helper();\n");
+    w("sketches/ComputedInclude/src/helper/helper.cpp", "#include \"helper.h\"\nint helper() { return EEPROM.read(1); }\n");
+    (root.join("libs"), sketches)
+}
+
+fn fixtures_match(board: &str, fqbn: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let (libs, sketches) = discovery_fixtures(t.path());
+    let spec = ReferenceSpec::avr(fqbn).with_libraries(&libs);
+    let n = sketches.len();
+    compare_with(board, &spec, &["--libraries".into(), libs.display().to_string()], &sketches, Some(n));
+}
+
+#[test]
+fn discovery_fixtures_on_uno_match_arduino_builder() {
+    fixtures_match("uno", "arduino:avr:uno");
+}
+
+#[test]
+fn discovery_fixtures_on_mega_match_arduino_builder() {
+    fixtures_match("mega", "arduino:avr:mega:cpu=atmega2560");
 }

@@ -1,0 +1,187 @@
+//! Library discovery, exactly as the reference builder does it: preprocess each
+//! translation unit with the include path found so far; when the preprocessor stops
+//! at a header no folder on the path has, add the library that provides it (the
+//! library index's priority rules), queue that library's sources, and preprocess
+//! again. Only the compiler's own preprocessor answers `#if`, `#define`s made in
+//! headers, avr-libc's MCU macros, computed includes and `__has_include` (against
+//! the path known at that moment) the way the reference does; every answer is
+//! remembered (`preprocess.rs`), so a warm run starts no process for discovery.
+
+pub mod preprocess;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::exec::Runner;
+use crate::library::{Layout, LibraryIndex};
+use crate::plan::Context;
+use preprocess::Preprocessor;
+
+/// Why discovery could not finish for a sketch: a header nothing provides (with the
+/// preprocessor's own words, which name the file and line that wants it).
+#[derive(Debug, Clone)]
+pub struct DiscoveryError {
+    pub missing: String,
+    pub message: String,
+    /// The preprocessor command that stopped, for the build log.
+    pub command: Vec<String>,
+}
+
+/// What discovery found for one sketch.
+#[derive(Debug, Clone, Default)]
+pub struct SketchDiscovery {
+    /// Indexes into `LibraryIndex::libraries`, in the order they were found (the
+    /// reference's `Using library` order, and the link order).
+    pub libraries: Vec<usize>,
+    /// Core, variant, then each library's source folder: the sketch's include path.
+    pub include_dirs: Vec<PathBuf>,
+    /// Per library used: the include path its own sources compile with (see
+    /// `unit_include_dirs`).
+    pub library_includes: BTreeMap<usize, Vec<PathBuf>>,
+    pub error: Option<DiscoveryError>,
+    pub seconds: f64,
+    /// Preprocessor processes started for this sketch (0 on a warm run).
+    pub runs: usize,
+}
+
+/// Where a queued source file comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Sketch,
+    Library(usize),
+}
+
+pub struct Discoverer<'a> {
+    pub index: &'a LibraryIndex,
+    pub arch: String,
+    /// Build properties for the preprocessor recipe.
+    pub ctx: &'a Context,
+    /// Core and variant folders: every include path starts with them.
+    pub framework_dirs: Vec<PathBuf>,
+    pub preprocessor: Preprocessor<'a>,
+}
+
+/// Per library: which include folders supplied headers to its sources, and whether
+/// any file they read asks `__has_include`.
+#[derive(Default)]
+struct Reads {
+    dirs: BTreeSet<PathBuf>,
+    has_include: bool,
+}
+
+impl Discoverer<'_> {
+    /// Discover the libraries of one sketch. `sources` are its translation units in
+    /// the build folder: the merged `.ino.cpp` first, then its other sources.
+    pub fn sketch(&self, runner: &Runner, sources: &[PathBuf]) -> Result<SketchDiscovery> {
+        let t = Instant::now();
+        let mut found = SketchDiscovery { include_dirs: self.framework_dirs.clone(), ..Default::default() };
+        let mut queue: VecDeque<(PathBuf, Origin)> = sources.iter().map(|p| (p.clone(), Origin::Sketch)).collect();
+        let mut queued: HashSet<PathBuf> = sources.iter().cloned().collect();
+        let mut reads: BTreeMap<usize, Reads> = BTreeMap::new();
+        'files: while let Some((file, origin)) = queue.pop_front() {
+            loop {
+                if runner.interrupted() {
+                    break 'files;
+                }
+                let mut includes = found.include_dirs.clone();
+                if let Origin::Library(l) = origin {
+                    includes.extend(self.utility_dir(l));
+                }
+                let args = self.ctx.preprocess(&file, &includes)?;
+                let (outcome, ran) = self.preprocessor.run(runner, &args, &file);
+                found.runs += ran as usize;
+                let Some(header) = &outcome.missing else {
+                    if let Origin::Library(l) = origin {
+                        let r = reads.entry(l).or_default();
+                        r.has_include |= outcome.has_include;
+                        r.dirs.extend(outcome.headers.iter().filter_map(|h| supplier(&includes, h)));
+                    }
+                    break;
+                };
+                match self.resolve(header, &found.libraries) {
+                    Some(l) => {
+                        found.libraries.push(l);
+                        let lib = &self.index.libraries[l];
+                        found.include_dirs.push(lib.src_dir.clone());
+                        for s in lib.sources() {
+                            if queued.insert(s.clone()) {
+                                queue.push_back((s, Origin::Library(l)));
+                            }
+                        }
+                    }
+                    None => {
+                        found.error = Some(DiscoveryError { missing: header.clone(), message: outcome.message.clone(), command: args });
+                        break 'files;
+                    }
+                }
+            }
+        }
+        for &l in &found.libraries {
+            let r = reads.remove(&l).unwrap_or_default();
+            let dirs = self.unit_include_dirs(l, &found.include_dirs, &r);
+            found.library_includes.insert(l, dirs);
+        }
+        found.seconds = t.elapsed().as_secs_f64();
+        Ok(found)
+    }
+
+    /// The library for a header no folder on the path has, as the reference picks
+    /// it; none when a library offering it is already on the path (the header must
+    /// then be somewhere the preprocessor does not look).
+    fn resolve(&self, header: &str, used: &[usize]) -> Option<usize> {
+        let l = self.index.resolve(header, &self.arch)?;
+        if used.contains(&l) {
+            return None;
+        }
+        Some(l)
+    }
+
+    /// A 1.0-layout library's `utility/` folder: on the path for its own files only.
+    fn utility_dir(&self, l: usize) -> Option<PathBuf> {
+        let lib = &self.index.libraries[l];
+        let u = lib.src_dir.join("utility");
+        (lib.layout == Layout::Flat && u.is_dir()).then_some(u)
+    }
+
+    /// The include path a library's unit compiles with. The reference compiles it
+    /// with the sketch's whole path; that path differs between sketches, and stage 1
+    /// builds each library once. Folders that supplied no header to the library's
+    /// sources cannot change what they compile to (a header is found in the first
+    /// folder that has it, and dropping folders that have none keeps that order),
+    /// unless a file asks `__has_include`: then the unit takes the whole path.
+    fn unit_include_dirs(&self, l: usize, sketch_path: &[PathBuf], reads: &Reads) -> Vec<PathBuf> {
+        let own = &self.index.libraries[l].src_dir;
+        let mut dirs: Vec<PathBuf> = if reads.has_include {
+            sketch_path.to_vec()
+        } else {
+            sketch_path
+                .iter()
+                .filter(|d| self.framework_dirs.contains(d) || *d == own || reads.dirs.contains(*d))
+                .cloned()
+                .collect()
+        };
+        dirs.extend(self.utility_dir(l));
+        dirs
+    }
+}
+
+/// The include folder a header was found in: the longest one containing it.
+fn supplier(includes: &[PathBuf], header: &Path) -> Option<PathBuf> {
+    includes.iter().filter(|d| header.starts_with(d)).max_by_key(|d| d.as_os_str().len()).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supplier_is_the_deepest_folder() {
+        let inc = vec![PathBuf::from("/a"), PathBuf::from("/a/b"), PathBuf::from("/c")];
+        assert_eq!(supplier(&inc, Path::new("/a/b/x.h")), Some(PathBuf::from("/a/b")));
+        assert_eq!(supplier(&inc, Path::new("/a/x.h")), Some(PathBuf::from("/a")));
+        assert_eq!(supplier(&inc, Path::new("/usr/include/x.h")), None);
+        assert_eq!(supplier(&inc, Path::new("/cc/x.h")), None, "prefixes compare by component");
+    }
+}
