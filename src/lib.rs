@@ -5,6 +5,7 @@ pub mod cpp_lex;
 pub mod diagnostics;
 pub mod error;
 pub mod exec;
+pub mod filter;
 pub mod hash;
 pub mod includes;
 pub mod library;

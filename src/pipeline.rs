@@ -41,6 +41,11 @@ pub struct Request {
     /// `None`: build without a cache (`--no-cache`).
     pub cache_dir: Option<PathBuf>,
     pub cache_max_bytes: u64,
+    /// Honour `// @filter` comments: skip sketches that are not for this board.
+    pub filter: bool,
+    /// `--memory-class`: the board's memory class for filters, instead of the one
+    /// derived from its RAM.
+    pub memory_class: Option<crate::filter::MemoryClass>,
 }
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
@@ -264,6 +269,50 @@ pub fn run(req: &Request) -> Result<Report> {
     };
     let arch = board.platform.arch.clone();
 
+    // ---- skip ---- sketches whose @filter leaves this board out, before discovery
+    // so their libraries are never built.
+    let selection = if req.filter {
+        let facts = crate::filter::BoardFacts::of_build(&board, &props, includes.macros(), req.memory_class);
+        crate::filter::select(sketches, &facts)
+    } else {
+        crate::filter::Selection { kept_at: (0..sketches.len()).collect(), kept: sketches, ..Default::default() }
+    };
+    for w in &selection.warnings {
+        eprintln!("{w}");
+    }
+    let skipped: Vec<(usize, SketchResult)> = selection
+        .skipped
+        .iter()
+        .map(|(i, s, reason)| {
+            let r = crate::filter::skipped_result(s, &sketch_out_dir(&req.out, s), reason.clone());
+            progress.started();
+            progress.finished(&r);
+            (*i, r)
+        })
+        .collect();
+    let (sketches, kept_at) = (selection.kept, selection.kept_at);
+    if sketches.is_empty() {
+        // Every sketch filtered itself out: nothing to discover, compile or link.
+        progress.finish();
+        let results = crate::filter::in_argument_order(Vec::new(), &kept_at, skipped);
+        let seconds = t_start.elapsed().as_secs_f64();
+        phases.push(Phase { name: "total", seconds, count: results.len() });
+        let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: runner.spawned(), ..Default::default() };
+        let cache = report::CacheSummary { enabled: store.is_some(), dir: store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0 };
+        return Ok(Report {
+            board: board.id.clone(),
+            fqbn: board.fqbn.clone(),
+            stage1_key: None,
+            framework_dir: fw_dir,
+            archives: Vec::new(),
+            units: Vec::new(),
+            sketches: results,
+            totals,
+            cache,
+            phases,
+        });
+    }
+
     let discovered: Vec<Result<(PathBuf, PathBuf, library::Discovery, f64)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {
         let t = Instant::now();
         let dir = sketch_out_dir(&req.out, sketch);
@@ -449,6 +498,7 @@ pub fn run(req: &Request) -> Result<Report> {
     if runner.interrupted() {
         return Err(Error::Interrupted);
     }
+    let results = crate::filter::in_argument_order(results, &kept_at, skipped);
 
     let unit_results: Vec<UnitResult> = units
         .iter()
@@ -473,6 +523,7 @@ pub fn run(req: &Request) -> Result<Report> {
         sketches: results.len(),
         ok: results.iter().filter(|r| r.status == Status::Ok).count(),
         failed: results.iter().filter(|r| r.status == Status::Failed).count(),
+        skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
         seconds: 0.0,
         objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
             + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
@@ -755,6 +806,7 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
         name: w.sketch.name.clone(),
         path: w.sketch.dir.clone(),
         status: Status::Failed,
+        skip_reason: None,
         output_dir: w.dir.clone(),
         firmware: BTreeMap::new(),
         flash_used: None,
