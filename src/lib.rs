@@ -9,6 +9,7 @@ pub mod filter;
 pub mod hash;
 pub mod includes;
 pub mod library;
+pub mod link_failure;
 pub mod macros;
 pub mod objcache;
 pub mod pipeline;
