@@ -82,26 +82,31 @@ impl Expr {
     /// Three-valued: `None` for a condition on an unknown key, which `and`/`or`
     /// drop from their operands (so it neither admits nor excludes).
     pub fn eval(&self, facts: &BoardFacts) -> Option<bool> {
+        self.eval_in(facts, false)
+    }
+
+    /// `not` is pushed down to the conditions (De Morgan), because a memory
+    /// condition in a negative position means something of its own (see
+    /// `Cond::eval_memory`); for every other key it is plain negation.
+    fn eval_in(&self, facts: &BoardFacts, negate: bool) -> Option<bool> {
+        let combine = |v: &[Expr], all: bool| -> Option<bool> {
+            let known: Vec<bool> = v.iter().filter_map(|e| e.eval_in(facts, negate)).collect();
+            (!known.is_empty()).then(|| if all { known.iter().all(|&b| b) } else { known.iter().any(|&b| b) })
+        };
         match self {
-            Expr::Cond(c) => c.eval(facts),
-            Expr::Not(e) => e.eval(facts).map(|b| !b),
-            Expr::And(v) => {
-                let known: Vec<bool> = v.iter().filter_map(|e| e.eval(facts)).collect();
-                (!known.is_empty()).then(|| known.iter().all(|&b| b))
-            }
-            Expr::Or(v) => {
-                let known: Vec<bool> = v.iter().filter_map(|e| e.eval(facts)).collect();
-                (!known.is_empty()).then(|| known.iter().any(|&b| b))
-            }
+            Expr::Cond(c) => c.eval(facts, c.negated != negate),
+            Expr::Not(e) => e.eval_in(facts, !negate),
+            Expr::And(v) => combine(v, !negate),
+            Expr::Or(v) => combine(v, negate),
         }
     }
 }
 
 impl Cond {
-    fn eval(&self, facts: &BoardFacts) -> Option<bool> {
+    fn eval(&self, facts: &BoardFacts, negated: bool) -> Option<bool> {
         let names: &[String] = match &self.key {
             Key::Unknown(_) => return None,
-            Key::Memory => return Some(self.eval_memory(facts.memory)),
+            Key::Memory => return Some(self.eval_memory(facts.memory, negated)),
             Key::Platform => &facts.platforms,
             Key::Board => &facts.boards,
             Key::Target => &facts.targets,
@@ -111,26 +116,27 @@ impl Cond {
             let v = if self.key == Key::Target { strip_define(v) } else { v.as_str() };
             names.iter().any(|n| glob_match(v, n))
         });
-        Some(hit != self.negated)
+        Some(hit != negated)
     }
 
-    /// Memory classes are ordered (tiny < low < large < huge) and a filter states
-    /// what a sketch needs: `memory is large` admits large and huge boards, and
-    /// `memory is not low` (or `exclude: memory: low`) leaves out low boards and
-    /// everything smaller. A value with wildcards matches class names as text.
-    fn eval_memory(&self, board: MemoryClass) -> bool {
+    /// Memory classes are ordered (tiny < low < large < huge) and a memory
+    /// condition states what the sketch needs: `memory is large` admits large and
+    /// huge boards. In a negative position (`is not`, `not (...)`, an `exclude:`
+    /// item) it says which boards are too small: `memory is not low`,
+    /// `not (memory is low)` and `exclude: memory: low` all leave out low boards
+    /// and everything smaller. A value with wildcards matches class names as text.
+    fn eval_memory(&self, board: MemoryClass, negated: bool) -> bool {
         let matches = |v: &String| -> bool {
             if is_glob(v) {
-                let hit = glob_match(v, board.name());
-                return hit != self.negated;
+                return glob_match(v, board.name()) != negated;
             }
             match MemoryClass::parse(v) {
-                Some(c) if self.negated => board > c,
+                Some(c) if negated => board > c,
                 Some(c) => board >= c,
-                None => !self.negated, // unreachable: the parser rejects unknown classes
+                None => !negated, // unreachable: the parser rejects unknown classes
             }
         };
-        if self.negated {
+        if negated {
             self.values.iter().all(matches)
         } else {
             self.values.iter().any(matches)
@@ -227,8 +233,12 @@ mod tests {
         assert!(admits("// @filter: (memory is tiny)", &u), "low satisfies tiny");
         assert!(!admits("// @filter: (memory is not low)", &u), "is not low leaves out low boards");
         assert!(admits("// @filter: (memory is not low)", &e));
-        assert!(admits("// @filter: not (memory is large)", &u), "not negates: below large");
-        assert!(!admits("// @filter: not (memory is large)", &e));
+        assert!(!admits("// @filter: not (memory is low)", &u), "not (...) reads like is not");
+        assert!(admits("// @filter: not (memory is low)", &e));
+        assert!(admits("// @filter: not (mem is tiny)", &u), "not on tiny boards");
+        assert!(admits("// @filter: not not (memory is low)", &u));
+        assert!(!admits("// @filter: not ((memory is low) and (platform is avr))", &u), "pushed through and/or");
+        assert!(admits("// @filter: not ((memory is low) and (platform is avr))", &e), "esp32 is not avr");
         assert!(admits("// @filter: (mem = huge)", &e));
         assert!(!admits("// @filter: (mem: huge)", &u));
         assert!(admits("// @filter: (memory is l*)", &u), "wildcards match class names");
