@@ -37,7 +37,9 @@ pub fn parse_sketch(source: &str) -> Result<Option<Filter>, Malformed> {
         return if rest.is_empty() {
             parse_block(&lines[i + 1..], line_no).map(Some)
         } else {
-            let expr = Parser { src: rest, pos: 0 }.parse_line().map_err(|message| Malformed { line: line_no, message })?;
+            // Columns in messages count from the start of the line.
+            let line_start = rest.as_ptr() as usize - line.as_ptr() as usize; // `rest` is a slice of `line`
+            let expr = Parser { src: rest, pos: 0, line_start }.parse_line().map_err(|message| Malformed { line: line_no, message })?;
             Ok(Some(Filter { expr, line: line_no, text: rest.to_string() }))
         };
     }
@@ -127,14 +129,21 @@ fn check_values(key: &Key, values: &[String]) -> Result<(), String> {
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
+    /// Byte offset of `src` in its line.
+    line_start: usize,
 }
 
 impl Parser<'_> {
+    /// 1-based column of the current position in the source line.
+    fn column(&self) -> usize {
+        self.line_start + self.pos + 1
+    }
+
     fn parse_line(mut self) -> Result<Expr, String> {
         let e = self.or()?;
         self.skip_ws();
         if self.pos < self.src.len() {
-            return Err(format!("unexpected `{}` at column {}", self.rest(), self.pos + 1));
+            return Err(format!("unexpected `{}` at column {}", self.rest(), self.column()));
         }
         Ok(e)
     }
@@ -177,7 +186,7 @@ impl Parser<'_> {
         } else if self.pos >= self.src.len() {
             Err(format!("expected `{c}` at the end"))
         } else {
-            Err(format!("expected `{c}` at column {}, found `{}`", self.pos + 1, self.rest()))
+            Err(format!("expected `{c}` at column {}, found `{}`", self.column(), self.rest()))
         }
     }
 
@@ -215,7 +224,7 @@ impl Parser<'_> {
         self.skip_ws();
         let name_len = self.rest().find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(self.rest().len());
         if name_len == 0 {
-            return Err(format!("expected a key (memory, platform, board, target) at column {}", self.pos + 1));
+            return Err(format!("expected a key (memory, platform, board, target) at column {}", self.column()));
         }
         let name = self.rest()[..name_len].to_string();
         self.pos += name_len;
@@ -252,7 +261,7 @@ impl Parser<'_> {
             v
         };
         if value.is_empty() {
-            return Err(format!("expected a value at column {}", self.pos + 1));
+            return Err(format!("expected a value at column {}", self.column()));
         }
         Ok(value)
     }
@@ -314,6 +323,7 @@ mod tests {
         let m = malformed("\n\n// @filter (memory is large");
         assert_eq!(m.line, 3);
         assert!(m.message.contains("expected `)`"), "{}", m.message);
+        assert_eq!(malformed("  // @filter: (memory is)  ").message, "expected a value at column 25", "columns count from the line start");
         assert!(malformed("// @filter (memory large)").message.contains("expected `is`"));
         assert!(malformed("// @filter (memory is)").message.contains("expected a value"));
         assert!(malformed("// @filter (memory is large) and").message.contains("expected `(`"));
