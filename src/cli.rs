@@ -47,6 +47,14 @@ pub enum Command {
         /// Read more sketch paths from FILE, one per line (blank lines and # comments skipped).
         #[arg(long, value_name = "FILE")]
         sketches_from: Vec<PathBuf>,
+        /// Build every sketch, even those whose `// @filter` comment leaves this board out
+        /// (by default they are reported as `skipped`).
+        #[arg(long)]
+        no_filter: bool,
+        /// The board's memory class for `@filter` (tiny, low, large, huge). Default: from
+        /// its RAM (at most 1 KiB tiny; 8-bit AVR low; 256 KiB or more huge; else large).
+        #[arg(long, value_name = "CLASS", value_parser = parse_memory_class)]
+        memory_class: Option<crate::filter::MemoryClass>,
         /// Sketch folders, main .ino files, or folders holding sketches anywhere below.
         sketches: Vec<PathBuf>,
     },
@@ -127,6 +135,10 @@ fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
     }
 }
 
+fn parse_memory_class(s: &str) -> std::result::Result<crate::filter::MemoryClass, String> {
+    crate::filter::MemoryClass::parse(s).ok_or_else(|| "expected tiny, low, large or huge".to_string())
+}
+
 fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
     store::parse_size(s).ok_or_else(|| "expected a size like 5G, 500M or 1048576".to_string())
 }
@@ -167,6 +179,9 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
         quiet: common.quiet,
         cache_dir: (!common.no_cache).then(|| cache_dir(&common.cache_dir)),
         cache_max_bytes: cache_max(common.cache_max_size)?,
+        // `build` builds the one sketch it is given; compile-many turns filters on.
+        filter: false,
+        memory_class: None,
     })
 }
 
@@ -236,7 +251,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(exit::BUILD_FAILED)
             }
         }
-        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, sketches } => {
+        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, sketches } => {
             let mut args = sketches;
             for f in &sketches_from {
                 args.extend(read_sketch_list(f)?);
@@ -250,7 +265,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             report::check_writable(&phases_path)?;
             let expanded = crate::sketch::expand_arguments(&args)?;
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
-            let report = pipeline::run(&req)?;
+            let report = pipeline::run(&Request { filter: !no_filter, memory_class, ..req })?;
             report::write_atomic(&results_path, serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
             report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
             if !common.quiet || !report.all_ok() {

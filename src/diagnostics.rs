@@ -36,12 +36,25 @@ fn parse_line(line: &str) -> Option<Diagnostic> {
     None
 }
 
+/// Linker errors that name the cause, where `collect2: error: ld returned 1 exit
+/// status` names only the outcome.
+const LINKER_ERRORS: &[&str] = &["undefined reference to", "multiple definition of", "overflowed by", "not within region", "will not fit in region"];
+
 /// The line a human should see first: the first error diagnostic, else the first
-/// line that mentions an error, else the last non-empty line.
+/// linker error naming its cause, else the first line that mentions an error, else
+/// the last non-empty line.
 pub fn first_error_line(output: &str) -> Option<String> {
     let lines: Vec<&str> = output.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
     if let Some(l) = lines.iter().find(|l| parse_line(l).is_some_and(|d| d.severity == "error")) {
         return Some(l.to_string());
+    }
+    if let Some(i) = lines.iter().position(|l| LINKER_ERRORS.iter().any(|m| l.contains(m))) {
+        // LTO links put the object on the line before: `x.o (symbol from plugin): In
+        // function `f':` then `(.text+0x0): multiple definition of `f'`.
+        if lines[i].starts_with('(') && i > 0 && lines[i - 1].ends_with(':') {
+            return Some(format!("{} {}", lines[i - 1], lines[i]));
+        }
+        return Some(lines[i].to_string());
     }
     if let Some(l) = lines.iter().find(|l| l.contains("error") || l.contains("killed by signal")) {
         return Some(l.to_string());
@@ -75,6 +88,14 @@ mod tests {
         assert_eq!(d[0].line, 3);
         assert_eq!(d[0].column, None);
         assert_eq!(d[0].message, "Servo.h: No such file or directory");
+    }
+
+    #[test]
+    fn first_error_of_a_failed_link_names_the_symbol() {
+        let out = "/tmp/cc1.ltrans0.ltrans.o: In function `main':\n/s/u/u.ino:3: undefined reference to `missing()'\ncollect2: error: ld returned 1 exit status\n";
+        assert_eq!(first_error_line(out).unwrap(), "/s/u/u.ino:3: undefined reference to `missing()'");
+        let out = "/o/b.cpp.o (symbol from plugin): In function `twice()':\n(.text+0x0): multiple definition of `twice()'\n/o/a.cpp.o (symbol from plugin):(.text+0x0): first defined here\n";
+        assert_eq!(first_error_line(out).unwrap(), "/o/b.cpp.o (symbol from plugin): In function `twice()': (.text+0x0): multiple definition of `twice()'");
     }
 
     #[test]

@@ -311,6 +311,11 @@ impl IncludeCache {
         IncludeCache { map: Default::default(), macros: Some(macros) }
     }
 
+    /// The macros the scan evaluates `#if` lines with.
+    pub fn macros(&self) -> Option<&crate::macros::Macros> {
+        self.macros.as_ref()
+    }
+
     pub fn includes_of(&self, path: &Path) -> std::sync::Arc<Vec<String>> {
         if let Some(v) = self.map.lock().unwrap().get(path) {
             return v.clone();

@@ -60,6 +60,11 @@ impl Macros {
         self.values.is_empty()
     }
 
+    /// Every known macro as (name, value), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Whether `name` is defined: known yes, known no, or unknown.
     pub fn defined(&self, name: &str) -> Option<bool> {
         if self.values.contains_key(name) {

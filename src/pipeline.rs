@@ -16,6 +16,7 @@ use crate::hash::{hex, Hash, Hasher};
 use crate::discover::preprocess::Preprocessor;
 use crate::discover::{DiscoveryError, Discoverer, SketchDiscovery};
 use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
+use crate::link_failure::{self, LinkFailure};
 use crate::objcache::{combine_key, normalize_args, ObjectCache};
 use crate::plan::{self, CompileJob, Context, Lang, Sizes};
 use crate::platform::{self, Board};
@@ -43,6 +44,11 @@ pub struct Request {
     /// `None`: build without a cache (`--no-cache`).
     pub cache_dir: Option<PathBuf>,
     pub cache_max_bytes: u64,
+    /// Honour `// @filter` comments: skip sketches that are not for this board.
+    pub filter: bool,
+    /// `--memory-class`: the board's memory class for filters, instead of the one
+    /// derived from its RAM.
+    pub memory_class: Option<crate::filter::MemoryClass>,
 }
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
@@ -275,6 +281,50 @@ pub fn run(req: &Request) -> Result<Report> {
         preprocessor: Preprocessor::new(store.as_ref(), &cache, cpp_compiler.clone()),
     };
 
+    // ---- skip ---- sketches whose @filter leaves this board out, before discovery
+    // so their libraries are never built.
+    let selection = if req.filter {
+        let facts = crate::filter::BoardFacts::of_build(&board, &props, includes.macros(), req.memory_class);
+        crate::filter::select(sketches, &facts)
+    } else {
+        crate::filter::Selection { kept_at: (0..sketches.len()).collect(), kept: sketches, ..Default::default() }
+    };
+    for w in &selection.warnings {
+        eprintln!("{w}");
+    }
+    let skipped: Vec<(usize, SketchResult)> = selection
+        .skipped
+        .iter()
+        .map(|(i, s, reason)| {
+            let r = crate::filter::skipped_result(s, &sketch_out_dir(&req.out, s), reason.clone());
+            progress.started();
+            progress.finished(&r);
+            (*i, r)
+        })
+        .collect();
+    let (sketches, kept_at) = (selection.kept, selection.kept_at);
+    if sketches.is_empty() {
+        // Every sketch filtered itself out: nothing to discover, compile or link.
+        progress.finish();
+        let results = crate::filter::in_argument_order(Vec::new(), &kept_at, skipped);
+        let seconds = t_start.elapsed().as_secs_f64();
+        phases.push(Phase { name: "total", seconds, count: results.len() });
+        let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: runner.spawned(), ..Default::default() };
+        let cache = report::CacheSummary { enabled: store.is_some(), dir: store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0 };
+        return Ok(Report {
+            board: board.id.clone(),
+            fqbn: board.fqbn.clone(),
+            stage1_key: None,
+            framework_dir: fw_dir,
+            archives: Vec::new(),
+            units: Vec::new(),
+            sketches: results,
+            totals,
+            cache,
+            phases,
+        });
+    }
+
     let discovered: Vec<Result<(PathBuf, PathBuf, SketchDiscovery)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {
         let dir = sketch_out_dir(&req.out, sketch);
         let sketch_build = dir.join("sketch");
@@ -473,6 +523,7 @@ pub fn run(req: &Request) -> Result<Report> {
     if runner.interrupted() {
         return Err(Error::Interrupted);
     }
+    let results = crate::filter::in_argument_order(results, &kept_at, skipped);
 
     let unit_results: Vec<UnitResult> = units
         .iter()
@@ -497,6 +548,7 @@ pub fn run(req: &Request) -> Result<Report> {
         sketches: results.len(),
         ok: results.iter().filter(|r| r.status == Status::Ok).count(),
         failed: results.iter().filter(|r| r.status == Status::Failed).count(),
+        skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
         seconds: 0.0,
         objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
             + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
@@ -788,6 +840,7 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
         name: w.sketch.name.clone(),
         path: w.sketch.dir.clone(),
         status: Status::Failed,
+        skip_reason: None,
         output_dir: w.dir.clone(),
         firmware: BTreeMap::new(),
         flash_used: None,
@@ -949,6 +1002,9 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
                 return finish_sizes(env, r, &rec, &w.dir);
             }
         }
+        if let Some(error) = recall_link_failure(env, w, &k, r, log) {
+            return Err(error);
+        }
     }
     let _ = std::fs::remove_file(&stamp);
 
@@ -1000,8 +1056,13 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
         let _ = std::fs::remove_file(p);
     }
     r.link = LinkSource::Linked;
+    let link_log_start = log.len();
+    let link_out = run_into_log(env.runner, &link_cmd, log);
+    let deterministic = link_failure::is_deterministic(&link_out, env.runner.interrupted());
     let linked = (|| -> std::result::Result<String, String> {
-        run_logged(env.runner, &link_cmd, log)?;
+        if !link_out.success {
+            return Err(link_out.text.clone());
+        }
         hooks("linking.postlink", log)?;
         hooks("objcopy.preobjcopy", log)?;
         for c in &objcopies {
@@ -1017,9 +1078,13 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
         Ok(s) => s,
         Err(e) => {
             let overflow = ["overflowed by", "will not fit in region", "not within region"].iter().any(|m| e.contains(m));
-            let detail = if overflow { overflow_sizes(env, &link_cmd, &size_cmd, r) } else { None };
+            let (detail, sizes) = if overflow { overflow_sizes(env, &link_cmd, &size_cmd, r) } else { (None, None) };
             for p in firmware_files(&w.dir, project) {
                 let _ = std::fs::remove_file(p);
+            }
+            if let (true, Some(k), Some(store)) = (deterministic, key, env.store) {
+                let failure = LinkFailure { log: log[link_log_start..].to_string(), error: e.clone(), sizes };
+                link_failure::remember(store, &k, &failure, &link_paths(env, w));
             }
             return Err(detail.unwrap_or(e));
         }
@@ -1039,23 +1104,53 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
         }
         write_link_stamp(&stamp, &k, &rec);
     }
-    finish_sizes(env, r, &rec, &w.dir)
+    let fits = finish_sizes(env, r, &rec, &w.dir);
+    if let (Err(_), Some(k), Some(store)) = (&fits, key, env.store) {
+        // Too big for the board: remembered so a warm run needs no store fetch of
+        // the firmware to say so again.
+        let failure = LinkFailure { log: log[link_log_start..].to_string(), error: String::new(), sizes: Some(rec.sizes.clone()) };
+        link_failure::remember(store, &k, &failure, &link_paths(env, w));
+    }
+    fits
+}
+
+fn link_paths<'a>(env: &'a SketchEnv, w: &'a SketchWork) -> link_failure::PathMap<'a> {
+    link_failure::PathMap::new(&w.dir, &w.sketch.dir, env.fw_dir)
+}
+
+/// A link that failed before with exactly these inputs fails again, without
+/// running a tool: the same log, sizes and error. The size check is redone against
+/// the board's current limits, so raising them lets a too-big sketch through.
+fn recall_link_failure(env: &SketchEnv, w: &SketchWork, key: &Hash, r: &mut SketchResult, log: &mut String) -> Option<String> {
+    let failure = link_failure::recall(env.store?, key, &link_paths(env, w))?;
+    let too_big = failure.sizes.clone().and_then(|sizes| finish_sizes(env, r, &LinkRecord { files: Vec::new(), sizes }, Path::new("")).err());
+    if too_big.is_none() && failure.error.is_empty() {
+        // It linked, and now fits: build it the ordinary way.
+        r.flash_used = None;
+        r.ram_used = None;
+        return None;
+    }
+    r.link = LinkSource::Cached;
+    r.objects_cached = w.jobs.len();
+    log.push_str("fbuild: this link failed before with the same inputs; its log, from the cache:\n");
+    log.push_str(&failure.log);
+    Some(too_big.unwrap_or(failure.error))
 }
 
 /// The linker refused a sketch that does not fit the chip. Link it once more with
 /// `--noinhibit-exec` (an ELF despite the overflow) and measure it with the size
 /// recipe, so the error can give used and allowed bytes like a size-check failure.
-fn overflow_sizes(env: &SketchEnv, link: &[String], size: &[String], r: &mut SketchResult) -> Option<String> {
+fn overflow_sizes(env: &SketchEnv, link: &[String], size: &[String], r: &mut SketchResult) -> (Option<String>, Option<Sizes>) {
     let mut relink = link.to_vec();
     relink.insert(1, "-Wl,--noinhibit-exec".to_string());
     let _ = env.runner.run(&relink, None);
     let out = env.runner.run(size, None);
     if !out.success {
-        return None;
+        return (None, None);
     }
     let sizes = plan::parse_sizes(env.props, &out.stdout);
-    let rec = LinkRecord { files: Vec::new(), sizes };
-    finish_sizes(env, r, &rec, Path::new("")).err()
+    let rec = LinkRecord { files: Vec::new(), sizes: sizes.clone() };
+    (finish_sizes(env, r, &rec, Path::new("")).err(), Some(sizes))
 }
 
 /// The board's bootloader image (`bootloader.noblink` wins over `bootloader.file`, as

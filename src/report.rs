@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 pub enum Status {
     Ok,
     Failed,
+    /// The sketch's `@filter` leaves this board out: not built (see `skip_reason`).
+    Skipped,
 }
 
 /// How a sketch's firmware came to be.
@@ -37,6 +39,8 @@ pub struct SketchResult {
     pub name: String,
     pub path: PathBuf,
     pub status: Status,
+    /// Why a `skipped` sketch was not built for this board.
+    pub skip_reason: Option<String>,
     pub output_dir: PathBuf,
     /// Firmware files by kind (`hex`, `eep`, `elf`, `bin`).
     pub firmware: std::collections::BTreeMap<String, PathBuf>,
@@ -98,6 +102,8 @@ pub struct Totals {
     pub sketches: usize,
     pub ok: usize,
     pub failed: usize,
+    /// Sketches whose `@filter` left this board out.
+    pub skipped: usize,
     pub seconds: f64,
     pub objects_compiled: usize,
     pub objects_cached: usize,
@@ -129,8 +135,9 @@ pub struct Phase {
 }
 
 impl Report {
+    /// Every sketch that was not skipped built.
     pub fn all_ok(&self) -> bool {
-        self.sketches.iter().all(|s| s.status == Status::Ok)
+        self.sketches.iter().all(|s| s.status != Status::Failed)
     }
 
     pub fn phases_tsv(&self) -> String {
@@ -222,8 +229,12 @@ impl Progress {
             }
             None if !self.quiet => {
                 let _g = self.lock.lock().unwrap();
-                let status = if r.status == Status::Ok { "ok    " } else { "FAILED" };
-                let detail = match (&r.first_error, r.flash_used) {
+                let status = match r.status {
+                    Status::Ok => "ok    ",
+                    Status::Failed => "FAILED",
+                    Status::Skipped => "skipped",
+                };
+                let detail = match (r.first_error.as_ref().or(r.skip_reason.as_ref()), r.flash_used) {
                     (Some(e), _) => format!(": {e}"),
                     (None, Some(f)) => format!(" flash {f} ram {}", r.ram_used.unwrap_or(0)),
                     _ => String::new(),
@@ -265,8 +276,9 @@ pub fn summary(report: &Report) -> String {
         }
     }
     let stage = |n: &str| report.phases.iter().find(|p| p.name == n).map(|p| p.seconds).unwrap_or(0.0);
+    let skipped = if report.totals.skipped > 0 { format!(", {} skipped", report.totals.skipped) } else { String::new() };
     s.push_str(&format!(
-        "{} sketches: {} ok, {} failed | stage 1 {:.2}s, stage 2 {:.2}s, total {:.2}s | compiled {}, cached {}, links {}\n",
+        "{} sketches: {} ok, {} failed{skipped} | stage 1 {:.2}s, stage 2 {:.2}s, total {:.2}s | compiled {}, cached {}, links {}\n",
         report.totals.sketches,
         report.totals.ok,
         report.totals.failed,
