@@ -306,7 +306,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let (Some(p), Some(md)) = (&report_md, report::markdown::render(&report, &cwd)) {
                 report::write_atomic(p, md.as_bytes())?;
             }
-            let summary = (!common.quiet || !report.all_ok()).then(|| report::summary(&report, &cwd)).unwrap_or_default();
+            let summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
             let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));
             if common.json {
                 // stdout is for the machine: the person reads stderr.
