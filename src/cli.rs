@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{exit, Error, Result};
+use crate::compiledb;
+use crate::report::size_delta::OldResults;
+use crate::{errln, out, outln};
 use crate::pipeline::{self, Request};
 use crate::report::{self, Status};
 use crate::store::{self, Store};
@@ -55,6 +58,13 @@ pub enum Command {
         /// its RAM (at most 1 KiB tiny; 8-bit AVR low; 256 KiB or more huge; else large).
         #[arg(long, value_name = "CLASS", value_parser = parse_memory_class)]
         memory_class: Option<crate::filter::MemoryClass>,
+        /// Compare flash and RAM use with an earlier results.json: each sketch gains
+        /// `size_delta` (bytes, and % of the board's maximum); new and vanished sketches are marked.
+        #[arg(long, value_name = "OLD_RESULTS")]
+        compare_to: Option<PathBuf>,
+        /// Write the size changes as a Markdown table, largest first (for a pull-request comment). Needs --compare-to.
+        #[arg(long, value_name = "FILE", requires = "compare_to")]
+        report_md: Option<PathBuf>,
         /// Sketch folders, main .ino files, or folders holding sketches anywhere below.
         sketches: Vec<PathBuf>,
     },
@@ -63,6 +73,9 @@ pub enum Command {
         /// Extra hardware folder holding <vendor>/<arch>/boards.txt (repeatable).
         #[arg(long, value_name = "DIR")]
         hardware: Vec<PathBuf>,
+        /// Print a JSON array (id, fqbn, name, mcu, max_flash, max_ram) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect or empty the object/archive/link cache.
     Cache {
@@ -76,8 +89,12 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum CacheAction {
-    /// Entries, bytes, and hits/misses of the last run and in total.
-    Stats,
+    /// Entries, bytes, and hits/misses per kind for the last run and in total.
+    Stats {
+        /// Print the raw counts as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove every cache entry.
     Clean,
     /// Print the cache folder.
@@ -119,6 +136,12 @@ pub struct CommonArgs {
     /// Cache size bound (e.g. 5G, 500M); least recently used entries go first. Default: $FBUILD_CACHE_MAX_SIZE or 5G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
     pub cache_max_size: Option<u64>,
+    /// Print results.json to stdout and nothing else there (the summary goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Write OUT/compile_commands.json (every translation unit, with its real command) and stop: nothing is compiled.
+    #[arg(long, conflicts_with = "json")]
+    pub only_compiledb: bool,
 }
 
 fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
@@ -182,6 +205,7 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
         // `build` builds the one sketch it is given; compile-many turns filters on.
         filter: false,
         memory_class: None,
+        only_compiledb: common.only_compiledb,
     })
 }
 
@@ -200,28 +224,33 @@ fn read_sketch_list(path: &Path) -> Result<Vec<PathBuf>> {
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Boards { hardware } => {
+        Command::Boards { hardware, json } => {
             let platforms = crate::platform::discover(&hardware)?;
-            println!("{:<16} {:<40} {:<12} {:>9} {:>7}  name", "id", "fqbn", "mcu", "flash", "ram");
-            for b in crate::platform::list_boards(&platforms) {
-                let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-                println!("{:<16} {:<40} {:<12} {:>9} {:>7}  {}", b.id, b.fqbn, b.mcu, n(b.max_flash), n(b.max_ram), b.name);
+            let boards = crate::platform::list_boards(&platforms);
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&boards).unwrap_or_default());
+            } else {
+                out!("{}", report::listings::boards_table(&boards));
             }
             Ok(exit::OK)
         }
         Command::Cache { action, cache_dir: dir } => {
             let dir = cache_dir(&dir);
             match action {
-                CacheAction::Dir => println!("{}", dir.display()),
-                CacheAction::Stats => {
+                CacheAction::Dir => outln!("{}", dir.display()),
+                CacheAction::Stats { json } => {
                     let s = Store::open(&dir, cache_max(None)?).map_err(|e| Error::Environment(format!("cache {}: {e}", dir.display())))?;
                     let stats = s.disk_stats().map_err(|e| Error::Environment(e.to_string()))?;
-                    println!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+                    if json {
+                        outln!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
+                    } else {
+                        out!("{}", report::listings::cache_stats_table(&stats));
+                    }
                 }
                 CacheAction::Clean => {
                     let s = Store::open(&dir, cache_max(None)?).map_err(|e| Error::Environment(format!("cache {}: {e}", dir.display())))?;
                     s.clean().map_err(|e| Error::Environment(e.to_string()))?;
-                    println!("cleaned {}", dir.display());
+                    outln!("cleaned {}", dir.display());
                 }
             }
             Ok(exit::OK)
@@ -229,29 +258,36 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Build { common, sketch } => {
             let req = request(&common, vec![sketch], 2.min(cores()), 1)?;
             let report = pipeline::run(&Request { quiet: true, ..req })?;
+            if common.only_compiledb {
+                outln!("{}", common.out.join(compiledb::FILE_NAME).display());
+                return Ok(exit::OK);
+            }
             let r = &report.sketches[0];
-            if r.status == Status::Ok {
+            let code = if r.status == Status::Ok { exit::OK } else { exit::BUILD_FAILED };
+            if r.status != Status::Ok {
+                errln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
+                errln!("log: {}", report::summary::display_path_here(&r.log));
+            }
+            if common.json {
+                outln!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else if r.status == Status::Ok {
                 if let (Some(used), Some(max)) = (r.flash_used, r.flash_max) {
-                    println!("Sketch uses {used} bytes ({}%) of program storage space. Maximum is {max} bytes.", used * 100 / max.max(1));
+                    outln!("Sketch uses {used} bytes ({}%) of program storage space. Maximum is {max} bytes.", used * 100 / max.max(1));
                 }
                 if let (Some(used), Some(max)) = (r.ram_used, r.ram_max) {
-                    println!(
+                    outln!(
                         "Global variables use {used} bytes ({}%) of dynamic memory, leaving {} bytes for local variables. Maximum is {max} bytes.",
                         used * 100 / max.max(1),
                         max.saturating_sub(used)
                     );
                 }
                 if let Some(hex) = r.firmware.get("hex") {
-                    println!("Firmware: {}", hex.display());
+                    outln!("Firmware: {}", hex.display());
                 }
-                Ok(exit::OK)
-            } else {
-                eprintln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
-                eprintln!("log: {}", r.log.display());
-                Ok(exit::BUILD_FAILED)
             }
+            Ok(code)
         }
-        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, sketches } => {
+        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, compare_to, report_md, sketches } => {
             let mut args = sketches;
             for f in &sketches_from {
                 args.extend(read_sketch_list(f)?);
@@ -263,15 +299,39 @@ pub fn run(cli: Cli) -> Result<i32> {
             let phases_path = phases.unwrap_or_else(|| common.out.join("phases.tsv"));
             report::check_writable(&results_path)?;
             report::check_writable(&phases_path)?;
+            // Bad comparison input fails before any build work.
+            let old = compare_to.as_deref().map(OldResults::load).transpose()?;
+            if let Some(p) = &report_md {
+                report::check_writable(p)?;
+            }
             let expanded = crate::sketch::expand_arguments(&args)?;
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
-            let report = pipeline::run(&Request { filter: !no_filter, memory_class, ..req })?;
-            report::write_atomic(&results_path, serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
-            report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
-            if !common.quiet || !report.all_ok() {
-                print!("{}", report::summary(&report));
+            let mut report = pipeline::run(&Request { filter: !no_filter, memory_class, ..req })?;
+            if common.only_compiledb {
+                outln!("{}", common.out.join(compiledb::FILE_NAME).display());
+                return Ok(exit::OK);
             }
-            println!("results: {}", results_path.display());
+            if let Some(old) = &old {
+                report::size_delta::compare(&mut report, old);
+            }
+            let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+            report::write_atomic(&results_path, json.as_bytes())?;
+            report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
+            let cwd = std::env::current_dir().unwrap_or_default();
+            if let (Some(p), Some(md)) = (&report_md, report::markdown::render(&report, &cwd)) {
+                report::write_atomic(p, md.as_bytes())?;
+            }
+            let summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
+            let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));
+            if common.json {
+                // stdout is for the machine: the person reads stderr.
+                crate::console::write_stderr(&summary);
+                errln!("{results_line}");
+                outln!("{json}");
+            } else {
+                out!("{summary}");
+                outln!("{results_line}");
+            }
             Ok(if report.all_ok() { exit::OK } else { exit::BUILD_FAILED })
         }
     }

@@ -73,7 +73,7 @@ impl Runner {
 
     pub fn run(&self, args: &[String], cwd: Option<&Path>) -> Output {
         if self.verbose {
-            eprintln!("{}", display_command(args));
+            crate::errln!("{}", display_command(args));
         }
         if self.interrupted() {
             return Output { success: false, text: "interrupted".into(), stdout: String::new(), signal: None };

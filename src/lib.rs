@@ -1,6 +1,8 @@
 //! fbuild: byte-identical Arduino firmware, built fast. See docs/design.md.
 
 pub mod cli;
+pub mod compiledb;
+pub mod console;
 pub mod cpp_lex;
 pub mod diagnostics;
 pub mod discover;

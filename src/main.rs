@@ -20,14 +20,14 @@ fn main() {
                 .map(str::trim)
                 .collect();
             let message = if message.is_empty() { "error: bad arguments".to_string() } else { message.join(" ") };
-            eprintln!("{message} (see `fbuild --help`)");
+            fbuild::errln!("{message} (see `fbuild --help`)");
             std::process::exit(fbuild::error::exit::USAGE);
         }
     };
     match fbuild::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            fbuild::errln!("error: {e}");
             std::process::exit(e.exit_code());
         }
     }

@@ -49,6 +49,8 @@ pub struct Request {
     /// `--memory-class`: the board's memory class for filters, instead of the one
     /// derived from its RAM.
     pub memory_class: Option<crate::filter::MemoryClass>,
+    /// Write compile_commands.json and stop before compiling anything.
+    pub only_compiledb: bool,
 }
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
@@ -177,7 +179,7 @@ pub fn load(req: &Request) -> Result<Loaded> {
         Some(dir) => match Store::open(dir, req.cache_max_bytes) {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("warning: cache folder {} is not usable ({e}); building without the cache", dir.display());
+                crate::errln!("warning: cache folder {} is not usable ({e}); building without the cache", dir.display());
                 None
             }
         },
@@ -225,7 +227,7 @@ pub fn run(req: &Request) -> Result<Report> {
     let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
     if req.verbose {
         for n in &notes {
-            eprintln!("note: {n}");
+            crate::errln!("note: {n}");
         }
     }
     let mut sketches = Vec::with_capacity(req.sketches.len());
@@ -321,6 +323,7 @@ pub fn run(req: &Request) -> Result<Report> {
             sketches: results,
             totals,
             cache,
+            size_report: None,
             phases,
         });
     }
@@ -469,6 +472,12 @@ pub fn run(req: &Request) -> Result<Report> {
         });
     }
 
+    // Editors' view of the plan (compile_commands.json), written before anything compiles.
+    crate::compiledb::CompileDb::for_plan(units.iter().flat_map(|u| &u.jobs), work.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?.write(&req.out)?;
+    if req.only_compiledb {
+        return Ok(Report::planned_only(&board.id, &board.fqbn, &fw_dir, phases));
+    }
+
     // ---- stage 1 ----
     let t1 = Instant::now();
     progress.stage("stage 1: core and libraries");
@@ -581,6 +590,7 @@ pub fn run(req: &Request) -> Result<Report> {
         sketches: results,
         totals,
         cache: cache_summary,
+        size_report: None,
         phases,
     })
 }
@@ -858,6 +868,7 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
         objects_compiled: 0,
         objects_cached: 0,
         link: LinkSource::None,
+        size_delta: None,
     };
     let mut log = String::new();
     let lock = FolderLock::acquire(&w.dir);

@@ -248,7 +248,7 @@ fn no_cache_flag_and_cache_commands() {
     many(&cache, t.path(), &t.path().join("o2"), &[], &sketches);
     let dir = fbuild(&cache, t.path(), &["cache", "dir"]);
     assert_eq!(dir.stdout.trim(), cache.display().to_string());
-    let stats = fbuild(&cache, t.path(), &["cache", "stats"]);
+    let stats = fbuild(&cache, t.path(), &["cache", "stats", "--json"]);
     assert_eq!(stats.code, 0);
     let s: Value = serde_json::from_str(&stats.stdout).unwrap();
     assert!(s["entries"].as_u64().unwrap() >= 27, "{s}");
@@ -257,7 +257,7 @@ fn no_cache_flag_and_cache_commands() {
     assert!(s["total"]["namespaces"]["object"]["stores"].as_u64().unwrap() >= 26, "{s}");
     let clean = fbuild(&cache, t.path(), &["cache", "clean"]);
     assert_eq!(clean.code, 0);
-    let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats"]).stdout).unwrap();
+    let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats", "--json"]).stdout).unwrap();
     assert_eq!(s["entries"], 0);
 }
 
@@ -267,7 +267,7 @@ fn cache_size_bound_evicts() {
     let cache = t.path().join("cache");
     let sketches = vec![example("01.Basics/Blink")];
     many(&cache, t.path(), &t.path().join("o1"), &["--cache-max-size", "100K"], &sketches);
-    let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats"]).stdout).unwrap();
+    let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats", "--json"]).stdout).unwrap();
     assert!(s["bytes"].as_u64().unwrap() <= 100 * 1024, "{s}");
 }
 

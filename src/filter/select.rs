@@ -69,6 +69,7 @@ pub fn skipped_result(sketch: &Sketch, output_dir: &Path, reason: String) -> Ske
         objects_compiled: 0,
         objects_cached: 0,
         link: LinkSource::None,
+        size_delta: None,
     }
 }
 

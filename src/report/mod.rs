@@ -8,6 +8,14 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+pub mod listings;
+pub mod markdown;
+pub mod size_delta;
+pub mod summary;
+pub mod table;
+
+pub use summary::summary;
+
 use crate::diagnostics::Diagnostic;
 use crate::error::{Error, Result};
 
@@ -63,6 +71,9 @@ pub struct SketchResult {
     pub objects_compiled: usize,
     pub objects_cached: usize,
     pub link: LinkSource,
+    /// Flash and RAM change against `--compare-to`'s file (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_delta: Option<size_delta::SizeDelta>,
 }
 
 /// One library a sketch uses: what `-v` prints as the reference does,
@@ -123,6 +134,9 @@ pub struct Report {
     pub sketches: Vec<SketchResult>,
     pub totals: Totals,
     pub cache: CacheSummary,
+    /// What `--compare-to` compared against, and the sketches only it had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_report: Option<size_delta::SizeReport>,
     #[serde(skip)]
     pub phases: Vec<Phase>,
 }
@@ -135,6 +149,23 @@ pub struct Phase {
 }
 
 impl Report {
+    /// The report of a run that planned and stopped (`--only-compiledb`): nothing built.
+    pub fn planned_only(board: &str, fqbn: &str, framework_dir: &Path, phases: Vec<Phase>) -> Report {
+        Report {
+            board: board.to_string(),
+            fqbn: fqbn.to_string(),
+            stage1_key: None,
+            framework_dir: framework_dir.to_path_buf(),
+            archives: Vec::new(),
+            units: Vec::new(),
+            sketches: Vec::new(),
+            totals: Totals::default(),
+            cache: CacheSummary::default(),
+            size_report: None,
+            phases,
+        }
+    }
+
     /// Every sketch that was not skipped built.
     pub fn all_ok(&self) -> bool {
         self.sketches.iter().all(|s| s.status != Status::Failed)
@@ -205,7 +236,7 @@ impl Progress {
             Some(b) => b.set_message(msg.to_string()),
             None if !self.quiet => {
                 let _g = self.lock.lock().unwrap();
-                eprintln!("{msg}");
+                crate::errln!("{msg}");
             }
             None => {}
         }
@@ -239,7 +270,7 @@ impl Progress {
                     (None, Some(f)) => format!(" flash {f} ram {}", r.ram_used.unwrap_or(0)),
                     _ => String::new(),
                 };
-                eprintln!("[{done}/{}] {status} {} ({:.2}s){detail}", self.total, r.path.display(), r.seconds);
+                crate::errln!("[{done}/{}] {status} {} ({:.2}s){detail}", self.total, summary::display_path_here(&r.path), r.seconds);
             }
             None => {}
         }
@@ -250,44 +281,4 @@ impl Progress {
             b.finish_and_clear();
         }
     }
-}
-
-/// The human summary printed at the end of compile-many.
-pub fn summary(report: &Report) -> String {
-    let mut s = String::new();
-    let failed: Vec<&SketchResult> = report.sketches.iter().filter(|r| r.status == Status::Failed).collect();
-    let core = report.units.iter().find(|u| u.kind == "core");
-    if let Some(core) = core.filter(|u| u.status == Status::Failed) {
-        // Every sketch failed for this one reason: say it once.
-        s.push_str(&format!(
-            "The core failed to compile, so no sketch could build:\n  {}\n  log: {}\n",
-            core.first_error.as_deref().unwrap_or("(no error text)"),
-            core.log.display()
-        ));
-    } else if !failed.is_empty() {
-        s.push_str("Failed sketches:\n");
-        for r in &failed {
-            s.push_str(&format!(
-                "  {}\n    {}\n    log: {}\n",
-                r.path.display(),
-                r.first_error.as_deref().unwrap_or("(no error text)"),
-                r.log.display()
-            ));
-        }
-    }
-    let stage = |n: &str| report.phases.iter().find(|p| p.name == n).map(|p| p.seconds).unwrap_or(0.0);
-    let skipped = if report.totals.skipped > 0 { format!(", {} skipped", report.totals.skipped) } else { String::new() };
-    s.push_str(&format!(
-        "{} sketches: {} ok, {} failed{skipped} | stage 1 {:.2}s, stage 2 {:.2}s, total {:.2}s | compiled {}, cached {}, links {}\n",
-        report.totals.sketches,
-        report.totals.ok,
-        report.totals.failed,
-        stage("stage1_archives"),
-        stage("stage2_sketches"),
-        report.totals.seconds,
-        report.totals.objects_compiled,
-        report.totals.objects_cached,
-        report.totals.links_run,
-    ));
-    s
 }
