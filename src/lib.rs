@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cpp_lex;
 pub mod diagnostics;
+pub mod emulator;
 pub mod error;
 pub mod exec;
 pub mod hash;

@@ -770,6 +770,7 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
         objects_compiled: 0,
         objects_cached: 0,
         link: LinkSource::None,
+        run: None,
     };
     let mut log = String::new();
     let lock = FolderLock::acquire(&w.dir);

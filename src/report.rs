@@ -54,6 +54,9 @@ pub struct SketchResult {
     pub objects_compiled: usize,
     pub objects_cached: usize,
     pub link: LinkSource,
+    /// The emulator run of `--smoke-run`, when one was asked for and the sketch built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::emulator::RunResult>,
 }
 
 #[derive(Debug, Clone, Serialize)]
