@@ -66,7 +66,7 @@ pub fn check_target(target: &Target, board: &str) -> Result<()> {
         ));
     }
     let known = supported_mcus();
-    if known.iter().any(|m| *m == target.mcu) {
+    if known.contains(&target.mcu) {
         return Ok(());
     }
     Err(Error::usage(format!(
