@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark fbuild against arduino-builder on the 81 built-in examples for uno.
+# Benchmark fbuild against arduino-builder on the 81 built-in examples for uno,
+# and simavr smoke runs of the 100 examples.
 # Prints TSV on stdout: case, wall seconds, ratio to cold compile-many.
 #   bench/bench.sh            the timing cases
 #   bench/bench.sh --memory   also peak RSS for 81 vs 810 sketches
@@ -110,6 +111,25 @@ if command -v strace >/dev/null 2>&1; then
   FBUILD_CACHE_DIR="$work/c1" strace -f -e trace=execve -o "$work/strace.txt" "$F" compile-many -q --out "$work/o1" "$corpus" >/dev/null 2>&1 || true
   printf 'no_change_run_execve_of_avr_tools\t%s\n' "$(grep -c 'execve("[^"]*avr-' "$work/strace.txt" || true)"
 fi
+
+# Smoke run: every firmware of the 100 examples (81 built-in, 19 library) booted in
+# simavr for 1 s of simulated time, two at a time; reuses case a's cache.
+smoke_out="$(fresh smoke)"
+FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --sketch-jobs 2 --smoke-run 1s --out "$smoke_out" \
+  "$corpus" "$repo/corpus/library-examples" >/dev/null 2>&1 || true
+python3 - "$smoke_out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+r = json.load(open(os.path.join(out, "results.json")))
+runs = [s["run"] for s in r["sketches"] if "run" in s]
+phases = {l.split("\t")[0]: float(l.split("\t")[1]) for l in open(os.path.join(out, "phases.tsv")).read().splitlines()[1:]}
+simulated = sum(x["simulated_seconds"] for x in runs)
+wall = phases.get("smoke_run", 0.0)
+print(f"\nsmoke_run_1s_runs\t{len(runs)}")
+print(f"smoke_run_1s_simulated_s\t{simulated:.1f}")
+print(f"smoke_run_1s_wall_s\t{wall:.2f}")
+print(f"smoke_run_1s_simulated_s_per_wall_s\t{simulated / wall if wall else 0:.2f}")
+PY
 
 if [ "${1:-}" = "--memory" ]; then
   mkdir -p "$work/many"

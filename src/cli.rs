@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::emulator;
 use crate::error::{exit, Error, Result};
 use crate::compiledb;
 use crate::report::size_delta::OldResults;
@@ -65,9 +66,41 @@ pub enum Command {
         /// Write the size changes as a Markdown table, largest first (for a pull-request comment). Needs --compare-to.
         #[arg(long, value_name = "FILE", requires = "compare_to")]
         report_md: Option<PathBuf>,
+        /// After stage 2, boot every firmware that built in simavr for this long in simulated
+        /// time (2s, 500ms), --sketch-jobs at once; each sketch result gains `run`.
+        #[arg(long, value_name = "DURATION", value_parser = emulator::parse_duration)]
+        smoke_run: Option<std::time::Duration>,
+        /// With --smoke-run: a regular expression every firmware's UART output must match (repeatable).
+        #[arg(long, value_name = "REGEX", value_parser = emulator::parse_expect, requires = "smoke_run")]
+        expect: Vec<String>,
         /// Sketch folders, main .ino files, or folders holding sketches anywhere below.
         sketches: Vec<PathBuf>,
     },
+    /// Build a sketch if needed, then run its firmware in simavr for the board's MCU and clock:
+    /// UART0 goes to stdout, --input to UART0's receiver. Exit 0 when every --expect matched
+    /// (or, with none, the time ran out without a crash); 1 when one did not, or the firmware
+    /// crashed or halted.
+    Run {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Simulated time to run (2s, 500ms, 1min): the same firmware and input give the same
+        /// output on any machine, however loaded.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = emulator::parse_duration)]
+        timeout: std::time::Duration,
+        /// A regular expression the UART output must match (repeatable; all must match, in any
+        /// order). The run stops as soon as every one has.
+        #[arg(long, value_name = "REGEX", value_parser = emulator::parse_expect)]
+        expect: Vec<String>,
+        /// A file whose bytes go to UART0's receiver, as fast as the line takes them, once the
+        /// firmware enables it.
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// The sketch folder, or the path of its main .ino file.
+        sketch: PathBuf,
+    },
+    /// Internal: one emulator run in a child process (see src/emulator/mod.rs).
+    #[command(name = "emulator-child", hide = true)]
+    EmulatorChild(emulator::ChildArgs),
     /// List every board of every installed platform.
     Boards {
         /// Extra hardware folder holding <vendor>/<arch>/boards.txt (repeatable).
@@ -287,7 +320,30 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(code)
         }
-        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, compare_to, report_md, sketches } => {
+        Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
+        Command::Run { common, timeout, expect, input, sketch } => {
+            let input = input.as_deref().map(emulator::check_input).transpose()?;
+            let req = Request { quiet: true, ..request(&common, vec![sketch], 2.min(cores()), 1)? };
+            let loaded = pipeline::load(&req)?;
+            let target = emulator::Target::from_properties(&loaded.props, &loaded.board.id)?;
+            drop(loaded);
+            let report = pipeline::run(&req)?;
+            let r = &report.sketches[0];
+            let Some(firmware) = emulator::Firmware::of(r) else {
+                eprintln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
+                eprintln!("log: {}", r.log.display());
+                return Ok(exit::BUILD_FAILED);
+            };
+            let spec = emulator::RunSpec { duration: timeout, expects: expect, input };
+            let runner = crate::exec::Runner::new(common.verbose);
+            let result = emulator::run(&runner, &target, &firmware, &spec, emulator::Output::Stream);
+            if runner.interrupted() {
+                return Err(Error::Interrupted);
+            }
+            eprintln!("{}", emulator::describe(&result));
+            Ok(if result.status.succeeded() { exit::OK } else { exit::RUN_FAILED })
+        }
+        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, compare_to, report_md, sketches, smoke_run, expect } => {
             let mut args = sketches;
             for f in &sketches_from {
                 args.extend(read_sketch_list(f)?);
@@ -306,10 +362,23 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let expanded = crate::sketch::expand_arguments(&args)?;
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
-            let mut report = pipeline::run(&Request { filter: !no_filter, memory_class, ..req })?;
+            let req = Request { filter: !no_filter, memory_class, ..req };
+            let target = match smoke_run {
+                Some(_) => {
+                    let loaded = pipeline::load(&req)?;
+                    Some(emulator::Target::from_properties(&loaded.props, &loaded.board.id)?)
+                }
+                None => None,
+            };
+            let mut report = pipeline::run(&req)?;
             if common.only_compiledb {
                 outln!("{}", common.out.join(compiledb::FILE_NAME).display());
                 return Ok(exit::OK);
+            }
+            let mut runs_ok = true;
+            if let (Some(duration), Some(target)) = (smoke_run, &target) {
+                let spec = emulator::RunSpec { duration, expects: expect, input: None };
+                runs_ok = emulator::smoke_run(&mut report, target, &spec, req.sketch_jobs, req.verbose, req.quiet)?;
             }
             if let Some(old) = &old {
                 report::size_delta::compare(&mut report, old);
@@ -321,7 +390,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let (Some(p), Some(md)) = (&report_md, report::markdown::render(&report, &cwd)) {
                 report::write_atomic(p, md.as_bytes())?;
             }
-            let summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
+            let mut summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
+            if target.is_some() && (!common.quiet || !runs_ok) {
+                summary.push_str(&emulator::summary(&report));
+            }
             let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));
             if common.json {
                 // stdout is for the machine: the person reads stderr.
@@ -332,7 +404,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 out!("{summary}");
                 outln!("{results_line}");
             }
-            Ok(if report.all_ok() { exit::OK } else { exit::BUILD_FAILED })
+            Ok(if report.all_ok() && runs_ok { exit::OK } else { exit::BUILD_FAILED })
         }
     }
 }

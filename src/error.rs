@@ -8,6 +8,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// At least one sketch failed to build (its result says why).
     pub const BUILD_FAILED: i32 = 1;
+    /// `fbuild run` / `--smoke-run`: a firmware failed an expectation, crashed or halted.
+    pub const RUN_FAILED: i32 = 1;
     /// Unusable input: bad flags, unknown board, missing sketch, broken platform.
     pub const USAGE: i32 = 2;
     /// The environment failed under us: unwritable output, I/O errors.

@@ -72,17 +72,62 @@ impl Runner {
     }
 
     pub fn run(&self, args: &[String], cwd: Option<&Path>) -> Output {
+        let program = args.first().cloned().unwrap_or_default();
+        let (child, pid) = match self.start(args, cwd, Stdio::piped()) {
+            Ok(c) => c,
+            Err(text) => return Output { success: false, text, stdout: String::new(), signal: None },
+        };
+        let result = child.wait_with_output();
+        self.children.lock().unwrap().remove(&pid);
+        match result {
+            Ok(out) => {
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let mut text = stdout.clone();
+                text.push_str(&stderr);
+                let signal = signal_of(&out.status);
+                if let Some(s) = &signal {
+                    text.push_str(&format!("{program}: {s}\n"));
+                }
+                Output { success: out.status.success(), text, stdout, signal }
+            }
+            Err(e) => Output { success: false, text: format!("{program}: {e}"), stdout: String::new(), signal: None },
+        }
+    }
+
+    /// Run a tool whose stdout is `stdout` (inherited, to stream it, or piped,
+    /// to keep its exact bytes); stderr is always captured.
+    pub fn run_with_stdout(&self, args: &[String], stdout: Stdio) -> RawOutput {
+        let (child, pid) = match self.start(args, None, stdout) {
+            Ok(c) => c,
+            Err(text) => return RawOutput { success: false, stdout_bytes: Vec::new(), stderr: text, signal: None },
+        };
+        let result = child.wait_with_output();
+        self.children.lock().unwrap().remove(&pid);
+        match result {
+            Ok(out) => RawOutput {
+                success: out.status.success(),
+                stdout_bytes: out.stdout,
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                signal: signal_of(&out.status),
+            },
+            Err(e) => RawOutput { success: false, stdout_bytes: Vec::new(), stderr: e.to_string(), signal: None },
+        }
+    }
+
+    /// Spawn a tool in its own process group and register it for interruption.
+    fn start(&self, args: &[String], cwd: Option<&Path>, stdout: Stdio) -> Result<(std::process::Child, u32), String> {
         if self.verbose {
             crate::errln!("{}", display_command(args));
         }
         if self.interrupted() {
-            return Output { success: false, text: "interrupted".into(), stdout: String::new(), signal: None };
+            return Err("interrupted".into());
         }
         let Some((program, rest)) = args.split_first() else {
-            return Output { success: false, text: "empty command".into(), stdout: String::new(), signal: None };
+            return Err("empty command".into());
         };
         let mut cmd = Command::new(program);
-        cmd.args(rest).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(rest).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
         if let Some(d) = cwd {
             cmd.current_dir(d);
         }
@@ -100,17 +145,7 @@ impl Runner {
             }
         }
         self.spawned.fetch_add(1, Ordering::SeqCst);
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                return Output {
-                    success: false,
-                    text: format!("cannot run {program}: {e}"),
-                    stdout: String::new(),
-                    signal: None,
-                }
-            }
-        };
+        let child = cmd.spawn().map_err(|e| format!("cannot run {program}: {e}"))?;
         let pid = child.id();
         self.children.lock().unwrap().insert(pid);
         // A signal may have landed between the check above and registering the child.
@@ -119,24 +154,23 @@ impl Runner {
                 libc::kill(-(pid as i32), libc::SIGTERM);
             }
         }
-        let result = child.wait_with_output();
-        self.children.lock().unwrap().remove(&pid);
-        match result {
-            Ok(out) => {
-                use std::os::unix::process::ExitStatusExt;
-                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let mut text = stdout.clone();
-                text.push_str(&stderr);
-                let signal = out.status.signal().map(|s| format!("killed by signal {s} ({})", signal_name(s)));
-                if let Some(s) = &signal {
-                    text.push_str(&format!("{program}: {s}\n"));
-                }
-                Output { success: out.status.success(), text, stdout, signal }
-            }
-            Err(e) => Output { success: false, text: format!("{program}: {e}"), stdout: String::new(), signal: None },
-        }
+        Ok((child, pid))
     }
+}
+
+/// What a tool run with [`Runner::run_with_stdout`] left.
+#[derive(Debug)]
+pub struct RawOutput {
+    pub success: bool,
+    /// Exact bytes (empty when stdout was inherited).
+    pub stdout_bytes: Vec<u8>,
+    pub stderr: String,
+    pub signal: Option<String>,
+}
+
+fn signal_of(status: &std::process::ExitStatus) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().map(|s| format!("killed by signal {s} ({})", signal_name(s)))
 }
 
 /// A command as a shell would accept it back, for logs and `--verbose`.

@@ -6,6 +6,7 @@ pub mod console;
 pub mod cpp_lex;
 pub mod diagnostics;
 pub mod discover;
+pub mod emulator;
 pub mod error;
 pub mod exec;
 pub mod filter;

@@ -869,6 +869,7 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
         objects_cached: 0,
         link: LinkSource::None,
         size_delta: None,
+        run: None,
     };
     let mut log = String::new();
     let lock = FolderLock::acquire(&w.dir);

@@ -70,6 +70,7 @@ pub fn skipped_result(sketch: &Sketch, output_dir: &Path, reason: String) -> Ske
         objects_cached: 0,
         link: LinkSource::None,
         size_delta: None,
+        run: None,
     }
 }
 

@@ -74,6 +74,9 @@ pub struct SketchResult {
     /// Flash and RAM change against `--compare-to`'s file (absent without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_delta: Option<size_delta::SizeDelta>,
+    /// The emulator run of `--smoke-run`, when one was asked for and the sketch built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::emulator::RunResult>,
 }
 
 /// One library a sketch uses: what `-v` prints as the reference does,
