@@ -473,8 +473,9 @@ pub fn run(req: &Request) -> Result<Report> {
     }
 
     // Editors' view of the plan (compile_commands.json), written before anything compiles.
-    crate::compiledb::CompileDb::for_plan(units.iter().flat_map(|u| &u.jobs), work.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?.write(&req.out)?;
+    crate::compiledb::CompileDb::write_plan(&req.out, units.iter().flat_map(|u| &u.jobs), work.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
     if req.only_compiledb {
+        progress.finish();
         return Ok(Report::planned_only(&board.id, &board.fqbn, &fw_dir, phases));
     }
 

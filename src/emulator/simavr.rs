@@ -95,6 +95,7 @@ pub fn child_main(args: &ChildArgs) -> i32 {
 /// aside; fds 1 and 2 then point at /dev/null so any printing inside the
 /// simulator library cannot corrupt either stream.
 struct ChildStreams {
+    #[cfg_attr(not(fbuild_simavr), allow(dead_code))]
     uart: std::sync::Mutex<std::fs::File>,
     outcome: std::sync::Mutex<std::fs::File>,
 }
@@ -121,6 +122,7 @@ impl ChildStreams {
         }
     }
 
+    #[cfg_attr(not(fbuild_simavr), allow(dead_code))]
     fn uart(&self, bytes: &[u8]) {
         use std::io::Write;
         let mut f = self.uart.lock().unwrap();
