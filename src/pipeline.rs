@@ -565,7 +565,7 @@ pub fn run(req: &Request) -> Result<Report> {
         objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
             + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
         links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
-        tool_processes: runner.spawned(),
+        tool_processes: runner.spawned() + toolchain.processes_started(),
     };
     let cache_summary = match &store {
         Some(s) => {

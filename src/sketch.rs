@@ -118,17 +118,29 @@ impl Sketch {
 /// Merge `.ino` contents. Prototype generation works on text; when any input is not
 /// UTF-8 we run it over a Latin-1 view (one char per byte) and map back, so string
 /// literals keep their exact bytes and the firmware stays identical.
+///
+/// The layout is arduino-builder's, byte for byte (tests/reference.rs compares the
+/// two): `#include <Arduino.h>` only when the main .ino does not include it itself,
+/// a `#line 1` for the main .ino, then each .ino as `#line 1 "PATH"`, its text and a
+/// newline.
 pub fn merge_inos(parts: &[(PathBuf, Vec<u8>)]) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
-    let mut merged: Vec<u8> = b"#include <Arduino.h>\n".to_vec();
-    for (path, bytes) in parts {
+    let line_1 = |merged: &mut Vec<u8>, path: &Path| {
         merged.extend_from_slice(b"#line 1 \"");
         merged.extend_from_slice(path.as_os_str().as_bytes());
         merged.extend_from_slice(b"\"\n");
-        merged.extend_from_slice(bytes);
-        if !bytes.ends_with(b"\n") {
-            merged.push(b'\n');
+    };
+    let mut merged: Vec<u8> = Vec::new();
+    if let Some((main, bytes)) = parts.first() {
+        if !includes_arduino_h(bytes) {
+            merged.extend_from_slice(b"#include <Arduino.h>\n");
         }
+        line_1(&mut merged, main);
+    }
+    for (path, bytes) in parts {
+        line_1(&mut merged, path);
+        merged.extend_from_slice(bytes);
+        merged.push(b'\n');
     }
     match String::from_utf8(merged) {
         Ok(text) => crate::prototypes::add_prototypes(&text).into_bytes(),
@@ -138,6 +150,19 @@ pub fn merge_inos(parts: &[(PathBuf, Vec<u8>)]) -> Vec<u8> {
             out.chars().map(|c| c as u32 as u8).collect()
         }
     }
+}
+
+/// Whether a line of the text is `#include <Arduino.h>` (or `"Arduino.h"`), spaces
+/// allowed around `#`. A plain line test, not a preprocessor: the reference builder
+/// decides the same way, so a commented-out include counts too.
+fn includes_arduino_h(text: &[u8]) -> bool {
+    text.split(|&b| b == b'\n').any(|line| {
+        let line = String::from_utf8_lossy(line);
+        let Some(rest) = line.trim_start().strip_prefix('#') else { return false };
+        let Some(rest) = rest.trim_start().strip_prefix("include") else { return false };
+        let rest = rest.trim_start();
+        rest.starts_with("<Arduino.h>") || rest.starts_with("\"Arduino.h\"")
+    })
 }
 
 fn is_source_or_header(p: &Path) -> bool {
@@ -297,6 +322,24 @@ mod tests {
         let one = t.path().join("a/One");
         let v = expand_arguments(&[one.clone(), one.join("One.ino"), t.path().join("a")]).unwrap();
         assert_eq!(v, vec![one]);
+    }
+
+    #[test]
+    fn merge_layout_is_the_reference_builders() {
+        let parts = vec![(PathBuf::from("/s/M/M.ino"), b"void setup() {}\nvoid loop() {}".to_vec()), (PathBuf::from("/s/M/b.ino"), b"int b;\n".to_vec())];
+        let out = String::from_utf8(merge_inos(&parts)).unwrap();
+        assert!(
+            out.starts_with("#include <Arduino.h>\n#line 1 \"/s/M/M.ino\"\n#line 1 \"/s/M/M.ino\"\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("void loop() {}\n#line 1 \"/s/M/b.ino\"\nint b;\n\n"), "{out}");
+        // A sketch that includes Arduino.h itself gets no second include.
+        for own in ["#include <Arduino.h>", "  #  include \"Arduino.h\""] {
+            let parts = vec![(PathBuf::from("/s/A/A.ino"), format!("{own}\nvoid setup() {{}}\nvoid loop() {{}}\n").into_bytes())];
+            let out = String::from_utf8(merge_inos(&parts)).unwrap();
+            assert!(out.starts_with("#line 1 \"/s/A/A.ino\"\n#line 1 \"/s/A/A.ino\"\n"), "{out}");
+        }
+        assert!(!includes_arduino_h(b"#include <Arduino.hpp>\n// include Arduino.h\n"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
@@ -69,6 +70,9 @@ pub fn not_installed(path: &Path) -> Error {
 #[derive(Default)]
 pub struct Toolchain {
     probed: Mutex<HashMap<PathBuf, Compiler>>,
+    /// Probe processes started (`--version`, `-E -v`, `-dM -E`): part of the run's
+    /// `tool_processes`, which promises to count every process fbuild starts.
+    started: AtomicUsize,
 }
 
 fn file_stamp(path: &Path) -> Result<(PathBuf, u64, i128)> {
@@ -100,6 +104,17 @@ impl Toolchain {
         Toolchain::default()
     }
 
+    /// Processes the probes have started so far.
+    pub fn processes_started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Run a probe, counting it.
+    fn output(&self, cmd: &mut Command) -> std::io::Result<std::process::Output> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        cmd.output()
+    }
+
     pub fn probe(&self, path: &Path, store: Option<&Store>) -> Result<Compiler> {
         if let Some(c) = self.probed.lock().unwrap().get(path) {
             return Ok(c.clone());
@@ -110,7 +125,7 @@ impl Toolchain {
         let version = match cached {
             Some(v) => v,
             None => {
-                let out = Command::new(path).arg("--version").output().map_err(|_| not_installed(path))?;
+                let out = self.output(Command::new(path).arg("--version")).map_err(|_| not_installed(path))?;
                 let v = String::from_utf8_lossy(&out.stdout).into_owned();
                 if let Some(s) = store {
                     let _ = s.put_record("toolchain", &record_key, v.as_bytes());
@@ -121,7 +136,7 @@ impl Toolchain {
         let mut h = Hasher::new("compiler-binary-v1");
         h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes()).str(&version);
         let binary = h.finish();
-        let system_dirs = search_dirs(path, &binary, store);
+        let system_dirs = self.search_dirs(path, &binary, store);
         let mut h = Hasher::new("compiler-identity-v2");
         h.bytes(&binary);
         for dir in &system_dirs {
@@ -133,25 +148,27 @@ impl Toolchain {
     }
 }
 
-/// Ask the compiler for its include search list once (`-E -v` on an empty input);
-/// remembered in the store under the compiler binary's identity.
-fn search_dirs(path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Vec<PathBuf> {
-    let mut h = Hasher::new("system-includes-v2");
-    h.bytes(binary);
-    let key = h.finish();
-    let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
-        Some(b) => String::from_utf8_lossy(&b).into_owned(),
-        None => {
-            let out = Command::new(path).args(["-x", "c++", "-E", "-v", "-"]).stdin(std::process::Stdio::null()).output();
-            let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
-            let dirs = parse_search_list(&text).join("\n");
-            if let Some(s) = store {
-                let _ = s.put_record("toolchain", &key, dirs.as_bytes());
+impl Toolchain {
+    /// Ask the compiler for its include search list once (`-E -v` on an empty input);
+    /// remembered in the store under the compiler binary's identity.
+    fn search_dirs(&self, path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Vec<PathBuf> {
+        let mut h = Hasher::new("system-includes-v2");
+        h.bytes(binary);
+        let key = h.finish();
+        let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => {
+                let out = self.output(Command::new(path).args(["-x", "c++", "-E", "-v", "-"]).stdin(std::process::Stdio::null()));
+                let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+                let dirs = parse_search_list(&text).join("\n");
+                if let Some(s) = store {
+                    let _ = s.put_record("toolchain", &key, dirs.as_bytes());
+                }
+                dirs
             }
-            dirs
-        }
-    };
-    text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+        };
+        text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+    }
 }
 
 /// Hash every file below `dir` by relative name, size and mtime (a few hundred
@@ -190,11 +207,7 @@ impl Toolchain {
         if let Some(b) = store.and_then(|s| s.get_record("toolchain", &key)) {
             return String::from_utf8_lossy(&b).into_owned();
         }
-        let out = Command::new(&compiler.path)
-            .args(flags)
-            .args(["-dM", "-E", "-x", "c++", "-"])
-            .stdin(std::process::Stdio::null())
-            .output();
+        let out = self.output(Command::new(&compiler.path).args(flags).args(["-dM", "-E", "-x", "c++", "-"]).stdin(std::process::Stdio::null()));
         let text = match out {
             Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
             _ => return String::new(), // unknown: scanning just stays a superset

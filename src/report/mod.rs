@@ -122,7 +122,8 @@ pub struct Totals {
     pub objects_compiled: usize,
     pub objects_cached: usize,
     pub links_run: usize,
-    /// Every tool process fbuild started (compilers, ar, linker, objcopy, size, hooks).
+    /// Every process fbuild started (compilers, ar, linker, objcopy, size, hooks, and
+    /// the toolchain probes).
     pub tool_processes: usize,
 }
 

@@ -166,7 +166,7 @@ impl ReferenceSpec {
     }
 
     /// The key of everything but the sketch, hashed once per spec.
-    fn key(&self) -> String {
+    pub fn key(&self) -> String {
         let mut h = blake3::Hasher::new();
         h.update(b"fbuild-reference-v2\0");
         let version = Command::new("arduino-builder").arg("-version").output().expect("arduino-builder is installed (scripts/setup.sh)");
@@ -312,4 +312,35 @@ pub fn reference_builds_with(spec: &ReferenceSpec, sketches: &[PathBuf]) -> Vec<
         }
     });
     results.into_iter().map(|m| m.into_inner().unwrap().unwrap()).collect()
+}
+
+/// Say that a test could not run on this machine. libtest has no runtime skip, so
+/// the test passes as far as libtest knows; scripts/cargo-tests.sh counts this line
+/// (written past libtest's output capture) as a skipped test instead of a passed one.
+pub fn report_skipped(test: &str, why: &str) {
+    let line = format!("fbuild-test-skipped: {test}: {why}\n");
+    // SAFETY: writes a valid buffer to stderr.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+    }
+}
+
+/// A compiler.path folder whose tools (avr-gcc, avr-g++, avr-gcc-ar, avr-objcopy,
+/// avr-size) each append one line (`TOOL ARGS`) to `log`, then exec the real tool
+/// in /usr/bin: a record of every toolchain process, kept outside fbuild.
+pub fn recording_toolchain(dir: &Path, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for tool in ["avr-gcc", "avr-g++", "avr-gcc-ar", "avr-objcopy", "avr-size"] {
+        let p = dir.join(tool);
+        let script = format!("#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexec /usr/bin/{tool} \"$@\"\n", log.display());
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// Lines in a file (0 when it does not exist).
+pub fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
 }
