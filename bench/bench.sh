@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
 # Benchmark fbuild against arduino-builder on the 81 built-in examples for uno,
 # and simavr smoke runs of the 100 examples.
-# Prints TSV on stdout: case, wall seconds, ratio to cold compile-many.
+# Prints TSV on stdout: case, wall seconds, ratio to cold compile-many, exit status,
+# sketches built, and the check of both. A case is timed only if it built what it
+# should: its exit status must match its results, and it must build as many sketches
+# as arduino-builder does (a broken build is fast; it must not pass as a fast time).
+# Any broken case makes the script exit 1, after the table.
 #   bench/bench.sh            the timing cases
 #   bench/bench.sh --memory   also peak RSS for 81 vs 810 sketches
+#   --corpus DIR              another set of sketches (default: corpus/examples)
+#   --fbuild BIN              time this fbuild binary instead of building one
 # Every cold case starts from an empty cache and output folder.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
+memory="" corpus="$repo/corpus/examples" F=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --memory) memory=1 ;;
+    --corpus) corpus="$(cd "$2" && pwd)"; shift ;;
+    --fbuild) F="$2"; shift ;;
+    *) echo "bench: unknown argument $1 (see the comment at the top of bench/bench.sh)" >&2; exit 2 ;;
+  esac
+  shift
+done
 scripts/setup.sh >/dev/null
-cargo build --release --quiet
-F="$repo/target/release/fbuild"
-corpus="$repo/corpus/examples"
+if [ -z "$F" ]; then
+  cargo build --release --quiet
+  F="$repo/target/release/fbuild"
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mapfile -t sketches < <(find "$corpus" -name '*.ino' -printf '%h\n' | sort | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }')
@@ -20,13 +37,36 @@ export CI=true
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc; }
 
-# run NAME COMMAND...: time one case, remember its wall time.
-declare -A wall
+# run NAME COMMAND...: time one case, remember its wall time and exit status. Its
+# output goes to $work/NAME.log, shown when the case is broken.
+declare -A wall status built
 run() {
   local name="$1"; shift
   local t0; t0=$(now)
-  "$@" >/dev/null 2>&1 || true
+  local rc=0
+  "$@" >"$work/$name.log" 2>&1 || rc=$?
   wall[$name]=$(elapsed "$t0")
+  status[$name]=$rc
+}
+
+# ok_of RESULTS: sketches built, from a compile-many results.json (-1 when missing).
+ok_of() {
+  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['ok'])" "$1" 2>/dev/null || echo -1
+}
+failed_of() {
+  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['failed'])" "$1" 2>/dev/null || echo -1
+}
+# compile_many_case NAME OUT: compile-many exits 1 exactly when a sketch failed.
+compile_many_case() {
+  if [ ! -f "$2/results.json" ]; then
+    built[$1]=0
+    status[$1]="${status[$1]}, no results.json"
+    return
+  fi
+  built[$1]=$(ok_of "$2/results.json")
+  local want=0
+  [ "$(failed_of "$2/results.json")" -gt 0 ] && want=1
+  [ "${status[$1]}" = "$want" ] || status[$1]="${status[$1]}, expected $want"
 }
 
 fresh() { rm -rf "${work:?}/${1:?}"; mkdir -p "$work/$1"; echo "$work/$1"; }
@@ -35,25 +75,33 @@ cm_default() { FBUILD_CACHE_DIR="$(fresh c1)" "$F" compile-many -q --out "$(fres
 cm_narrow() { FBUILD_CACHE_DIR="$(fresh c2)" "$F" compile-many -q --framework-jobs 1 --sketch-jobs 2 --out "$(fresh o2)" "$corpus"; }
 build_loop() {
   local cache; cache="$(fresh c3)"; local out; out="$(fresh o3)"
-  for s in "${sketches[@]}"; do FBUILD_CACHE_DIR="$cache" "$F" build -q --out "$out" "$s" || true; done
+  local n=0
+  for s in "${sketches[@]}"; do
+    if FBUILD_CACHE_DIR="$cache" "$F" build -q --out "$out" "$s"; then n=$((n + 1)); fi
+  done
+  echo "$n" > "$work/built_c"
 }
 ab_one() {
   local core; core="$(fresh abcore1)"
+  local n=0
   for s in "${sketches[@]}"; do
     local b; b="$(fresh ab1)"
     arduino-builder -compile -hardware /usr/share/arduino/hardware -hardware /usr/share/arduino-builder -tools /usr/bin \
       -fqbn arduino:avr:uno -build-path "$b" -build-cache "$core" \
-      -prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__ "$s/$(basename "$s").ino" || true
+      -prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__ "$s/$(basename "$s").ino" && n=$((n + 1))
   done
+  echo "$n" > "$work/built_d"
 }
 ab_xargs() {
   local core; core="$(fresh abcore2)"
   # shellcheck disable=SC2016 # the inner script expands its own arguments
+  : > "$work/built_e_list"
   printf '%s\n' "${sketches[@]}" | xargs -P 2 -I{} sh -c '
     b=$(mktemp -d -p "$1"); n=$(basename "$2")
-    arduino-builder -compile -hardware /usr/share/arduino/hardware -hardware /usr/share/arduino-builder -tools /usr/bin \
+    if arduino-builder -compile -hardware /usr/share/arduino/hardware -hardware /usr/share/arduino-builder -tools /usr/bin \
       -fqbn arduino:avr:uno -build-path "$b" -build-cache "$3" \
-      -prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__ "$2/$n.ino" >/dev/null 2>&1 || true' _ "$work" {} "$core"
+      -prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__ "$2/$n.ino" >/dev/null 2>&1; then echo "$2" >> "$1/built_e_list"; fi' _ "$work" {} "$core"
+  wc -l < "$work/built_e_list" > "$work/built_e"
 }
 # Warm cases reuse case a's cache (c1) and output folder (o1).
 warm_same() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --out "$work/o1" "$corpus"; }
@@ -61,32 +109,70 @@ warm_fresh_out() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --out "$(fre
 edit_one() {
   FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --out "$work/o5" "$work/copy"
 }
-build_blink_warm() { FBUILD_CACHE_DIR="$work/c1" "$F" build -q --out "$work/o1" "$corpus/01.Basics/Blink"; }
+build_first_warm() { FBUILD_CACHE_DIR="$work/c1" "$F" build -q --out "$work/o1" "${sketches[0]}"; }
 
 run a_compile_many_cold cm_default
-cp "$work/o1/results.json" "$work/a_results.json"
-cp "$work/o1/phases.tsv" "$work/a_phases.tsv"
+compile_many_case a_compile_many_cold "$work/o1"
+cp "$work/o1/results.json" "$work/a_results.json" 2>/dev/null || echo '{"sketches": []}' > "$work/a_results.json"
+cp "$work/o1/phases.tsv" "$work/a_phases.tsv" 2>/dev/null || printf 'phase\tseconds\tcount\nstage2_sketches\t0\t0\n' > "$work/a_phases.tsv"
 run b_compile_many_fj1_sj2_cold cm_narrow
+compile_many_case b_compile_many_fj1_sj2_cold "$work/o2"
 run c_build_loop_cold build_loop
+built[c_build_loop_cold]=$(cat "$work/built_c")
 run d_arduino_builder_one_at_a_time ab_one
+built[d_arduino_builder_one_at_a_time]=$(cat "$work/built_d")
 run e_arduino_builder_xargs_P2 ab_xargs
+built[e_arduino_builder_xargs_P2]=$(cat "$work/built_e")
 run f_compile_many_warm_nothing_changed warm_same
+compile_many_case f_compile_many_warm_nothing_changed "$work/o1"
 run g_compile_many_warm_cache_fresh_out warm_fresh_out
+compile_many_case g_compile_many_warm_cache_fresh_out "$work/o4"
 cp -r "$corpus" "$work/copy"
 FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --out "$work/o5" "$work/copy" >/dev/null 2>&1 || true
-echo "// bench edit $(date +%s%N)" >> "$work/copy/01.Basics/Blink/Blink.ino"
+edited="$(find "$work/copy" -name '*.ino' | sort | head -1)"
+echo "// bench edit $(date +%s%N)" >> "$edited"
 run h_compile_many_after_editing_one_sketch edit_one
-# i: median of five warm `fbuild build` runs of Blink.
+compile_many_case h_compile_many_after_editing_one_sketch "$work/o5"
+# i: median of five warm `fbuild build` runs of the first sketch; each must succeed.
 times=()
-for _ in 1 2 3 4 5; do run i_tmp build_blink_warm; times+=("${wall[i_tmp]}"); done
-unset 'wall[i_tmp]'
-wall[i_build_blink_warm_median_of_5]=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
-
-base=${wall[a_compile_many_cold]}
-printf 'case\twall_s\tratio_to_compile_many_cold\n'
-for k in $(printf '%s\n' "${!wall[@]}" | sort); do
-  printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
+i_status=0
+for _ in 1 2 3 4 5; do
+  run i_tmp build_first_warm
+  times+=("${wall[i_tmp]}")
+  [ "${status[i_tmp]}" = 0 ] || i_status="${status[i_tmp]}"
 done
+unset 'wall[i_tmp]' 'status[i_tmp]'
+wall[i_build_warm_median_of_5]=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
+status[i_build_warm_median_of_5]=$i_status
+built[i_build_warm_median_of_5]=$([ "$i_status" = 0 ] && echo 1 || echo 0)
+
+# Checks: every case exited as it should, and built what arduino-builder built
+# (case i builds one sketch). arduino-builder must have built something at all.
+want=${built[d_arduino_builder_one_at_a_time]}
+broken=0
+base=${wall[a_compile_many_cold]}
+printf 'case\twall_s\tratio_to_compile_many_cold\texit\tbuilt\tcheck\n'
+for k in $(printf '%s\n' "${!wall[@]}" | sort); do
+  expect=$want
+  [ "$k" = i_build_warm_median_of_5 ] && expect=1
+  check=ok
+  case "${status[$k]}" in
+    0|1) ;;
+    *) check="BROKEN: exit ${status[$k]}" ;;
+  esac
+  if [ "$check" = ok ] && { [ "$want" -le 0 ] || [ "${built[$k]}" != "$expect" ]; }; then
+    check="BROKEN: built ${built[$k]}, arduino-builder built $want"
+  fi
+  if [ "$check" != ok ]; then
+    broken=$((broken + 1))
+    { echo "bench: case $k is broken ($check); its output:"; tail -5 "$work/$k.log" 2>/dev/null; } >&2
+  fi
+  printf '%s\t%.3f\t%.2f\t%s\t%s\t%s\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)" "${status[$k]%%,*}" "${built[$k]}" "$check"
+done
+if [ "$broken" -gt 0 ]; then
+  echo "bench: $broken case(s) broken: their times mean nothing" >&2
+  exit 1
+fi
 
 # Stage-2 efficiency of case a: wall vs (sum of per-sketch stage-2 time / sketch jobs).
 python3 - "$work" <<'PY'
@@ -131,7 +217,7 @@ print(f"smoke_run_1s_wall_s\t{wall:.2f}")
 print(f"smoke_run_1s_simulated_s_per_wall_s\t{simulated / wall if wall else 0:.2f}")
 PY
 
-if [ "${1:-}" = "--memory" ]; then
+if [ -n "$memory" ]; then
   mkdir -p "$work/many"
   for i in $(seq 0 9); do cp -r "$corpus" "$work/many/copy$i"; done
   rss() { { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null || true; } | tail -1; }

@@ -693,9 +693,13 @@ fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Opt
         let _ = std::fs::remove_file(&job.object);
         // Only an ordinary compile error (a diagnostic at a file and line) is worth
         // remembering: not a crash, an unwritable output or an interruption, which
-        // may not happen again.
+        // may not happen again. An output folder that vanished mid-compile makes GCC
+        // report "opening dependency file ...: No such file or directory" at a file
+        // and line, so the source and the object's folder must still be there.
         let ordinary = out.signal.is_none()
             && !env.runner.interrupted()
+            && job.source.is_file()
+            && job.object.parent().is_some_and(Path::is_dir)
             && diagnostics::parse(&out.text).iter().any(|d| d.severity == "error");
         if let (true, Some(k)) = (ordinary, failure_key) {
             env.cache.record_failure(&k, &out.text);

@@ -478,15 +478,20 @@ fn same_folder_name_in_two_places_builds_into_two_output_folders() {
     let hb = std::fs::read(firmware(sb, "hex", e.path())).unwrap();
     assert!(ha != hb, "different code, same firmware: one sketch overwrote the other");
 
-    // Each matches what a build of it alone gives.
+    // Each matches what a build of it alone gives: its own cache and output folder,
+    // so the firmware is compiled and linked again, not a copy of the entry above.
     for (dir, hex) in [(&a, &ha), (&b, &hb)] {
         let alone = TempDir::new().unwrap();
-        let mut c = fbuild(&e.cache());
-        c.arg("compile-many").arg("--out").arg(alone.path()).arg(dir);
+        let out = alone.path().join("out");
+        let mut c = fbuild(&alone.path().join("cache"));
+        c.arg("compile-many").arg("--out").arg(&out).arg(dir);
         let r = run(c);
         assert_eq!(r.code, Some(0), "{}", r.describe());
-        let v = results(&alone.path().join("results.json"));
+        let v = results(&out.join("results.json"));
         let s = &v["sketches"][0];
-        assert!(&std::fs::read(firmware(s, "hex", alone.path())).unwrap() == hex, "{} differs when built alone", dir.display());
+        assert_eq!(s["status"], "ok");
+        assert_eq!(v["cache"]["hits"], 0, "built alone means from nothing: {}", v["cache"]);
+        assert!(v["totals"]["links_run"].as_u64() == Some(1), "{}", v["totals"]);
+        assert!(&std::fs::read(firmware(s, "hex", &out)).unwrap() == hex, "{} differs when built alone", dir.display());
     }
 }

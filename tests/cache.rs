@@ -13,8 +13,11 @@ fn many(cache: &Path, cwd: &Path, out: &Path, extra: &[&str], sketches: &[PathBu
     args.extend(sketches.iter().map(|p| p.display().to_string()));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = fbuild(cache, cwd, &argv);
-    assert!(run.code <= 1, "exit {}: {}", run.code, run.stderr);
-    read_json(&out.join("results.json"))
+    let r = read_json(&out.join("results.json"));
+    // Exit 1 only when results.json says a sketch failed, 0 only when none did.
+    let failed = r["totals"]["failed"].as_u64().unwrap();
+    assert_eq!(run.code, if failed > 0 { 1 } else { 0 }, "exit {} with {failed} failed: {}", run.code, run.stderr);
+    r
 }
 
 fn compiled(r: &Value) -> u64 {
@@ -29,14 +32,33 @@ fn processes(r: &Value) -> u64 {
     r["totals"]["tool_processes"].as_u64().unwrap()
 }
 
+fn ok(r: &Value) -> u64 {
+    r["totals"]["ok"].as_u64().unwrap()
+}
+
+/// Every sketch's .hex, by sketch path; every sketch must have built.
 fn hexes(r: &Value) -> std::collections::BTreeMap<String, Vec<u8>> {
-    r["sketches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["status"] == "ok")
-        .map(|s| (s["path"].as_str().unwrap().to_string(), std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap()))
-        .collect()
+    let all = r["sketches"].as_array().unwrap();
+    assert!(!all.is_empty() && all.iter().all(|s| s["status"] == "ok"), "every sketch should have built: {r}");
+    all.iter().map(|s| (s["path"].as_str().unwrap().to_string(), std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap())).collect()
+}
+
+/// Two runs of the same sketches: the same sketches, the same statuses, and
+/// byte-identical .hex files for those that built. Returns how many were compared.
+fn same_firmware(a: &Value, b: &Value) -> usize {
+    let (a, b) = (sketches_by_path(a), sketches_by_path(b));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "different sketch sets");
+    let mut compared = 0;
+    for (path, ra) in &a {
+        let rb = &b[path];
+        assert_eq!(ra["status"], rb["status"], "{path}");
+        if ra["status"] == "ok" {
+            let read = |r: &Value| std::fs::read(r["firmware"]["hex"].as_str().unwrap()).unwrap();
+            assert!(read(ra) == read(rb), "{path}: .hex differs");
+            compared += 1;
+        }
+    }
+    compared
 }
 
 #[test]
@@ -45,6 +67,7 @@ fn warm_runs_start_no_compiler_or_linker() {
     let cache = t.path().join("cache");
     let sketches = sketch_dirs(&corpus());
     let cold = many(&cache, t.path(), &t.path().join("out"), &[], &sketches);
+    assert_eq!(ok(&cold), 68, "68 of the 81 examples build on uno");
     assert!(compiled(&cold) > 80 && links(&cold) >= 68);
     // Same output folder, nothing changed: nothing runs at all.
     let warm = many(&cache, t.path(), &t.path().join("out"), &[], &sketches);
@@ -56,7 +79,7 @@ fn warm_runs_start_no_compiler_or_linker() {
     assert_eq!(compiled(&second), 0);
     assert_eq!(links(&second), 0);
     assert!(second["sketches"].as_array().unwrap().iter().filter(|s| s["status"] == "ok").all(|s| s["link"] == "cached"));
-    assert_eq!(hexes(&second).into_values().collect::<Vec<_>>(), hexes(&cold).into_values().collect::<Vec<_>>());
+    assert_eq!(same_firmware(&second, &cold), 68);
     // The failing sketches fail the same way from the cache's point of view too.
     assert_eq!(second["totals"]["failed"], cold["totals"]["failed"]);
 }
@@ -105,7 +128,7 @@ fn header_changes_rebuild_exactly_their_dependents() {
     let out = t.path().join("out");
     let flags = ["--board", board, "--hardware", hw.to_str().unwrap()];
     let cold = many(&cache, t.path(), &out, &flags, &sketches);
-    assert_eq!(cold["totals"]["failed"], 0, "{cold}");
+    assert_eq!(ok(&cold), 2, "{cold}");
     let before = hexes(&cold);
 
     // 1. The sketch's own header: one compile, one link.
@@ -155,6 +178,7 @@ fn build_property_and_board_changes_rebuild_and_switching_back_hits() {
     assert_eq!(processes(&back), 0);
     assert_eq!(back["stage1_key"], base["stage1_key"]);
     assert_eq!(hexes(&back), hexes(&base));
+    assert_eq!(ok(&back), 2);
 }
 
 /// Fault injection: a real avr-gcc cannot change its version in place, so a wrapper
@@ -190,6 +214,7 @@ fn a_different_compiler_version_rebuilds_everything() {
     let b = many(&cache, t.path(), &out, &["--build-property", &prop], &sketches);
     assert!(compiled(&b) >= 26, "a new compiler identity misses every object: {}", compiled(&b));
     assert_eq!(hexes(&a), hexes(&b));
+    assert_eq!(ok(&b), 1);
 }
 
 fn cache_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -234,7 +259,7 @@ fn corrupt_cache_entries_are_detected_and_rebuilt() {
     let r = many(&cache, t.path(), &t.path().join("out1"), &[], &sketches);
     assert!(compiled(&r) >= 26, "damaged objects are rebuilt, not used");
     assert_eq!(links(&r), 1, "a damaged link entry is not used");
-    assert_eq!(hexes(&r).into_values().collect::<Vec<_>>(), hexes(&clean).into_values().collect::<Vec<_>>());
+    assert_eq!(same_firmware(&r, &clean), 1);
 }
 
 #[test]
@@ -261,14 +286,52 @@ fn no_cache_flag_and_cache_commands() {
     assert_eq!(s["entries"], 0);
 }
 
+fn cache_stats(cache: &Path) -> Value {
+    let r = fbuild(cache, cache.parent().unwrap(), &["cache", "stats", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// The bound holds, and it holds by dropping the least recently used entries: a
+/// cache that stored nothing, or dropped the newest, fails here.
 #[test]
-fn cache_size_bound_evicts() {
+fn cache_size_bound_evicts_least_recently_used_first() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("cache");
     let sketches = vec![example("01.Basics/Blink")];
-    many(&cache, t.path(), &t.path().join("o1"), &["--cache-max-size", "100K"], &sketches);
-    let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats", "--json"]).stdout).unwrap();
-    assert!(s["bytes"].as_u64().unwrap() <= 100 * 1024, "{s}");
+    let flags_a = ["--build-property", "build.extra_flags=-DEVICT_CONFIG=1"];
+    let flags_b = ["--build-property", "build.extra_flags=-DEVICT_CONFIG=2"];
+    // Configuration A, unbounded: every object, archive and link result is stored.
+    let a = many(&cache, t.path(), &t.path().join("a"), &flags_a, &sketches);
+    assert_eq!(a["totals"]["ok"], 1);
+    let s = cache_stats(&cache);
+    let (entries_a, bytes_a) = (s["entries"].as_u64().unwrap(), s["bytes"].as_u64().unwrap());
+    assert!(entries_a >= 27 && bytes_a > 0, "the cache stored what configuration A built: {s}");
+    assert!(s["total"]["namespaces"]["object"]["stores"].as_u64().unwrap() >= 26, "{s}");
+
+    // Configuration B (every object differs) under a bound that holds B but not A and B:
+    // A's entries, used least recently, must go, and B's stay.
+    let bound = bytes_a * 3 / 2;
+    let bound_arg = bound.to_string();
+    let mut bounded_b: Vec<&str> = flags_b.to_vec();
+    bounded_b.extend(["--cache-max-size", bound_arg.as_str()]);
+    let b = many(&cache, t.path(), &t.path().join("b"), &bounded_b, &sketches);
+    assert_eq!(b["totals"]["ok"], 1);
+    assert!(compiled(&b) >= 26, "B shares no object with A: {}", compiled(&b));
+    let s = cache_stats(&cache);
+    let (entries, bytes) = (s["entries"].as_u64().unwrap(), s["bytes"].as_u64().unwrap());
+    assert!(bytes <= bound, "{bytes} bytes kept, bound {bound}: {s}");
+    assert!(entries >= 27 && bytes >= bytes_a / 2, "eviction kept B's entries, not an empty cache: {s}");
+    assert!(entries < 2 * entries_a, "some of A's {entries_a} entries were evicted: {entries} left");
+
+    // B, the most recently used, is whole: nothing compiles or links, same firmware.
+    let b2 = many(&cache, t.path(), &t.path().join("b2"), &flags_b, &sketches);
+    assert_eq!((compiled(&b2), links(&b2)), (0, 0), "B lost entries to eviction while A's were older");
+    assert_eq!(same_firmware(&b2, &b), 1);
+    // A lost entries: it compiles again, and still builds the same firmware.
+    let a2 = many(&cache, t.path(), &t.path().join("a2"), &flags_a, &sketches);
+    assert!(compiled(&a2) >= 1, "A's entries were the least recently used, so they went first");
+    assert_eq!(same_firmware(&a2, &a), 1);
 }
 
 #[test]
@@ -335,4 +398,5 @@ fn a_changed_system_header_is_never_served_stale() {
     let changed = many(&cache, t.path(), &t.path().join("out2"), &flags, &[sk.clone()]);
     assert!(compiled(&changed) >= 1, "the sketch must be recompiled");
     assert_ne!(hexes(&changed).into_values().next(), hexes(&first).into_values().next(), "new delay, new firmware");
+    assert_eq!(ok(&changed), 1);
 }
