@@ -15,7 +15,7 @@ use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash, Hasher};
 use crate::library::{self, IncludeCache, LibraryIndex, LibrarySources};
 use crate::objcache::{combine_key, normalize_args, ObjectCache};
-use crate::plan::{self, CompileJob, Context, Lang, Sizes};
+use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::platform::{self, Board};
 use crate::report::{self, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
 use crate::sketch::Sketch;
@@ -309,8 +309,7 @@ pub fn run(req: &Request) -> Result<Report> {
     let mut units: Vec<Unit> = Vec::new();
     {
         let core_dir = fw_dir.join("core");
-        let mut core_sources = collect_sources(&core_path);
-        plan::reference_order(&mut core_sources);
+        let core_sources = plan::core_sources(&core_path);
         let core_includes = framework_dirs.clone();
         let mut jobs = Vec::new();
         for s in &core_sources {
@@ -319,8 +318,7 @@ pub fn run(req: &Request) -> Result<Report> {
         }
         let mut link_objects = Vec::new();
         if let Some(vp) = &variant_path {
-            let mut vs = collect_sources(vp);
-            plan::reference_order(&mut vs);
+            let vs = plan::core_sources(vp);
             for s in &vs {
                 let rel = s.strip_prefix(vp).unwrap_or(s);
                 let obj = object_path(&core_dir.join("variant"), rel);
@@ -513,23 +511,6 @@ fn object_path(dir: &Path, rel: &Path) -> PathBuf {
     let mut name = rel.as_os_str().to_owned();
     name.push(".o");
     dir.join(name)
-}
-
-fn collect_sources(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.filter_map(|e| e.ok()) {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if Lang::of(&p).is_some() {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Run `f` over `items` with `jobs` threads; results keep the input order.
