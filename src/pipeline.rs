@@ -1005,18 +1005,29 @@ fn bootloader_file(props: &crate::properties::Properties) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// `<project>.with_bootloader.hex`, as arduino-builder writes it: the sketch's Intel
-/// HEX records without its end-of-file record, then the bootloader's, one per line.
+/// `<project>.with_bootloader.hex`, byte for byte as arduino-builder writes it: both
+/// files split into rows at `\n` (CRLF read as LF), the sketch's last two rows (its
+/// end-of-file record and the empty row after it) dropped, the bootloader's rows
+/// appended, all joined with `\n`. A binary bootloader (SAMD's `.bin`) is appended
+/// the same way, as the reference does.
 fn merge_bootloader(sketch_hex: &Path, bootloader: &Path, out: &Path) -> std::result::Result<(), String> {
-    let read = |p: &Path| std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| format!("{}: {e}", p.display()));
-    let sketch = read(sketch_hex)?;
-    let boot = read(bootloader)?;
-    let mut lines: Vec<&str> = sketch.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines.pop();
-    lines.extend(boot.lines().map(str::trim).filter(|l| !l.is_empty()));
-    let mut text = lines.join("\n");
-    text.push('\n');
-    report::write_atomic(out, text.as_bytes()).map_err(|e| e.to_string())
+    let rows = |p: &Path| -> std::result::Result<Vec<Vec<u8>>, String> {
+        let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut lf = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+            lf.push(bytes[i]);
+            i += 1;
+        }
+        Ok(lf.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect())
+    };
+    let mut merged = rows(sketch_hex)?;
+    merged.truncate(merged.len().saturating_sub(2));
+    merged.extend(rows(bootloader)?);
+    report::write_atomic(out, &merged.join(&b'\n')).map_err(|e| e.to_string())
 }
 
 /// `<project>.elf`, `.hex`, `.eep`, `.bin`, ...: what link and objcopy made.
