@@ -161,6 +161,8 @@ pub fn load(req: &Request) -> Result<Loaded> {
         props.set(k.clone(), v.clone());
     }
     plan::check_recipes(&props, &board.platform.path.join("platform.txt"))?;
+    let platform_id = format!("{}:{}", board.platform.vendor, board.platform.arch);
+    crate::runtime_tools::check_referenced(&props, &platform_id, crate::runtime_tools::packages_dir().as_deref())?;
 
     let store = match &req.cache_dir {
         None => None,
