@@ -378,7 +378,7 @@ pub fn run(req: &Request) -> Result<Report> {
         let build = dir.join("sketch");
         let mut sources: Vec<PathBuf> = vec![merged.clone()];
         sources.extend(sketch.sources().map(|rel| build.join(rel)));
-        plan::reference_order(&mut sources);
+        plan::sketch_order(&mut sources, &build);
         let mut jobs = Vec::new();
         for s in &sources {
             let rel = s.strip_prefix(&build).unwrap_or(s);

@@ -108,6 +108,28 @@ pub fn core_sources(dir: &Path) -> Vec<PathBuf> {
     by_lang.concat()
 }
 
+/// Sort a sketch's sources (in its build folder `root`) the way the reference compiles
+/// and links them: the root folder's own files (`.S`, `.c`, `.cpp`, each by name),
+/// then everything below (`src/`) one language at a time over that tree, as a core.
+pub fn sketch_order(sources: &mut [PathBuf], root: &Path) {
+    let rank = |p: &Path| Lang::of(p).map(Lang::link_rank).unwrap_or(9);
+    sources.sort_by(|a, b| {
+        let (a_top, b_top) = (a.parent() == Some(root), b.parent() == Some(root));
+        b_top.cmp(&a_top).then_with(|| rank(a).cmp(&rank(b))).then_with(|| files_then_folders(a, b))
+    });
+}
+
+/// Tree-walk order: at the first differing level a file comes before a subfolder;
+/// otherwise by name.
+fn files_then_folders(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let ca: Vec<_> = a.components().collect();
+    let cb: Vec<_> = b.components().collect();
+    let common = ca.iter().zip(&cb).take_while(|(x, y)| x == y).count();
+    let a_file = common + 1 == ca.len();
+    let b_file = common + 1 == cb.len();
+    b_file.cmp(&a_file).then_with(|| ca[common..].cmp(&cb[common..]))
+}
+
 /// Visit a folder's files (by name), then each subfolder (by name), recursively.
 fn walk_files_then_folders(dir: &Path, visit: &mut dyn FnMut(&Path)) {
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
@@ -286,6 +308,20 @@ mod tests {
         assert_eq!(
             got,
             vec!["pulse_asm.S", "WInterrupts.c", "wiring.c", "USB/samd21_host.c", "compact/dtostrf.c", "main.cpp", "USB/CDC.cpp", "api/String.cpp"]
+        );
+    }
+
+    #[test]
+    fn sketch_order_takes_the_root_then_src_one_language_at_a_time() {
+        let mut v: Vec<PathBuf> = ["/b/S.ino.cpp", "/b/src/inner/inner.cpp", "/b/src/inner/c/inner_c.c", "/b/a.c", "/b/src/z.S", "/b/src/inner/x.c", "/b/B.cpp"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        sketch_order(&mut v, Path::new("/b"));
+        let s: Vec<String> = v.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            s,
+            vec!["/b/a.c", "/b/B.cpp", "/b/S.ino.cpp", "/b/src/z.S", "/b/src/inner/x.c", "/b/src/inner/c/inner_c.c", "/b/src/inner/inner.cpp"]
         );
     }
 
