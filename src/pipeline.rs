@@ -892,9 +892,15 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
     }
     let _ = std::fs::remove_file(&stamp);
 
-    // Compile (or fetch) this sketch's own translation units.
+    // Compile (or fetch) this sketch's own translation units, the merged sketch first:
+    // a missing header is reported where the reference's discovery meets it first (it
+    // reads the merged sketch before the sketch's other files). Link order is unchanged.
     let mut failed = None;
-    for (i, j) in w.jobs.iter().enumerate() {
+    let merged = format!("{project}.cpp");
+    let mut order: Vec<usize> = (0..w.jobs.len()).collect();
+    order.sort_by_key(|&i| !w.jobs[i].source.ends_with(&merged));
+    for i in order {
+        let j = &w.jobs[i];
         let cenv = CompileEnv { cache: env.cache, runner: env.runner, includes: env.includes, system_dirs: env.system_dirs };
         match compile_one(&cenv, j, keys[i], bases[i], log) {
             Compiled::Hit(k) => {
