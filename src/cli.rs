@@ -1,5 +1,6 @@
 //! Command-line interface: flags are documented where they are defined.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -187,10 +188,22 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Boards { hardware } => {
             let platforms = crate::platform::discover(&hardware)?;
-            println!("{:<16} {:<40} {:<12} {:>9} {:>7}  name", "id", "fqbn", "mcu", "flash", "ram");
-            for b in crate::platform::list_boards(&platforms) {
-                let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-                println!("{:<16} {:<40} {:<12} {:>9} {:>7}  {}", b.id, b.fqbn, b.mcu, n(b.max_flash), n(b.max_ram), b.name);
+            let boards = crate::platform::list_boards(&platforms);
+            // Columns as wide as their longest value (SAMD ids and FQBNs run long).
+            let wid = boards.iter().map(|b| b.id.len()).max().unwrap_or(0).max(2);
+            let wfq = boards.iter().map(|b| b.fqbn.len()).max().unwrap_or(0).max(4);
+            let wmcu = boards.iter().map(|b| b.mcu.len()).max().unwrap_or(0).max(3);
+            let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+            let mut rows = vec![format!("{:<wid$} {:<wfq$} {:<wmcu$} {:>9} {:>7}  name", "id", "fqbn", "mcu", "flash", "ram")];
+            rows.extend(boards.iter().map(|b| {
+                format!("{:<wid$} {:<wfq$} {:<wmcu$} {:>9} {:>7}  {}", b.id, b.fqbn, b.mcu, n(b.max_flash), n(b.max_ram), b.name)
+            }));
+            // A reader that stops early (`fbuild boards | head`) ends the listing, quietly.
+            let mut out = std::io::stdout().lock();
+            for row in rows {
+                if writeln!(out, "{row}").is_err() {
+                    break;
+                }
             }
             Ok(exit::OK)
         }
