@@ -356,3 +356,15 @@ fn nested_library_and_sketch_folders_link_in_the_reference_order() {
     let o = compare(ZERO, &[root.join("Nest")], Some(&root.join("libs")));
     assert_eq!((o.built, o.failed), (1, 0));
 }
+
+#[test]
+fn a_warm_run_starts_no_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cold, results) = compile_many(tmp.path(), MKRZERO, &kit_args(), &handful());
+    assert_eq!(cold.code, 0, "{}", cold.stderr);
+    assert!(results["totals"]["tool_processes"].as_u64().unwrap() > 0);
+    let (warm, results) = compile_many(tmp.path(), MKRZERO, &kit_args(), &handful());
+    assert_eq!(warm.code, 0, "{}", warm.stderr);
+    let t = &results["totals"];
+    assert_eq!((t["tool_processes"].as_u64(), t["links_run"].as_u64(), t["ok"].as_u64()), (Some(0), Some(0), Some(4)), "{t}");
+}
