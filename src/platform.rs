@@ -66,8 +66,9 @@ fn roots(explicit: &[PathBuf]) -> Vec<Root> {
         let packages = Path::new(&home).join(".arduino15/packages");
         for vendor in sorted_dirs(&packages) {
             for arch in sorted_dirs(&vendor.join("hardware")) {
-                // Prefer the newest installed version: sort order puts it last.
-                if let Some(path) = sorted_dirs(&arch).pop() {
+                // Prefer the newest installed version (1.8.14 over 1.8.9).
+                let newest = sorted_dirs(&arch).into_iter().max_by(|a, b| runtime_tools::compare_versions(&file_name(a), &file_name(b)));
+                if let Some(path) = newest {
                     roots.push(Root::Installed { vendor: file_name(&vendor), arch: file_name(&arch), path });
                 }
             }

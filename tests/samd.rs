@@ -279,9 +279,14 @@ fn installed_under_arduino15_builds_with_no_build_property() {
         assert_eq!(seen, expected, "{name}");
     }
 
-    // `fbuild boards` lists the installed SAMD boards with their limits.
+    // `fbuild boards` lists the installed SAMD boards with their limits, from the
+    // newest installed version (1.8.14 sorts before 1.8.9 as text).
+    let older = platform.with_file_name("1.8.9");
+    std::fs::create_dir_all(&older).unwrap();
+    std::fs::write(older.join("boards.txt"), "old_board.name=Old\nold_board.build.core=arduino\n").unwrap();
     let boards = fbuild_as(home.path(), &["boards"]);
     assert_eq!(boards.code, 0, "{}", boards.stderr);
+    assert!(!boards.stdout.contains("old_board"), "{}", boards.stdout);
     for id in ["arduino_zero_native", "mkrzero", "nano_33_iot"] {
         let line = boards.stdout.lines().find(|l| l.contains(&format!("arduino:samd:{id} "))).unwrap_or_else(|| panic!("{id} missing:\n{}", boards.stdout));
         let cols: Vec<&str> = line.split_whitespace().collect();
