@@ -10,6 +10,7 @@
 #   bench/bench.sh --memory   also peak RSS for 81 vs 810 sketches
 #   --corpus DIR              another set of sketches (default: corpus/examples)
 #   --fbuild BIN              time this fbuild binary instead of building one
+#   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
 # Every cold case starts from an empty cache and output folder.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -110,6 +111,37 @@ edit_one() {
   FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --out "$work/o5" "$work/copy"
 }
 build_first_warm() { FBUILD_CACHE_DIR="$work/c1" "$F" build -q --out "$work/o1" "${sketches[0]}"; }
+
+# --samd: the same corpus for Arduino's SAMD core (the shared kit, or $FBUILD_SAMD_KIT),
+# compile-many cold and warm against arduino-builder one sketch at a time; then exit.
+if [ "${1:-}" = "--samd" ]; then
+  kit="${FBUILD_SAMD_KIT:-/work/shared/platforms/samd}"
+  fqbn=arduino:samd:arduino_zero_native
+  props=(runtime.tools.arm-none-eabi-gcc-7-2017q4.path=/usr "runtime.tools.CMSIS-4.5.0.path=$kit/tools/CMSIS-4.5.0"
+    "runtime.tools.CMSIS-Atmel-1.2.0.path=$kit/tools/CMSIS-Atmel-1.2.0")
+  fb_props=(); ab_props=()
+  for p in "${props[@]}"; do fb_props+=(--build-property "$p"); ab_props+=("-prefs=$p"); done
+  samd_cm() { FBUILD_CACHE_DIR="$work/$1" "$F" compile-many -q --board "$fqbn" --hardware "$kit/hardware" "${fb_props[@]}" --out "$work/$2" "$corpus"; }
+  samd_cold() { fresh sc >/dev/null; fresh so >/dev/null; samd_cm sc so; }
+  samd_warm() { samd_cm sc so; }
+  samd_ab_one() {
+    local core; core="$(fresh sabcore)"
+    for s in "${sketches[@]}"; do
+      arduino-builder -compile -hardware "$kit/hardware" -hardware /usr/share/arduino-builder -tools /usr/bin \
+        -fqbn "$fqbn" -build-path "$(fresh sab)" -build-cache "$core" "${ab_props[@]}" "$s/$(basename "$s").ino" || true
+    done
+  }
+  run s_samd_compile_many_cold samd_cold
+  run s_samd_arduino_builder_one_at_a_time samd_ab_one
+  run s_samd_compile_many_warm_nothing_changed samd_warm
+  base=${wall[s_samd_compile_many_cold]}
+  printf 'case\twall_s\tratio_to_compile_many_cold\n'
+  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
+    printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
+  done
+  python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(f\"\nsamd_warm_ok\t{t['ok']}/{t['sketches']}\nsamd_warm_tool_processes\t{t['tool_processes']}\")" "$work/so/results.json"
+  exit 0
+fi
 
 run a_compile_many_cold cm_default
 compile_many_case a_compile_many_cold "$work/o1"

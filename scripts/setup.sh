@@ -4,7 +4,8 @@
 # the example corpus (extracted from the `arduino` package's .deb, not installed).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-packages=(gcc-avr avr-libc binutils-avr arduino-core-avr arduino-builder simavr libsimavr-dev avrdude time bc strace)
+packages=(gcc-avr avr-libc binutils-avr arduino-core-avr arduino-builder simavr libsimavr-dev avrdude time bc strace
+  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib)
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (https://rustup.rs) first" >&2

@@ -22,6 +22,7 @@ pub mod platform;
 pub mod properties;
 pub mod prototypes;
 pub mod report;
+pub mod runtime_tools;
 pub mod sketch;
 pub mod store;
 pub mod toolchain;

@@ -110,9 +110,11 @@ impl Library {
         let mut out = Vec::new();
         match self.layout {
             Layout::Recursive => collect_sources_recursive(&self.src_dir, &mut out),
+            // The root folder and `utility/`, neither recursively (as the reference).
             Layout::Flat => {
-                out.extend(list_files(&self.src_dir).into_iter().filter(|p| is_source(p)));
-                collect_sources_recursive(&self.src_dir.join("utility"), &mut out);
+                for dir in [self.src_dir.clone(), self.src_dir.join("utility")] {
+                    out.extend(list_files(&dir).into_iter().filter(|p| is_source(p)));
+                }
             }
         }
         out
@@ -389,6 +391,8 @@ mod tests {
         std::fs::write(flat.join("Flat.cpp"), "").unwrap();
         std::fs::create_dir_all(flat.join("utility")).unwrap();
         std::fs::write(flat.join("utility/u.c"), "").unwrap();
+        std::fs::create_dir_all(flat.join("utility/deeper")).unwrap();
+        std::fs::write(flat.join("utility/deeper/not_compiled.c"), "").unwrap();
         std::fs::create_dir_all(flat.join("examples/E")).unwrap();
         std::fs::write(flat.join("examples/E/E.cpp"), "").unwrap();
         let l = Library::load(&flat, Location::User).unwrap().unwrap();

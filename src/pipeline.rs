@@ -18,7 +18,7 @@ use crate::discover::{DiscoveryError, Discoverer, SketchDiscovery};
 use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
 use crate::link_failure::{self, LinkFailure};
 use crate::objcache::{combine_key, normalize_args, ObjectCache};
-use crate::plan::{self, CompileJob, Context, Lang, Sizes};
+use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::platform::{self, Board};
 use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
 use crate::sketch::Sketch;
@@ -173,6 +173,8 @@ pub fn load(req: &Request) -> Result<Loaded> {
         props.set(k.clone(), v.clone());
     }
     plan::check_recipes(&props, &board.platform.path.join("platform.txt"))?;
+    let platform_id = format!("{}:{}", board.platform.vendor, board.platform.arch);
+    crate::runtime_tools::check_referenced(&props, &platform_id, crate::runtime_tools::packages_dir().as_deref())?;
 
     let store = match &req.cache_dir {
         None => None,
@@ -385,8 +387,7 @@ pub fn run(req: &Request) -> Result<Report> {
     let mut units: Vec<Unit> = Vec::new();
     {
         let core_dir = fw_dir.join("core");
-        let mut core_sources = collect_sources(&core_path);
-        plan::reference_order(&mut core_sources);
+        let core_sources = plan::core_sources(&core_path);
         let core_includes = framework_dirs.clone();
         let mut jobs = Vec::new();
         for s in &core_sources {
@@ -395,8 +396,7 @@ pub fn run(req: &Request) -> Result<Report> {
         }
         let mut link_objects = Vec::new();
         if let Some(vp) = &variant_path {
-            let mut vs = collect_sources(vp);
-            plan::reference_order(&mut vs);
+            let vs = plan::core_sources(vp);
             for s in &vs {
                 let rel = s.strip_prefix(vp).unwrap_or(s);
                 let obj = object_path(&core_dir.join("variant"), rel);
@@ -445,7 +445,7 @@ pub fn run(req: &Request) -> Result<Report> {
         let build = dir.join("sketch");
         let mut sources: Vec<PathBuf> = vec![merged.clone()];
         sources.extend(sketch.sources().map(|rel| build.join(rel)));
-        plan::reference_order(&mut sources);
+        plan::sketch_order(&mut sources, &build);
         let mut jobs = Vec::new();
         if disc.error.is_none() {
             for s in &sources {
@@ -609,23 +609,6 @@ fn object_path(dir: &Path, rel: &Path) -> PathBuf {
     let mut name = rel.as_os_str().to_owned();
     name.push(".o");
     dir.join(name)
-}
-
-fn collect_sources(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.filter_map(|e| e.ok()) {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if Lang::of(&p).is_some() {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Run `f` over `items` with `jobs` threads; results keep the input order.
@@ -1025,9 +1008,15 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
     }
     let _ = std::fs::remove_file(&stamp);
 
-    // Compile (or fetch) this sketch's own translation units.
+    // Compile (or fetch) this sketch's own translation units, the merged sketch first:
+    // a missing header is reported where the reference's discovery meets it first (it
+    // reads the merged sketch before the sketch's other files). Link order is unchanged.
     let mut failed = None;
-    for (i, j) in w.jobs.iter().enumerate() {
+    let merged = format!("{project}.cpp");
+    let mut order: Vec<usize> = (0..w.jobs.len()).collect();
+    order.sort_by_key(|&i| !w.jobs[i].source.ends_with(&merged));
+    for i in order {
+        let j = &w.jobs[i];
         let cenv = CompileEnv { cache: env.cache, runner: env.runner, includes: env.includes, system_dirs: env.system_dirs };
         match compile_one(&cenv, j, keys[i], bases[i], log) {
             Compiled::Hit(k) => {
@@ -1179,18 +1168,29 @@ fn bootloader_file(props: &crate::properties::Properties) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// `<project>.with_bootloader.hex`, as arduino-builder writes it: the sketch's Intel
-/// HEX records without its end-of-file record, then the bootloader's, one per line.
+/// `<project>.with_bootloader.hex`, byte for byte as arduino-builder writes it: both
+/// files split into rows at `\n` (CRLF read as LF), the sketch's last two rows (its
+/// end-of-file record and the empty row after it) dropped, the bootloader's rows
+/// appended, all joined with `\n`. A binary bootloader (SAMD's `.bin`) is appended
+/// the same way, as the reference does.
 fn merge_bootloader(sketch_hex: &Path, bootloader: &Path, out: &Path) -> std::result::Result<(), String> {
-    let read = |p: &Path| std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| format!("{}: {e}", p.display()));
-    let sketch = read(sketch_hex)?;
-    let boot = read(bootloader)?;
-    let mut lines: Vec<&str> = sketch.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines.pop();
-    lines.extend(boot.lines().map(str::trim).filter(|l| !l.is_empty()));
-    let mut text = lines.join("\n");
-    text.push('\n');
-    report::write_atomic(out, text.as_bytes()).map_err(|e| e.to_string())
+    let rows = |p: &Path| -> std::result::Result<Vec<Vec<u8>>, String> {
+        let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let mut lf = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+            lf.push(bytes[i]);
+            i += 1;
+        }
+        Ok(lf.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect())
+    };
+    let mut merged = rows(sketch_hex)?;
+    merged.truncate(merged.len().saturating_sub(2));
+    merged.extend(rows(bootloader)?);
+    report::write_atomic(out, &merged.join(&b'\n')).map_err(|e| e.to_string())
 }
 
 /// `<project>.elf`, `.hex`, `.eep`, `.bin`, ...: what link and objcopy made.

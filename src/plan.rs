@@ -87,6 +87,65 @@ fn compare_reference(a: &Path, b: &Path) -> std::cmp::Ordering {
     }
 }
 
+/// The sources of a core or variant folder in the order the reference builder compiles
+/// and archives them: one language at a time over the whole tree (every `.S`, then
+/// every `.c`, then every `.cpp`), each walked with a folder's own files by name before
+/// its subfolders, by name, recursively. So ArduinoCore-API's `api/*.cpp` come after
+/// the top folder's `.cpp`, but a nested `.c` (`compact/dtostrf.c`) before them all:
+/// the member order of `core.a` decides where the linker places each function.
+/// Other extensions (`.cc`, `.s`) are not compiled, as in the reference.
+pub fn core_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut by_lang: [Vec<PathBuf>; 3] = Default::default();
+    walk_files_then_folders(dir, &mut |p| {
+        let rank = match p.extension().and_then(|e| e.to_str()) {
+            Some("S") => 0,
+            Some("c") => 1,
+            Some("cpp") => 2,
+            _ => return,
+        };
+        by_lang[rank].push(p.to_path_buf());
+    });
+    by_lang.concat()
+}
+
+/// Sort a sketch's sources (in its build folder `root`) the way the reference compiles
+/// and links them: the root folder's own files (`.S`, `.c`, `.cpp`, each by name),
+/// then everything below (`src/`) one language at a time over that tree, as a core.
+pub fn sketch_order(sources: &mut [PathBuf], root: &Path) {
+    let rank = |p: &Path| Lang::of(p).map(Lang::link_rank).unwrap_or(9);
+    sources.sort_by(|a, b| {
+        let (a_top, b_top) = (a.parent() == Some(root), b.parent() == Some(root));
+        b_top.cmp(&a_top).then_with(|| rank(a).cmp(&rank(b))).then_with(|| files_then_folders(a, b))
+    });
+}
+
+/// Tree-walk order: at the first differing level a file comes before a subfolder;
+/// otherwise by name.
+fn files_then_folders(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let ca: Vec<_> = a.components().collect();
+    let cb: Vec<_> = b.components().collect();
+    let common = ca.iter().zip(&cb).take_while(|(x, y)| x == y).count();
+    let a_file = common + 1 == ca.len();
+    let b_file = common + 1 == cb.len();
+    b_file.cmp(&a_file).then_with(|| ca[common..].cmp(&cb[common..]))
+}
+
+/// Visit a folder's files (by name), then each subfolder (by name), recursively.
+fn walk_files_then_folders(dir: &Path, visit: &mut dyn FnMut(&Path)) {
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => return,
+    };
+    entries.sort();
+    let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = entries.into_iter().partition(|p| p.is_dir());
+    for f in &files {
+        visit(f);
+    }
+    for d in &dirs {
+        walk_files_then_folders(d, visit);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CompileJob {
     pub source: PathBuf,
@@ -254,6 +313,39 @@ mod tests {
         assert_eq!(
             s,
             vec!["/l/w.S", "/l/A.c", "/l/z.c", "/l/a.cpp", "/l/b.cpp", "/l/a/x.S", "/l/utility/twi.c", "/l/utility/a.cpp"]
+        );
+    }
+
+    #[test]
+    fn core_sources_take_one_language_at_a_time_over_the_tree() {
+        // The SAMD core's shape: nested ArduinoCore-API folders and a nested .c file.
+        let t = tempfile::tempdir().unwrap();
+        for f in ["main.cpp", "wiring.c", "WInterrupts.c", "pulse_asm.S", "USB/CDC.cpp", "USB/samd21_host.c", "api/String.cpp", "api/deprecated-avr-comp/avr/dtostrf.c.impl", "compact/dtostrf.c", "notes.txt", "x.cc"] {
+            let p = t.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        }
+        let got: Vec<String> = core_sources(t.path())
+            .iter()
+            .map(|p| p.strip_prefix(t.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["pulse_asm.S", "WInterrupts.c", "wiring.c", "USB/samd21_host.c", "compact/dtostrf.c", "main.cpp", "USB/CDC.cpp", "api/String.cpp"]
+        );
+    }
+
+    #[test]
+    fn sketch_order_takes_the_root_then_src_one_language_at_a_time() {
+        let mut v: Vec<PathBuf> = ["/b/S.ino.cpp", "/b/src/inner/inner.cpp", "/b/src/inner/c/inner_c.c", "/b/a.c", "/b/src/z.S", "/b/src/inner/x.c", "/b/B.cpp"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        sketch_order(&mut v, Path::new("/b"));
+        let s: Vec<String> = v.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            s,
+            vec!["/b/a.c", "/b/B.cpp", "/b/S.ino.cpp", "/b/src/z.S", "/b/src/inner/x.c", "/b/src/inner/c/inner_c.c", "/b/src/inner/inner.cpp"]
         );
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::properties::Properties;
+use crate::runtime_tools;
 
 /// The value arduino-builder defines as `ARDUINO=`; firmware must match it.
 pub const DEFAULT_IDE_VERSION: &str = "10600";
@@ -65,8 +66,9 @@ fn roots(explicit: &[PathBuf]) -> Vec<Root> {
         let packages = Path::new(&home).join(".arduino15/packages");
         for vendor in sorted_dirs(&packages) {
             for arch in sorted_dirs(&vendor.join("hardware")) {
-                // Prefer the newest installed version: sort order puts it last.
-                if let Some(path) = sorted_dirs(&arch).pop() {
+                // Prefer the newest installed version (1.8.14 over 1.8.9).
+                let newest = sorted_dirs(&arch).into_iter().max_by(|a, b| runtime_tools::compare_versions(&file_name(a), &file_name(b)));
+                if let Some(path) = newest {
                     roots.push(Root::Installed { vendor: file_name(&vendor), arch: file_name(&arch), path });
                 }
             }
@@ -348,8 +350,12 @@ pub fn resolve_board(platforms: &[Platform], spec: &str) -> Result<Board> {
     properties.set("build.fqbn", fqbn.clone());
     properties.set("build.system.path", platform.path.join("system").display().to_string());
 
-    for (name, path) in installed_tools() {
-        properties.set(format!("runtime.tools.{name}.path"), path.display().to_string());
+    // As arduino-cli: tools installed under ~/.arduino15/packages, the core's packager
+    // second to the board's when two offer the same tool.
+    let core_packager = properties.get_or_empty("build.core").split_once(':').map(|(v, _)| v.to_string());
+    let tools = runtime_tools::packages_dir().map(|p| runtime_tools::installed(&p)).unwrap_or_default();
+    for (key, path) in runtime_tools::properties(&tools, &platform.vendor, core_packager.as_deref().unwrap_or(&platform.vendor)) {
+        properties.set(key, path);
     }
 
     let core_path = resolve_referenced(platforms, platform, properties.get_or_empty("build.core"), "cores")
@@ -379,27 +385,6 @@ pub fn resolve_board(platforms: &[Platform], spec: &str) -> Result<Board> {
         defaulted_menus: defaulted,
         properties,
     })
-}
-
-/// Tools installed by arduino-cli (`~/.arduino15/packages/<vendor>/tools/<name>/<version>`),
-/// as `runtime.tools.<name>` (newest version) and `runtime.tools.<name>-<version>`,
-/// which such platforms' recipes use for `compiler.path`.
-fn installed_tools() -> Vec<(String, PathBuf)> {
-    let Some(home) = std::env::var_os("HOME") else { return Vec::new() };
-    let mut out = Vec::new();
-    for vendor in sorted_dirs(&Path::new(&home).join(".arduino15/packages")) {
-        for tool in sorted_dirs(&vendor.join("tools")) {
-            let name = file_name(&tool);
-            let versions = sorted_dirs(&tool);
-            for v in &versions {
-                out.push((format!("{name}-{}", file_name(v)), v.clone()));
-            }
-            if let Some(newest) = versions.last() {
-                out.push((name, newest.clone()));
-            }
-        }
-    }
-    out
 }
 
 /// `build.core=arduino` or `build.core=vendor:arduino` (a core of another platform

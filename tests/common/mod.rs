@@ -107,6 +107,32 @@ pub fn sketch_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The shared SAMD kit: Arduino's SAMD core laid out as the Arduino tools install it,
+/// with CMSIS (see its README). `FBUILD_SAMD_KIT` points elsewhere.
+pub fn samd_kit() -> PathBuf {
+    let p = std::env::var_os("FBUILD_SAMD_KIT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/platforms/samd"));
+    assert!(p.join("hardware/arduino/samd/boards.txt").is_file(), "SAMD kit missing at {}", p.display());
+    p
+}
+
+/// The `runtime.tools.*` properties the SAMD core's platform.txt needs, as its kit's
+/// README gives them: Debian's compiler under /usr, CMSIS from the kit.
+pub fn samd_tool_properties() -> Vec<String> {
+    let kit = samd_kit();
+    vec![
+        "runtime.tools.arm-none-eabi-gcc-7-2017q4.path=/usr".into(),
+        format!("runtime.tools.CMSIS-4.5.0.path={}", kit.join("tools/CMSIS-4.5.0").display()),
+        format!("runtime.tools.CMSIS-Atmel-1.2.0.path={}", kit.join("tools/CMSIS-Atmel-1.2.0").display()),
+    ]
+}
+
+/// The third-party libraries of the shared test corpus (read-only).
+pub fn shared_libraries() -> PathBuf {
+    let p = std::env::var_os("FBUILD_SHARED_LIBRARIES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/libraries"));
+    assert!(p.is_dir(), "shared libraries missing at {}", p.display());
+    p
+}
+
 /// Outcome of the reference builder for one sketch.
 pub struct Reference {
     pub ok: bool,
@@ -157,6 +183,20 @@ impl ReferenceSpec {
             libraries: Vec::new(),
             prefs: vec!["compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__".into()],
             compilers: vec!["/usr/bin/avr-gcc".into(), "/usr/bin/avr-g++".into()],
+        }
+    }
+
+    /// Arduino's SAMD core from the shared test kit with Debian's arm-none-eabi
+    /// toolchain (scripts/setup.sh), its tools given as properties (see `samd_kit`).
+    pub fn samd(fqbn: &str) -> ReferenceSpec {
+        let kit = samd_kit();
+        ReferenceSpec {
+            fqbn: fqbn.to_string(),
+            hardware: vec![kit.join("hardware"), "/usr/share/arduino-builder".into()],
+            tools: vec!["/usr/bin".into()],
+            libraries: Vec::new(),
+            prefs: samd_tool_properties(),
+            compilers: vec!["/usr/bin/arm-none-eabi-gcc".into(), "/usr/bin/arm-none-eabi-g++".into()],
         }
     }
 

@@ -1,0 +1,283 @@
+//! Tools installed the way arduino-cli installs them
+//! (`~/.arduino15/packages/<packager>/tools/<name>/<version>`), offered to a platform's
+//! recipes as `runtime.tools.<name>.path` and `runtime.tools.<name>-<version>.path`;
+//! and the check that every such property a recipe uses has a value.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::properties::Properties;
+
+/// One installed tool release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRelease {
+    pub packager: String,
+    pub name: String,
+    pub version: String,
+    pub path: PathBuf,
+}
+
+/// Where arduino-cli installs packages: `$HOME/.arduino15/packages`.
+pub fn packages_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".arduino15/packages"))
+}
+
+/// Every tool release under `packages/*/tools/*/*`, in path order.
+pub fn installed(packages: &Path) -> Vec<ToolRelease> {
+    let mut out = Vec::new();
+    for packager in sorted_dirs(packages) {
+        for tool in sorted_dirs(&packager.join("tools")) {
+            for release in sorted_dirs(&tool) {
+                out.push(ToolRelease { packager: name_of(&packager), name: name_of(&tool), version: name_of(&release), path: release });
+            }
+        }
+    }
+    out
+}
+
+/// The `runtime.tools.*` properties arduino-cli gives a build: every release sets
+/// `<name>-<version>.path`; `<name>.path` goes to the best release of that name, preferring
+/// the board platform's packager, then the core platform's, then the greatest version,
+/// then the packager first in name order. (Package indexes, which can pin a platform's
+/// tool versions, are not read: fbuild installs nothing.)
+pub fn properties(tools: &[ToolRelease], board_packager: &str, core_packager: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        tools.iter().map(|t| (format!("runtime.tools.{}-{}.path", t.name, t.version), t.path.display().to_string())).collect();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    let rank = |t: &ToolRelease| {
+        if t.packager == board_packager {
+            2
+        } else if t.packager == core_packager {
+            1
+        } else {
+            0
+        }
+    };
+    for name in names {
+        let best = tools
+            .iter()
+            .filter(|t| t.name == name)
+            .max_by(|a, b| {
+                rank(a)
+                    .cmp(&rank(b))
+                    .then_with(|| compare_versions(&a.version, &b.version))
+                    .then_with(|| b.packager.cmp(&a.packager))
+            })
+            .expect("a name comes from a release");
+        out.push((format!("runtime.tools.{name}.path"), best.path.display().to_string()));
+    }
+    out
+}
+
+/// Compare versions as relaxed semver: dot-separated release numbers, then a release
+/// above any of its pre-releases (`1.7.0` > `1.7.0-arduino3`), pre-release identifiers
+/// numerically where both are numbers. `7-2017q4` is release 7, pre-release `2017q4`.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    fn split(v: &str) -> (&str, Option<&str>) {
+        let v = v.split('+').next().unwrap_or(v);
+        match v.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (v, None),
+        }
+    }
+    fn ident(a: &str, b: &str) -> Ordering {
+        match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            (Ok(_), Err(_)) => Ordering::Less,
+            (Err(_), Ok(_)) => Ordering::Greater,
+            (Err(_), Err(_)) => a.cmp(b),
+        }
+    }
+    fn dotted(a: &str, b: &str) -> Ordering {
+        let (mut x, mut y) = (a.split('.'), b.split('.'));
+        loop {
+            match (x.next(), y.next()) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(p), Some(q)) => match ident(p, q) {
+                    Ordering::Equal => continue,
+                    o => return o,
+                },
+            }
+        }
+    }
+    let ((core_a, pre_a), (core_b, pre_b)) = (split(a), split(b));
+    dotted(core_a, core_b).then_with(|| match (pre_a, pre_b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(p), Some(q)) => dotted(p, q),
+    })
+}
+
+/// Recipes a build runs: a `runtime.tools.*` property one of them uses must be set.
+const BUILD_RECIPE_PREFIXES: &[&str] = &["recipe.c.o.", "recipe.cpp.o.", "recipe.S.o.", "recipe.ar.", "recipe.c.combine.", "recipe.objcopy.", "recipe.size.", "recipe.hooks."];
+
+/// Fail with one line naming the first `runtime.tools.*.path` property a build recipe
+/// uses but nothing set, where fbuild looked for the tool, and how to give it.
+pub fn check_referenced(props: &Properties, platform: &str, packages: Option<&Path>) -> Result<()> {
+    let mut missing: Vec<(String, String)> = Vec::new();
+    for (key, value) in props.iter() {
+        if !(BUILD_RECIPE_PREFIXES.iter().any(|p| key.starts_with(p)) && key.ends_with(".pattern")) {
+            continue;
+        }
+        for property in unset_tool_references(&props.expand(value)) {
+            if !missing.iter().any(|(p, _)| *p == property) {
+                missing.push((property, key.clone()));
+            }
+        }
+    }
+    let Some((property, recipe)) = missing.first() else { return Ok(()) };
+    let tool = property.trim_start_matches("runtime.tools.").trim_end_matches(".path");
+    let looked = match packages {
+        Some(dir) => {
+            let (name, version) = split_tool_id(tool);
+            let release = match version {
+                Some(v) => format!("{name}/{v}"),
+                None => format!("{name}/<version>"),
+            };
+            format!("no {}", dir.join("*/tools").join(release).display())
+        }
+        None => "HOME is not set, so ~/.arduino15/packages was not searched".to_string(),
+    };
+    let also = if missing.len() > 1 {
+        let rest: Vec<&str> = missing[1..].iter().map(|(p, _)| p.as_str()).collect();
+        format!(" (also unset: {})", rest.join(", "))
+    } else {
+        String::new()
+    };
+    Err(Error::usage(format!(
+        "platform {platform}: {recipe} uses {{{property}}}, which is not set ({looked}); install the tool there or pass --build-property {property}=DIR{also}"
+    )))
+}
+
+/// `{runtime.tools.X.path}` references left in an expanded recipe.
+fn unset_tool_references(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{runtime.tools.") {
+        let after = &rest[i + 1..];
+        let Some(end) = after.find('}') else { break };
+        let key = &after[..end];
+        if key.ends_with(".path") && !key.contains('{') {
+            out.push(key.to_string());
+        }
+        rest = &after[end..];
+    }
+    out
+}
+
+/// `arm-none-eabi-gcc-7-2017q4` -> (`arm-none-eabi-gcc`, `7-2017q4`): the version starts
+/// at the first `-` followed by a digit (tool names hold dashes, versions start with one).
+fn split_tool_id(id: &str) -> (&str, Option<&str>) {
+    let bytes = id.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            return (&id[..i], Some(&id[i + 1..]));
+        }
+    }
+    (id, None)
+}
+
+fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(packager: &str, name: &str, version: &str) -> ToolRelease {
+        ToolRelease { packager: packager.into(), name: name.into(), version: version.into(), path: format!("/p/{packager}/tools/{name}/{version}").into() }
+    }
+
+    fn get<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn versions_compare_as_relaxed_semver() {
+        assert_eq!(compare_versions("10.3.1", "9.2.1"), Ordering::Greater);
+        assert_eq!(compare_versions("1.7.0", "1.7.0-arduino3"), Ordering::Greater);
+        assert_eq!(compare_versions("7-2017q4", "4.8.3-2014q1"), Ordering::Greater);
+        assert_eq!(compare_versions("4.5.0", "4.5.0"), Ordering::Equal);
+    }
+
+    #[test]
+    fn every_release_by_version_and_the_best_by_name() {
+        let tools = vec![
+            release("arduino", "bossac", "1.7.0-arduino3"),
+            release("arduino", "bossac", "1.9.1-arduino2"),
+            release("adafruit", "CMSIS", "5.4.0"),
+            release("arduino", "CMSIS", "4.5.0"),
+        ];
+        let props = properties(&tools, "arduino", "arduino");
+        assert_eq!(get(&props, "runtime.tools.bossac-1.7.0-arduino3.path"), Some("/p/arduino/tools/bossac/1.7.0-arduino3"));
+        assert_eq!(get(&props, "runtime.tools.bossac.path"), Some("/p/arduino/tools/bossac/1.9.1-arduino2"));
+        // The board's packager wins over a greater version from another packager...
+        assert_eq!(get(&props, "runtime.tools.CMSIS.path"), Some("/p/arduino/tools/CMSIS/4.5.0"));
+        // ...and without a packager preference the greatest version wins.
+        let props = properties(&tools, "other", "other");
+        assert_eq!(get(&props, "runtime.tools.CMSIS.path"), Some("/p/adafruit/tools/CMSIS/5.4.0"));
+    }
+
+    #[test]
+    fn installed_reads_packages_tools_name_version() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("arduino/tools/arm-none-eabi-gcc/7-2017q4/bin")).unwrap();
+        std::fs::create_dir_all(t.path().join("arduino/hardware/samd/1.8.14")).unwrap();
+        let got = installed(t.path());
+        assert_eq!(got, vec![release("arduino", "arm-none-eabi-gcc", "7-2017q4").with_path(t.path().join("arduino/tools/arm-none-eabi-gcc/7-2017q4"))]);
+    }
+
+    impl ToolRelease {
+        fn with_path(mut self, p: PathBuf) -> ToolRelease {
+            self.path = p;
+            self
+        }
+    }
+
+    #[test]
+    fn an_unset_tool_property_is_named_with_where_it_was_looked_for() {
+        let props = Properties::parse(
+            "compiler.path={runtime.tools.arm-none-eabi-gcc-7-2017q4.path}/bin/\n\
+             recipe.cpp.o.pattern=\"{compiler.path}g++\" \"-I{runtime.tools.CMSIS-4.5.0.path}/CMSIS\"\n\
+             tools.bossac.path={runtime.tools.bossac-1.7.0.path}\n",
+            "t",
+        )
+        .unwrap();
+        let e = check_referenced(&props, "arduino:samd", Some(Path::new("/h/.arduino15/packages"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "platform arduino:samd: recipe.cpp.o.pattern uses {runtime.tools.arm-none-eabi-gcc-7-2017q4.path}, which is not set \
+             (no /h/.arduino15/packages/*/tools/arm-none-eabi-gcc/7-2017q4); install the tool there or pass \
+             --build-property runtime.tools.arm-none-eabi-gcc-7-2017q4.path=DIR (also unset: runtime.tools.CMSIS-4.5.0.path)"
+        );
+        assert_eq!(e.exit_code(), 2);
+        // Upload tools are not needed to build; set properties pass.
+        let mut props = props;
+        props.set("runtime.tools.arm-none-eabi-gcc-7-2017q4.path", "/usr");
+        props.set("runtime.tools.CMSIS-4.5.0.path", "/k");
+        assert!(check_referenced(&props, "arduino:samd", None).is_ok());
+    }
+
+    #[test]
+    fn tool_ids_split_at_the_version() {
+        assert_eq!(split_tool_id("arm-none-eabi-gcc-7-2017q4"), ("arm-none-eabi-gcc", Some("7-2017q4")));
+        assert_eq!(split_tool_id("CMSIS-Atmel-1.2.0"), ("CMSIS-Atmel", Some("1.2.0")));
+        assert_eq!(split_tool_id("avrdude"), ("avrdude", None));
+    }
+}
