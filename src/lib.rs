@@ -1,5 +1,6 @@
 //! fbuild: byte-identical Arduino firmware, built fast. See docs/design.md.
 
+pub mod cache;
 pub mod cli;
 pub mod cpp_lex;
 pub mod diagnostics;
@@ -17,5 +18,7 @@ pub mod properties;
 pub mod prototypes;
 pub mod report;
 pub mod sketch;
-pub mod store;
 pub mod toolchain;
+
+/// The local store keeps its old path for callers: `crate::store::Store`.
+pub use cache::store;
