@@ -47,8 +47,25 @@ pub enum Command {
         /// Read more sketch paths from FILE, one per line (blank lines and # comments skipped).
         #[arg(long, value_name = "FILE")]
         sketches_from: Vec<PathBuf>,
+        /// Build only shard K of N (1-based) of the sketch list, so N CI runners split one
+        /// example set; by a stable hash of each sketch's path unless --shard-weights.
+        #[arg(long, value_name = "K/N", value_parser = crate::shard::parse)]
+        shard: Option<crate::shard::Shard>,
+        /// With --shard: balance the shards by the seconds each sketch took in this
+        /// earlier results.json (unknown sketches weigh the mean).
+        #[arg(long, value_name = "OLD_RESULTS", requires = "shard")]
+        shard_weights: Option<PathBuf>,
         /// Sketch folders, main .ino files, or folders holding sketches anywhere below.
         sketches: Vec<PathBuf>,
+    },
+    /// Join the results.json of several shards into one (exit 1 if any sketch failed).
+    MergeResults {
+        /// The shards' results.json files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the joined result map.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: PathBuf,
     },
     /// List every board of every installed platform.
     Boards {
@@ -111,6 +128,19 @@ pub struct CommonArgs {
     /// Cache size bound (e.g. 5G, 500M); least recently used entries go first. Default: $FBUILD_CACHE_MAX_SIZE or 5G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
     pub cache_max_size: Option<u64>,
+    /// Shared cache behind the local one: redis://HOST:PORT[/DB] or http://HOST:PORT/PREFIX
+    /// (GET/PUT, as WebDAV serves it). Lookups go local, then remote; a remote hit is kept
+    /// locally. Server trouble gives one warning and the build goes on with the local cache.
+    #[arg(long, value_name = "URL", env = "FBUILD_REMOTE_CACHE")]
+    pub remote_cache: Option<String>,
+    /// Read the remote cache but never write to it (builds of untrusted pull requests).
+    #[arg(long)]
+    pub remote_cache_readonly: bool,
+    /// Prefix every compile command (never the link) with CMD: distcc, icecc, ccache,
+    /// sccache. Cache keys ignore it; stage widths may then exceed the cores, while
+    /// discovery, links and objcopy stay within them.
+    #[arg(long, value_name = "CMD", env = "FBUILD_COMPILER_LAUNCHER")]
+    pub compiler_launcher: Option<String>,
 }
 
 fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
@@ -167,6 +197,13 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
         quiet: common.quiet,
         cache_dir: (!common.no_cache).then(|| cache_dir(&common.cache_dir)),
         cache_max_bytes: cache_max(common.cache_max_size)?,
+        remote_cache: common.remote_cache.clone().filter(|u| !u.trim().is_empty()),
+        remote_cache_readonly: common.remote_cache_readonly,
+        compiler_launcher: match common.compiler_launcher.as_deref().filter(|c| !c.trim().is_empty()) {
+            Some(c) => crate::launcher::parse(c)?,
+            None => Vec::new(),
+        },
+        local_jobs: cores(),
     })
 }
 
@@ -236,7 +273,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Ok(exit::BUILD_FAILED)
             }
         }
-        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, sketches } => {
+        Command::MergeResults { inputs, output } => {
+            report::check_writable(&output)?;
+            let merged = crate::shard::merge(&inputs)?;
+            report::write_atomic(&output, serde_json::to_string_pretty(&merged).unwrap_or_default().as_bytes())?;
+            let t = &merged["totals"];
+            println!("{} sketches: {} ok, {} failed (from {} results)", t["sketches"], t["ok"], t["failed"], inputs.len());
+            println!("results: {}", output.display());
+            Ok(if t["failed"].as_u64() == Some(0) { exit::OK } else { exit::BUILD_FAILED })
+        }
+        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, shard, shard_weights, sketches } => {
             let mut args = sketches;
             for f in &sketches_from {
                 args.extend(read_sketch_list(f)?);
@@ -248,10 +294,27 @@ pub fn run(cli: Cli) -> Result<i32> {
             let phases_path = phases.unwrap_or_else(|| common.out.join("phases.tsv"));
             report::check_writable(&results_path)?;
             report::check_writable(&phases_path)?;
-            let expanded = crate::sketch::expand_arguments(&args)?;
+            let mut expanded = crate::sketch::expand_arguments(&args)?;
+            if let Some(shard) = shard {
+                let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+                let weights = shard_weights.as_deref().map(|p| crate::shard::read_weights(p, &cwd)).transpose()?;
+                expanded = crate::shard::select(&expanded, shard, weights.as_ref(), &cwd);
+                if expanded.is_empty() {
+                    // More runners than sketches: this one has nothing to do, and says so.
+                    let empty = crate::shard::empty_results(&common.board, shard);
+                    report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
+                    println!("shard {shard} holds no sketch");
+                    println!("results: {}", results_path.display());
+                    return Ok(exit::OK);
+                }
+            }
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
             let report = pipeline::run(&req)?;
-            report::write_atomic(&results_path, serde_json::to_string_pretty(&report).unwrap_or_default().as_bytes())?;
+            let mut json = serde_json::to_value(&report).unwrap_or_default();
+            if let (Some(shard), Some(o)) = (shard, json.as_object_mut()) {
+                o.insert("shard".into(), shard.to_string().into());
+            }
+            report::write_atomic(&results_path, serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
             report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
             if !common.quiet || !report.all_ok() {
                 print!("{}", report::summary(&report));

@@ -8,6 +8,7 @@ pub mod error;
 pub mod exec;
 pub mod hash;
 pub mod includes;
+pub mod launcher;
 pub mod library;
 pub mod macros;
 pub mod objcache;
@@ -17,6 +18,7 @@ pub mod platform;
 pub mod properties;
 pub mod prototypes;
 pub mod report;
+pub mod shard;
 pub mod sketch;
 pub mod toolchain;
 

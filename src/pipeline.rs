@@ -13,6 +13,7 @@ use crate::diagnostics;
 use crate::error::{Error, Result};
 use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash, Hasher};
+use crate::launcher::{self, LocalSlots};
 use crate::library::{self, IncludeCache, LibraryIndex, LibrarySources};
 use crate::objcache::{combine_key, normalize_args, ObjectCache};
 use crate::plan::{self, CompileJob, Context, Lang, Sizes};
@@ -41,6 +42,13 @@ pub struct Request {
     /// `None`: build without a cache (`--no-cache`).
     pub cache_dir: Option<PathBuf>,
     pub cache_max_bytes: u64,
+    /// `--remote-cache`: the shared tier behind the local cache.
+    pub remote_cache: Option<String>,
+    pub remote_cache_readonly: bool,
+    /// `--compiler-launcher`, split into words; empty for none.
+    pub compiler_launcher: Vec<String>,
+    /// How much work may run on this machine at once (discovery, links): the cores.
+    pub local_jobs: usize,
 }
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
@@ -162,10 +170,16 @@ pub fn load(req: &Request) -> Result<Loaded> {
     }
     plan::check_recipes(&props, &board.platform.path.join("platform.txt"))?;
 
+    let remote = req.remote_cache.as_deref().map(|url| crate::cache::remote::open(url, req.remote_cache_readonly)).transpose().map_err(Error::Usage)?;
     let store = match &req.cache_dir {
         None => None,
         Some(dir) => match Store::open(dir, req.cache_max_bytes) {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                if let Some(r) = remote {
+                    s.set_remote(r);
+                }
+                Some(s)
+            }
             Err(e) => {
                 eprintln!("warning: cache folder {} is not usable ({e}); building without the cache", dir.display());
                 None
@@ -264,7 +278,7 @@ pub fn run(req: &Request) -> Result<Report> {
     };
     let arch = board.platform.arch.clone();
 
-    let discovered: Vec<Result<(PathBuf, PathBuf, library::Discovery, f64)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {
+    let discovered: Vec<Result<(PathBuf, PathBuf, library::Discovery, f64)>> = parallel_map(&sketches, req.sketch_jobs.min(req.local_jobs), |sketch| {
         let t = Instant::now();
         let dir = sketch_out_dir(&req.out, sketch);
         let sketch_build = dir.join("sketch");
@@ -400,7 +414,7 @@ pub fn run(req: &Request) -> Result<Report> {
     progress.stage("stage 1: core and libraries");
     {
         let _lock = FolderLock::acquire(&fw_dir)?;
-        let cenv = CompileEnv { cache: &cache, runner: &runner, includes: &includes, system_dirs: &system_dirs };
+        let cenv = CompileEnv { cache: &cache, runner: &runner, includes: &includes, system_dirs: &system_dirs, launcher: &req.compiler_launcher };
         run_stage1(&units, &fw_ctx, &cenv, &toolchain, store.as_ref(), req.framework_jobs)?;
     }
     let stage1_key = {
@@ -421,6 +435,9 @@ pub fn run(req: &Request) -> Result<Report> {
     // ---- stage 2 ----
     let t2 = Instant::now();
     progress.stage("stage 2: sketches");
+    // With a launcher, more sketches may be in flight than there are cores; their
+    // links still run here, so they take turns for the cores.
+    let local_slots = LocalSlots::new(if req.compiler_launcher.is_empty() { req.sketch_jobs } else { req.local_jobs });
     let env = SketchEnv {
         props: &props,
         units: &units,
@@ -433,6 +450,8 @@ pub fn run(req: &Request) -> Result<Report> {
         system_dirs: &system_dirs,
         core_unit: 0,
         fw_dir: &fw_dir,
+        launcher: &req.compiler_launcher,
+        local: &local_slots,
     };
     let results: Vec<SketchResult> = parallel_map(&work, req.sketch_jobs, |w| {
         progress.started();
@@ -481,6 +500,10 @@ pub fn run(req: &Request) -> Result<Report> {
         links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
         tool_processes: runner.spawned(),
     };
+    let remote_stats = store.as_ref().and_then(Store::remote_stats);
+    if let Some(r) = &remote_stats {
+        phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
+    }
     let cache_summary = match &store {
         Some(s) => {
             let st = s.run_stats();
@@ -489,7 +512,7 @@ pub fn run(req: &Request) -> Result<Report> {
             if st.stores() > 0 {
                 let _ = s.evict();
             }
-            report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses() }
+            report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses(), remote: remote_stats }
         }
         None => report::CacheSummary::default(),
     };
@@ -570,6 +593,8 @@ struct CompileEnv<'a> {
     runner: &'a Runner,
     includes: &'a IncludeCache,
     system_dirs: &'a [PathBuf],
+    /// `--compiler-launcher` words, put before the compile command when it runs.
+    launcher: &'a [String],
 }
 
 /// Get-or-compile one object: "compute the key, look up, else run and store".
@@ -591,7 +616,7 @@ fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Opt
     if let Some(parent) = job.object.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let out = run_into_log(env.runner, &job.args, log);
+    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args), log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
         let _ = std::fs::remove_file(&job.object);
@@ -740,6 +765,9 @@ struct SketchEnv<'a> {
     system_dirs: &'a [PathBuf],
     core_unit: usize,
     fw_dir: &'a Path,
+    launcher: &'a [String],
+    /// Links, objcopy and size run on this machine: at most this many at once.
+    local: &'a LocalSlots,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -912,7 +940,7 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
     // Compile (or fetch) this sketch's own translation units.
     let mut failed = None;
     for (i, j) in w.jobs.iter().enumerate() {
-        let cenv = CompileEnv { cache: env.cache, runner: env.runner, includes: env.includes, system_dirs: env.system_dirs };
+        let cenv = CompileEnv { cache: env.cache, runner: env.runner, includes: env.includes, system_dirs: env.system_dirs, launcher: env.launcher };
         match compile_one(&cenv, j, keys[i], bases[i], log) {
             Compiled::Hit(k) => {
                 r.objects_cached += 1;
@@ -947,6 +975,7 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
     }
 
     // Link against the stage-1 units, exactly as the reference builder does.
+    let _local = env.local.acquire();
     let sketch_core = w.dir.join("core").join("core.a");
     if let Some(a) = &core.archive {
         place_link(a, &sketch_core).map_err(|e| format!("cannot place {}: {e}", sketch_core.display()))?;

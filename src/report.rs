@@ -77,6 +77,9 @@ pub struct CacheSummary {
     pub dir: Option<PathBuf>,
     pub hits: u64,
     pub misses: u64,
+    /// The shared tier (`--remote-cache`): hits, misses, bytes, time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::cache::remote::RemoteStats>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -263,5 +266,17 @@ pub fn summary(report: &Report) -> String {
         report.totals.objects_cached,
         report.totals.links_run,
     ));
+    if let Some(r) = &report.cache.remote {
+        s.push_str(&format!(
+            "remote cache {}: {} hits, {} misses, {} stored, {:.1} MB read, {:.1} MB written, {:.2}s\n",
+            r.url,
+            r.hits,
+            r.misses,
+            r.stores,
+            r.bytes_read as f64 / 1e6,
+            r.bytes_written as f64 / 1e6,
+            r.seconds
+        ));
+    }
     s
 }
