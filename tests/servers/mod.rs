@@ -82,14 +82,7 @@ pub fn nginx(dir: &Path) -> Server {
         // nginx workers may run as another user: let them write here.
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let mut up = dir.to_path_buf();
-    while let Some(p) = up.parent() {
-        let _ = std::fs::set_permissions(&up, std::fs::Permissions::from_mode(0o755));
-        if p == Path::new("/tmp") || p == Path::new("/") {
-            break;
-        }
-        up = p.to_path_buf();
-    }
+    open_path(dir);
     let port = free_port();
     let d = dir.display();
     let conf = format!(
@@ -120,6 +113,7 @@ pub fn distccd(dir: &Path) -> Server {
     std::fs::create_dir_all(dir).unwrap();
     // distccd drops root for its own user, which must be able to write the log.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    open_path(dir);
     let port = free_port();
     let mut cmd = Command::new("distccd");
     cmd.args(["--daemon", "--no-detach", "--listen", "127.0.0.1", "--allow", "127.0.0.1", "--port", &port.to_string(), "--jobs", "2"])
@@ -129,6 +123,20 @@ pub fn distccd(dir: &Path) -> Server {
         // Safe here: it listens on 127.0.0.1 and allows only 127.0.0.1.
         .arg("--enable-tcp-insecure");
     start(cmd, port, dir, "distccd")
+}
+
+/// Let a server that drops privileges reach `dir`: its folders up to the temp root
+/// become traversable (tempdirs are created 0700).
+fn open_path(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut up = dir.parent();
+    while let Some(p) = up {
+        if p == Path::new("/tmp") || p == Path::new("/") || p == std::env::temp_dir() {
+            break;
+        }
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+        up = p.parent();
+    }
 }
 
 /// One Redis command over RESP, for tests that reach into the server; returns the
