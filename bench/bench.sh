@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark fbuild against arduino-builder on the 81 built-in examples for uno.
+# Benchmark fbuild against arduino-builder on the 81 built-in examples for uno, and
+# two simulated CI runners sharing a Redis remote cache on loopback.
 # Prints TSV on stdout: case, wall seconds, ratio to cold compile-many.
 #   bench/bench.sh            the timing cases
 #   bench/bench.sh --memory   also peak RSS for 81 vs 810 sketches
@@ -81,11 +82,42 @@ for _ in 1 2 3 4 5; do run i_tmp build_blink_warm; times+=("${wall[i_tmp]}"); do
 unset 'wall[i_tmp]'
 wall[i_build_blink_warm_median_of_5]=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
 
+# j, k: two CI runners sharing a Redis on loopback. Runner 1 fills it (cold); runner
+# 2 starts cold too (empty local cache, fresh output folder) but with the remote.
+rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+R="redis://127.0.0.1:$rport"
+runner1() { FBUILD_CACHE_DIR="$(fresh r1c)" "$F" compile-many -q --remote-cache "$R" --out "$(fresh r1o)" "$corpus"; }
+runner2() { FBUILD_CACHE_DIR="$(fresh r2c)" "$F" compile-many -q --remote-cache "$R" --out "$(fresh r2o)" "$corpus"; }
+run j_runner1_cold_filling_remote runner1
+run k_runner2_cold_with_remote runner2
+# Overhead of a configured remote on fully local warm runs (every lookup hits locally):
+# median of five, with and without --remote-cache, same-folder and fresh-folder runs.
+warm_same_remote() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --remote-cache "$R" --out "$work/o1" "$corpus"; }
+warm_fresh_remote() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --remote-cache "$R" --out "$(fresh o6)" "$corpus"; }
+median5() {
+  local name="$1" fn="$2" ts=()
+  for _ in 1 2 3 4 5; do run m_tmp "$fn"; ts+=("${wall[m_tmp]}"); done
+  unset 'wall[m_tmp]'
+  wall[$name]=$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 3p)
+}
+median5 l_warm_nothing_changed_median warm_same
+median5 m_warm_nothing_changed_remote_median warm_same_remote
+median5 n_warm_fresh_out_median warm_fresh_out
+median5 o_warm_fresh_out_remote_median warm_fresh_remote
+
 base=${wall[a_compile_many_cold]}
 printf 'case\twall_s\tratio_to_compile_many_cold\n'
 for k in $(printf '%s\n' "${!wall[@]}" | sort); do
   printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
 done
+
+printf '\nremote_overhead_warm_nothing_changed\t%.3f\n' "$(echo "${wall[m_warm_nothing_changed_remote_median]} / ${wall[l_warm_nothing_changed_median]}" | bc -l)"
+printf 'remote_overhead_warm_fresh_out\t%.3f\n' "$(echo "${wall[o_warm_fresh_out_remote_median]} / ${wall[n_warm_fresh_out_median]}" | bc -l)"
+printf 'runner2_with_remote_vs_cold_alone\t%.3f\n' "$(echo "${wall[k_runner2_cold_with_remote]} / $base" | bc -l)"
 
 # Stage-2 efficiency of case a: wall vs (sum of per-sketch stage-2 time / sketch jobs).
 python3 - "$work" <<'PY'
