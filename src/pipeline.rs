@@ -613,6 +613,15 @@ fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Opt
         let _ = std::fs::remove_file(&job.object);
         return Compiled::Failed(text);
     }
+    // Keys so far came from the local store; only now, with no failure remembered,
+    // is the remote tier worth a round trip for the manifest.
+    if full.is_none() {
+        if let Some(k) = base.and_then(|b| env.cache.full_key(&b)) {
+            if env.cache.fetch(&k, &job.object) {
+                return Compiled::Hit(Some(k));
+            }
+        }
+    }
     if let Some(parent) = job.object.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
@@ -649,7 +658,7 @@ fn run_stage1(units: &[Unit], fw_ctx: &Context, cenv: &CompileEnv, toolchain: &T
             let compiler = compiler_for(toolchain, store, j)?;
             let base = cache.base_key(&compiler, j);
             st.bases.push(base);
-            st.keys.push(base.and_then(|b| cache.full_key(&b)));
+            st.keys.push(base.and_then(|b| cache.local_full_key(&b)));
         }
         if let Some(k) = unit_key(fw_ctx, u, &st.keys)? {
             let mut outputs: Vec<&Path> = u.link_objects.iter().map(PathBuf::as_path).collect();
@@ -886,7 +895,7 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
         let c = compiler_for(env.toolchain, env.store, j).map_err(|e| e.to_string())?;
         let b = env.cache.base_key(&c, j);
         bases.push(b);
-        keys.push(b.and_then(|b| env.cache.full_key(&b)));
+        keys.push(b.and_then(|b| env.cache.local_full_key(&b)));
     }
     let mut link_objects: Vec<PathBuf> = w.jobs.iter().map(|j| j.object.clone()).collect();
     let mut unit_keys: Vec<Hash> = Vec::new();

@@ -140,7 +140,9 @@ fn stopped_server_times_out_once_and_the_build_goes_on() {
     let url = format!("redis://127.0.0.1:{}", redis.port);
     // SIGSTOP: the kernel still accepts connections, but nothing ever answers.
     redis.signal(libc::SIGSTOP);
-    let (run, r) = many(t.path(), "a", &["--remote-cache", &url], &[example("01.Basics/Blink")]);
+    // One job at a time, so exactly one lookup is in flight when the first times out.
+    let one = ["--remote-cache", &url, "--framework-jobs", "1", "--sketch-jobs", "1"];
+    let (run, r) = many(t.path(), "a", &one, &[example("01.Basics/Blink")]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(warnings(&run), 1, "{}", run.stderr);
     assert_eq!(total(&r, "ok"), 1);
@@ -222,5 +224,32 @@ fn bad_remote_urls_are_one_line_usage_errors() {
         assert_eq!(r.code, 2, "{url}: {}", r.stderr);
         assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
         assert!(r.stderr.contains("--remote-cache") && r.stderr.contains("redis://HOST:PORT"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn warm_local_runs_never_ask_the_server() {
+    let t = tempfile::tempdir().unwrap();
+    let redis = servers::redis(&t.path().join("redis"), &[]);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    // A failing sketch too: its compile has no manifest, and its remembered failure
+    // must be found locally before the server is asked for one.
+    let mut sketches = few();
+    sketches.push(example("09.USB/Keyboard/KeyboardMessage"));
+    let (_, cold) = many(t.path(), "a", &["--remote-cache", &url], &sketches);
+    assert_eq!(total(&cold, "failed"), 1);
+    // Same output folder, then a fresh one: every lookup hits the local cache.
+    for (pass, out) in ["a-out", "fresh-out"].iter().enumerate() {
+        let out = t.path().join(out);
+        let mut args = vec!["compile-many".to_string(), "--remote-cache".into(), url.clone(), "--out".into(), out.display().to_string()];
+        args.extend(sketches.iter().map(|p| p.display().to_string()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = fbuild(&t.path().join("a-cache"), t.path(), &argv);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let warm = read_json(&out.join("results.json"));
+        assert_eq!(total(&warm, "objects_compiled"), 0);
+        for field in ["hits", "misses", "stores", "errors"] {
+            assert_eq!(remote(&warm, field), 0, "pass {pass}: {field}: {}", warm["cache"]["remote"]);
+        }
     }
 }

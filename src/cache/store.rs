@@ -455,6 +455,16 @@ impl Store {
         r
     }
 
+    /// A record from the local store only, for callers that ask the remote tier later
+    /// and only if still needed. Counts a hit; a miss is counted by the later lookup.
+    pub fn get_local_record(&self, ns: &str, key: &Key) -> Option<Vec<u8>> {
+        let r = self.try_get_record(ns, key);
+        if r.is_some() {
+            self.count(ns, true);
+        }
+        r
+    }
+
     /// A record is shared as an entry holding one file.
     const RECORD_FILE: &'static str = "record";
 
