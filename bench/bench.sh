@@ -98,16 +98,19 @@ run k_runner2_cold_with_remote runner2
 # median of five, with and without --remote-cache, same-folder and fresh-folder runs.
 warm_same_remote() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --remote-cache "$R" --out "$work/o1" "$corpus"; }
 warm_fresh_remote() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --remote-cache "$R" --out "$(fresh o6)" "$corpus"; }
-median5() {
-  local name="$1" fn="$2" ts=()
-  for _ in 1 2 3 4 5; do run m_tmp "$fn"; ts+=("${wall[m_tmp]}"); done
+# Without and with alternate, so a burst of load from elsewhere hits both sides alike.
+paired_median5() {
+  local a="$1" fa="$2" b="$3" fb="$4" ta=() tb=()
+  for _ in 1 2 3 4 5; do
+    run m_tmp "$fa"; ta+=("${wall[m_tmp]}")
+    run m_tmp "$fb"; tb+=("${wall[m_tmp]}")
+  done
   unset 'wall[m_tmp]'
-  wall[$name]=$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 3p)
+  wall[$a]=$(printf '%s\n' "${ta[@]}" | sort -n | sed -n 3p)
+  wall[$b]=$(printf '%s\n' "${tb[@]}" | sort -n | sed -n 3p)
 }
-median5 l_warm_nothing_changed_median warm_same
-median5 m_warm_nothing_changed_remote_median warm_same_remote
-median5 n_warm_fresh_out_median warm_fresh_out
-median5 o_warm_fresh_out_remote_median warm_fresh_remote
+paired_median5 l_warm_nothing_changed_median warm_same m_warm_nothing_changed_remote_median warm_same_remote
+paired_median5 n_warm_fresh_out_median warm_fresh_out o_warm_fresh_out_remote_median warm_fresh_remote
 
 base=${wall[a_compile_many_cold]}
 printf 'case\twall_s\tratio_to_compile_many_cold\n'
