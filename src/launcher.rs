@@ -40,8 +40,21 @@ fn on_path(program: &str) -> bool {
 }
 
 /// The command that runs a compile: the launcher's words, then the compile's own.
-pub fn wrap(launcher: &[String], args: &[String]) -> Vec<String> {
-    launcher.iter().chain(args).cloned().collect()
+/// A launcher that preprocesses apart from compiling (distcc) makes GCC name an
+/// `-MMD` depfile after the source, in the working directory, instead of beside the
+/// object where the cache reads it; so with a launcher the depfile path is given
+/// explicitly (`-MF`). The cache key is computed from the command without this.
+pub fn wrap(launcher: &[String], args: &[String], depfile: &std::path::Path) -> Vec<String> {
+    if launcher.is_empty() {
+        return args.to_vec();
+    }
+    let mut cmd: Vec<String> = launcher.iter().chain(args).cloned().collect();
+    let wants_deps = args.iter().any(|a| a == "-MMD" || a == "-MD");
+    if wants_deps && !args.iter().any(|a| a.starts_with("-MF")) {
+        cmd.push("-MF".into());
+        cmd.push(depfile.display().to_string());
+    }
+    cmd
 }
 
 /// A counting semaphore for work that must run on this machine.
@@ -88,7 +101,11 @@ mod tests {
         let e = parse("surely-not-installed-launcher").unwrap_err().to_string();
         assert!(e.contains("surely-not-installed-launcher is not installed"), "{e}");
         assert!(parse("  ").is_err());
-        assert_eq!(wrap(&["distcc".into()], &["avr-gcc".into(), "-c".into()]), vec!["distcc", "avr-gcc", "-c"]);
+        let d = std::path::Path::new("/o/x.cpp.d");
+        assert_eq!(wrap(&["distcc".into()], &["avr-gcc".into(), "-c".into()], d), vec!["distcc", "avr-gcc", "-c"]);
+        assert_eq!(wrap(&["distcc".into()], &["gcc".into(), "-MMD".into()], d), vec!["distcc", "gcc", "-MMD", "-MF", "/o/x.cpp.d"]);
+        assert_eq!(wrap(&[], &["gcc".into(), "-MMD".into()], d), vec!["gcc", "-MMD"], "no launcher: the command as planned");
+        assert_eq!(wrap(&["ccache".into()], &["gcc".into(), "-MMD".into(), "-MFx.d".into()], d).len(), 4);
     }
 
     #[test]

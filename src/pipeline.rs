@@ -625,7 +625,7 @@ fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Opt
     if let Some(parent) = job.object.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args), log);
+    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &crate::objcache::depfile_of(&job.object)), log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
         let _ = std::fs::remove_file(&job.object);

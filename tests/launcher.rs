@@ -45,7 +45,9 @@ fn distcc_command(cache: &Path, out: &Path, port: u16) -> Command {
         .env("FBUILD_CACHE_DIR", cache)
         .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/8"))
         .env("DISTCC_DIR", &state)
-        .env("CI", "true");
+        .env("CI", "true")
+        // Its own working directory, so a depfile written in the wrong place shows.
+        .current_dir(cache.parent().unwrap());
     c
 }
 
@@ -104,6 +106,14 @@ fn distcc_builds_identical_firmware_and_the_cache_stays_in_front() {
     let build_log = std::fs::read_to_string(blink["log"].as_str().unwrap()).unwrap();
     assert!(build_log.lines().any(|l| l.starts_with("distcc ") && l.contains("avr-g++")), "{build_log}");
     assert!(build_log.lines().any(|l| l.contains("avr-gcc") && l.contains("-o") && l.contains(".elf") && !l.starts_with("distcc ")));
+
+    // Distributed objects are cached like local ones (their depfiles were found):
+    // a fresh output folder on the same cache compiles nothing.
+    let strays: Vec<_> = std::fs::read_dir(t.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "d")).collect();
+    assert!(strays.is_empty(), "depfiles in the working directory: {strays:?}");
+    let o = distcc_command(&t.path().join("d-cache"), &t.path().join("d-out3"), distccd.port).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(read_json(&t.path().join("d-out3/results.json"))["totals"]["objects_compiled"], 0);
 
     // Keys ignore the launcher: the local build's cache serves a distcc run fully,
     // and no compile reaches distccd.
