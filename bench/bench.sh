@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark fbuild against arduino-builder on the 81 built-in examples for uno,
-# and simavr smoke runs of the 100 examples.
+# simavr smoke runs of the 100 examples, and two simulated CI runners sharing a Redis
+# remote cache on loopback.
 # Prints TSV on stdout: case, wall seconds, ratio to cold compile-many, exit status,
 # sketches built, and the check of both. A case is timed only if it built what it
 # should: its exit status must match its results, and it must build as many sketches
@@ -205,6 +206,47 @@ if [ "$broken" -gt 0 ]; then
   echo "bench: $broken case(s) broken: their times mean nothing" >&2
   exit 1
 fi
+
+
+# j, k: two CI runners sharing a Redis on loopback. Runner 1 fills it (cold); runner
+# 2 starts cold too (empty local cache, fresh output folder) but with the remote.
+rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+R="redis://127.0.0.1:$rport"
+runner1() { FBUILD_CACHE_DIR="$(fresh r1c)" "$F" compile-many -q --remote-cache "$R" --out "$(fresh r1o)" "$corpus"; }
+runner2() { FBUILD_CACHE_DIR="$(fresh r2c)" "$F" compile-many -q --remote-cache "$R" --out "$(fresh r2o)" "$corpus"; }
+run j_runner1_cold_filling_remote runner1
+run k_runner2_cold_with_remote runner2
+# Overhead of a configured remote on fully local warm runs (every lookup hits locally):
+# median of five, with and without --remote-cache, same-folder and fresh-folder runs.
+warm_same_remote() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --remote-cache "$R" --out "$work/o1" "$corpus"; }
+warm_fresh_remote() { FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --remote-cache "$R" --out "$(fresh o6)" "$corpus"; }
+# Without and with alternate, so a burst of load from elsewhere hits both sides alike.
+paired_median5() {
+  local a="$1" fa="$2" b="$3" fb="$4" ta=() tb=()
+  for _ in 1 2 3 4 5; do
+    run m_tmp "$fa"; ta+=("${wall[m_tmp]}")
+    run m_tmp "$fb"; tb+=("${wall[m_tmp]}")
+  done
+  unset 'wall[m_tmp]'
+  wall[$a]=$(printf '%s\n' "${ta[@]}" | sort -n | sed -n 3p)
+  wall[$b]=$(printf '%s\n' "${tb[@]}" | sort -n | sed -n 3p)
+}
+paired_median5 l_warm_nothing_changed_median warm_same m_warm_nothing_changed_remote_median warm_same_remote
+paired_median5 n_warm_fresh_out_median warm_fresh_out o_warm_fresh_out_remote_median warm_fresh_remote
+
+for k in j_runner1_cold_filling_remote k_runner2_cold_with_remote; do
+  # Exit 1 is normal here: some examples cannot build on uno.
+  if [ "${status[$k]}" -gt 1 ]; then
+    echo "bench: case $k is broken (exit ${status[$k]}); its output:" >&2; tail -5 "$work/$k.log" >&2; exit 1
+  fi
+done
+printf '\nremote_overhead_warm_nothing_changed\t%.3f\n' "$(echo "${wall[m_warm_nothing_changed_remote_median]} / ${wall[l_warm_nothing_changed_median]}" | bc -l)"
+printf 'remote_overhead_warm_fresh_out\t%.3f\n' "$(echo "${wall[o_warm_fresh_out_remote_median]} / ${wall[n_warm_fresh_out_median]}" | bc -l)"
+printf 'runner2_with_remote_vs_cold_alone\t%.3f\n' "$(echo "${wall[k_runner2_cold_with_remote]} / $base" | bc -l)"
 
 # Stage-2 efficiency of case a: wall vs (sum of per-sketch stage-2 time / sketch jobs).
 python3 - "$work" <<'PY'

@@ -4,7 +4,10 @@
 # the example corpus (extracted from the `arduino` package's .deb, not installed).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+# redis-server, nginx-light (WebDAV PUT) and distcc: real servers the remote-cache and
+# compiler-launcher tests start on 127.0.0.1 themselves.
 packages=(gcc-avr avr-libc binutils-avr arduino-core-avr arduino-builder simavr libsimavr-dev avrdude time bc strace
+  redis-server nginx-light distcc
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib)
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -21,7 +24,16 @@ sudo=""
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
+  # Installing a server must not start it as a system service (tests start their own,
+  # on 127.0.0.1 only): policy-rc.d says "not now" to every package script, and is
+  # removed again only if we created it.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy" && made_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$made_policy" ] || $sudo rm -f "$policy"
 fi
 
 corpus="$repo/corpus"

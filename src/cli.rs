@@ -73,6 +73,14 @@ pub enum Command {
         /// With --smoke-run: a regular expression every firmware's UART output must match (repeatable).
         #[arg(long, value_name = "REGEX", value_parser = emulator::parse_expect, requires = "smoke_run")]
         expect: Vec<String>,
+        /// Build only shard K of N (1-based) of the sketch list, so N CI runners split one
+        /// example set; by a stable hash of each sketch's path unless --shard-weights.
+        #[arg(long, value_name = "K/N", value_parser = crate::shard::parse)]
+        shard: Option<crate::shard::Shard>,
+        /// With --shard: balance the shards by the seconds each sketch took in this
+        /// earlier results.json (unknown sketches weigh the mean).
+        #[arg(long, value_name = "OLD_RESULTS", requires = "shard")]
+        shard_weights: Option<PathBuf>,
         /// Sketch folders, main .ino files, or folders holding sketches anywhere below.
         sketches: Vec<PathBuf>,
     },
@@ -101,6 +109,15 @@ pub enum Command {
     /// Internal: one emulator run in a child process (see src/emulator/mod.rs).
     #[command(name = "emulator-child", hide = true)]
     EmulatorChild(emulator::ChildArgs),
+    /// Join the results.json of several shards into one (exit 1 if any sketch failed).
+    MergeResults {
+        /// The shards' results.json files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the joined result map.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: PathBuf,
+    },
     /// List every board of every installed platform.
     Boards {
         /// Extra hardware folder holding <vendor>/<arch>/boards.txt (repeatable).
@@ -175,6 +192,19 @@ pub struct CommonArgs {
     /// Write OUT/compile_commands.json (every translation unit, with its real command) and stop: nothing is compiled.
     #[arg(long, conflicts_with = "json")]
     pub only_compiledb: bool,
+    /// Shared cache behind the local one: redis://HOST:PORT[/DB] or http://HOST:PORT/PREFIX
+    /// (GET/PUT, as WebDAV serves it). Lookups go local, then remote; a remote hit is kept
+    /// locally. Server trouble gives one warning and the build goes on with the local cache.
+    #[arg(long, value_name = "URL", env = "FBUILD_REMOTE_CACHE")]
+    pub remote_cache: Option<String>,
+    /// Read the remote cache but never write to it (builds of untrusted pull requests).
+    #[arg(long)]
+    pub remote_cache_readonly: bool,
+    /// Prefix every compile command (never the link) with CMD: distcc, icecc, ccache,
+    /// sccache. Cache keys ignore it; stage widths may then exceed the cores, while
+    /// discovery, links and objcopy stay within them.
+    #[arg(long, value_name = "CMD", env = "FBUILD_COMPILER_LAUNCHER")]
+    pub compiler_launcher: Option<String>,
 }
 
 fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
@@ -239,6 +269,13 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
         filter: false,
         memory_class: None,
         only_compiledb: common.only_compiledb,
+        remote_cache: common.remote_cache.clone().filter(|u| !u.trim().is_empty()),
+        remote_cache_readonly: common.remote_cache_readonly,
+        compiler_launcher: match common.compiler_launcher.as_deref().filter(|c| !c.trim().is_empty()) {
+            Some(c) => crate::launcher::parse(c)?,
+            None => Vec::new(),
+        },
+        local_jobs: cores(),
     })
 }
 
@@ -343,7 +380,16 @@ pub fn run(cli: Cli) -> Result<i32> {
             eprintln!("{}", emulator::describe(&result));
             Ok(if result.status.succeeded() { exit::OK } else { exit::RUN_FAILED })
         }
-        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, compare_to, report_md, sketches, smoke_run, expect } => {
+        Command::MergeResults { inputs, output } => {
+            report::check_writable(&output)?;
+            let merged = crate::shard::merge(&inputs)?;
+            report::write_atomic(&output, serde_json::to_string_pretty(&merged).unwrap_or_default().as_bytes())?;
+            let t = &merged["totals"];
+            outln!("{} sketches: {} ok, {} failed (from {} results)", t["sketches"], t["ok"], t["failed"], inputs.len());
+            outln!("results: {}", output.display());
+            Ok(if t["failed"].as_u64() == Some(0) { exit::OK } else { exit::BUILD_FAILED })
+        }
+        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, compare_to, report_md, sketches, smoke_run, expect, shard, shard_weights } => {
             let mut args = sketches;
             for f in &sketches_from {
                 args.extend(read_sketch_list(f)?);
@@ -360,7 +406,20 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(p) = &report_md {
                 report::check_writable(p)?;
             }
-            let expanded = crate::sketch::expand_arguments(&args)?;
+            let mut expanded = crate::sketch::expand_arguments(&args)?;
+            if let Some(shard) = shard {
+                let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+                let weights = shard_weights.as_deref().map(|p| crate::shard::read_weights(p, &cwd)).transpose()?;
+                expanded = crate::shard::select(&expanded, shard, weights.as_ref(), &cwd);
+                if expanded.is_empty() {
+                    // More runners than sketches: this one has nothing to do, and says so.
+                    let empty = crate::shard::empty_results(&common.board, shard);
+                    report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
+                    outln!("shard {shard} holds no sketch");
+                    outln!("results: {}", results_path.display());
+                    return Ok(exit::OK);
+                }
+            }
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
             let req = Request { filter: !no_filter, memory_class, ..req };
             let target = match smoke_run {
@@ -383,7 +442,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(old) = &old {
                 report::size_delta::compare(&mut report, old);
             }
-            let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+            let mut value = serde_json::to_value(&report).unwrap_or_default();
+            if let (Some(shard), Some(o)) = (shard, value.as_object_mut()) {
+                o.insert("shard".into(), shard.to_string().into());
+            }
+            let json = serde_json::to_string_pretty(&value).unwrap_or_default();
             report::write_atomic(&results_path, json.as_bytes())?;
             report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
             let cwd = std::env::current_dir().unwrap_or_default();

@@ -1,5 +1,6 @@
 //! fbuild: byte-identical Arduino firmware, built fast. See docs/design.md.
 
+pub mod cache;
 pub mod cli;
 pub mod compiledb;
 pub mod console;
@@ -12,6 +13,7 @@ pub mod exec;
 pub mod filter;
 pub mod hash;
 pub mod includes;
+pub mod launcher;
 pub mod library;
 pub mod link_failure;
 pub mod macros;
@@ -23,6 +25,9 @@ pub mod properties;
 pub mod prototypes;
 pub mod report;
 pub mod runtime_tools;
+pub mod shard;
 pub mod sketch;
-pub mod store;
 pub mod toolchain;
+
+/// The local store keeps its old path for callers: `crate::store::Store`.
+pub use cache::store;

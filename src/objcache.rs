@@ -115,10 +115,20 @@ impl<'a> ObjectCache<'a> {
         Some(h.finish())
     }
 
-    /// The full key when the manifest of a previous compile is known and every
-    /// header it lists still exists; `None` means "compile to find out".
+    /// The full key when the manifest of a previous compile is known (locally or in
+    /// the remote tier) and every header it lists still exists; `None` means "compile
+    /// to find out".
     pub fn full_key(&self, base: &Hash) -> Option<Hash> {
-        let manifest = self.store?.get_record("manifest", base)?;
+        self.full_key_from_manifest(base, self.store?.get_record("manifest", base)?)
+    }
+
+    /// `full_key` from the local store only: what a warm run needs, without a remote
+    /// round trip for sources that have no manifest (their compile failed before).
+    pub fn local_full_key(&self, base: &Hash) -> Option<Hash> {
+        self.full_key_from_manifest(base, self.store?.get_local_record("manifest", base)?)
+    }
+
+    fn full_key_from_manifest(&self, base: &Hash, manifest: Vec<u8>) -> Option<Hash> {
         let text = String::from_utf8(manifest).ok()?;
         let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
         self.full_key_from(base, &headers)

@@ -17,6 +17,7 @@ use crate::discover::preprocess::Preprocessor;
 use crate::discover::{DiscoveryError, Discoverer, SketchDiscovery};
 use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
 use crate::link_failure::{self, LinkFailure};
+use crate::launcher::{self, LocalSlots};
 use crate::objcache::{combine_key, normalize_args, ObjectCache};
 use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::platform::{self, Board};
@@ -51,6 +52,13 @@ pub struct Request {
     pub memory_class: Option<crate::filter::MemoryClass>,
     /// Write compile_commands.json and stop before compiling anything.
     pub only_compiledb: bool,
+    /// `--remote-cache`: the shared tier behind the local cache.
+    pub remote_cache: Option<String>,
+    pub remote_cache_readonly: bool,
+    /// `--compiler-launcher`, split into words; empty for none.
+    pub compiler_launcher: Vec<String>,
+    /// How much work may run on this machine at once (discovery, links): the cores.
+    pub local_jobs: usize,
 }
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
@@ -176,10 +184,16 @@ pub fn load(req: &Request) -> Result<Loaded> {
     let platform_id = format!("{}:{}", board.platform.vendor, board.platform.arch);
     crate::runtime_tools::check_referenced(&props, &platform_id, crate::runtime_tools::packages_dir().as_deref())?;
 
+    let remote = req.remote_cache.as_deref().map(|url| crate::cache::remote::open(url, req.remote_cache_readonly)).transpose().map_err(Error::Usage)?;
     let store = match &req.cache_dir {
         None => None,
         Some(dir) => match Store::open(dir, req.cache_max_bytes) {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                if let Some(r) = remote {
+                    s.set_remote(r);
+                }
+                Some(s)
+            }
             Err(e) => {
                 crate::errln!("warning: cache folder {} is not usable ({e}); building without the cache", dir.display());
                 None
@@ -314,7 +328,7 @@ pub fn run(req: &Request) -> Result<Report> {
         let seconds = t_start.elapsed().as_secs_f64();
         phases.push(Phase { name: "total", seconds, count: results.len() });
         let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: runner.spawned(), ..Default::default() };
-        let cache = report::CacheSummary { enabled: store.is_some(), dir: store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0 };
+        let cache = report::CacheSummary { enabled: store.is_some(), dir: store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
         return Ok(Report {
             board: board.id.clone(),
             fqbn: board.fqbn.clone(),
@@ -330,7 +344,7 @@ pub fn run(req: &Request) -> Result<Report> {
         });
     }
 
-    let discovered: Vec<Result<(PathBuf, PathBuf, SketchDiscovery)>> = parallel_map(&sketches, req.sketch_jobs, |sketch| {
+    let discovered: Vec<Result<(PathBuf, PathBuf, SketchDiscovery)>> = parallel_map(&sketches, req.sketch_jobs.min(req.local_jobs), |sketch| {
         let dir = sketch_out_dir(&req.out, sketch);
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
@@ -484,7 +498,7 @@ pub fn run(req: &Request) -> Result<Report> {
     progress.stage("stage 1: core and libraries");
     {
         let _lock = FolderLock::acquire(&fw_dir)?;
-        let cenv = CompileEnv { cache: &cache, runner: &runner, includes: &includes, system_dirs: &system_dirs };
+        let cenv = CompileEnv { cache: &cache, runner: &runner, includes: &includes, system_dirs: &system_dirs, launcher: &req.compiler_launcher };
         run_stage1(&units, &fw_ctx, &cenv, &toolchain, store.as_ref(), req.framework_jobs)?;
     }
     let stage1_key = {
@@ -505,6 +519,9 @@ pub fn run(req: &Request) -> Result<Report> {
     // ---- stage 2 ----
     let t2 = Instant::now();
     progress.stage("stage 2: sketches");
+    // With a launcher, more sketches may be in flight than there are cores; their
+    // links still run here, so they take turns for the cores.
+    let local_slots = LocalSlots::new(if req.compiler_launcher.is_empty() { req.sketch_jobs } else { req.local_jobs });
     let env = SketchEnv {
         props: &props,
         units: &units,
@@ -517,6 +534,8 @@ pub fn run(req: &Request) -> Result<Report> {
         system_dirs: &system_dirs,
         core_unit: 0,
         fw_dir: &fw_dir,
+        launcher: &req.compiler_launcher,
+        local: &local_slots,
     };
     let results: Vec<SketchResult> = parallel_map(&work, req.sketch_jobs, |w| {
         progress.started();
@@ -567,6 +586,10 @@ pub fn run(req: &Request) -> Result<Report> {
         links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
         tool_processes: runner.spawned() + toolchain.processes_started(),
     };
+    let remote_stats = store.as_ref().and_then(Store::remote_stats);
+    if let Some(r) = &remote_stats {
+        phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
+    }
     let cache_summary = match &store {
         Some(s) => {
             let st = s.run_stats();
@@ -575,7 +598,7 @@ pub fn run(req: &Request) -> Result<Report> {
             if st.stores() > 0 {
                 let _ = s.evict();
             }
-            report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses() }
+            report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses(), remote: remote_stats }
         }
         None => report::CacheSummary::default(),
     };
@@ -649,6 +672,8 @@ struct CompileEnv<'a> {
     runner: &'a Runner,
     includes: &'a IncludeCache,
     system_dirs: &'a [PathBuf],
+    /// `--compiler-launcher` words, put before the compile command when it runs.
+    launcher: &'a [String],
 }
 
 /// Get-or-compile one object: "compute the key, look up, else run and store".
@@ -667,10 +692,19 @@ fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Opt
         let _ = std::fs::remove_file(&job.object);
         return Compiled::Failed(text);
     }
+    // Keys so far came from the local store; only now, with no failure remembered,
+    // is the remote tier worth a round trip for the manifest.
+    if full.is_none() {
+        if let Some(k) = base.and_then(|b| env.cache.full_key(&b)) {
+            if env.cache.fetch(&k, &job.object) {
+                return Compiled::Hit(Some(k));
+            }
+        }
+    }
     if let Some(parent) = job.object.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let out = run_into_log(env.runner, &job.args, log);
+    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &crate::objcache::depfile_of(&job.object)), log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
         let _ = std::fs::remove_file(&job.object);
@@ -707,7 +741,7 @@ fn run_stage1(units: &[Unit], fw_ctx: &Context, cenv: &CompileEnv, toolchain: &T
             let compiler = compiler_for(toolchain, store, j)?;
             let base = cache.base_key(&compiler, j);
             st.bases.push(base);
-            st.keys.push(base.and_then(|b| cache.full_key(&b)));
+            st.keys.push(base.and_then(|b| cache.local_full_key(&b)));
         }
         if let Some(k) = unit_key(fw_ctx, u, &st.keys)? {
             let mut outputs: Vec<&Path> = u.link_objects.iter().map(PathBuf::as_path).collect();
@@ -823,6 +857,9 @@ struct SketchEnv<'a> {
     system_dirs: &'a [PathBuf],
     core_unit: usize,
     fw_dir: &'a Path,
+    launcher: &'a [String],
+    /// Links, objcopy and size run on this machine: at most this many at once.
+    local: &'a LocalSlots,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -954,7 +991,7 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
         let c = compiler_for(env.toolchain, env.store, j).map_err(|e| e.to_string())?;
         let b = env.cache.base_key(&c, j);
         bases.push(b);
-        keys.push(b.and_then(|b| env.cache.full_key(&b)));
+        keys.push(b.and_then(|b| env.cache.local_full_key(&b)));
     }
     let mut link_objects: Vec<PathBuf> = w.jobs.iter().map(|j| j.object.clone()).collect();
     let mut unit_keys: Vec<Hash> = Vec::new();
@@ -1017,7 +1054,7 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
     order.sort_by_key(|&i| !w.jobs[i].source.ends_with(&merged));
     for i in order {
         let j = &w.jobs[i];
-        let cenv = CompileEnv { cache: env.cache, runner: env.runner, includes: env.includes, system_dirs: env.system_dirs };
+        let cenv = CompileEnv { cache: env.cache, runner: env.runner, includes: env.includes, system_dirs: env.system_dirs, launcher: env.launcher };
         match compile_one(&cenv, j, keys[i], bases[i], log) {
             Compiled::Hit(k) => {
                 r.objects_cached += 1;
@@ -1052,6 +1089,7 @@ fn build_sketch_inner(env: &SketchEnv, w: &SketchWork, project: &str, r: &mut Sk
     }
 
     // Link against the stage-1 units, exactly as the reference builder does.
+    let _local = env.local.acquire();
     let sketch_core = w.dir.join("core").join("core.a");
     if let Some(a) = &core.archive {
         place_link(a, &sketch_core).map_err(|e| format!("cannot place {}: {e}", sketch_core.display()))?;
@@ -1128,7 +1166,12 @@ fn link_paths<'a>(env: &'a SketchEnv, w: &'a SketchWork) -> link_failure::PathMa
 /// running a tool: the same log, sizes and error. The size check is redone against
 /// the board's current limits, so raising them lets a too-big sketch through.
 fn recall_link_failure(env: &SketchEnv, w: &SketchWork, key: &Hash, r: &mut SketchResult, log: &mut String) -> Option<String> {
-    let failure = link_failure::recall(env.store?, key, &link_paths(env, w))?;
+    let store = env.store?;
+    // A link this machine remembers succeeding did not fail: no need to ask a remote tier.
+    if store.get_local_record("link-meta", key).is_some() {
+        return None;
+    }
+    let failure = link_failure::recall(store, key, &link_paths(env, w))?;
     let too_big = failure.sizes.clone().and_then(|sizes| finish_sizes(env, r, &LinkRecord { files: Vec::new(), sizes }, Path::new("")).err());
     if too_big.is_none() && failure.error.is_empty() {
         // It linked, and now fits: build it the ordinary way.

@@ -109,6 +109,9 @@ pub struct CacheSummary {
     pub dir: Option<PathBuf>,
     pub hits: u64,
     pub misses: u64,
+    /// The shared tier (`--remote-cache`): hits, misses, bytes, time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::cache::remote::RemoteStats>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

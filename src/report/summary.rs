@@ -131,6 +131,18 @@ pub fn summary(report: &Report, cwd: &Path) -> String {
         report.totals.objects_cached,
         report.totals.links_run,
     ));
+    if let Some(r) = &report.cache.remote {
+        s.push_str(&format!(
+            "remote cache {}: {} hits, {} misses, {} stored, {:.1} MB read, {:.1} MB written, {:.2}s\n",
+            r.url,
+            r.hits,
+            r.misses,
+            r.stores,
+            r.bytes_read as f64 / 1e6,
+            r.bytes_written as f64 / 1e6,
+            r.seconds
+        ));
+    }
     s
 }
 

@@ -9,6 +9,9 @@
 //! stats.json, stats.lock     persistent hit/miss totals (lock only used by flush_stats)
 //! ```
 //!
+//! A remote tier (`set_remote`) may stand behind the local store: a local miss asks
+//! it, a remote hit is kept locally, and every local store is shared with it too.
+//!
 //! Concurrency model: readers never lock. Everything becomes visible through a
 //! single `rename(2)`, so a reader sees nothing or a complete entry, even if the
 //! writer was SIGKILLed. Visible entries are immutable and every read is verified
@@ -26,6 +29,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+use super::remote::{Remote, RemoteStats};
 
 /// blake3 hash of everything that determines an entry, computed by the caller.
 pub type Key = [u8; 32];
@@ -169,6 +174,8 @@ pub struct Store {
     counters: Mutex<Stats>,
     /// Part of `counters` already added to the persistent totals.
     flushed: Mutex<Stats>,
+    /// The shared tier behind this one (`--remote-cache`).
+    remote: Option<Remote>,
 }
 
 impl Store {
@@ -192,6 +199,7 @@ impl Store {
             hardlink: false,
             counters: Mutex::new(Stats::default()),
             flushed: Mutex::new(Stats::default()),
+            remote: None,
         };
         store.sweep_tmp();
         Ok(store)
@@ -203,6 +211,16 @@ impl Store {
 
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// Put a shared tier behind this store: lookups go local, then remote.
+    pub fn set_remote(&mut self, remote: Remote) {
+        self.remote = Some(remote);
+    }
+
+    /// What the remote tier did this run, when there is one.
+    pub fn remote_stats(&self) -> Option<RemoteStats> {
+        self.remote.as_ref().map(Remote::stats)
     }
 
     /// Place hits by hard link instead of copy. Only safe if the caller never
@@ -247,9 +265,29 @@ impl Store {
     /// Look up an entry and place each requested file at its destination. Returns
     /// true on a verified hit. A damaged entry is removed and reported as a miss.
     pub fn get_files(&self, ns: &str, key: &Key, dests: &[(&str, &Path)]) -> bool {
-        let hit = self.try_get_files(ns, key, dests);
+        let hit = self.try_get_files(ns, key, dests) || self.get_files_remote(ns, key, dests);
         self.count(ns, hit);
         hit
+    }
+
+    /// A local miss: ask the remote tier, keep what it has locally, place the files.
+    fn get_files_remote(&self, ns: &str, key: &Key, dests: &[(&str, &Path)]) -> bool {
+        let Some(remote) = &self.remote else { return false };
+        if dests.is_empty() || dests.iter().any(|(n, _)| check_name(n).is_err()) {
+            return false;
+        }
+        let Some(files) = remote.get(ns, key) else { return false };
+        let mut picked = Vec::with_capacity(dests.len());
+        for (name, dest) in dests {
+            match files.iter().find(|(n, _)| n == name) {
+                Some((_, data)) => picked.push((data, *dest)),
+                None => return false, // shared by a build that stored other files
+            }
+        }
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        // A failed local copy only costs another remote hit next time.
+        let _ = self.put_local(ns, key, &refs);
+        picked.iter().all(|(data, dest)| place(data, Path::new(""), dest, false).is_ok())
     }
 
     fn try_get_files(&self, ns: &str, key: &Key, dests: &[(&str, &Path)]) -> bool {
@@ -330,22 +368,40 @@ impl Store {
             touch(&dest);
             return Ok(());
         }
+        // Copy, never link: later edits of build outputs must not reach the cache.
+        let mut blobs = Vec::with_capacity(files.len());
+        for (name, src) in files {
+            let data = fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
+            blobs.push((*name, data));
+        }
+        let refs: Vec<(&str, &[u8])> = blobs.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+        if let Some(remote) = &self.remote {
+            remote.put(ns, key, &refs);
+        }
+        self.put_local(ns, key, &refs)
+    }
+
+    /// Publish an entry in the local store only. Atomic: staged in `v1/tmp`, then
+    /// renamed into place; losing a race to an equal entry is success.
+    fn put_local(&self, ns: &str, key: &Key, files: &[(&str, &[u8])]) -> Result<()> {
+        let dest = self.entry_dir(ns, key);
+        if dest.is_dir() {
+            return Ok(());
+        }
         let stage = self.make_stage_dir()?;
         let staged = (|| -> Result<()> {
             let mut meta = Meta {
                 version: META_VERSION,
                 files: Vec::with_capacity(files.len()),
             };
-            for (name, src) in files {
-                // Copy, never link: later edits of build outputs must not reach the cache.
-                let data =
-                    fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
-                write_new_file(&stage.join(name), &data, 0o444)
+            for (name, data) in files {
+                check_name(name)?;
+                write_new_file(&stage.join(name), data, 0o444)
                     .with_context(|| format!("cannot write cache file in {}", stage.display()))?;
                 meta.files.push(MetaFile {
                     name: name.to_string(),
                     size: data.len() as u64,
-                    blake3: blake3::hash(&data).to_hex().to_string(),
+                    blake3: blake3::hash(data).to_hex().to_string(),
                 });
             }
             // meta.json last: its presence is what makes an entry look complete.
@@ -394,9 +450,29 @@ impl Store {
 
     /// Read a small record; None on miss or if it fails verification (then it is removed).
     pub fn get_record(&self, ns: &str, key: &Key) -> Option<Vec<u8>> {
-        let r = self.try_get_record(ns, key);
+        let r = self.try_get_record(ns, key).or_else(|| self.get_record_remote(ns, key));
         self.count(ns, r.is_some());
         r
+    }
+
+    /// A record from the local store only, for callers that ask the remote tier later
+    /// and only if still needed. Counts a hit; a miss is counted by the later lookup.
+    pub fn get_local_record(&self, ns: &str, key: &Key) -> Option<Vec<u8>> {
+        let r = self.try_get_record(ns, key);
+        if r.is_some() {
+            self.count(ns, true);
+        }
+        r
+    }
+
+    /// A record is shared as an entry holding one file.
+    const RECORD_FILE: &'static str = "record";
+
+    fn get_record_remote(&self, ns: &str, key: &Key) -> Option<Vec<u8>> {
+        let files = self.remote.as_ref()?.get(ns, key)?;
+        let (_, data) = files.into_iter().find(|(n, _)| n == Self::RECORD_FILE)?;
+        let _ = self.put_record_local(ns, key, &data);
+        Some(data)
     }
 
     fn try_get_record(&self, ns: &str, key: &Key) -> Option<Vec<u8>> {
@@ -421,6 +497,13 @@ impl Store {
     /// Store a small record. Replaces any existing record atomically (last writer wins).
     pub fn put_record(&self, ns: &str, key: &Key, data: &[u8]) -> Result<()> {
         check_ns(ns)?;
+        if let Some(remote) = &self.remote {
+            remote.put(ns, key, &[(Self::RECORD_FILE, data)]);
+        }
+        self.put_record_local(ns, key, data)
+    }
+
+    fn put_record_local(&self, ns: &str, key: &Key, data: &[u8]) -> Result<()> {
         let dest = self.record_path(ns, key);
         let mut buf = Vec::with_capacity(REC_HEADER + data.len());
         buf.extend_from_slice(REC_MAGIC);
@@ -1613,6 +1696,69 @@ mod tests {
             default_cache_dir().is_absolute() || std::env::var_os("FBUILD_CACHE_DIR").is_some()
         );
     }
+
+    /// Blobs in memory, shared by two stores as a remote would be by two machines.
+    #[derive(Default, Clone)]
+    struct SharedBlobs(Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>);
+
+    impl super::super::remote::Backend for SharedBlobs {
+        fn get(&self, name: &str) -> Result<Option<Vec<u8>>, super::super::remote::RemoteError> {
+            Ok(self.0.lock().unwrap().get(name).cloned())
+        }
+        fn put(&self, name: &str, blob: &[u8]) -> Result<(), super::super::remote::RemoteError> {
+            self.0.lock().unwrap().insert(name.to_string(), blob.to_vec());
+            Ok(())
+        }
+    }
+
+    fn with_remote(root: &Path, blobs: &SharedBlobs, read_only: bool) -> Store {
+        let mut s = Store::open(root, 1 << 30).unwrap();
+        s.set_remote(Remote::with_backend(Box::new(blobs.clone()), "mem://", read_only));
+        s
+    }
+
+    #[test]
+    fn remote_tier_serves_a_second_machine_and_fills_its_local_store() {
+        let td = TempDir::new().unwrap();
+        let src = write(td.path(), "x.o", b"object");
+        let dest = td.path().join("placed.o");
+        let get = |s: &Store, k: u8| -> Option<Vec<u8>> {
+            let _ = fs::remove_file(&dest);
+            s.get_files("object", &key(k), &[("o", &dest)]).then(|| fs::read(&dest).unwrap())
+        };
+        let blobs = SharedBlobs::default();
+        let a = with_remote(&td.path().join("a"), &blobs, false);
+        a.put_files("object", &key(1), &[("o", &src)]).unwrap();
+        a.put_record("manifest", &key(3), b"headers").unwrap();
+        a.put_record("toolchain", &key(4), b"this machine only").unwrap();
+        let b = with_remote(&td.path().join("b"), &blobs, false);
+        assert_eq!(get(&b, 1).as_deref(), Some(&b"object"[..]));
+        assert_eq!(b.get_record("manifest", &key(3)).as_deref(), Some(&b"headers"[..]));
+        assert_eq!(b.get_record("toolchain", &key(4)), None, "toolchain facts stay local");
+        let rs = b.remote_stats().unwrap();
+        assert_eq!((rs.hits, rs.misses), (2, 0));
+        // Kept locally: the next lookups never reach the remote.
+        blobs.0.lock().unwrap().clear();
+        assert!(get(&b, 1).is_some());
+        assert!(b.get_record("manifest", &key(3)).is_some());
+        assert_eq!(b.remote_stats().unwrap().hits, 2);
+        // A read-only machine takes but never gives.
+        let c = with_remote(&td.path().join("c"), &blobs, true);
+        c.put_files("object", &key(5), &[("o", &src)]).unwrap();
+        c.put_record("manifest", &key(6), b"pr").unwrap();
+        assert!(blobs.0.lock().unwrap().is_empty());
+        // A damaged remote blob is a miss, not an object.
+        let d = with_remote(&td.path().join("d"), &blobs, false);
+        d.put_files("object", &key(7), &[("o", &src)]).unwrap();
+        for v in blobs.0.lock().unwrap().values_mut() {
+            let n = v.len() - 1;
+            v[n] ^= 1;
+        }
+        let e = with_remote(&td.path().join("e"), &blobs, false);
+        assert_eq!(get(&e, 7), None);
+        assert_eq!(e.remote_stats().unwrap().rejected, 1);
+    }
+
 
     /// (read syscalls, bytes read) by this thread so far, from /proc/thread-self/io:
     /// work that does not depend on how loaded the machine is.
