@@ -163,7 +163,7 @@ impl<'a> ObjectCache<'a> {
 }
 
 /// `-I` folders of a compile command, in order.
-fn include_dirs(args: &[String]) -> Vec<PathBuf> {
+pub fn include_dirs(args: &[String]) -> Vec<PathBuf> {
     args.iter().filter_map(|a| a.strip_prefix("-I")).filter(|d| !d.is_empty()).map(PathBuf::from).collect()
 }
 

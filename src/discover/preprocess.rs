@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::exec::Runner;
 use crate::hash::{hex, Hash, Hasher};
-use crate::objcache::{normalize_args, ObjectCache};
+use crate::objcache::{include_dirs, normalize_args, ObjectCache};
 use crate::store::Store;
 use crate::toolchain::Compiler;
 
@@ -48,6 +48,10 @@ pub struct Preprocessor<'a> {
     compiler: Compiler,
     /// This process's answers, so sketches sharing a library file share its runs.
     memo: Mutex<HashMap<Hash, Arc<Outcome>>>,
+    /// Clean answers (no header missing, no `__has_include`) by source and command
+    /// shape (the command without its `-I` folders), with the include path they had:
+    /// candidates for the same file under another sketch's include path.
+    clean: Mutex<HashMap<Hash, Vec<(Vec<PathBuf>, Arc<Outcome>)>>>,
     /// Runs started, and answers taken from the memo or the store.
     pub runs: AtomicUsize,
     pub reused: AtomicUsize,
@@ -55,7 +59,7 @@ pub struct Preprocessor<'a> {
 
 impl<'a> Preprocessor<'a> {
     pub fn new(store: Option<&'a Store>, files: &'a ObjectCache<'a>, compiler: Compiler) -> Preprocessor<'a> {
-        Preprocessor { store, files, compiler, memo: Mutex::default(), runs: AtomicUsize::new(0), reused: AtomicUsize::new(0) }
+        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), reused: AtomicUsize::new(0) }
     }
 
     fn is_system(&self, p: &Path) -> bool {
@@ -63,13 +67,56 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn key(&self, args: &[String], source: &Path) -> Option<Hash> {
+        self.key_of("discover-preprocess-v1", args.iter(), source)
+    }
+
+    /// The key of the command without its include folders: runs that differ only in
+    /// their include path share it.
+    fn shape(&self, args: &[String], source: &Path) -> Option<Hash> {
+        self.key_of("discover-shape-v1", args.iter().filter(|a| !a.starts_with("-I")), source)
+    }
+
+    fn key_of<'s>(&self, domain: &str, args: impl Iterator<Item = &'s String>, source: &Path) -> Option<Hash> {
         let bytes = self.files.file_hash(source)?;
-        let mut h = Hasher::new("discover-preprocess-v1");
+        let mut h = Hasher::new(domain);
         h.bytes(&self.compiler.identity).bytes(&bytes);
-        for a in normalize_args(args, &[(source, "\u{0}SRC")]) {
+        let args: Vec<String> = args.cloned().collect();
+        for a in normalize_args(&args, &[(source, "\u{0}SRC")]) {
             h.str(&a);
         }
         Some(h.finish())
+    }
+
+    /// A clean answer for the same source and command under another include path
+    /// holds for this one when every header it read is found in the same place:
+    /// its folder is on this path too, and no folder ahead of it here (that was not
+    /// ahead of it there) has a file of the same name. Then GCC reads the same files
+    /// in the same order, and with no `__has_include` nothing else depends on the path.
+    fn transfer(&self, shape: &Hash, includes: &[PathBuf]) -> Option<Arc<Outcome>> {
+        let clean = self.clean.lock().unwrap();
+        let candidates = clean.get(shape)?;
+        candidates.iter().find(|(theirs, o)| self.same_headers(o, theirs, includes)).map(|(_, o)| o.clone())
+    }
+
+    fn same_headers(&self, o: &Outcome, theirs: &[PathBuf], ours: &[PathBuf]) -> bool {
+        let system = &self.compiler.system_dirs;
+        o.headers.iter().all(|h| {
+            let from = |dirs: &[PathBuf]| dirs.iter().filter(|d| h.starts_with(d)).max_by_key(|d| d.as_os_str().len()).cloned();
+            // Found through the include path, or in the compiler's own folders (after
+            // every -I folder); otherwise beside the file that included it.
+            let (dir, ahead_here, ahead_there): (PathBuf, &[PathBuf], &[PathBuf]) = match from(theirs) {
+                Some(d) => match (ours.iter().position(|x| *x == d), theirs.iter().position(|x| *x == d)) {
+                    (Some(i), Some(j)) => (d, &ours[..i], &theirs[..j]),
+                    _ => return false,
+                },
+                None => match from(system) {
+                    Some(d) => (d, ours, theirs),
+                    None => return true,
+                },
+            };
+            let Ok(rel) = h.strip_prefix(&dir) else { return false };
+            ahead_here.iter().all(|e| ahead_there.contains(e) || !e.join(rel).exists())
+        })
     }
 
     /// Preprocess `source` with `args` (a full command line from
@@ -88,6 +135,14 @@ impl<'a> Preprocessor<'a> {
                 self.memo.lock().unwrap().insert(k, o.clone());
                 return (o, false);
             }
+        }
+        let includes = include_dirs(args);
+        let shape = self.shape(args, source);
+        if let (Some(k), Some(o)) = (key, shape.and_then(|s| self.transfer(&s, &includes))) {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            self.memo.lock().unwrap().insert(k, o.clone());
+            self.remember(&k, &o);
+            return (o, false);
         }
         let mut cmd = args.to_vec();
         // -H lists every header opened, on stderr, even when the run stops early.
@@ -108,6 +163,11 @@ impl<'a> Preprocessor<'a> {
         if let (Some(k), true) = (key, answered && out.signal.is_none() && !runner.interrupted()) {
             self.memo.lock().unwrap().insert(k, outcome.clone());
             self.remember(&k, &outcome);
+            if let (Some(sh), None, false) = (shape, &outcome.missing, outcome.has_include) {
+                if out.success {
+                    self.clean.lock().unwrap().entry(sh).or_default().push((includes, outcome.clone()));
+                }
+            }
         }
         (outcome, true)
     }
@@ -203,6 +263,27 @@ Multiple include guards may be useful for:\n/usr/lib/avr/include/avr/portpins.h\
         assert_eq!(o.missing.as_deref(), Some("OneWire.h"));
         assert!(o.message.starts_with("/s/S.ino.cpp:3:21: fatal error: OneWire.h"));
         assert!(!o.message.contains("portpins"));
+    }
+
+    #[test]
+    fn an_answer_moves_to_another_path_only_where_the_headers_are_found_alike() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+        for d in [&a, &b, &c] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(a.join("x.h"), "").unwrap();
+        let files = ObjectCache::new(None);
+        let compiler = Compiler { path: PathBuf::from("/usr/bin/avr-g++"), version: String::new(), identity: [0; 32], system_dirs: Vec::new() };
+        let p = Preprocessor::new(None, &files, compiler);
+        let o = Outcome { headers: vec![a.join("x.h")], ..Default::default() };
+        let theirs = vec![a.clone()];
+        assert!(p.same_headers(&o, &theirs, &[b.clone(), a.clone()]), "a folder ahead without x.h changes nothing");
+        assert!(p.same_headers(&o, &theirs, &[a.clone(), c.clone()]), "folders after it change nothing");
+        assert!(!p.same_headers(&o, &theirs, &[c.clone()]), "its folder must be on the path");
+        std::fs::write(b.join("x.h"), "").unwrap();
+        assert!(!p.same_headers(&o, &theirs, &[b.clone(), a.clone()]), "a new folder ahead with x.h would shadow it");
+        assert!(p.same_headers(&o, &theirs, &[a.clone(), b.clone()]), "behind it, it cannot");
     }
 
     #[test]
