@@ -12,14 +12,17 @@
 #   --corpus DIR              another set of sketches (default: corpus/examples)
 #   --fbuild BIN              time this fbuild binary instead of building one
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
+#   bench/bench.sh --third-party  the 86 examples of ../shared/libraries on uno only
 # Every cold case starts from an empty cache and output folder.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-memory="" corpus="$repo/corpus/examples" F=""
+memory="" samd="" third_party="" corpus="$repo/corpus/examples" F=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) memory=1 ;;
+    --samd) samd=1 ;;
+    --third-party) third_party=1 ;;
     --corpus) corpus="$(cd "$2" && pwd)"; shift ;;
     --fbuild) F="$2"; shift ;;
     *) echo "bench: unknown argument $1 (see the comment at the top of bench/bench.sh)" >&2; exit 2 ;;
@@ -115,8 +118,8 @@ build_first_warm() { FBUILD_CACHE_DIR="$work/c1" "$F" build -q --out "$work/o1" 
 
 # --samd: the same corpus for Arduino's SAMD core (the shared kit, or $FBUILD_SAMD_KIT),
 # compile-many cold and warm against arduino-builder one sketch at a time; then exit.
-if [ "${1:-}" = "--samd" ]; then
-  kit="${FBUILD_SAMD_KIT:-/work/shared/platforms/samd}"
+if [ -n "$samd" ]; then
+  kit="${FBUILD_SAMD_KIT:-$repo/../shared/platforms/samd}"
   fqbn=arduino:samd:arduino_zero_native
   props=(runtime.tools.arm-none-eabi-gcc-7-2017q4.path=/usr "runtime.tools.CMSIS-4.5.0.path=$kit/tools/CMSIS-4.5.0"
     "runtime.tools.CMSIS-Atmel-1.2.0.path=$kit/tools/CMSIS-Atmel-1.2.0")
@@ -141,6 +144,52 @@ if [ "${1:-}" = "--samd" ]; then
     printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
   done
   python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(f\"\nsamd_warm_ok\t{t['ok']}/{t['sketches']}\nsamd_warm_tool_processes\t{t['tool_processes']}\")" "$work/so/results.json"
+  exit 0
+fi
+
+# --third-party: the examples of the 14 real libraries in ../shared/libraries on uno,
+# as a library's CI runs them (--framework-jobs 1 --sketch-jobs 2): cold, warm, and
+# arduino-builder one sketch at a time; discovery's share of stage 2; then exit.
+if [ -n "$third_party" ]; then
+  libs="$(cd "$repo/../shared/libraries" && pwd)"
+  mapfile -t tp < <(find "$libs" -name '*.ino' -printf '%h\n' | sort -u | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }')
+  tp_cm() { FBUILD_CACHE_DIR="$work/tc" "$F" compile-many -q --libraries "$libs" --framework-jobs 1 --sketch-jobs 2 --out "$work/$1" "${tp[@]}"; }
+  tp_cold() { fresh tc >/dev/null; fresh to >/dev/null; tp_cm to; }
+  tp_warm() { tp_cm to; }
+  tp_warm_fresh() { fresh tw >/dev/null; tp_cm tw; }
+  tp_ab_one() {
+    local core; core="$(fresh tabcore)"
+    for s in "${tp[@]}"; do
+      arduino-builder -compile -hardware /usr/share/arduino/hardware -hardware /usr/share/arduino-builder -tools /usr/bin \
+        -libraries "$libs" -fqbn arduino:avr:uno -build-path "$(fresh tab)" -build-cache "$core" \
+        -prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__ "$s/$(basename "$s").ino" >/dev/null 2>&1 || true
+    done
+  }
+  run t_third_party_cold tp_cold
+  cp "$work/to/phases.tsv" "$work/t_cold_phases.tsv"
+  run t_third_party_warm_nothing_changed tp_warm
+  run t_third_party_warm_fresh_out tp_warm_fresh
+  run t_third_party_arduino_builder_one_at_a_time tp_ab_one
+  for k in t_third_party_cold t_third_party_warm_nothing_changed t_third_party_warm_fresh_out; do
+    if [ "${status[$k]}" -gt 1 ]; then echo "bench: case $k is broken (exit ${status[$k]})" >&2; tail -5 "$work/$k.log" >&2; exit 1; fi
+  done
+  base=${wall[t_third_party_cold]}
+  printf 'case\twall_s\tratio_to_compile_many_cold\n'
+  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
+    printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
+  done
+  python3 - "$work/t_cold_phases.tsv" "$work/to/results.json" "$work/tw/results.json" <<'PY'
+import json, sys
+phases = {l.split("\t")[0]: float(l.split("\t")[1]) for l in open(sys.argv[1]).read().splitlines()[1:]}
+cold, warm = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+ok = cold["totals"]["ok"]
+assert ok == warm["totals"]["ok"] and ok > 0, "the warm run must build what the cold one built"
+print(f"\nthird_party_ok\t{ok}/{cold['totals']['sketches']}")
+print(f"third_party_cold_discover_s\t{phases['discover']:.2f}")
+print(f"third_party_cold_stage2_s\t{phases['stage2_sketches']:.2f}")
+print(f"third_party_cold_discover_share_of_stage2\t{phases['discover'] / phases['stage2_sketches']:.2f}")
+print(f"third_party_warm_fresh_out_tool_processes\t{warm['totals']['tool_processes']}")
+PY
   exit 0
 fi
 

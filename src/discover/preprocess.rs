@@ -52,14 +52,13 @@ pub struct Preprocessor<'a> {
     /// shape (the command without its `-I` folders), with the include path they had:
     /// candidates for the same file under another sketch's include path.
     clean: Mutex<HashMap<Hash, Vec<(Vec<PathBuf>, Arc<Outcome>)>>>,
-    /// Runs started, and answers taken from the memo or the store.
+    /// Preprocessor processes started.
     pub runs: AtomicUsize,
-    pub reused: AtomicUsize,
 }
 
 impl<'a> Preprocessor<'a> {
     pub fn new(store: Option<&'a Store>, files: &'a ObjectCache<'a>, compiler: Compiler) -> Preprocessor<'a> {
-        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), reused: AtomicUsize::new(0) }
+        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0) }
     }
 
     fn is_system(&self, p: &Path) -> bool {
@@ -126,11 +125,9 @@ impl<'a> Preprocessor<'a> {
         let key = self.key(args, source);
         if let Some(k) = key {
             if let Some(o) = self.memo.lock().unwrap().get(&k) {
-                self.reused.fetch_add(1, Ordering::Relaxed);
                 return (o.clone(), false);
             }
             if let Some(o) = self.lookup(&k, args, source) {
-                self.reused.fetch_add(1, Ordering::Relaxed);
                 let o = Arc::new(o);
                 self.memo.lock().unwrap().insert(k, o.clone());
                 return (o, false);
@@ -139,7 +136,6 @@ impl<'a> Preprocessor<'a> {
         let includes = include_dirs(args);
         let shape = self.shape(args, source);
         if let (Some(k), Some(o)) = (key, shape.and_then(|s| self.transfer(&s, &includes))) {
-            self.reused.fetch_add(1, Ordering::Relaxed);
             self.memo.lock().unwrap().insert(k, o.clone());
             self.remember(&k, &o);
             return (o, false);
