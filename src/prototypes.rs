@@ -9,8 +9,8 @@
 //!   a signature that itself straddles such a directive gets no prototype;
 //! - brace counting follows the first branch of an undecided `#if`, so
 //!   `#ifdef X` / `void f(int a) {` / `#else` / `void f(long a) {` / `#endif` works;
-//! - default arguments are dropped from the prototype (repeating them in the
-//!   definition would be an error; the definition keeps them);
+//! - a function with default arguments gets no prototype, as arduino-builder's ctags
+//!   pass gives none (so the same sketches compile, and fail, as with the reference);
 //! - functions in an `extern "C" {` block get `extern "C"` prototypes (a C++
 //!   prototype would give them conflicting linkage);
 //! - `ISR(vector) {`-style macro definitions (a name with no return type),
@@ -214,7 +214,8 @@ impl Scanner {
 
 struct Definition {
     name: String,
-    proto: Prototype,
+    /// None for a function with default arguments: it gets no prototype.
+    proto: Option<Prototype>,
     /// Merged line before which its prototype could go.
     insert_line: usize,
 }
@@ -279,7 +280,7 @@ fn plan(merged: &str) -> Plan {
                 let (file, line) = sc.map.map(first_line);
                 let insert_line = pending.outer_if_line.unwrap_or(first_line).min(first_line);
                 // Not mixed: the conditions now are those the head started under.
-                let proto = Prototype { text, file, line, conditions: sc.conditions() };
+                let proto = text.map(|text| Prototype { text, file, line, conditions: sc.conditions() });
                 defined.push(Definition { name, proto, insert_line });
             }
             // Skip the body (function, class, namespace, initialiser).
@@ -294,8 +295,8 @@ fn plan(merged: &str) -> Plan {
     let prototypes = defined
         .into_iter()
         .filter(|d| !declared.contains(&d.name))
-        .filter(|d| seen.insert((d.proto.text.clone(), d.proto.conditions.clone())))
-        .map(|d| d.proto)
+        .filter_map(|d| d.proto)
+        .filter(|p| seen.insert((p.text.clone(), p.conditions.clone())))
         .collect();
     Plan { insert_line, prototypes, map: sc.map }
 }
@@ -394,8 +395,9 @@ fn declarator(toks: &[&Token]) -> Option<Declarator> {
 }
 
 /// If the tokens before a file-scope `{` start a function definition: its name,
-/// prototype text and the merged line where the declaration starts.
-fn function_definition(head: &[&Token], extern_c: bool) -> Option<(String, String, usize)> {
+/// prototype text (none for a function with default arguments) and the merged line
+/// where the declaration starts.
+fn function_definition(head: &[&Token], extern_c: bool) -> Option<(String, Option<String>, usize)> {
     let mut head = strip_macro_statements(head);
     if head.last().is_some_and(|t| t.is("try")) {
         head = &head[..head.len() - 1]; // function-try-block
@@ -427,34 +429,35 @@ fn function_definition(head: &[&Token], extern_c: bool) -> Option<(String, Strin
             _ => {}
         }
     }
-    let mut text = prototype_text(head, d.params, params_close);
+    if has_default_argument(head, d.params, params_close) {
+        // A definition all the same: prototypes still go above it.
+        return Some((name.text.clone(), None, first.line));
+    }
+    let mut text = prototype_text(head);
     if extern_c && !first.is("extern") {
         text.insert_str(0, "extern \"C\" ");
     }
     text.push(';');
-    Some((name.text.clone(), text, first.line))
+    Some((name.text.clone(), Some(text), first.line))
 }
 
-/// Join tokens with the source's spacing collapsed to single spaces, dropping
-/// default arguments from the parameter list `params_open..=params_close`.
-fn prototype_text(head: &[&Token], params_open: usize, params_close: usize) -> String {
+/// A `=` directly inside the parameter list `params_open..=params_close`.
+fn has_default_argument(head: &[&Token], params_open: usize, params_close: usize) -> bool {
+    let mut depth = 0i32;
+    head[params_open..=params_close].iter().any(|t| {
+        if t.is("(") || t.is("[") || t.is("{") {
+            depth += 1;
+        } else if t.is(")") || t.is("]") || t.is("}") {
+            depth -= 1;
+        }
+        depth == 1 && t.is("=")
+    })
+}
+
+/// Join tokens with the source's spacing collapsed to single spaces.
+fn prototype_text(head: &[&Token]) -> String {
     let mut out = String::new();
-    let mut paren_depth = 0i32; // within the parameter list
-    let mut j = 0;
-    while j < head.len() {
-        let t = head[j];
-        let in_params = j > params_open && j < params_close;
-        if in_params && t.is("=") && paren_depth == 1 {
-            j = skip_default_argument(head, j, params_close);
-            continue;
-        }
-        if j >= params_open && j <= params_close {
-            if t.is("(") {
-                paren_depth += 1;
-            } else if t.is(")") {
-                paren_depth -= 1;
-            }
-        }
+    for t in head {
         let after_word = out.chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_');
         let space = !out.is_empty()
             && (t.space_before || (matches!(t.kind, Kind::Word | Kind::Number) && after_word))
@@ -464,31 +467,8 @@ fn prototype_text(head: &[&Token], params_open: usize, params_close: usize) -> S
             out.push(' ');
         }
         out.push_str(&t.text);
-        j += 1;
     }
     out
-}
-
-/// Index of the `,` or `)` ending the default argument whose `=` is at `eq`.
-fn skip_default_argument(head: &[&Token], eq: usize, params_close: usize) -> usize {
-    let mut depth = 0i32;
-    let mut j = eq;
-    while j < params_close {
-        let u = head[j];
-        if u.is("(") || u.is("[") || u.is("{") {
-            depth += 1;
-        } else if u.is(")") || u.is("]") || u.is("}") {
-            depth -= 1;
-        } else if u.is("<") && !u.space_before && head[j - 1].kind == Kind::Word {
-            depth += 1; // `std::pair<int, int>(1, 2)`
-        } else if u.is(">") && depth > 0 {
-            depth -= 1;
-        } else if u.is(",") && depth <= 0 {
-            break;
-        }
-        j += 1;
-    }
-    j
 }
 
 /// A file-scope declaration `type name(params);` declares `name` (variables with
@@ -537,9 +517,9 @@ mod tests {
     }
 
     #[test]
-    fn default_arguments_are_dropped() {
-        let src = "void f(int a = 3, const char *s = \")\", int b = max(1, 2)) {}\n";
-        assert_eq!(protos(src), vec!["void f(int a, const char *s, int b);"]);
+    fn functions_with_default_arguments_get_no_prototype_as_with_the_reference() {
+        let src = "void f(int a = 3, const char *s = \")\", int b = max(1, 2)) {}\nvoid g(int a, int (*cb)(int) = nullptr) {}\nvoid h(int a) {}\n";
+        assert_eq!(protos(src), vec!["void h(int a);"]);
     }
 
     #[test]
@@ -634,8 +614,8 @@ mod tests {
 
     #[test]
     fn multi_line_signature_exact_output() {
-        let src = "#line 1 \"/s/M/M.ino\"\n// note\nstatic unsigned long\nmeasure(int pin,\n        int samples = 4) {\n  return 0;\n}\n";
-        let want = "#line 1 \"/s/M/M.ino\"\n// note\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long measure(int pin, int samples);\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long\nmeasure(int pin,\n        int samples = 4) {\n  return 0;\n}\n";
+        let src = "#line 1 \"/s/M/M.ino\"\n// note\nstatic unsigned long\nmeasure(int pin,\n        int samples) {\n  return 0;\n}\n";
+        let want = "#line 1 \"/s/M/M.ino\"\n// note\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long measure(int pin, int samples);\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long\nmeasure(int pin,\n        int samples) {\n  return 0;\n}\n";
         assert_eq!(add_prototypes(src), want);
     }
 
@@ -694,9 +674,17 @@ mod tests {
     }
 
     #[test]
-    fn default_arguments_with_templates_and_braces() {
-        let src = "void f(std::pair<int, int> p = std::pair<int, int>(1, 2), int b = {}, int c = (1 > 0)) {}\n";
-        assert_eq!(protos(src), vec!["void f(std::pair<int, int> p, int b, int c);"]);
+    fn prototypes_go_above_a_first_function_that_has_default_arguments() {
+        // As arduino-builder writes OneWire's DS2408_Switch example.
+        let src = "#line 1 \"/s/D/D.ino\"\nint x;\nvoid p(int n=0) {}\nvoid setup() {}\n";
+        let want = "#line 1 \"/s/D/D.ino\"\nint x;\n#line 3 \"/s/D/D.ino\"\nvoid setup();\n#line 2 \"/s/D/D.ino\"\nvoid p(int n=0) {}\nvoid setup() {}\n";
+        assert_eq!(add_prototypes(src), want);
+    }
+
+    #[test]
+    fn a_comparison_inside_a_default_is_still_a_default() {
+        let src = "void f(std::pair<int, int> p = std::pair<int, int>(1, 2), int c = (1 > 0)) {}\nvoid k(bool b) { b = (1 == 2); }\n";
+        assert_eq!(protos(src), vec!["void k(bool b);"]);
     }
 
     #[test]

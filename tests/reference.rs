@@ -50,9 +50,6 @@ fn merged_cpp_difference(ours: &str, theirs: &str, reference_ok: bool) -> Option
     }
 }
 
-/// Sketches whose merged .ino.cpp places prototypes elsewhere than the reference.
-const KNOWN_PROTOTYPE_PLACEMENT: &[&str] = &["DS2408_Switch"];
-
 /// Build `sketches` with both builders; returns how many firmware files were compared.
 fn compare(board: &str, fqbn: &str, sketches: &[PathBuf], expect_ok: usize) -> usize {
     compare_with(board, &ReferenceSpec::avr(fqbn), &[], sketches, expect_ok)
@@ -86,11 +83,7 @@ fn compare_with(board: &str, spec: &ReferenceSpec, extra: &[String], sketches: &
         let merged = |dir: &Path| std::fs::read(dir.join("sketch").join(format!("{name}.ino.cpp"))).map(|b| String::from_utf8_lossy(&b).into_owned());
         let ours_merged = merged(Path::new(r["output_dir"].as_str().unwrap())).unwrap_or_else(|e| panic!("{name}: fbuild's merged sketch: {e}"));
         let theirs_merged = merged(&reference.dir).unwrap_or_else(|e| panic!("{name}: arduino-builder's merged sketch: {e}"));
-        // Known: fbuild inserts DS2408_Switch's prototypes before a different
-        // declaration than arduino-builder's ctags does (open in issue 14's notes);
-        // its firmware is still compared byte for byte below.
-        let known_placement = KNOWN_PROTOTYPE_PLACEMENT.contains(&name.as_str());
-        if let Some(d) = merged_cpp_difference(&ours_merged, &theirs_merged, reference.ok).filter(|_| !known_placement) {
+        if let Some(d) = merged_cpp_difference(&ours_merged, &theirs_merged, reference.ok) {
             mismatches.push(format!("{}: merged .ino.cpp differs from arduino-builder's: {d}", sketch.display()));
         }
         merged_compared += 1;
