@@ -78,7 +78,8 @@ fn roots(explicit: &[PathBuf]) -> Vec<Root> {
     roots
 }
 
-fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {
+/// The folders in `dir`, by name (none when it cannot be read).
+pub(crate) fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect(),
         Err(_) => Vec::new(),

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::platform::sorted_dirs;
 use crate::properties::Properties;
 
 /// One installed tool release.
@@ -181,15 +182,6 @@ fn split_tool_id(id: &str) -> (&str, Option<&str>) {
         }
     }
     (id, None)
-}
-
-fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect(),
-        Err(_) => Vec::new(),
-    };
-    out.sort();
-    out
 }
 
 fn name_of(p: &Path) -> String {

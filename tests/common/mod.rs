@@ -73,6 +73,17 @@ pub fn sketches_by_path(results: &serde_json::Value) -> std::collections::BTreeM
         .collect()
 }
 
+/// The .hex of every sketch that built, by sketch path.
+pub fn ok_hexes(results: &serde_json::Value) -> std::collections::BTreeMap<String, Vec<u8>> {
+    results["sketches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "ok")
+        .map(|s| (s["path"].as_str().unwrap().to_string(), std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap()))
+        .collect()
+}
+
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
