@@ -22,6 +22,15 @@ pub const INI: &str = "platformio.ini";
 /// PlatformIO's link: the C++ driver, its flags, and the archives with `-lm` inside one
 /// `--start-group`, which places libc/libgcc helpers differently from Arduino's recipe.
 const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" {object_files} \"-L{build.path}\" -Wl,--start-group \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
+/// PlatformIO's compile flags in place of the recipe's: above all no `-g`, whose extra
+/// sections in LTO objects shift section ids and so the order of the linker's
+/// trampolines on the ATmega2560; and no `-flto` for assembly. (`-MMD` stays: fbuild reads
+/// the depfiles, and it changes no object.)
+const COMPILE_FLAGS: [(&str, &str); 3] = [
+    ("compiler.c.flags", "-c -Os -Wall -std=gnu11 -ffunction-sections -fdata-sections -MMD -flto -fno-fat-lto-objects"),
+    ("compiler.cpp.flags", "-c -Os -Wall -std=gnu++11 -fpermissive -fno-exceptions -ffunction-sections -fdata-sections -fno-threadsafe-statics -MMD -flto"),
+    ("compiler.S.flags", "-c -x assembler-with-cpp -MMD"),
+];
 /// A build property telling the pipeline to archive the core in PlatformIO's order (by
 /// file name) rather than arduino-builder's (one language at a time); it is part of the
 /// properties, so it also keys the framework build.
@@ -133,6 +142,9 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
         props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
     }
     props.push(("recipe.c.combine.pattern".to_string(), LINK_RECIPE.to_string()));
+    for (key, value) in COMPILE_FLAGS {
+        props.push((key.to_string(), value.to_string()));
+    }
     for (key, prop) in [("board_build.mcu", "build.mcu"), ("board_build.f_cpu", "build.f_cpu"), ("board_upload.maximum_size", "upload.maximum_size")] {
         if let Some(v) = get(key)? {
             props.push((prop.to_string(), v.trim().to_string()));
