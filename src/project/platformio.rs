@@ -33,9 +33,8 @@ impl Config {
         })?;
         let mut config = Config { path: path.to_path_buf(), ..Config::default() };
         config.parse_into(&text, path)?;
-        // extra_configs (globs are rare; plain paths, relative to the project) are read after the
-        // main file, and PlatformIO lets the main file's values win.
-        let main = config.clone();
+        // extra_configs (plain paths, relative to the project; globs not yet) are read after the
+        // main file, and an option they set again overrides the main file's, as PlatformIO documents.
         let extras = config.list("platformio", "extra_configs")?;
         let base = path.parent().unwrap_or(Path::new("."));
         for extra in extras {
@@ -44,11 +43,6 @@ impl Config {
                 Error::usage(format!("{}: extra_configs {}: {e}; fix the path or remove it", path.display(), p.display()))
             })?;
             config.parse_into(&text, &p)?;
-        }
-        for (name, options) in &main.sections {
-            for (k, v) in options {
-                config.set(name, k, v.clone());
-            }
         }
         Ok(config)
     }
@@ -360,6 +354,18 @@ mod tests {
         assert!(e.to_string().contains("unknown env `d`") && e.to_string().contains("a, b, c"), "{e}");
         let all = ini("[env:x]\n[env:y]\n");
         assert_eq!(all.select_envs(&[]).unwrap(), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn extra_configs_add_sections_and_override() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("platformio.ini"), "[platformio]\nextra_configs = more.ini\n[env:a]\nboard = uno\nbuild_flags = -DMAIN\n").unwrap();
+        std::fs::write(d.path().join("more.ini"), "[env]\nplatform = atmelavr\n[env:a]\nbuild_flags = -DEXTRA\n[env:b]\nboard = leonardo\n").unwrap();
+        let c = Config::load(&d.path().join("platformio.ini")).unwrap();
+        assert_eq!(c.env_names(), vec!["a", "b"]);
+        assert_eq!(c.env("a", "build_flags").unwrap().as_deref(), Some("-DEXTRA"));
+        assert_eq!(c.env("a", "board").unwrap().as_deref(), Some("uno"));
+        assert_eq!(c.env("b", "platform").unwrap().as_deref(), Some("atmelavr"));
     }
 
     #[test]
