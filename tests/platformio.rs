@@ -161,6 +161,28 @@ fn project_options_match_pio_run_on_three_boards() {
 }
 
 #[test]
+fn build_unflags_match_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("unflags");
+    // C++14 only compiles once -std=gnu++11 is gone; -DSLOW is unflagged so the fast path builds.
+    write_project(
+        &project,
+        "[env:uno]\nboard = uno\nframework = arduino\nbuild_flags = -std=gnu++14 -DSLOW\nbuild_unflags = -std=gnu++11 -DSLOW\n",
+    );
+    std::fs::write(
+        project.join("src/main.cpp"),
+        "#include <Arduino.h>\nconstexpr int mask() { int m = 0; for (int i = 0; i < 4; ++i) m |= 1 << i; return m; }\n\
+         #ifdef SLOW\n#error build_unflags did not remove -DSLOW\n#endif\n\
+         void setup() { DDRB = mask(); PORTB = 0b0000'1010; }\nvoid loop() {}\n",
+    )
+    .unwrap();
+    let (want_hex, want_flash, want_ram) = pio_reference(&project, "uno");
+    let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, "uno", &tmp.path().join("out"));
+    assert!(hex == want_hex, "fbuild's firmware differs from pio run's");
+    assert_eq!((flash, ram), (want_flash, want_ram));
+}
+
+#[test]
 fn bad_projects_exit_2_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");

@@ -127,6 +127,10 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
         includes.push(format!("-I{}", include_dir.display()));
     }
     compile.splice(1..1, includes);
+    // build_unflags: drop those words from PlatformIO's own flags and from build_flags.
+    let unflags: Vec<String> =
+        config.lines(&format!("env:{env}"), "build_unflags")?.iter().flat_map(|l| l.split_whitespace()).map(String::from).collect();
+    compile.retain(|f| !unflags.contains(f));
     let c_flags = compile.join(" ");
     // Setting compiler.cpp.extra_flags turns off the pipeline's own DECIMAL_DIG fix for
     // GCC < 6, so it goes in here (PlatformIO's reference toolchain adds the same define).
@@ -143,7 +147,8 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     }
     props.push(("recipe.c.combine.pattern".to_string(), LINK_RECIPE.to_string()));
     for (key, value) in COMPILE_FLAGS {
-        props.push((key.to_string(), value.to_string()));
+        let kept: Vec<&str> = value.split(' ').filter(|f| !unflags.iter().any(|u| u == f)).collect();
+        props.push((key.to_string(), kept.join(" ")));
     }
     for (key, prop) in [("board_build.mcu", "build.mcu"), ("board_build.f_cpu", "build.f_cpu"), ("board_upload.maximum_size", "upload.maximum_size")] {
         if let Some(v) = get(key)? {
@@ -289,6 +294,13 @@ mod tests {
         assert!(c.starts_with("-DPLATFORMIO=60200 -I") && c.contains("-DX=1") && c.contains(&format!("-I{}", d.path().join("inc").display())), "{c}");
         assert!(!c.contains("-Wl,"));
         assert_eq!(prop("compiler.c.elf.extra_flags"), "-Wl,-Map,x.map");
+
+        let d = project("[env:u]\nplatform = atmelavr\nboard = uno\nbuild_flags = -std=gnu++14 -DKEEP -DDROP\nbuild_unflags = -std=gnu++11 -DDROP\n");
+        let e = &prepare(d.path(), &[], &d.path().join("o")).unwrap()[0];
+        let prop = |k: &str| e.build_properties.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone()).unwrap();
+        assert!(!prop("compiler.cpp.flags").contains("-std=gnu++11") && prop("compiler.cpp.flags").contains("-fpermissive"));
+        let cpp = prop("compiler.cpp.extra_flags");
+        assert!(cpp.contains("-std=gnu++14") && cpp.contains("-DKEEP") && !cpp.contains("-DDROP"), "{cpp}");
     }
 
     #[test]
