@@ -183,6 +183,30 @@ fn build_unflags_match_pio_run() {
 }
 
 #[test]
+fn private_libraries_in_lib_match_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("privlibs");
+    write_project(&project, "[env:uno]\nboard = uno\nframework = arduino\n");
+    // lib/Pattern needs lib/Leds; the sketch names both. (Flat library folders: a lib/NAME/src
+    // layout without library.properties is not found yet, see README.)
+    let files = [
+        ("lib/Leds/Leds.h", "#pragma once\nvoid leds_init();\nvoid leds_set(unsigned char v);\n"),
+        ("lib/Leds/Leds.cpp", "#include <Arduino.h>\n#include \"Leds.h\"\nvoid leds_init() { for (int i = 2; i < 6; i++) pinMode(i, OUTPUT); }\nvoid leds_set(unsigned char v) { for (int i = 0; i < 4; i++) digitalWrite(i + 2, (v >> i) & 1); }\n"),
+        ("lib/Pattern/Pattern.h", "#pragma once\nvoid pattern_step();\n"),
+        ("lib/Pattern/Pattern.cpp", "#include <Leds.h>\n#include \"Pattern.h\"\nstatic unsigned char n;\nvoid pattern_step() { leds_set(n++); }\n"),
+        ("src/main.cpp", "#include <Arduino.h>\n#include <Leds.h>\n#include <Pattern.h>\nvoid setup() { leds_init(); Serial.begin(9600); }\nvoid loop() { pattern_step(); Serial.println(millis()); delay(100); }\n"),
+    ];
+    for (rel, text) in files {
+        std::fs::create_dir_all(project.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(project.join(rel), text).unwrap();
+    }
+    let (want_hex, want_flash, want_ram) = pio_reference(&project, "uno");
+    let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, "uno", &tmp.path().join("out"));
+    assert!(hex == want_hex, "fbuild's firmware differs from pio run's");
+    assert_eq!((flash, ram), (want_flash, want_ram));
+}
+
+#[test]
 fn bad_projects_exit_2_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
