@@ -4,10 +4,12 @@
 # the example corpus (extracted from the `arduino` package's .deb, not installed).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+# python3-venv: tests/platformio.rs installs the offline PlatformIO reference in a venv.
 # redis-server, nginx-light (WebDAV PUT) and distcc: real servers the remote-cache and
 # compiler-launcher tests start on 127.0.0.1 themselves.
 packages=(gcc-avr avr-libc binutils-avr arduino-core-avr arduino-builder simavr libsimavr-dev avrdude time bc strace
   redis-server nginx-light distcc
+  python3-venv
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib)
 
 if ! command -v cargo >/dev/null 2>&1; then

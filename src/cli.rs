@@ -25,11 +25,16 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build one sketch (a folder or its main .ino) and print where the firmware is.
+    /// Build one sketch (a folder or its main .ino), or a PlatformIO project folder (one
+    /// build per env, into OUT/ENV), and print where the firmware is.
     Build {
         #[command(flatten)]
         common: CommonArgs,
-        /// The sketch folder, or the path of its main .ino file.
+        /// PlatformIO project only: the env to build (repeatable). Default: the project's
+        /// `default_envs`, else every env. Its `board` replaces --board.
+        #[arg(long = "environment", short = 'e', value_name = "ENV")]
+        environment: Vec<String>,
+        /// The sketch folder, the path of its main .ino file, or a folder holding platformio.ini.
         sketch: PathBuf,
     },
     /// Build many sketches for one board: core and libraries once, then every sketch in parallel.
@@ -279,6 +284,35 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
     })
 }
 
+/// `fbuild build PROJECT`: each env is an ordinary one-sketch build in OUT/ENV.
+fn build_project(common: &CommonArgs, project: &Path, envs: &[String]) -> Result<i32> {
+    let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
+    let builds = crate::project::prepare(project, envs, &out)?;
+    let mut code = exit::OK;
+    for b in builds {
+        for w in &b.warnings {
+            errln!("warning: {w}");
+        }
+        let mut req = request(common, vec![b.sketch.clone()], 2.min(cores()), 1)?;
+        req.board = b.fqbn.clone();
+        req.out = out.join(&b.env);
+        req.build_properties.splice(0..0, b.build_properties.clone());
+        req.library.splice(0..0, b.library.clone());
+        req.libraries.splice(0..0, b.libraries.clone());
+        let report = pipeline::run(&Request { quiet: true, ..req })?;
+        let r = &report.sketches[0];
+        if r.status == Status::Ok {
+            let hex = r.firmware.get("hex").map(|p| p.display().to_string()).unwrap_or_default();
+            outln!("{}: flash {} bytes, ram {} bytes, firmware {hex}", b.label, r.flash_used.unwrap_or(0), r.ram_used.unwrap_or(0));
+        } else {
+            code = exit::BUILD_FAILED;
+            errln!("error: {}: {}", b.label, r.first_error.as_deref().unwrap_or("build failed"));
+            errln!("log: {}", report::summary::display_path_here(&r.log));
+        }
+    }
+    Ok(code)
+}
+
 fn read_sketch_list(path: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::usage(format!("--sketches-from {}: {e}; pass a readable file with one sketch path per line", path.display()))
@@ -325,7 +359,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        Command::Build { common, sketch } => {
+        Command::Build { common, environment, sketch } => {
+            if crate::project::is_project(&sketch) {
+                return build_project(&common, &sketch, &environment);
+            }
+            if !environment.is_empty() {
+                return Err(Error::usage(format!("-e/--environment needs a PlatformIO project; {} has no platformio.ini", sketch.display())));
+            }
             let req = request(&common, vec![sketch], 2.min(cores()), 1)?;
             let report = pipeline::run(&Request { quiet: true, ..req })?;
             if common.only_compiledb {

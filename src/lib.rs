@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod properties;
+pub mod project;
 pub mod prototypes;
 pub mod report;
 pub mod runtime_tools;

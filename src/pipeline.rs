@@ -401,7 +401,11 @@ pub fn run(req: &Request) -> Result<Report> {
     let mut units: Vec<Unit> = Vec::new();
     {
         let core_dir = fw_dir.join("core");
-        let core_sources = plan::core_sources(&core_path);
+        let mut core_sources = plan::core_sources(&core_path);
+        if props.get_or_empty(crate::project::CORE_ORDER_PROPERTY) == crate::project::CORE_ORDER_BY_NAME {
+            // PlatformIO archives the core by file name, and member order decides function placement.
+            core_sources.sort();
+        }
         let core_includes = framework_dirs.clone();
         let mut jobs = Vec::new();
         for s in &core_sources {

@@ -1,0 +1,317 @@
+//! PlatformIO projects (`platformio.ini`, `src/`, `include/`, `lib/`) built on the
+//! installed Arduino AVR core, the way PlatformIO's atmelavr/arduino builder builds them.
+//!
+//! Each env becomes an ordinary fbuild build: the env's `src_dir` staged as a sketch
+//! folder, the board as an FQBN, and PlatformIO's differences from arduino-builder as
+//! build properties (`-DPLATFORMIO=60200`, `ARDUINO=10808`, `-I` for `src/` and
+//! `include/`, the env's `build_flags`).
+
+pub mod boards;
+pub mod platformio;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use platformio::Config;
+
+/// The `PLATFORMIO` define of PlatformIO Core 6.2, the reference we match.
+pub const PLATFORMIO_VERSION_DEFINE: &str = "-DPLATFORMIO=60200";
+/// The `ARDUINO` version PlatformIO's arduino builder defines.
+pub const ARDUINO_VERSION: &str = "10808";
+pub const INI: &str = "platformio.ini";
+/// PlatformIO's link: the C++ driver, its flags, and the archives with `-lm` inside one
+/// `--start-group`, which places libc/libgcc helpers differently from Arduino's recipe.
+const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" {object_files} \"-L{build.path}\" -Wl,--start-group \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
+/// PlatformIO's compile flags in place of the recipe's: above all no `-g`, whose extra
+/// sections in LTO objects shift section ids and so the order of the linker's
+/// trampolines on the ATmega2560; and no `-flto` for assembly. (`-MMD` stays: fbuild reads
+/// the depfiles, and it changes no object.)
+const COMPILE_FLAGS: [(&str, &str); 3] = [
+    ("compiler.c.flags", "-c -Os -Wall -std=gnu11 -ffunction-sections -fdata-sections -MMD -flto -fno-fat-lto-objects"),
+    ("compiler.cpp.flags", "-c -Os -Wall -std=gnu++11 -fpermissive -fno-exceptions -ffunction-sections -fdata-sections -fno-threadsafe-statics -MMD -flto"),
+    ("compiler.S.flags", "-c -x assembler-with-cpp -MMD"),
+];
+/// A build property telling the pipeline to archive the core in PlatformIO's order (by
+/// file name) rather than arduino-builder's (one language at a time); it is part of the
+/// properties, so it also keys the framework build.
+pub const CORE_ORDER_PROPERTY: &str = "fbuild.core_archive_order";
+pub const CORE_ORDER_BY_NAME: &str = "name";
+
+/// Is this path a PlatformIO project folder?
+pub fn is_project(path: &Path) -> bool {
+    path.is_dir() && path.join(INI).is_file()
+}
+
+/// One env of a project, ready for the pipeline.
+#[derive(Debug)]
+pub struct EnvBuild {
+    pub env: String,
+    /// `project:env`, the result's name.
+    pub label: String,
+    pub fqbn: String,
+    /// The env's sources staged as a sketch folder.
+    pub sketch: PathBuf,
+    pub build_properties: Vec<(String, String)>,
+    /// `lib_deps` given as paths: single libraries, preferred first.
+    pub library: Vec<PathBuf>,
+    /// `lib_dir` then `lib_extra_dirs`: folders of libraries.
+    pub libraries: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// Read a project and prepare the envs asked for (or its defaults) under `out/ENV`.
+pub fn prepare(project: &Path, envs: &[String], out: &Path) -> Result<Vec<EnvBuild>> {
+    let project = std::path::absolute(project).map_err(|e| Error::io(project, e))?;
+    let config = Config::load(&project.join(INI))?;
+    let name = project.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
+    config
+        .select_envs(envs)?
+        .into_iter()
+        .map(|env| prepare_env(&config, &project, &name, &env, &out.join(&env)))
+        .collect()
+}
+
+fn dir_option(config: &Config, project: &Path, key: &str, default: &str) -> Result<PathBuf> {
+    let v = config.get("platformio", key)?.unwrap_or_else(|| default.to_string());
+    Ok(project.join(v))
+}
+
+fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Path) -> Result<EnvBuild> {
+    let ini = config.path().display().to_string();
+    let get = |key: &str| config.env(env, key);
+    let platform = get("platform")?.unwrap_or_default();
+    if !platform.contains("atmelavr") {
+        return Err(Error::usage(format!(
+            "{ini}: [env:{env}] platform = `{platform}`; fbuild builds PlatformIO projects for atmelavr only"
+        )));
+    }
+    if let Some(fw) = get("framework")? {
+        if fw.trim() != "arduino" {
+            return Err(Error::usage(format!("{ini}: [env:{env}] framework = `{fw}`; fbuild builds framework = arduino only")));
+        }
+    }
+    let board_id = get("board")?
+        .ok_or_else(|| Error::usage(format!("{ini}: [env:{env}] has no `board`; add e.g. board = uno")))?;
+    let board = boards::find(board_id.trim())?;
+
+    let src_dir = dir_option(config, project, "src_dir", "src")?;
+    if !src_dir.is_dir() {
+        return Err(Error::usage(format!(
+            "{ini}: src_dir {} does not exist; create it with the project's sources or set [platformio] src_dir",
+            src_dir.display()
+        )));
+    }
+    let include_dir = dir_option(config, project, "include_dir", "include")?;
+    let lib_dir = dir_option(config, project, "lib_dir", "lib")?;
+
+    let mut warnings = Vec::new();
+    for script in config.list(&format!("env:{env}"), "extra_scripts")? {
+        warnings.push(format!("[env:{env}] extra_scripts {script} cannot run without PlatformIO; ignored"));
+    }
+
+    // PlatformIO's flags on top of the core's recipes: its defines, then -I src and include/,
+    // then the env's build_flags (linker ones to the link only).
+    let mut compile = vec![PLATFORMIO_VERSION_DEFINE.to_string()];
+    let mut link = Vec::new();
+    for flag in config.lines(&format!("env:{env}"), "build_flags")?.iter().flat_map(|l| l.split_whitespace()) {
+        if flag.starts_with("-Wl,") {
+            link.push(flag.to_string());
+        } else if let Some(dir) = flag.strip_prefix("-I").filter(|d| !d.is_empty() && !Path::new(d).is_absolute()) {
+            compile.push(format!("-I{}", project.join(dir).display()));
+        } else {
+            compile.push(flag.to_string());
+        }
+    }
+    let mut includes = vec![format!("-I{}", src_dir.display())];
+    if include_dir.is_dir() {
+        includes.push(format!("-I{}", include_dir.display()));
+    }
+    compile.splice(1..1, includes);
+    // build_unflags: drop those words from PlatformIO's own flags and from build_flags.
+    let unflags: Vec<String> =
+        config.lines(&format!("env:{env}"), "build_unflags")?.iter().flat_map(|l| l.split_whitespace()).map(String::from).collect();
+    compile.retain(|f| !unflags.contains(f));
+    let c_flags = compile.join(" ");
+    // Setting compiler.cpp.extra_flags turns off the pipeline's own DECIMAL_DIG fix for
+    // GCC < 6, so it goes in here (PlatformIO's reference toolchain adds the same define).
+    let cpp_flags = format!("{c_flags} {}", crate::pipeline::DECIMAL_DIG_FIX);
+    let mut props = vec![
+        ("runtime.ide.version".to_string(), ARDUINO_VERSION.to_string()),
+        (CORE_ORDER_PROPERTY.to_string(), CORE_ORDER_BY_NAME.to_string()),
+        ("compiler.c.extra_flags".to_string(), c_flags.clone()),
+        ("compiler.cpp.extra_flags".to_string(), cpp_flags),
+        ("compiler.S.extra_flags".to_string(), c_flags),
+    ];
+    if !link.is_empty() {
+        props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
+    }
+    props.push(("recipe.c.combine.pattern".to_string(), LINK_RECIPE.to_string()));
+    for (key, value) in COMPILE_FLAGS {
+        let kept: Vec<&str> = value.split(' ').filter(|f| !unflags.iter().any(|u| u == f)).collect();
+        props.push((key.to_string(), kept.join(" ")));
+    }
+    for (key, prop) in [("board_build.mcu", "build.mcu"), ("board_build.f_cpu", "build.f_cpu"), ("board_upload.maximum_size", "upload.maximum_size")] {
+        if let Some(v) = get(key)? {
+            props.push((prop.to_string(), v.trim().to_string()));
+        }
+    }
+
+    let mut libraries = Vec::new();
+    if lib_dir.is_dir() {
+        libraries.push(lib_dir.clone());
+    }
+    for extra in config.list(&format!("env:{env}"), "lib_extra_dirs")? {
+        libraries.push(project.join(extra));
+    }
+    let mut library = Vec::new();
+    for dep in config.list(&format!("env:{env}"), "lib_deps")? {
+        library.extend(resolve_lib_dep(&ini, env, &dep, project, &libraries)?);
+    }
+
+    let sketch = stage_sources(&src_dir, &out.join("src-sketch"))?;
+    Ok(EnvBuild {
+        env: env.to_string(),
+        label: format!("{name}:{env}"),
+        fqbn: board.fqbn.to_string(),
+        sketch,
+        build_properties: props,
+        library,
+        libraries,
+        warnings,
+    })
+}
+
+/// A `lib_deps` item: a path (`symlink://`, `file://`, or plain) is one library; a bare
+/// name must be installed already (lib/, lib_extra_dirs, or the Arduino library folders,
+/// which the normal library search covers); anything else would need the registry.
+fn resolve_lib_dep(ini: &str, env: &str, dep: &str, project: &Path, libraries: &[PathBuf]) -> Result<Option<PathBuf>> {
+    let path = dep.strip_prefix("symlink://").or_else(|| dep.strip_prefix("file://"));
+    let looks_like_path = path.is_some() || dep.starts_with('/') || dep.starts_with('.') || dep.starts_with('~');
+    if looks_like_path {
+        let raw = path.unwrap_or(dep);
+        let p = if let Some(rest) = raw.strip_prefix("~/") {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
+        } else {
+            project.join(raw)
+        };
+        if !p.is_dir() {
+            return Err(Error::usage(format!("{ini}: [env:{env}] lib_deps {dep}: {} is not a folder", p.display())));
+        }
+        return Ok(Some(p));
+    }
+    // `owner/Name@^1.2.3` or `Name`: the name part, compared with installed library folders.
+    let bare = dep.split('@').next().unwrap_or(dep).trim();
+    let bare = bare.rsplit('/').next().unwrap_or(bare).trim();
+    let mut roots: Vec<PathBuf> = libraries.to_vec();
+    if let Some(home) = std::env::var_os("HOME") {
+        roots.push(PathBuf::from(home).join("Arduino/libraries"));
+    }
+    roots.push(PathBuf::from("/usr/share/arduino/libraries"));
+    roots.push(PathBuf::from("/usr/share/arduino/hardware/arduino/avr/libraries"));
+    let installed = roots.iter().any(|r| {
+        r.join(bare).is_dir()
+            || std::fs::read_dir(r).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case(bare))).unwrap_or(false)
+    });
+    if installed {
+        // Found by the ordinary library search from its headers.
+        return Ok(None);
+    }
+    Err(Error::usage(format!(
+        "{ini}: [env:{env}] lib_deps `{dep}` is not installed and fbuild has no network to fetch it; put the library in {} or name its folder with symlink://PATH",
+        project.join("lib").display()
+    )))
+}
+
+/// Copy `src_dir` into a sketch folder the pipeline can load: the first `.ino` (sorted)
+/// names the folder; sub-folders go under the sketch's `src/` (compiled recursively, as
+/// PlatformIO compiles `src/`). Without an `.ino`, an empty main `src.ino` stands in.
+fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(src_dir).at(src_dir)?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    let main = entries
+        .iter()
+        .find(|p| p.is_file() && crate::sketch::is_ino(p))
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned());
+    if stage.exists() {
+        std::fs::remove_dir_all(stage).at(stage)?;
+    }
+    let name = main.clone().unwrap_or_else(|| "src".to_string());
+    let dir = stage.join(&name);
+    std::fs::create_dir_all(&dir).at(&dir)?;
+    if main.is_none() {
+        std::fs::write(dir.join("src.ino"), b"").at(&dir)?;
+    }
+    for p in &entries {
+        let file_name = p.file_name().unwrap_or_default();
+        if p.is_dir() {
+            copy_tree(p, &dir.join("src").join(file_name))?;
+        } else {
+            std::fs::copy(p, dir.join(file_name)).at(p)?;
+        }
+    }
+    Ok(dir)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).at(to)?;
+    for entry in std::fs::read_dir(from).at(from)?.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(&p, to.join(entry.file_name())).at(&p)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(ini: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(INI), ini).unwrap();
+        std::fs::create_dir_all(d.path().join("src/util")).unwrap();
+        std::fs::write(d.path().join("src/Demo.ino"), "void setup(){}\nvoid loop(){}\n").unwrap();
+        std::fs::write(d.path().join("src/util/u.cpp"), "int u;\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn env_maps_board_flags_and_stages_sources() {
+        let d = project("[env]\nplatform = atmelavr\nframework = arduino\n[env:m]\nboard = megaatmega2560\nbuild_flags = -DX=1 -Iinc -Wl,-Map,x.map\n");
+        let out = d.path().join("out");
+        let envs = prepare(d.path(), &[], &out).unwrap();
+        let e = &envs[0];
+        assert_eq!(e.fqbn, "arduino:avr:mega:cpu=atmega2560");
+        assert!(e.label.ends_with(":m"));
+        assert!(e.sketch.join("Demo.ino").is_file() && e.sketch.join("src/util/u.cpp").is_file());
+        let prop = |k: &str| e.build_properties.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(prop("runtime.ide.version"), "10808");
+        let c = prop("compiler.c.extra_flags");
+        assert!(c.starts_with("-DPLATFORMIO=60200 -I") && c.contains("-DX=1") && c.contains(&format!("-I{}", d.path().join("inc").display())), "{c}");
+        assert!(!c.contains("-Wl,"));
+        assert_eq!(prop("compiler.c.elf.extra_flags"), "-Wl,-Map,x.map");
+
+        let d = project("[env:u]\nplatform = atmelavr\nboard = uno\nbuild_flags = -std=gnu++14 -DKEEP -DDROP\nbuild_unflags = -std=gnu++11 -DDROP\n");
+        let e = &prepare(d.path(), &[], &d.path().join("o")).unwrap()[0];
+        let prop = |k: &str| e.build_properties.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone()).unwrap();
+        assert!(!prop("compiler.cpp.flags").contains("-std=gnu++11") && prop("compiler.cpp.flags").contains("-fpermissive"));
+        let cpp = prop("compiler.cpp.extra_flags");
+        assert!(cpp.contains("-std=gnu++14") && cpp.contains("-DKEEP") && !cpp.contains("-DDROP"), "{cpp}");
+    }
+
+    #[test]
+    fn bad_platform_missing_src_and_registry_deps_are_usage_errors() {
+        let d = project("[env:a]\nplatform = espressif32\nboard = uno\n");
+        assert!(prepare(d.path(), &[], &d.path().join("o")).unwrap_err().to_string().contains("atmelavr only"));
+        let d = project("[platformio]\nsrc_dir = nowhere\n[env:a]\nplatform = atmelavr\nboard = uno\n");
+        assert!(prepare(d.path(), &[], &d.path().join("o")).unwrap_err().to_string().contains("src_dir"));
+        let d = project("[env:a]\nplatform = atmelavr\nboard = uno\nlib_deps = someone/NoSuchLibAnywhere@^1.0\n");
+        let e = prepare(d.path(), &[], &d.path().join("o")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("no network"), "{e}");
+    }
+}
