@@ -1,5 +1,5 @@
 //! PlatformIO projects: `fbuild build PROJECT` against the real PlatformIO Core 6.2
-//! (offline, on the same avr-gcc and Arduino core; see /work/shared/platformio), byte
+//! (offline, on the same avr-gcc and Arduino core; see ../shared/platformio), byte
 //! for byte, and its bad-input errors.
 
 mod common;
@@ -12,7 +12,7 @@ use common::*;
 
 /// The offline PlatformIO kit (setup.sh + atmelavr platform). `FBUILD_PLATFORMIO_KIT` points elsewhere.
 fn kit() -> PathBuf {
-    std::env::var_os("FBUILD_PLATFORMIO_KIT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/platformio"))
+    std::env::var_os("FBUILD_PLATFORMIO_KIT").map(PathBuf::from).unwrap_or_else(|| shared("platformio"))
 }
 
 /// Install (once, idempotently, outside the clone) and return the offline PlatformIO's folder.

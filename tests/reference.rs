@@ -147,12 +147,6 @@ fn compare_with(board: &str, spec: &ReferenceSpec, extra: &[String], sketches: &
     compared
 }
 
-fn shared_libraries() -> PathBuf {
-    let p = repo().join("../shared/libraries");
-    assert!(p.is_dir(), "../shared/libraries missing beside the clone at {}", p.display());
-    p.canonicalize().unwrap()
-}
-
 /// The examples of the 14 real third-party libraries, built with them as the
 /// `--libraries` folder (arduino-builder: `-libraries`).
 fn third_party(board: &str, fqbn: &str, expect_ok: usize) {

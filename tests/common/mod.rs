@@ -84,6 +84,16 @@ pub fn ok_hexes(results: &serde_json::Value) -> std::collections::BTreeMap<Strin
         .collect()
 }
 
+/// A folder of the shared test data: `../shared` beside the clone, as CI lays it out
+/// (falling back to /work/shared for a clone made elsewhere).
+pub fn shared(rel: &str) -> PathBuf {
+    let beside = repo().join("../shared").join(rel);
+    if beside.exists() {
+        return beside.canonicalize().unwrap_or(beside);
+    }
+    PathBuf::from("/work/shared").join(rel)
+}
+
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
@@ -121,7 +131,7 @@ pub fn sketch_dirs(root: &Path) -> Vec<PathBuf> {
 /// The shared SAMD kit: Arduino's SAMD core laid out as the Arduino tools install it,
 /// with CMSIS (see its README). `FBUILD_SAMD_KIT` points elsewhere.
 pub fn samd_kit() -> PathBuf {
-    let p = std::env::var_os("FBUILD_SAMD_KIT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/platforms/samd"));
+    let p = std::env::var_os("FBUILD_SAMD_KIT").map(PathBuf::from).unwrap_or_else(|| shared("platforms/samd"));
     assert!(p.join("hardware/arduino/samd/boards.txt").is_file(), "SAMD kit missing at {}", p.display());
     p
 }
@@ -139,7 +149,7 @@ pub fn samd_tool_properties() -> Vec<String> {
 
 /// The third-party libraries of the shared test corpus (read-only).
 pub fn shared_libraries() -> PathBuf {
-    let p = std::env::var_os("FBUILD_SHARED_LIBRARIES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/libraries"));
+    let p = std::env::var_os("FBUILD_SHARED_LIBRARIES").map(PathBuf::from).unwrap_or_else(|| shared("libraries"));
     assert!(p.is_dir(), "shared libraries missing at {}", p.display());
     p
 }
