@@ -154,8 +154,10 @@ pub enum CacheAction {
 #[derive(Args, Debug)]
 pub struct CommonArgs {
     /// Board id (`uno`) or FQBN with menu options (`arduino:avr:nano:cpu=atmega328old`).
+    /// compile-many takes it more than once (a board matrix): every sketch is built for
+    /// every board, each board into OUT/<board>/, and each result names its board.
     #[arg(long, short = 'b', default_value = "uno")]
-    pub board: String,
+    pub board: Vec<String>,
     /// Output folder; each sketch gets its own subfolder. Default: .fbuild in the working directory.
     #[arg(long, value_name = "DIR", default_value = ".fbuild")]
     pub out: PathBuf,
@@ -251,7 +253,7 @@ fn cache_max(explicit: Option<u64>) -> Result<u64> {
 
 fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
     Ok(Request {
-        board: common.board.clone(),
+        board: common.board.first().cloned().unwrap_or_default(),
         sketches,
         hardware: common.hardware.clone(),
         library: common.library.clone(),
@@ -277,6 +279,14 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
         },
         local_jobs: cores(),
     })
+}
+
+/// `build` and `run` make one firmware: one board.
+fn one_board(common: &CommonArgs) -> Result<()> {
+    match common.board.len() {
+        0 | 1 => Ok(()),
+        _ => Err(Error::usage("--board is given more than once; build and run take one board (compile-many takes several)")),
+    }
 }
 
 fn read_sketch_list(path: &Path) -> Result<Vec<PathBuf>> {
@@ -326,6 +336,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Build { common, sketch } => {
+            one_board(&common)?;
             let req = request(&common, vec![sketch], 2.min(cores()), 1)?;
             let report = pipeline::run(&Request { quiet: true, ..req })?;
             if common.only_compiledb {
@@ -359,6 +370,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
         Command::Run { common, timeout, expect, input, sketch } => {
+            one_board(&common)?;
             let input = input.as_deref().map(emulator::check_input).transpose()?;
             let req = Request { quiet: true, ..request(&common, vec![sketch], 2.min(cores()), 1)? };
             let loaded = pipeline::load(&req)?;
@@ -413,7 +425,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 expanded = crate::shard::select(&expanded, shard, weights.as_ref(), &cwd);
                 if expanded.is_empty() {
                     // More runners than sketches: this one has nothing to do, and says so.
-                    let empty = crate::shard::empty_results(&common.board, shard);
+                    let empty = crate::shard::empty_results(&common.board.join(","), shard);
                     report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
                     outln!("shard {shard} holds no sketch");
                     outln!("results: {}", results_path.display());
@@ -422,6 +434,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
             let req = Request { filter: !no_filter, memory_class, ..req };
+            let matrix = common.board.len() > 1;
+            if matrix && smoke_run.is_some() {
+                return Err(Error::usage("--smoke-run runs one board's firmware; pass one --board"));
+            }
             let target = match smoke_run {
                 Some(_) => {
                     let loaded = pipeline::load(&req)?;
@@ -429,7 +445,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
                 None => None,
             };
-            let mut report = pipeline::run(&req)?;
+            let mut report = if matrix { crate::matrix::run(&req, &common.board)? } else { pipeline::run(&req)? };
             if common.only_compiledb {
                 outln!("{}", common.out.join(compiledb::FILE_NAME).display());
                 return Ok(exit::OK);

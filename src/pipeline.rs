@@ -340,6 +340,7 @@ pub fn run(req: &Request) -> Result<Report> {
             totals,
             cache,
             size_report: None,
+            boards: Vec::new(),
             phases,
         });
     }
@@ -615,6 +616,7 @@ pub fn run(req: &Request) -> Result<Report> {
         totals,
         cache: cache_summary,
         size_report: None,
+        boards: Vec::new(),
         phases,
     })
 }
@@ -873,6 +875,8 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
     let project = format!("{}.ino", w.sketch.name);
     let mut r = SketchResult {
         name: w.sketch.name.clone(),
+        board: None,
+        fqbn: None,
         path: w.sketch.dir.clone(),
         status: Status::Failed,
         skip_reason: None,
