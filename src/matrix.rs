@@ -17,7 +17,7 @@ use crate::compiledb;
 use crate::error::{Error, Result};
 use crate::pipeline::{self, Request};
 use crate::report::summary::{display_path, status_label};
-use crate::report::{self, table, CacheSummary, Phase, Report, Status, Totals, UnitResult};
+use crate::report::{table, CacheSummary, Phase, Report, Status, Totals, UnitResult};
 
 /// One board of a matrix, in results.json's `boards`.
 #[derive(Debug, Clone, Serialize)]
@@ -66,21 +66,32 @@ pub fn run(req: &Request, boards: &[String]) -> Result<Report> {
 }
 
 /// OUT/compile_commands.json: every board's database, one after the other. Written
-/// once for the whole matrix (each board's own stays in its folder).
+/// once for the whole matrix (each board's own stays in its folder). Streamed: one
+/// board's entries in memory at a time, so the matrix costs no more than one board.
 fn join_compiledb<'a>(out: &Path, board_dirs: impl Iterator<Item = &'a Path>) -> Result<()> {
-    let mut entries: Vec<serde_json::Value> = Vec::new();
-    for dir in board_dirs {
-        let path = dir.join(compiledb::FILE_NAME);
-        let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let list: Vec<serde_json::Value> = serde_json::from_slice(&text)
-            .map_err(|e| Error::Environment(format!("{} is not a compilation database ({e}); delete it and build again", path.display())))?;
-        entries.extend(list);
-    }
-    let bytes = serde_json::to_vec_pretty(&entries).unwrap_or_default();
+    use std::io::Write;
     let path = out.join(compiledb::FILE_NAME);
+    let unwritable = |e: std::io::Error| Error::Environment(format!("cannot write {}: {e}; choose a writable --out", path.display()));
+    let tmp = tempfile::NamedTempFile::new_in(out).map_err(unwritable)?;
+    let mut w = std::io::BufWriter::new(tmp);
+    let mut written = 0usize;
+    for dir in board_dirs {
+        let own = dir.join(compiledb::FILE_NAME);
+        let file = std::fs::File::open(&own).map_err(|e| Error::io(&own, e))?;
+        let entries: Vec<compiledb::Entry> = serde_json::from_reader(std::io::BufReader::new(file))
+            .map_err(|e| Error::Environment(format!("{} is not a compilation database ({e}); delete it and build again", own.display())))?;
+        for e in &entries {
+            w.write_all(if written == 0 { b"[\n" } else { b",\n" }).map_err(unwritable)?;
+            serde_json::to_writer_pretty(&mut w, e).map_err(|e| unwritable(std::io::Error::other(e)))?;
+            written += 1;
+        }
+    }
+    w.write_all(if written == 0 { b"[]\n" } else { b"\n]\n" }).map_err(unwritable)?;
+    let tmp = w.into_inner().map_err(|e| unwritable(e.into_error()))?;
     // Editors re-index on every write: leave an unchanged database alone.
-    if std::fs::read(&path).map(|old| old != bytes).unwrap_or(true) {
-        report::write_atomic(&path, &bytes)?;
+    let hash = |p: &Path| std::fs::File::open(p).ok().and_then(|f| blake3::Hasher::new().update_reader(f).ok().map(|h| h.finalize()));
+    if hash(&path).is_none() || hash(&path) != hash(tmp.path()) {
+        tmp.persist(&path).map_err(|e| unwritable(e.error))?;
     }
     Ok(())
 }
@@ -249,5 +260,21 @@ mod tests {
         let out = Path::new("/o");
         assert_eq!(board_out_dir(out, "uno"), Path::new("/o/uno"));
         assert_eq!(board_out_dir(out, "arduino:avr:nano:cpu=atmega328old"), Path::new("/o/arduino_avr_nano_cpu_atmega328old"));
+    }
+
+    #[test]
+    fn joined_report_sums_phases_and_adds_a_row_per_board() {
+        let phase = |name, seconds, count| Phase { name, seconds, count };
+        let mut uno = Report::planned_only("uno", "arduino:avr:uno", Path::new("/o/uno/fw"), vec![phase("stage2_sketches", 2.0, 3), phase("total", 3.0, 3)]);
+        uno.totals = Totals { sketches: 3, ok: 2, failed: 1, seconds: 3.0, ..Default::default() };
+        let mut mega = Report::planned_only("mega", "arduino:avr:mega", Path::new("/o/mega/fw"), vec![phase("stage2_sketches", 4.0, 3), phase("total", 5.0, 3)]);
+        mega.totals = Totals { sketches: 3, ok: 3, seconds: 5.0, ..Default::default() };
+        let r = join(vec![("/o/uno".into(), uno), ("/o/mega".into(), mega)], Path::new("/o"), 8.5);
+        assert_eq!((r.board.as_str(), r.fqbn.as_str()), ("uno,mega", "arduino:avr:uno,arduino:avr:mega"));
+        assert_eq!((r.totals.sketches, r.totals.ok, r.totals.failed, r.totals.seconds), (6, 5, 1, 8.5));
+        assert_eq!(
+            r.phases_tsv(),
+            "phase\tseconds\tcount\nstage2_sketches\t6.000\t6\ntotal\t8.500\t6\nboard:uno\t3.000\t3\nboard:mega\t5.000\t3\n"
+        );
     }
 }
