@@ -8,7 +8,8 @@
 # as arduino-builder does (a broken build is fast; it must not pass as a fast time).
 # Any broken case makes the script exit 1, after the table.
 #   bench/bench.sh            the timing cases
-#   bench/bench.sh --memory   also peak RSS for 81 vs 810 sketches
+#   bench/bench.sh --memory   also peak RSS for 81 vs 810 sketches, and for
+#                             1 board vs a 3-board matrix of the 100 examples
 #   --corpus DIR              another set of sketches (default: corpus/examples)
 #   --fbuild BIN              time this fbuild binary instead of building one
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
@@ -347,4 +348,10 @@ if [ -n "$memory" ]; then
   r81=$(FBUILD_CACHE_DIR="$(fresh m1)" rss "$F" compile-many -q --out "$(fresh mo1)" "$work/many/copy0")
   r810=$(FBUILD_CACHE_DIR="$(fresh m2)" rss "$F" compile-many -q --out "$(fresh mo2)" "$work/many")
   printf '\npeak_rss_kb_81\t%s\npeak_rss_kb_810\t%s\nratio\t%.2f\n' "$r81" "$r810" "$(echo "$r810 / $r81" | bc -l)"
+  # A board matrix builds the boards one after the other: 3 boards x 100 sketches
+  # should peak near one board's 100 (the target is at most 1.5x).
+  hundred=("$repo/corpus/examples" "$repo/corpus/library-examples")
+  r1b=$(FBUILD_CACHE_DIR="$(fresh m3)" rss "$F" compile-many -q --out "$(fresh mo3)" --board uno "${hundred[@]}")
+  r3b=$(FBUILD_CACHE_DIR="$(fresh m4)" rss "$F" compile-many -q --out "$(fresh mo4)" --board uno --board mega --board leonardo "${hundred[@]}")
+  printf 'peak_rss_kb_1_board_100\t%s\npeak_rss_kb_3_boards_100\t%s\nmatrix_ratio\t%.2f\n' "$r1b" "$r3b" "$(echo "$r3b / $r1b" | bc -l)"
 fi

@@ -159,8 +159,10 @@ pub enum CacheAction {
 #[derive(Args, Debug)]
 pub struct CommonArgs {
     /// Board id (`uno`) or FQBN with menu options (`arduino:avr:nano:cpu=atmega328old`).
+    /// compile-many takes it more than once (a board matrix): every sketch is built for
+    /// every board, each board into OUT/<board>/, and each result names its board.
     #[arg(long, short = 'b', default_value = "uno")]
-    pub board: String,
+    pub board: Vec<String>,
     /// Output folder; each sketch gets its own subfolder. Default: .fbuild in the working directory.
     #[arg(long, value_name = "DIR", default_value = ".fbuild")]
     pub out: PathBuf,
@@ -256,7 +258,7 @@ fn cache_max(explicit: Option<u64>) -> Result<u64> {
 
 fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
     Ok(Request {
-        board: common.board.clone(),
+        board: common.board.first().cloned().unwrap_or_default(),
         sketches,
         hardware: common.hardware.clone(),
         library: common.library.clone(),
@@ -313,6 +315,14 @@ fn build_project(common: &CommonArgs, project: &Path, envs: &[String]) -> Result
     Ok(code)
 }
 
+/// `build` and `run` make one firmware: one board.
+fn one_board(common: &CommonArgs) -> Result<()> {
+    match common.board.len() {
+        0 | 1 => Ok(()),
+        _ => Err(Error::usage("--board is given more than once; build and run take one board (compile-many takes several)")),
+    }
+}
+
 fn read_sketch_list(path: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::usage(format!("--sketches-from {}: {e}; pass a readable file with one sketch path per line", path.display()))
@@ -360,6 +370,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Build { common, environment, sketch } => {
+            one_board(&common)?;
             if crate::project::is_project(&sketch) {
                 return build_project(&common, &sketch, &environment);
             }
@@ -399,6 +410,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
         Command::Run { common, timeout, expect, input, sketch } => {
+            one_board(&common)?;
             let input = input.as_deref().map(emulator::check_input).transpose()?;
             let req = Request { quiet: true, ..request(&common, vec![sketch], 2.min(cores()), 1)? };
             let loaded = pipeline::load(&req)?;
@@ -453,7 +465,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 expanded = crate::shard::select(&expanded, shard, weights.as_ref(), &cwd);
                 if expanded.is_empty() {
                     // More runners than sketches: this one has nothing to do, and says so.
-                    let empty = crate::shard::empty_results(&common.board, shard);
+                    let empty = crate::shard::empty_results(&common.board.join(","), shard);
                     report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
                     outln!("shard {shard} holds no sketch");
                     outln!("results: {}", results_path.display());
@@ -462,6 +474,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
             let req = Request { filter: !no_filter, memory_class, ..req };
+            let matrix = common.board.len() > 1;
+            if matrix && smoke_run.is_some() {
+                return Err(Error::usage("--smoke-run runs one board's firmware; pass one --board"));
+            }
             let target = match smoke_run {
                 Some(_) => {
                     let loaded = pipeline::load(&req)?;
@@ -469,7 +485,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
                 None => None,
             };
-            let mut report = pipeline::run(&req)?;
+            let mut report = if matrix { crate::matrix::run(&req, &common.board)? } else { pipeline::run(&req)? };
             if common.only_compiledb {
                 outln!("{}", common.out.join(compiledb::FILE_NAME).display());
                 return Ok(exit::OK);

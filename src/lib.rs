@@ -17,6 +17,7 @@ pub mod launcher;
 pub mod library;
 pub mod link_failure;
 pub mod macros;
+pub mod matrix;
 pub mod objcache;
 pub mod pipeline;
 pub mod plan;

@@ -168,10 +168,51 @@ pub struct Loaded {
     pub notes: Vec<String>,
 }
 
+/// What a board matrix (matrix.rs) loads once for all its boards: the installed
+/// platforms, the sketches, and each sketch's merged `.ino` (the same for every board).
+#[derive(Default)]
+pub struct Shared {
+    pub platforms: Option<Vec<platform::Platform>>,
+    pub sketches: Option<Vec<Sketch>>,
+    /// Keep merged `.ino`s for the next board (a single board never needs them again).
+    pub remember_merged: bool,
+    merged: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<Vec<u8>>>>,
+}
+
+impl Shared {
+    /// For several boards: these platforms and sketches, merged `.ino`s kept.
+    pub fn for_boards(platforms: Vec<platform::Platform>, sketches: Vec<Sketch>) -> Shared {
+        Shared { platforms: Some(platforms), sketches: Some(sketches), remember_merged: true, ..Default::default() }
+    }
+
+    fn merged_cpp(&self, sketch: &Sketch) -> Result<std::sync::Arc<Vec<u8>>> {
+        if let Some(m) = self.merged.lock().unwrap().get(&sketch.dir) {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(sketch.merged_cpp()?);
+        if self.remember_merged {
+            self.merged.lock().unwrap().insert(sketch.dir.clone(), m.clone());
+        }
+        Ok(m)
+    }
+}
+
 /// Resolve the board, apply `--build-property`, check the toolchain, open the cache.
 pub fn load(req: &Request) -> Result<Loaded> {
-    let platforms = platform::discover(&req.hardware)?;
-    let board = platform::resolve_board(&platforms, &req.board)?;
+    load_with(req, None)
+}
+
+/// `load`, with the platforms already discovered when given.
+pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Result<Loaded> {
+    let discovered;
+    let platforms = match platforms {
+        Some(p) => p,
+        None => {
+            discovered = platform::discover(&req.hardware)?;
+            &discovered[..]
+        }
+    };
+    let board = platform::resolve_board(platforms, &req.board)?;
     let mut notes = Vec::new();
     for (menu, option) in &board.defaulted_menus {
         notes.push(format!("board {}: menu '{menu}' not given, using its first option '{option}'", board.id));
@@ -237,19 +278,24 @@ pub fn load(req: &Request) -> Result<Loaded> {
 /// Run the whole pipeline. `Err` only for unusable input, environment failures and
 /// interruption; sketch failures are in the report.
 pub fn run(req: &Request) -> Result<Report> {
+    run_shared(req, &Shared::default())
+}
+
+/// `run`, reusing what `shared` already holds instead of loading it again.
+pub fn run_shared(req: &Request, shared: &Shared) -> Result<Report> {
     let t_start = Instant::now();
     let mut phases: Vec<Phase> = Vec::new();
-    let loaded = load(req)?;
+    let loaded = load_with(req, shared.platforms.as_deref())?;
     let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
     if req.verbose {
         for n in &notes {
             crate::errln!("note: {n}");
         }
     }
-    let mut sketches = Vec::with_capacity(req.sketches.len());
-    for p in &req.sketches {
-        sketches.push(Sketch::load(p)?);
-    }
+    let sketches = match &shared.sketches {
+        Some(s) => s.clone(),
+        None => req.sketches.iter().map(|p| Sketch::load(p)).collect::<Result<Vec<Sketch>>>()?,
+    };
     if sketches.is_empty() {
         return Err(Error::usage("no sketches given; pass sketch folders, .ino files or folders that hold sketches"));
     }
@@ -340,6 +386,7 @@ pub fn run(req: &Request) -> Result<Report> {
             totals,
             cache,
             size_report: None,
+            boards: Vec::new(),
             phases,
         });
     }
@@ -349,7 +396,7 @@ pub fn run(req: &Request) -> Result<Report> {
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
         let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
-        if write_if_changed(&merged_path, &sketch.merged_cpp()?)? {
+        if write_if_changed(&merged_path, &shared.merged_cpp(sketch)?)? {
             cache.invalidate(&merged_path);
         }
         for rel in &sketch.extra_files {
@@ -619,6 +666,7 @@ pub fn run(req: &Request) -> Result<Report> {
         totals,
         cache: cache_summary,
         size_report: None,
+        boards: Vec::new(),
         phases,
     })
 }
@@ -877,6 +925,8 @@ fn build_sketch(env: &SketchEnv, w: &SketchWork) -> SketchResult {
     let project = format!("{}.ino", w.sketch.name);
     let mut r = SketchResult {
         name: w.sketch.name.clone(),
+        board: None,
+        fqbn: None,
         path: w.sketch.dir.clone(),
         status: Status::Failed,
         skip_reason: None,

@@ -49,6 +49,8 @@ pub fn select(sketches: Vec<Sketch>, facts: &BoardFacts) -> Selection {
 pub fn skipped_result(sketch: &Sketch, output_dir: &Path, reason: String) -> SketchResult {
     SketchResult {
         name: sketch.name.clone(),
+        board: None,
+        fqbn: None,
         path: sketch.dir.clone(),
         status: Status::Skipped,
         skip_reason: Some(reason),

@@ -51,13 +51,14 @@ pub fn render(report: &Report, cwd: &Path) -> Option<String> {
             }
             SizeChange::NoSize => (2, 0, "N/A".into(), "N/A".into()),
         };
-        let row = format!("| {name} | {} | {} | {flash_change} | {} | {ram_change} |", escape(&report.board), used(s.flash_used), used(s.ram_used));
+        let row = format!("| {name} | {} | {} | {flash_change} | {} | {ram_change} |", escape(s.board.as_deref().unwrap_or(&report.board)), used(s.flash_used), used(s.ram_used));
         rows.push((order, magnitude, name, row));
     }
     for v in &size_report.vanished {
         let name = escape(&display_path(&v.path, cwd));
-        // Only sketches of this run's board can vanish from it.
-        let row = format!("| {name} | {} | - | vanished | - | vanished |", escape(&report.board));
+        // Only sketches of this run's boards can vanish from it.
+        let board = report.boards.iter().find(|b| b.fqbn == v.fqbn).map_or(report.board.as_str(), |b| b.board.as_str());
+        let row = format!("| {name} | {} | - | vanished | - | vanished |", escape(board));
         rows.push((3, 0, name, row));
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then_with(|| a.2.cmp(&b.2)));

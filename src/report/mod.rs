@@ -45,6 +45,12 @@ pub enum LinkSource {
 #[derive(Debug, Clone, Serialize)]
 pub struct SketchResult {
     pub name: String,
+    /// The board this result is for: only in a board matrix (several `--board`); a
+    /// one-board run names its board once, at the top of results.json.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fqbn: Option<String>,
     pub path: PathBuf,
     pub status: Status,
     /// Why a `skipped` sketch was not built for this board.
@@ -144,6 +150,10 @@ pub struct Report {
     /// What `--compare-to` compared against, and the sketches only it had.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_report: Option<size_delta::SizeReport>,
+    /// A board matrix (several `--board`): each board's stage 1 and totals, in
+    /// argument order. Empty for one board.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub boards: Vec<crate::matrix::BoardRun>,
     #[serde(skip)]
     pub phases: Vec<Phase>,
 }
@@ -169,6 +179,7 @@ impl Report {
             totals: Totals::default(),
             cache: CacheSummary::default(),
             size_report: None,
+            boards: Vec::new(),
             phases,
         }
     }
@@ -182,6 +193,10 @@ impl Report {
         let mut s = String::from("phase\tseconds\tcount\n");
         for p in &self.phases {
             s.push_str(&format!("{}\t{:.3}\t{}\n", p.name, p.seconds, p.count));
+        }
+        // A board matrix adds one row per board: its whole build, its sketches.
+        for b in &self.boards {
+            s.push_str(&format!("board:{}\t{:.3}\t{}\n", b.board, b.totals.seconds, b.totals.sketches));
         }
         s
     }

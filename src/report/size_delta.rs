@@ -123,17 +123,24 @@ fn delta(old: Option<u64>, new: Option<u64>, max: Option<u64>) -> Option<MemoryD
 
 /// Give every sketch of `report` its `size_delta`, and the report its `size_report`.
 pub fn compare(report: &mut Report, old: &OldResults) {
-    let fqbn = report.fqbn.clone();
+    // A matrix names each sketch's board; one board names it once for the run.
+    let run_fqbn = report.fqbn.clone();
+    let board_of = |s: &super::SketchResult| s.fqbn.clone().unwrap_or_else(|| run_fqbn.clone());
+    let fqbns: BTreeSet<String> = match report.boards.is_empty() {
+        true => BTreeSet::from([run_fqbn.clone()]),
+        false => report.boards.iter().map(|b| b.fqbn.clone()).collect(),
+    };
     let unique = |names: Vec<&str>, name: &str| names.iter().filter(|n| **n == name).count() == 1;
-    let new_names: Vec<String> = report.sketches.iter().map(|s| s.name.clone()).collect();
+    let new_names: Vec<(String, String)> = report.sketches.iter().map(|s| (board_of(s), s.name.clone())).collect();
     let mut used: BTreeSet<usize> = BTreeSet::new();
     for s in &mut report.sketches {
+        let fqbn = board_of(s);
+        let new_names: Vec<&str> = new_names.iter().filter(|(f, _)| *f == fqbn).map(|(_, n)| n.as_str()).collect();
         let same_board = |o: &&OldSketch| o.fqbn == fqbn;
         let by_path = old.sketches.iter().enumerate().find(|(_, o)| same_board(o) && o.path == s.path);
         let by_name = || {
             let old_names: Vec<&str> = old.sketches.iter().filter(same_board).map(|o| o.name.as_str()).collect();
-            let new_names: Vec<&str> = new_names.iter().map(String::as_str).collect();
-            (unique(old_names, &s.name) && unique(new_names, &s.name))
+            (unique(old_names, &s.name) && unique(new_names.clone(), &s.name))
                 .then(|| old.sketches.iter().enumerate().find(|(_, o)| same_board(o) && o.name == s.name))
                 .flatten()
         };
@@ -156,7 +163,7 @@ pub fn compare(report: &mut Report, old: &OldResults) {
         .sketches
         .iter()
         .enumerate()
-        .filter(|(i, o)| !used.contains(i) && o.fqbn == fqbn)
+        .filter(|(i, o)| !used.contains(i) && fqbns.contains(&o.fqbn))
         .map(|(_, o)| VanishedSketch { name: o.name.clone(), path: o.path.clone(), fqbn: o.fqbn.clone(), flash_used: o.flash_used, ram_used: o.ram_used })
         .collect();
     report.size_report = Some(SizeReport { compared_to: old.path.clone(), vanished });
