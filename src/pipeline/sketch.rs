@@ -181,9 +181,12 @@ impl SketchEnv<'_> {
         }
         let mut commands = vec![plan.link.clone(), plan.size.clone()];
         commands.extend(plan.objcopies.iter().cloned());
+        // The framework as the sketch's link line reaches it (`<sketch>/../framework/..`)
+        // first, so the key is the same whichever framework folder the properties chose.
+        let fw_from_sketch = relative(&w.dir, self.fw_dir).map(|rel| w.dir.join(rel)).unwrap_or_default();
         let commands: Vec<Vec<String>> = commands
             .iter()
-            .map(|c| normalize_args(c, &[(&w.dir, "\u{0}SKETCH"), (self.fw_dir, "\u{0}FW"), (&w.sketch.dir, "\u{0}SRC")]))
+            .map(|c| normalize_args(c, &[(&fw_from_sketch, "\u{0}FW"), (&w.dir, "\u{0}SKETCH"), (self.fw_dir, "\u{0}FW"), (&w.sketch.dir, "\u{0}SRC")]))
             .collect();
         Some(combine_key("link-v2", &inputs, &commands))
     }
