@@ -251,251 +251,347 @@ pub fn run(req: &Request) -> Result<Report> {
 }
 
 /// `run`, reusing what `shared` already holds instead of loading it again.
-///
-/// The build is one graph (`plan::graph`) run by one scheduler: discovery steps
-/// first, then the `Plan` step adds the library units and every sketch's compile and
-/// link steps while the core compiles.
 pub fn run_shared(req: &Request, shared: &Shared) -> Result<Report> {
-    let t_start = Instant::now();
-    let mut phases: Vec<Phase> = Vec::new();
-    let loaded = load_with(req, shared.platforms.as_deref())?;
-    let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
-    if req.verbose {
-        for n in &notes {
-            crate::errln!("note: {n}");
-        }
-    }
-    let sketches = match &shared.sketches {
-        Some(s) => s.clone(),
-        None => req.sketches.iter().map(|p| Sketch::load(p)).collect::<Result<Vec<Sketch>>>()?,
-    };
-    if sketches.is_empty() {
-        return Err(Error::usage("no sketches given; pass sketch folders, .ino files or folders that hold sketches"));
-    }
-    ensure_dir(&req.out)?;
-    phases.push(Phase { name: "load", seconds: t_start.elapsed().as_secs_f64(), count: sketches.len() });
+    let mut reports = run_boards(std::slice::from_ref(req), shared)?;
+    Ok(reports.pop().expect("one report per board"))
+}
 
-    let runner = Runner::new(req.verbose);
-    let cache = ObjectCache::new(store.as_ref());
-    let progress = Progress::new(sketches.len(), req.quiet);
-
-    let props_hash = {
-        let mut h = Hasher::new("framework-props-v1");
-        for (k, v) in props.iter() {
-            h.str(k).str(v);
-        }
-        h.finish()
-    };
-    let fw_dir = req.out.join("framework").join(format!("{}-{}", slug(&board.fqbn), &hex(&props_hash)[..10]));
-    ensure_dir(&fw_dir)?;
-    let core_path = PathBuf::from(props.get_or_empty("build.core.path"));
-    let variant_path = props.get("build.variant.path").map(PathBuf::from);
-    let framework_dirs: Vec<PathBuf> = std::iter::once(core_path.clone()).chain(variant_path.clone()).collect();
-    let system_dirs = cpp_compiler.system_dirs.clone();
-    let index = LibraryIndex::build(&LibrarySources {
-        explicit: &req.library,
-        folders: &req.libraries,
-        platform_dir: &board.platform.path,
-    })?;
-    // What the preprocessor knows up front: the recipe's -D flags and the compiler's
-    // predefined macros for its machine flags, so scanning skips other platforms' branches.
-    let includes = {
-        let sample = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
-        let mut macros = crate::macros::Macros::from_args(&sample);
-        let machine: Vec<String> = sample.iter().filter(|a| a.starts_with("-m") || a.starts_with("-std=")).cloned().collect();
-        macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store.as_ref()));
-        IncludeCache::with_macros(macros)
-    };
-    let preprocess_ctx = Context::new(&props, &fw_dir, "discover", &fw_dir);
-    let discoverer = Discoverer {
-        index: &index,
-        arch: board.platform.arch.clone(),
-        ctx: &preprocess_ctx,
-        framework_dirs: framework_dirs.clone(),
-        preprocessor: Preprocessor::new(store.as_ref(), &cache, cpp_compiler.clone()),
-    };
-
-    // ---- skip ---- sketches whose @filter leaves this board out, before discovery
-    // so their libraries are never built.
-    let selection = if req.filter {
-        let facts = crate::filter::BoardFacts::of_build(&board, &props, includes.macros(), req.memory_class);
-        crate::filter::select(sketches, &facts)
-    } else {
-        crate::filter::Selection { kept_at: (0..sketches.len()).collect(), kept: sketches, ..Default::default() }
-    };
-    for w in &selection.warnings {
-        eprintln!("{w}");
-    }
-    let skipped: Vec<(usize, SketchResult)> = selection
-        .skipped
+/// Build for several boards (one `Request` each, same sketches) in one build graph:
+/// every board's steps share one scheduler, so one board's links run while another's
+/// core compiles. Limits and the local cores come from the first request.
+///
+/// Each board's graph: discovery steps first, then its `Plan` step adds the library
+/// units and every sketch's compile and link steps while the core compiles.
+pub fn run_boards(reqs: &[Request], shared: &Shared) -> Result<Vec<Report>> {
+    let first = reqs.first().ok_or_else(|| Error::usage("no board given"))?;
+    let total = shared.sketches.as_ref().map_or(first.sketches.len(), Vec::len) * reqs.len();
+    let progress = Progress::new(total, first.quiet);
+    let setups = reqs.iter().map(|r| Setup::new(r, shared, &progress)).collect::<Result<Vec<_>>>()?;
+    let caches: Vec<ObjectCache> = setups.iter().map(|s| ObjectCache::new(s.store.as_ref())).collect();
+    let discoverers: Vec<Discoverer> = setups
         .iter()
-        .map(|(i, s, reason)| {
-            let r = crate::filter::skipped_result(s, &sketch_out_dir(&req.out, s), reason.clone());
-            progress.started();
-            progress.finished(&r);
-            (*i, r)
+        .zip(&caches)
+        .map(|(s, cache)| Discoverer {
+            index: &s.index,
+            arch: s.board.platform.arch.clone(),
+            ctx: &s.preprocess_ctx,
+            framework_dirs: s.framework_dirs.clone(),
+            preprocessor: Preprocessor::new(s.store.as_ref(), cache, s.cpp_compiler.clone()),
         })
         .collect();
-    let (sketches, kept_at) = (selection.kept, selection.kept_at);
-    if sketches.is_empty() {
-        // Every sketch filtered itself out: nothing to discover, compile or link.
-        progress.finish();
-        let results = crate::filter::in_argument_order(Vec::new(), &kept_at, skipped);
-        let seconds = t_start.elapsed().as_secs_f64();
-        phases.push(Phase { name: "total", seconds, count: results.len() });
-        let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: runner.spawned(), ..Default::default() };
-        let cache = report::CacheSummary { enabled: store.is_some(), dir: store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
-        return Ok(Report {
+    // With a launcher, more sketches may be in flight than there are cores; their
+    // discovery and links still run here, so they take turns for the cores.
+    let local = LocalSlots::new(if first.compiler_launcher.is_empty() { first.sketch_jobs } else { first.local_jobs });
+    let mut builds = Vec::with_capacity(setups.len());
+    for (i, ((setup, cache), discoverer)) in setups.iter().zip(&caches).zip(&discoverers).enumerate() {
+        builds.push(Build::new(i, setup, shared, cache, discoverer, &progress, &local, reqs.len() > 1)?);
+    }
+    let scheduler: Scheduler<Node> = Scheduler::new(Limits { stage1: first.framework_jobs, stage2: first.sketch_jobs });
+    progress.stage("discovering libraries");
+    for b in &builds {
+        b.seed(&scheduler)?;
+    }
+    scheduler.run(|s, _, node| builds[node.board].exec(s, node.step));
+    progress.finish();
+    if builds.iter().any(|b| b.setup.runner.interrupted()) {
+        return Err(Error::Interrupted);
+    }
+    for b in &builds {
+        if let Some(e) = b.error.lock().unwrap().take() {
+            return Err(e);
+        }
+    }
+    Ok(builds.iter().map(Build::report).collect())
+}
+
+/// A step of one board's graph.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    board: usize,
+    step: Step,
+}
+
+/// One board's build, loaded: everything its steps read that it owns.
+struct Setup<'r> {
+    req: &'r Request,
+    t_start: Instant,
+    phases: Vec<Phase>,
+    board: Board,
+    props: crate::properties::Properties,
+    store: Option<Store>,
+    toolchain: Toolchain,
+    cpp_compiler: Compiler,
+    runner: Runner,
+    fw_dir: PathBuf,
+    framework_dirs: Vec<PathBuf>,
+    core_path: PathBuf,
+    variant_path: Option<PathBuf>,
+    system_dirs: Vec<PathBuf>,
+    index: LibraryIndex,
+    includes: IncludeCache,
+    preprocess_ctx: Context,
+    fw_ctx: Context,
+    /// The sketches to build (filters applied), and where each goes among all given.
+    sketches: Vec<Sketch>,
+    kept_at: Vec<usize>,
+    skipped: Vec<(usize, SketchResult)>,
+}
+
+impl<'r> Setup<'r> {
+    fn new(req: &'r Request, shared: &Shared, progress: &Progress) -> Result<Setup<'r>> {
+        let t_start = Instant::now();
+        let loaded = load_with(req, shared.platforms.as_deref())?;
+        let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
+        if req.verbose {
+            for n in &notes {
+                crate::errln!("note: {n}");
+            }
+        }
+        let sketches = match &shared.sketches {
+            Some(s) => s.clone(),
+            None => req.sketches.iter().map(|p| Sketch::load(p)).collect::<Result<Vec<Sketch>>>()?,
+        };
+        if sketches.is_empty() {
+            return Err(Error::usage("no sketches given; pass sketch folders, .ino files or folders that hold sketches"));
+        }
+        ensure_dir(&req.out)?;
+        let phases = vec![Phase { name: "load", seconds: t_start.elapsed().as_secs_f64(), count: sketches.len() }];
+
+        let props_hash = {
+            let mut h = Hasher::new("framework-props-v1");
+            for (k, v) in props.iter() {
+                h.str(k).str(v);
+            }
+            h.finish()
+        };
+        let fw_dir = req.out.join("framework").join(format!("{}-{}", slug(&board.fqbn), &hex(&props_hash)[..10]));
+        ensure_dir(&fw_dir)?;
+        let core_path = PathBuf::from(props.get_or_empty("build.core.path"));
+        let variant_path = props.get("build.variant.path").map(PathBuf::from);
+        let framework_dirs: Vec<PathBuf> = std::iter::once(core_path.clone()).chain(variant_path.clone()).collect();
+        let system_dirs = cpp_compiler.system_dirs.clone();
+        let index = LibraryIndex::build(&LibrarySources {
+            explicit: &req.library,
+            folders: &req.libraries,
+            platform_dir: &board.platform.path,
+        })?;
+        // What the preprocessor knows up front: the recipe's -D flags and the compiler's
+        // predefined macros for its machine flags, so scanning skips other platforms' branches.
+        let includes = {
+            let sample = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
+            let mut macros = crate::macros::Macros::from_args(&sample);
+            let machine: Vec<String> = sample.iter().filter(|a| a.starts_with("-m") || a.starts_with("-std=")).cloned().collect();
+            macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store.as_ref()));
+            IncludeCache::with_macros(macros)
+        };
+
+        // Sketches whose @filter leaves this board out are skipped before discovery,
+        // so their libraries are never built.
+        let selection = if req.filter {
+            let facts = crate::filter::BoardFacts::of_build(&board, &props, includes.macros(), req.memory_class);
+            crate::filter::select(sketches, &facts)
+        } else {
+            crate::filter::Selection { kept_at: (0..sketches.len()).collect(), kept: sketches, ..Default::default() }
+        };
+        for w in &selection.warnings {
+            eprintln!("{w}");
+        }
+        let skipped: Vec<(usize, SketchResult)> = selection
+            .skipped
+            .iter()
+            .map(|(i, s, reason)| {
+                let r = crate::filter::skipped_result(s, &sketch_out_dir(&req.out, s), reason.clone());
+                progress.started();
+                progress.finished(&r);
+                (*i, r)
+            })
+            .collect();
+        Ok(Setup {
+            req,
+            t_start,
+            phases,
+            preprocess_ctx: Context::new(&props, &fw_dir, "discover", &fw_dir),
+            fw_ctx: Context::new(&props, &fw_dir, "core", &fw_dir),
+            board,
+            props,
+            store,
+            toolchain,
+            cpp_compiler,
+            runner: Runner::new(req.verbose),
+            fw_dir,
+            framework_dirs,
+            core_path,
+            variant_path,
+            system_dirs,
+            index,
+            includes,
+            sketches: selection.kept,
+            kept_at: selection.kept_at,
+            skipped,
+        })
+    }
+}
+
+impl<'a> Build<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(board: usize, setup: &'a Setup<'a>, shared: &'a Shared, cache: &'a ObjectCache<'a>, discoverer: &'a Discoverer<'a>, progress: &'a Progress, local: &'a LocalSlots, matrix: bool) -> Result<Build<'a>> {
+        let core = plan_core(&setup.props, &setup.fw_ctx, &setup.fw_dir, &setup.core_path, setup.variant_path.as_deref(), &setup.framework_dirs)?;
+        // Held for the whole run, not only stage 1: links read the framework's archives.
+        let fw_lock = if setup.sketches.is_empty() { None } else { Some(FolderLock::acquire(&setup.fw_dir)?) };
+        Ok(Build {
+            board,
+            matrix,
+            setup,
+            req: setup.req,
+            shared,
+            props: &setup.props,
+            fw_dir: &setup.fw_dir,
+            fw_ctx: &setup.fw_ctx,
+            core,
+            libs: OnceLock::new(),
+            works: OnceLock::new(),
+            sketches: &setup.sketches,
+            discovered: Mutex::new(BTreeMap::new()),
+            results: Mutex::new(BTreeMap::new()),
+            core_done: OnceLock::new(),
+            planned_only: AtomicBool::new(false),
+            error: Mutex::new(None),
+            clocks: Default::default(),
+            cache,
+            toolchain: &setup.toolchain,
+            store: setup.store.as_ref(),
+            runner: &setup.runner,
+            index: &setup.index,
+            includes: &setup.includes,
+            system_dirs: &setup.system_dirs,
+            discoverer,
+            progress,
+            local,
+            stage1_announced: AtomicBool::new(false),
+            stage2_announced: AtomicBool::new(false),
+            _fw_lock: fw_lock,
+        })
+    }
+
+    /// The steps known before discovery: the core's (unless it is up to date), one
+    /// discovery per sketch, and the `Plan` step after them.
+    fn seed(&self, s: &Scheduler<Node>) -> Result<()> {
+        if self.sketches.is_empty() {
+            return Ok(()); // every sketch filtered itself out
+        }
+        if !self.req.only_compiledb && !self.core.check(self.fw_ctx, self.toolchain, self.cache, self.store)? {
+            let _ = self.core_done.set(self.add_unit(s, &self.core, UnitId::Core));
+        }
+        let discovers: Vec<NodeId> = (0..self.sketches.len()).map(|i| self.add(s, Step::Discover(i), &[])).collect();
+        self.add(s, Step::Plan, &discovers);
+        Ok(())
+    }
+
+    fn add(&self, s: &Scheduler<Node>, step: Step, deps: &[NodeId]) -> NodeId {
+        s.add(Node { board: self.board, step }, step.pool(), step.priority(), deps)
+    }
+
+    /// A unit's steps: its compiles, then its finishing step, which is returned.
+    fn add_unit(&self, s: &Scheduler<Node>, unit: &Unit, id: UnitId) -> NodeId {
+        let compiles: Vec<NodeId> = (0..unit.jobs.len()).map(|j| self.add(s, Step::Compile(id, j), &[])).collect();
+        self.add(s, Step::Finish(id), &compiles)
+    }
+
+    /// This board's report, after the graph ran.
+    fn report(&self) -> Report {
+        let setup = self.setup;
+        let mut phases = setup.phases.clone();
+        let board = &setup.board;
+        let skipped = setup.skipped.clone();
+        if self.sketches.is_empty() {
+            let results = crate::filter::in_argument_order(Vec::new(), &setup.kept_at, skipped);
+            let seconds = setup.t_start.elapsed().as_secs_f64();
+            phases.push(Phase { name: "total", seconds, count: results.len() });
+            let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.runner.spawned(), ..Default::default() };
+            let cache = report::CacheSummary { enabled: self.store.is_some(), dir: self.store.map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
+            return Report {
+                board: board.id.clone(),
+                fqbn: board.fqbn.clone(),
+                stage1_key: None,
+                framework_dir: setup.fw_dir.clone(),
+                archives: Vec::new(),
+                units: Vec::new(),
+                sketches: results,
+                totals,
+                cache,
+                size_report: None,
+                boards: Vec::new(),
+                phases,
+            };
+        }
+        phases.push(self.clocks.phase("discover", self.discoverer.preprocessor.runs.load(Ordering::Relaxed)));
+        if self.planned_only.load(Ordering::SeqCst) {
+            return Report::planned_only(&board.id, &board.fqbn, &setup.fw_dir, phases);
+        }
+        let libs = self.libs.get().map(Vec::as_slice).unwrap_or_default();
+        let units: Vec<&Unit> = std::iter::once(&self.core).chain(libs.iter()).collect();
+        let stage1_key = {
+            let mut h = Hasher::new("stage1-v1");
+            for u in &units {
+                match u.state.lock().unwrap().key {
+                    Some(k) => h.bytes(&k),
+                    None => h.str("failed"),
+                };
+            }
+            hex(&h.finish())
+        };
+        let results: Vec<SketchResult> = std::mem::take(&mut *self.results.lock().unwrap()).into_values().collect();
+        phases.push(self.clocks.phase("stage1_archives", units.len()));
+        phases.push(self.clocks.phase("stage2_sketches", results.len()));
+        let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
+
+        let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
+        let mut totals = report::Totals {
+            sketches: results.len(),
+            ok: results.iter().filter(|r| r.status == Status::Ok).count(),
+            failed: results.iter().filter(|r| r.status == Status::Failed).count(),
+            skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
+            seconds: 0.0,
+            objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
+                + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
+            objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
+                + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
+            links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
+            tool_processes: self.runner.spawned() + self.toolchain.processes_started(),
+        };
+        let remote_stats = self.store.and_then(Store::remote_stats);
+        if let Some(r) = &remote_stats {
+            phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
+        }
+        let cache_summary = match self.store {
+            Some(s) => {
+                let st = s.run_stats();
+                let _ = s.flush_stats();
+                // Eviction scans the whole store: only worth it when this run added to it.
+                if st.stores() > 0 {
+                    let _ = s.evict();
+                }
+                report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses(), remote: remote_stats }
+            }
+            None => report::CacheSummary::default(),
+        };
+        totals.seconds = setup.t_start.elapsed().as_secs_f64();
+        phases.push(Phase { name: "total", seconds: totals.seconds, count: results.len() });
+        Report {
             board: board.id.clone(),
             fqbn: board.fqbn.clone(),
-            stage1_key: None,
-            framework_dir: fw_dir,
-            archives: Vec::new(),
-            units: Vec::new(),
+            stage1_key: Some(stage1_key),
+            framework_dir: setup.fw_dir.clone(),
+            archives: units.iter().filter_map(|u| u.archive.clone()).collect(),
+            units: unit_results,
             sketches: results,
             totals,
-            cache,
+            cache: cache_summary,
             size_report: None,
             boards: Vec::new(),
             phases,
-        });
-    }
-
-    // ---- the graph ----
-    let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
-    let core = plan_core(&props, &fw_ctx, &fw_dir, &core_path, variant_path.as_deref(), &framework_dirs)?;
-    // Held for the whole run, not only stage 1: links read the framework's archives.
-    let _fw_lock = FolderLock::acquire(&fw_dir)?;
-    // With a launcher, more sketches may be in flight than there are cores; their
-    // discovery and links still run here, so they take turns for the cores.
-    let local = LocalSlots::new(if req.compiler_launcher.is_empty() { req.sketch_jobs } else { req.local_jobs });
-    let build = Build {
-        req,
-        shared,
-        props: &props,
-        fw_dir: &fw_dir,
-        fw_ctx: &fw_ctx,
-        core,
-        libs: OnceLock::new(),
-        works: OnceLock::new(),
-        sketches,
-        discovered: Mutex::new(BTreeMap::new()),
-        results: Mutex::new(BTreeMap::new()),
-        core_done: OnceLock::new(),
-        planned_only: AtomicBool::new(false),
-        error: Mutex::new(None),
-        clocks: Default::default(),
-        cache: &cache,
-        toolchain: &toolchain,
-        store: store.as_ref(),
-        runner: &runner,
-        index: &index,
-        includes: &includes,
-        system_dirs: &system_dirs,
-        discoverer: &discoverer,
-        progress: &progress,
-        local: &local,
-        stage1_announced: AtomicBool::new(false),
-        stage2_announced: AtomicBool::new(false),
-    };
-    let scheduler: Scheduler<Step> = Scheduler::new(Limits { stage1: req.framework_jobs, stage2: req.sketch_jobs });
-    progress.stage("discovering libraries");
-    let t_graph = Instant::now();
-    if !req.only_compiledb && !build.core.check(&fw_ctx, &toolchain, &cache, store.as_ref())? {
-        let _ = build.core_done.set(add_unit(&scheduler, &build.core, UnitId::Core));
-    }
-    let discovers: Vec<NodeId> = (0..build.sketches.len()).map(|i| add(&scheduler, Step::Discover(i), &[])).collect();
-    add(&scheduler, Step::Plan, &discovers);
-    scheduler.run(|s, _, step| build.exec(s, step));
-    if runner.interrupted() {
-        return Err(Error::Interrupted);
-    }
-    if let Some(e) = build.error.lock().unwrap().take() {
-        return Err(e);
-    }
-    let graph_start = t_graph;
-    phases.push(build.clocks.phase("discover", graph_start, discoverer.preprocessor.runs.load(std::sync::atomic::Ordering::Relaxed)));
-    if build.planned_only.load(Ordering::SeqCst) {
-        progress.finish();
-        return Ok(Report::planned_only(&board.id, &board.fqbn, &fw_dir, phases));
-    }
-    progress.finish();
-    let libs = build.libs.get().map(Vec::as_slice).unwrap_or_default();
-    let units: Vec<&Unit> = std::iter::once(&build.core).chain(libs.iter()).collect();
-    let stage1_key = {
-        let mut h = Hasher::new("stage1-v1");
-        for u in &units {
-            match u.state.lock().unwrap().key {
-                Some(k) => h.bytes(&k),
-                None => h.str("failed"),
-            };
         }
-        hex(&h.finish())
-    };
-    let mut results: Vec<SketchResult> = std::mem::take(&mut *build.results.lock().unwrap()).into_values().collect();
-    phases.push(build.clocks.phase("stage1_archives", graph_start, units.len()));
-    phases.push(build.clocks.phase("stage2_sketches", graph_start, results.len()));
-    for r in &mut results {
-        r.seconds = r.stage2_seconds + r.discover_seconds;
     }
-    let results = crate::filter::in_argument_order(results, &kept_at, skipped);
-
-    let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
-    let mut totals = report::Totals {
-        sketches: results.len(),
-        ok: results.iter().filter(|r| r.status == Status::Ok).count(),
-        failed: results.iter().filter(|r| r.status == Status::Failed).count(),
-        skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
-        seconds: 0.0,
-        objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
-            + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
-        objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
-            + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
-        links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
-        tool_processes: runner.spawned() + toolchain.processes_started(),
-    };
-    let remote_stats = store.as_ref().and_then(Store::remote_stats);
-    if let Some(r) = &remote_stats {
-        phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
-    }
-    let cache_summary = match &store {
-        Some(s) => {
-            let st = s.run_stats();
-            let _ = s.flush_stats();
-            // Eviction scans the whole store: only worth it when this run added to it.
-            if st.stores() > 0 {
-                let _ = s.evict();
-            }
-            report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses(), remote: remote_stats }
-        }
-        None => report::CacheSummary::default(),
-    };
-    totals.seconds = t_start.elapsed().as_secs_f64();
-    phases.push(Phase { name: "total", seconds: totals.seconds, count: results.len() });
-    Ok(Report {
-        board: board.id.clone(),
-        fqbn: board.fqbn.clone(),
-        stage1_key: Some(stage1_key),
-        framework_dir: fw_dir.clone(),
-        archives: units.iter().filter_map(|u| u.archive.clone()).collect(),
-        units: unit_results,
-        sketches: results,
-        totals,
-        cache: cache_summary,
-        size_report: None,
-        boards: Vec::new(),
-        phases,
-    })
-}
-
-fn add(s: &Scheduler<Step>, step: Step, deps: &[NodeId]) -> NodeId {
-    s.add(step, step.pool(), step.priority(), deps)
-}
-
-/// A unit's steps: its compiles, then its finishing step, which is returned.
-fn add_unit(s: &Scheduler<Step>, unit: &Unit, id: UnitId) -> NodeId {
-    let compiles: Vec<NodeId> = (0..unit.jobs.len()).map(|j| add(s, Step::Compile(id, j), &[])).collect();
-    add(s, Step::Finish(id), &compiles)
 }
 
 /// The core unit: the core's sources archived into core.a, the variant's linked as
@@ -540,7 +636,7 @@ impl Clocks {
         span.1 = span.1.max(end);
     }
 
-    fn phase(&self, name: &'static str, _origin: Instant, count: usize) -> Phase {
+    fn phase(&self, name: &'static str, count: usize) -> Phase {
         let seconds = self.spans.lock().unwrap().get(name).map(|(a, b)| (*b - *a).as_secs_f64()).unwrap_or(0.0);
         Phase { name, seconds, count }
     }
@@ -548,6 +644,11 @@ impl Clocks {
 
 /// Everything the steps of one build read, and the tables the `Plan` step fills.
 struct Build<'a> {
+    /// This board's index among the boards being built.
+    board: usize,
+    /// Several boards: each result names its board as it finishes.
+    matrix: bool,
+    setup: &'a Setup<'a>,
     req: &'a Request,
     shared: &'a Shared,
     props: &'a crate::properties::Properties,
@@ -556,7 +657,7 @@ struct Build<'a> {
     core: Unit,
     libs: OnceLock<Vec<Unit>>,
     works: OnceLock<Vec<SketchWork>>,
-    sketches: Vec<Sketch>,
+    sketches: &'a [Sketch],
     discovered: Mutex<BTreeMap<usize, (PathBuf, PathBuf, SketchDiscovery)>>,
     results: Mutex<BTreeMap<usize, SketchResult>>,
     core_done: OnceLock<NodeId>,
@@ -576,6 +677,7 @@ struct Build<'a> {
     local: &'a LocalSlots,
     stage1_announced: AtomicBool,
     stage2_announced: AtomicBool,
+    _fw_lock: Option<FolderLock>,
 }
 
 impl Build<'_> {
@@ -626,7 +728,7 @@ impl Build<'_> {
     }
 
     /// Run one step of the graph.
-    fn exec(&self, s: &Scheduler<Step>, step: Step) {
+    fn exec(&self, s: &Scheduler<Node>, step: Step) {
         // After Ctrl-C or an environment error the remaining steps are dropped.
         if self.runner.interrupted() || self.failed() {
             return;
@@ -678,7 +780,11 @@ impl Build<'_> {
         self.works.get().expect("sketches are planned before their steps")
     }
 
-    fn settle(&self, i: usize, r: SketchResult) {
+    fn settle(&self, i: usize, mut r: SketchResult) {
+        if self.matrix {
+            r.board = Some(self.setup.board.id.clone());
+            r.fqbn = Some(self.setup.board.fqbn.clone());
+        }
         // After Ctrl-C the remaining sketches are cancelled, not failed: no line each.
         if !self.runner.interrupted() {
             self.progress.finished(&r);
@@ -725,7 +831,7 @@ impl Build<'_> {
     /// After discovery: one stage-1 unit per library and include path (see
     /// `Discoverer::unit_include_dirs`) in first-use order, each sketch's compile and
     /// link steps, and compile_commands.json; then add the steps that must run.
-    fn plan(&self, s: &Scheduler<Step>) -> Result<()> {
+    fn plan(&self, s: &Scheduler<Node>) -> Result<()> {
         let discovered = std::mem::take(&mut *self.discovered.lock().unwrap());
         if discovered.len() != self.sketches.len() {
             return Ok(()); // a discovery failed; its error ends the run
@@ -815,7 +921,7 @@ impl Build<'_> {
         let mut lib_done: Vec<Option<NodeId>> = Vec::new();
         for (i, u) in libs.iter().enumerate() {
             let up_to_date = u.check(self.fw_ctx, self.toolchain, self.cache, self.store)?;
-            lib_done.push((!up_to_date).then(|| add_unit(s, u, UnitId::Library(i))));
+            lib_done.push((!up_to_date).then(|| self.add_unit(s, u, UnitId::Library(i))));
         }
         // Settle what needs no tool; give every other sketch its compile and link steps.
         let env = self.sketch_env();
@@ -824,10 +930,10 @@ impl Build<'_> {
             match env.prepare(w) {
                 Prepared::Done(r) => self.settle(i, r),
                 Prepared::Build => {
-                    let mut deps: Vec<NodeId> = (0..w.jobs.len()).map(|j| add(s, Step::CompileSketch(i, j), &[])).collect();
+                    let mut deps: Vec<NodeId> = (0..w.jobs.len()).map(|j| self.add(s, Step::CompileSketch(i, j), &[])).collect();
                     deps.extend(self.core_done.get().copied());
                     deps.extend(w.units.iter().filter_map(|&u| lib_done[u]));
-                    add(s, Step::Link(i), &deps);
+                    self.add(s, Step::Link(i), &deps);
                 }
             }
         }

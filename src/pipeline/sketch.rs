@@ -52,7 +52,6 @@ pub(super) struct SketchState {
     objects_cached: usize,
     /// Time spent in this sketch's own steps.
     busy: f64,
-    lock: Option<FolderLock>,
     log: String,
 }
 
@@ -210,10 +209,12 @@ impl SketchEnv<'_> {
 
     /// `Some(outcome)` when the sketch is settled without its steps.
     fn prepare_inner(&self, w: &SketchWork, r: &mut SketchResult, log: &mut String) -> Option<Result<(), String>> {
-        match FolderLock::acquire(&w.dir) {
-            Ok(l) => w.state.lock().unwrap().lock = Some(l),
+        // Each step holds the folder's lock while it works there, not from planning
+        // to link: a thousand sketches must not hold a thousand open files.
+        let _lock = match FolderLock::acquire(&w.dir) {
+            Ok(l) => l,
             Err(e) => return Some(Err(e.to_string())),
-        }
+        };
         if let Some(e) = &w.discovery_error {
             // The reference stops here too: the preprocessor's words name the file
             // and line that wants the header.
@@ -280,7 +281,10 @@ impl SketchEnv<'_> {
         };
         let cenv = CompileEnv { cache: self.cache, runner: self.runner, includes: self.includes, system_dirs: self.system_dirs, launcher: self.launcher };
         let mut log = String::new();
-        let outcome = compile_one(&cenv, &w.jobs[i], full, base, &mut log);
+        let outcome = match FolderLock::acquire(&w.dir) {
+            Ok(_lock) => compile_one(&cenv, &w.jobs[i], full, base, &mut log),
+            Err(e) => Compiled::Failed(e.to_string()),
+        };
         let mut st = w.state.lock().unwrap();
         let failed = match outcome {
             Compiled::Hit(k) => {
@@ -304,7 +308,10 @@ impl SketchEnv<'_> {
         let t = Instant::now();
         let mut r = self.empty_result(w);
         let mut log = std::mem::take(&mut w.state.lock().unwrap().log);
-        let outcome = self.link_inner(w, &mut r, &mut log);
+        let outcome = match FolderLock::acquire(&w.dir) {
+            Ok(_lock) => self.link_inner(w, &mut r, &mut log),
+            Err(e) => Err(e.to_string()),
+        };
         self.conclude(w, r, log, outcome, t)
     }
 
@@ -422,8 +429,7 @@ impl SketchEnv<'_> {
         fits
     }
 
-    /// The sketch's result from the outcome of its steps; its log written, its lock
-    /// released, and no firmware of an earlier run left behind a failure.
+    /// The sketch's result from the outcome of its steps; its log written, and no firmware of an earlier run left behind a failure.
     fn conclude(&self, w: &SketchWork, mut r: SketchResult, mut log: String, outcome: Result<(), String>, t: Instant) -> SketchResult {
         let project = Self::project(w);
         if let Err(msg) = outcome {
@@ -458,7 +464,6 @@ impl SketchEnv<'_> {
         st.busy += t.elapsed().as_secs_f64();
         r.stage2_seconds = st.busy;
         r.seconds = r.stage2_seconds + w.discover_seconds;
-        st.lock = None;
         r
     }
 

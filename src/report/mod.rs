@@ -292,7 +292,9 @@ impl Progress {
                     (None, Some(f)) => format!(" flash {f} ram {}", r.ram_used.unwrap_or(0)),
                     _ => String::new(),
                 };
-                crate::errln!("[{done}/{}] {status} {} ({:.2}s){detail}", self.total, summary::display_path_here(&r.path), r.seconds);
+                // A board matrix interleaves its boards' sketches: say which board.
+                let board = r.board.as_deref().map(|b| format!("{b} ")).unwrap_or_default();
+                crate::errln!("[{done}/{}] {status} {board}{} ({:.2}s){detail}", self.total, summary::display_path_here(&r.path), r.seconds);
             }
             None => {}
         }
