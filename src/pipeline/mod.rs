@@ -442,15 +442,10 @@ impl<'a> Build<'a> {
             board,
             matrix,
             setup,
-            req: setup.req,
             shared,
-            props: &setup.props,
-            fw_dir: &setup.fw_dir,
-            fw_ctx: &setup.fw_ctx,
             core,
             libs: OnceLock::new(),
             works: OnceLock::new(),
-            sketches: &setup.sketches,
             discovered: Mutex::new(BTreeMap::new()),
             results: Mutex::new(BTreeMap::new()),
             core_done: OnceLock::new(),
@@ -458,12 +453,6 @@ impl<'a> Build<'a> {
             error: Mutex::new(None),
             clocks: Default::default(),
             cache,
-            toolchain: &setup.toolchain,
-            store: setup.store.as_ref(),
-            runner: &setup.runner,
-            index: &setup.index,
-            includes: &setup.includes,
-            system_dirs: &setup.system_dirs,
             discoverer,
             progress,
             local,
@@ -476,13 +465,13 @@ impl<'a> Build<'a> {
     /// The steps known before discovery: the core's (unless it is up to date), one
     /// discovery per sketch, and the `Plan` step after them.
     fn seed(&self, s: &Scheduler<Node>) -> Result<()> {
-        if self.sketches.is_empty() {
+        if self.setup.sketches.is_empty() {
             return Ok(()); // every sketch filtered itself out
         }
-        if !self.req.only_compiledb && !self.core.check(self.fw_ctx, self.toolchain, self.cache, self.store)? {
+        if !self.setup.req.only_compiledb && !self.core.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store.as_ref())? {
             let _ = self.core_done.set(self.add_unit(s, &self.core, UnitId::Core));
         }
-        let discovers: Vec<NodeId> = (0..self.sketches.len()).map(|i| self.add(s, Step::Discover(i), &[])).collect();
+        let discovers: Vec<NodeId> = (0..self.setup.sketches.len()).map(|i| self.add(s, Step::Discover(i), &[])).collect();
         self.add(s, Step::Plan, &discovers);
         Ok(())
     }
@@ -503,12 +492,12 @@ impl<'a> Build<'a> {
         let mut phases = setup.phases.clone();
         let board = &setup.board;
         let skipped = setup.skipped.clone();
-        if self.sketches.is_empty() {
+        if self.setup.sketches.is_empty() {
             let results = crate::filter::in_argument_order(Vec::new(), &setup.kept_at, skipped);
             let seconds = setup.t_start.elapsed().as_secs_f64();
             phases.push(Phase { name: "total", seconds, count: results.len() });
-            let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.runner.spawned(), ..Default::default() };
-            let cache = report::CacheSummary { enabled: self.store.is_some(), dir: self.store.map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
+            let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.setup.runner.spawned(), ..Default::default() };
+            let cache = report::CacheSummary { enabled: self.setup.store.as_ref().is_some(), dir: self.setup.store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
             return Report {
                 board: board.id.clone(),
                 fqbn: board.fqbn.clone(),
@@ -557,13 +546,13 @@ impl<'a> Build<'a> {
             objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
                 + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
             links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
-            tool_processes: self.runner.spawned() + self.toolchain.processes_started(),
+            tool_processes: self.setup.runner.spawned() + self.setup.toolchain.processes_started(),
         };
-        let remote_stats = self.store.and_then(Store::remote_stats);
+        let remote_stats = self.setup.store.as_ref().and_then(Store::remote_stats);
         if let Some(r) = &remote_stats {
             phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
         }
-        let cache_summary = match self.store {
+        let cache_summary = match self.setup.store.as_ref() {
             Some(s) => {
                 let st = s.run_stats();
                 let _ = s.flush_stats();
@@ -649,15 +638,10 @@ struct Build<'a> {
     /// Several boards: each result names its board as it finishes.
     matrix: bool,
     setup: &'a Setup<'a>,
-    req: &'a Request,
     shared: &'a Shared,
-    props: &'a crate::properties::Properties,
-    fw_dir: &'a Path,
-    fw_ctx: &'a Context,
     core: Unit,
     libs: OnceLock<Vec<Unit>>,
     works: OnceLock<Vec<SketchWork>>,
-    sketches: &'a [Sketch],
     discovered: Mutex<BTreeMap<usize, (PathBuf, PathBuf, SketchDiscovery)>>,
     results: Mutex<BTreeMap<usize, SketchResult>>,
     core_done: OnceLock<NodeId>,
@@ -666,12 +650,6 @@ struct Build<'a> {
     error: Mutex<Option<Error>>,
     clocks: Clocks,
     cache: &'a ObjectCache<'a>,
-    toolchain: &'a Toolchain,
-    store: Option<&'a Store>,
-    runner: &'a Runner,
-    index: &'a LibraryIndex,
-    includes: &'a IncludeCache,
-    system_dirs: &'a [PathBuf],
     discoverer: &'a Discoverer<'a>,
     progress: &'a Progress,
     local: &'a LocalSlots,
@@ -701,24 +679,24 @@ impl Build<'_> {
 
     fn sketch_env(&self) -> SketchEnv<'_> {
         SketchEnv {
-            props: self.props,
+            props: &self.setup.props,
             core: &self.core,
             libs: self.libs.get().map(Vec::as_slice).unwrap_or_default(),
             cache: self.cache,
-            toolchain: self.toolchain,
-            store: self.store,
-            runner: self.runner,
-            index: self.index,
-            includes: self.includes,
-            system_dirs: self.system_dirs,
-            fw_dir: self.fw_dir,
-            launcher: &self.req.compiler_launcher,
+            toolchain: &self.setup.toolchain,
+            store: self.setup.store.as_ref(),
+            runner: &self.setup.runner,
+            index: &self.setup.index,
+            includes: &self.setup.includes,
+            system_dirs: &self.setup.system_dirs,
+            fw_dir: &self.setup.fw_dir,
+            launcher: &self.setup.req.compiler_launcher,
             local: self.local,
         }
     }
 
     fn compile_env(&self) -> CompileEnv<'_> {
-        CompileEnv { cache: self.cache, runner: self.runner, includes: self.includes, system_dirs: self.system_dirs, launcher: &self.req.compiler_launcher }
+        CompileEnv { cache: self.cache, runner: &self.setup.runner, includes: &self.setup.includes, system_dirs: &self.setup.system_dirs, launcher: &self.setup.req.compiler_launcher }
     }
 
     fn announce(&self, flag: &AtomicBool, msg: &str) {
@@ -730,7 +708,7 @@ impl Build<'_> {
     /// Run one step of the graph.
     fn exec(&self, s: &Scheduler<Node>, step: Step) {
         // After Ctrl-C or an environment error the remaining steps are dropped.
-        if self.runner.interrupted() || self.failed() {
+        if self.setup.runner.interrupted() || self.failed() {
             return;
         }
         let t = Instant::now();
@@ -757,7 +735,7 @@ impl Build<'_> {
             }
             Step::Finish(u) => {
                 self.announce(&self.stage1_announced, "stage 1: core and libraries");
-                if let Err(e) = self.unit(u).finish(self.fw_ctx, self.runner, self.store) {
+                if let Err(e) = self.unit(u).finish(&self.setup.fw_ctx, &self.setup.runner, self.setup.store.as_ref()) {
                     self.fail(e);
                 }
                 self.clocks.record("stage1_archives", t);
@@ -786,7 +764,7 @@ impl Build<'_> {
             r.fqbn = Some(self.setup.board.fqbn.clone());
         }
         // After Ctrl-C the remaining sketches are cancelled, not failed: no line each.
-        if !self.runner.interrupted() {
+        if !self.setup.runner.interrupted() {
             self.progress.finished(&r);
         }
         self.results.lock().unwrap().insert(i, r);
@@ -795,8 +773,8 @@ impl Build<'_> {
     /// Write the sketch's build folder (merged `.ino.cpp`, its other files) and find
     /// its libraries as the reference does.
     fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, SketchDiscovery)> {
-        let sketch = &self.sketches[i];
-        let dir = sketch_out_dir(&self.req.out, sketch);
+        let sketch = &self.setup.sketches[i];
+        let dir = sketch_out_dir(&self.setup.req.out, sketch);
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
         let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
@@ -817,10 +795,10 @@ impl Build<'_> {
         // The reference's queue: the merged sketch, then its other sources.
         let mut sources = vec![merged_path.clone()];
         sources.extend(sketch_sources(sketch, &sketch_build));
-        let d = self.discoverer.sketch(self.runner, &sources)?;
-        if self.req.verbose {
+        let d = self.discoverer.sketch(&self.setup.runner, &sources)?;
+        if self.setup.req.verbose {
             for &l in &d.libraries {
-                let lib = &self.index.libraries[l];
+                let lib = &&self.setup.index.libraries[l];
                 // Worded as the reference builder words it (it names a library by its folder).
                 eprintln!("{}: Using library {} at version {} in folder: {}", sketch.name, lib.dir_name, lib.version, lib.path.display());
             }
@@ -833,7 +811,7 @@ impl Build<'_> {
     /// link steps, and compile_commands.json; then add the steps that must run.
     fn plan(&self, s: &Scheduler<Node>) -> Result<()> {
         let discovered = std::mem::take(&mut *self.discovered.lock().unwrap());
-        if discovered.len() != self.sketches.len() {
+        if discovered.len() != self.setup.sketches.len() {
             return Ok(()); // a discovery failed; its error ends the run
         }
         let discovered: Vec<(PathBuf, PathBuf, SketchDiscovery)> = discovered.into_values().collect();
@@ -849,18 +827,18 @@ impl Build<'_> {
         let mut libs: Vec<Unit> = Vec::new();
         let mut lib_unit_index: BTreeMap<(usize, Vec<PathBuf>), usize> = BTreeMap::new();
         for (l, inc) in &lib_units {
-            let lib = &self.index.libraries[*l];
+            let lib = &&self.setup.index.libraries[*l];
             let mut h = Hasher::new("library-unit-dir-v1");
             for d in inc {
                 h.path(d);
             }
-            let dir = self.fw_dir.join("libraries").join(format!("{}-{}", slug(&lib.dir_name), &hex(&h.finish())[..8]));
+            let dir = self.setup.fw_dir.join("libraries").join(format!("{}-{}", slug(&lib.dir_name), &hex(&h.finish())[..8]));
             let mut sources = lib.sources();
             plan::reference_order(&mut sources);
             let mut jobs = Vec::new();
             for src in &sources {
                 let rel = src.strip_prefix(&lib.src_dir).unwrap_or(src);
-                jobs.push(self.fw_ctx.compile(src, &object_path(&dir, rel), inc)?);
+                jobs.push(self.setup.fw_ctx.compile(src, &object_path(&dir, rel), inc)?);
             }
             let objects: Vec<PathBuf> = jobs.iter().map(|j| j.object.clone()).collect();
             let (archive, link_objects) = if lib.dot_a_linkage {
@@ -873,8 +851,8 @@ impl Build<'_> {
         }
 
         let mut works: Vec<SketchWork> = Vec::new();
-        for (sketch, (dir, merged, disc)) in self.sketches.iter().zip(discovered) {
-            let ctx = Context::new(self.props, &dir, &format!("{}.ino", sketch.name), &sketch.dir);
+        for (sketch, (dir, merged, disc)) in self.setup.sketches.iter().zip(discovered) {
+            let ctx = Context::new(&self.setup.props, &dir, &format!("{}.ino", sketch.name), &sketch.dir);
             let build = dir.join("sketch");
             let mut sources: Vec<PathBuf> = vec![merged.clone()];
             sources.extend(sketch.sources().map(|rel| build.join(rel)));
@@ -891,7 +869,7 @@ impl Build<'_> {
                     .libraries
                     .iter()
                     .map(|&l| {
-                        let lib = &self.index.libraries[l];
+                        let lib = &&self.setup.index.libraries[l];
                         LibraryUse { name: lib.name.clone(), version: lib.version.clone(), folder: lib.path.clone() }
                     })
                     .collect(),
@@ -908,8 +886,8 @@ impl Build<'_> {
 
         // Editors' view of the plan (compile_commands.json), written before anything compiles.
         let units = std::iter::once(&self.core).chain(libs.iter());
-        crate::compiledb::CompileDb::write_plan(&self.req.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
-        if self.req.only_compiledb {
+        crate::compiledb::CompileDb::write_plan(&self.setup.req.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
+        if self.setup.req.only_compiledb {
             self.planned_only.store(true, Ordering::SeqCst);
             return Ok(());
         }
@@ -920,7 +898,7 @@ impl Build<'_> {
         // Keys first (hashing only): up-to-date units get no steps.
         let mut lib_done: Vec<Option<NodeId>> = Vec::new();
         for (i, u) in libs.iter().enumerate() {
-            let up_to_date = u.check(self.fw_ctx, self.toolchain, self.cache, self.store)?;
+            let up_to_date = u.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store.as_ref())?;
             lib_done.push((!up_to_date).then(|| self.add_unit(s, u, UnitId::Library(i))));
         }
         // Settle what needs no tool; give every other sketch its compile and link steps.
