@@ -456,8 +456,6 @@ impl<'a> Build<'a> {
             discoverer,
             progress,
             local,
-            stage1_announced: AtomicBool::new(false),
-            stage2_announced: AtomicBool::new(false),
             _fw_lock: fw_lock,
         })
     }
@@ -653,8 +651,6 @@ struct Build<'a> {
     discoverer: &'a Discoverer<'a>,
     progress: &'a Progress,
     local: &'a LocalSlots,
-    stage1_announced: AtomicBool,
-    stage2_announced: AtomicBool,
     _fw_lock: Option<FolderLock>,
 }
 
@@ -699,12 +695,6 @@ impl Build<'_> {
         CompileEnv { cache: self.cache, runner: &self.setup.runner, includes: &self.setup.includes, system_dirs: &self.setup.system_dirs, launcher: &self.setup.req.compiler_launcher }
     }
 
-    fn announce(&self, flag: &AtomicBool, msg: &str) {
-        if !flag.swap(true, Ordering::SeqCst) {
-            self.progress.stage(msg);
-        }
-    }
-
     /// Run one step of the graph.
     fn exec(&self, s: &Scheduler<Node>, step: Step) {
         // After Ctrl-C or an environment error the remaining steps are dropped.
@@ -729,24 +719,24 @@ impl Build<'_> {
                 }
             }
             Step::Compile(u, j) => {
-                self.announce(&self.stage1_announced, "stage 1: core and libraries");
+                self.progress.stage_once("stage 1: core and libraries");
                 self.unit(u).compile(j, &self.compile_env());
                 self.clocks.record("stage1_archives", t);
             }
             Step::Finish(u) => {
-                self.announce(&self.stage1_announced, "stage 1: core and libraries");
+                self.progress.stage_once("stage 1: core and libraries");
                 if let Err(e) = self.unit(u).finish(&self.setup.fw_ctx, &self.setup.runner, self.setup.store.as_ref()) {
                     self.fail(e);
                 }
                 self.clocks.record("stage1_archives", t);
             }
             Step::CompileSketch(i, j) => {
-                self.announce(&self.stage2_announced, "stage 2: sketches");
+                self.progress.stage_once("stage 2: sketches");
                 self.sketch_env().compile(&self.works()[i], j);
                 self.clocks.record("stage2_sketches", t);
             }
             Step::Link(i) => {
-                self.announce(&self.stage2_announced, "stage 2: sketches");
+                self.progress.stage_once("stage 2: sketches");
                 let r = self.sketch_env().link(&self.works()[i]);
                 self.settle(i, r);
                 self.clocks.record("stage2_sketches", t);
