@@ -66,6 +66,8 @@ pub struct Request {
     pub compiler_launcher: Vec<String>,
     /// How much work may run on this machine at once (discovery, links): the cores.
     pub local_jobs: usize,
+    /// `--smoke-run`: boot each firmware that built in simavr, as a step after its link.
+    pub smoke_run: Option<crate::emulator::RunSpec>,
 }
 
 fn slug(s: &str) -> String {
@@ -335,6 +337,8 @@ struct Setup<'r> {
     sketches: Vec<Sketch>,
     kept_at: Vec<usize>,
     skipped: Vec<(usize, SketchResult)>,
+    /// The simulated chip, with `--smoke-run`.
+    target: Option<crate::emulator::Target>,
 }
 
 impl<'r> Setup<'r> {
@@ -406,9 +410,14 @@ impl<'r> Setup<'r> {
                 (*i, r)
             })
             .collect();
+        let target = match &req.smoke_run {
+            Some(_) => Some(crate::emulator::Target::from_properties(&props, &board.id)?),
+            None => None,
+        };
         Ok(Setup {
             req,
             t_start,
+            target,
             phases,
             preprocess_ctx: Context::new(&props, &fw_dir, "discover", &fw_dir),
             fw_ctx: Context::new(&props, &fw_dir, "core", &fw_dir),
@@ -452,6 +461,7 @@ impl<'a> Build<'a> {
             planned_only: AtomicBool::new(false),
             error: Mutex::new(None),
             clocks: Default::default(),
+            runs: AtomicUsize::new(0),
             cache,
             discoverer,
             progress,
@@ -530,6 +540,9 @@ impl<'a> Build<'a> {
         let results: Vec<SketchResult> = std::mem::take(&mut *self.results.lock().unwrap()).into_values().collect();
         phases.push(self.clocks.phase("stage1_archives", units.len()));
         phases.push(self.clocks.phase("stage2_sketches", results.len()));
+        if self.setup.target.is_some() {
+            phases.push(self.clocks.phase("smoke_run", results.iter().filter(|r| r.run.is_some()).count()));
+        }
         let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
 
         let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
@@ -647,6 +660,8 @@ struct Build<'a> {
     /// The first environment error a step met (an unwritable folder...): the run fails with it.
     error: Mutex<Option<Error>>,
     clocks: Clocks,
+    /// Smoke runs done so far.
+    runs: AtomicUsize,
     cache: &'a ObjectCache<'a>,
     discoverer: &'a Discoverer<'a>,
     progress: &'a Progress,
@@ -741,7 +756,27 @@ impl Build<'_> {
                 self.settle(i, r);
                 self.clocks.record("stage2_sketches", t);
             }
+            Step::Run(i) => {
+                self.smoke_run(i);
+                self.clocks.record("smoke_run", t);
+            }
         }
+    }
+
+    /// `--smoke-run`: boot sketch `i`'s firmware, if it built, and keep the outcome.
+    fn smoke_run(&self, i: usize) {
+        let (Some(target), Some(spec)) = (&self.setup.target, &self.setup.req.smoke_run) else { return };
+        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(crate::emulator::Firmware::of) else { return };
+        let run = crate::emulator::run(&self.setup.runner, target, &firmware, spec, crate::emulator::Output::Capture);
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut results = self.results.lock().unwrap();
+        let Some(r) = results.get_mut(&i) else { return };
+        if !self.setup.req.quiet && !self.setup.runner.interrupted() {
+            let board = r.board.as_deref().map(|b| format!("{b} ")).unwrap_or_default();
+            let why = run.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
+            crate::errln!("[run {n}] {:<8} {board}{} ({:.3} s simulated, {:.2} s wall){why}", crate::emulator::status_name(run.status), r.path.display(), run.simulated_seconds, run.wall_seconds);
+        }
+        r.run = Some(run);
     }
 
     fn works(&self) -> &[SketchWork] {
@@ -895,14 +930,20 @@ impl Build<'_> {
         let env = self.sketch_env();
         for (i, w) in self.works().iter().enumerate() {
             self.progress.started();
-            match env.prepare(w) {
-                Prepared::Done(r) => self.settle(i, r),
+            let link = match env.prepare(w) {
+                Prepared::Done(r) => {
+                    self.settle(i, r);
+                    None
+                }
                 Prepared::Build => {
                     let mut deps: Vec<NodeId> = (0..w.jobs.len()).map(|j| self.add(s, Step::CompileSketch(i, j), &[])).collect();
                     deps.extend(self.core_done.get().copied());
                     deps.extend(w.units.iter().filter_map(|&u| lib_done[u]));
-                    self.add(s, Step::Link(i), &deps);
+                    Some(self.add(s, Step::Link(i), &deps))
                 }
+            };
+            if self.setup.target.is_some() {
+                self.add(s, Step::Run(i), link.as_slice());
             }
         }
         Ok(())

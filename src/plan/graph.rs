@@ -8,7 +8,7 @@
 //! ```text
 //! Discover(s)... ──► Plan ──► adds: Compile(lib u, j) ──► Finish(lib u) ──┐
 //! Compile(core, j) ──► Finish(core) ─────────────────────────────────────┤
-//!                    Plan also adds: CompileSketch(s, j) ────────────────┴─► Link(s)
+//!                    Plan also adds: CompileSketch(s, j) ────────────────┴─► Link(s) ─► Run(s)
 //! ```
 
 use crate::exec::scheduler::Pool;
@@ -34,6 +34,8 @@ pub enum Step {
     CompileSketch(usize, usize),
     /// Link, objcopy, bootloader merge and size of sketch `s`.
     Link(usize),
+    /// `--smoke-run`: boot sketch `s`'s firmware in the simulator, after its link.
+    Run(usize),
 }
 
 impl Step {
@@ -52,7 +54,7 @@ impl Step {
             Step::Discover(_) | Step::Plan => 0,
             Step::Finish(_) => 1,
             Step::Compile(..) => 2,
-            Step::Link(_) => 3,
+            Step::Link(_) | Step::Run(_) => 3,
             Step::CompileSketch(..) => 4,
         }
     }
