@@ -149,10 +149,14 @@ if [ -n "$samd" ]; then
 fi
 
 # --third-party: the examples of the 14 real libraries in ../shared/libraries on uno,
-# as a library's CI runs them (--framework-jobs 1 --sketch-jobs 2): cold, warm, and
-# arduino-builder one sketch at a time; discovery's share of stage 2; then exit.
+# as a library's CI runs them (--framework-jobs 1 --sketch-jobs 2): cold, warm, the
+# floor (the same tool commands replayed by hand), and arduino-builder one sketch at
+# a time; discovery's share of stage 2; then exit.
 if [ -n "$third_party" ]; then
-  libs="$(cd "$repo/../shared/libraries" && pwd)"
+  # ../shared beside the clone, as CI lays it out; else the machine's /work/shared.
+  libs="${FBUILD_SHARED_LIBRARIES:-$repo/../shared/libraries}"
+  [ -d "$libs" ] || libs=/work/shared/libraries
+  libs="$(cd "$libs" && pwd)"
   mapfile -t tp < <(find "$libs" -name '*.ino' -printf '%h\n' | sort -u | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }')
   tp_cm() { FBUILD_CACHE_DIR="$work/tc" "$F" compile-many -q --libraries "$libs" --framework-jobs 1 --sketch-jobs 2 --out "$work/$1" "${tp[@]}"; }
   tp_cold() { fresh tc >/dev/null; fresh to >/dev/null; tp_cm to; }
@@ -166,8 +170,17 @@ if [ -n "$third_party" ]; then
         -prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=__DECIMAL_DIG__ "$s/$(basename "$s").ino" >/dev/null 2>&1 || true
     done
   }
+  # The floor: every compile, archive, link, objcopy and size command of a cold run
+  # (as -v prints them; discovery's -E runs left out) replayed one after the other
+  # by a shell, in the order fbuild started them; divided by the cores it is the best
+  # a perfect scheduler could do.
+  tp_floor() { bash "$work/floor.sh"; }
+  fresh tfc >/dev/null
+  FBUILD_CACHE_DIR="$work/tfc" "$F" compile-many -v --libraries "$libs" --framework-jobs 1 --sketch-jobs 2 --out "$(fresh tfo)" "${tp[@]}" 2>"$work/floor.cmds" >/dev/null || true
+  grep -E '^"?/[^ ]*/(avr|arm-none-eabi)-[a-z+-]+"? ' "$work/floor.cmds" | grep -v -e ' -E ' -e '"-E"' > "$work/floor.sh" || true
   run t_third_party_cold tp_cold
   cp "$work/to/phases.tsv" "$work/t_cold_phases.tsv"
+  run t_third_party_floor_sequential tp_floor
   run t_third_party_warm_nothing_changed tp_warm
   run t_third_party_warm_fresh_out tp_warm_fresh
   run t_third_party_arduino_builder_one_at_a_time tp_ab_one
@@ -191,6 +204,12 @@ print(f"third_party_cold_stage2_s\t{phases['stage2_sketches']:.2f}")
 print(f"third_party_cold_discover_share_of_stage2\t{phases['discover'] / phases['stage2_sketches']:.2f}")
 print(f"third_party_warm_fresh_out_tool_processes\t{warm['totals']['tool_processes']}")
 PY
+  cores=$(nproc)
+  floor_cmds=$(wc -l < "$work/floor.sh")
+  printf 'third_party_floor_commands\t%s\n' "$floor_cmds"
+  printf 'third_party_floor_per_core_s\t%.2f\n' "$(echo "${wall[t_third_party_floor_sequential]} / $cores" | bc -l)"
+  printf 'third_party_cold_over_floor_per_core\t%.2f\n' "$(echo "${wall[t_third_party_cold]} * $cores / ${wall[t_third_party_floor_sequential]}" | bc -l)"
+  printf 'third_party_arduino_builder_over_cold\t%.2f\n' "$(echo "${wall[t_third_party_arduino_builder_one_at_a_time]} / ${wall[t_third_party_cold]}" | bc -l)"
   exit 0
 fi
 

@@ -71,8 +71,9 @@ pub enum Command {
         /// Write the size changes as a Markdown table, largest first (for a pull-request comment). Needs --compare-to.
         #[arg(long, value_name = "FILE", requires = "compare_to")]
         report_md: Option<PathBuf>,
-        /// After stage 2, boot every firmware that built in simavr for this long in simulated
-        /// time (2s, 500ms), --sketch-jobs at once; each sketch result gains `run`.
+        /// Boot every firmware that built in simavr for this long in simulated time (2s,
+        /// 500ms), each right after its link (a step in the same graph, every board of a
+        /// matrix on its own chip); each sketch result gains `run`.
         #[arg(long, value_name = "DURATION", value_parser = emulator::parse_duration)]
         smoke_run: Option<std::time::Duration>,
         /// With --smoke-run: a regular expression every firmware's UART output must match (repeatable).
@@ -283,6 +284,7 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
             None => Vec::new(),
         },
         local_jobs: cores(),
+        smoke_run: None,
     })
 }
 
@@ -475,26 +477,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
             let req = Request { filter: !no_filter, memory_class, ..req };
             let matrix = common.board.len() > 1;
-            if matrix && smoke_run.is_some() {
-                return Err(Error::usage("--smoke-run runs one board's firmware; pass one --board"));
-            }
-            let target = match smoke_run {
-                Some(_) => {
-                    let loaded = pipeline::load(&req)?;
-                    Some(emulator::Target::from_properties(&loaded.props, &loaded.board.id)?)
-                }
-                None => None,
-            };
+            // Each firmware boots as a step after its link, in the same graph.
+            let req = Request { smoke_run: smoke_run.map(|duration| emulator::RunSpec { duration, expects: expect, input: None }), ..req };
             let mut report = if matrix { crate::matrix::run(&req, &common.board)? } else { pipeline::run(&req)? };
             if common.only_compiledb {
                 outln!("{}", common.out.join(compiledb::FILE_NAME).display());
                 return Ok(exit::OK);
             }
-            let mut runs_ok = true;
-            if let (Some(duration), Some(target)) = (smoke_run, &target) {
-                let spec = emulator::RunSpec { duration, expects: expect, input: None };
-                runs_ok = emulator::smoke_run(&mut report, target, &spec, req.sketch_jobs, req.verbose, req.quiet)?;
-            }
+            let runs_ok = report.sketches.iter().filter_map(|r| r.run.as_ref()).all(|r| r.status.succeeded());
             if let Some(old) = &old {
                 report::size_delta::compare(&mut report, old);
             }
@@ -510,7 +500,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 report::write_atomic(p, md.as_bytes())?;
             }
             let mut summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
-            if target.is_some() && (!common.quiet || !runs_ok) {
+            if req.smoke_run.is_some() && (!common.quiet || !runs_ok) {
                 summary.push_str(&emulator::summary(&report));
             }
             let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));

@@ -1,10 +1,10 @@
 //! A board matrix: `compile-many --board uno --board mega ...` builds every sketch
 //! for every board in one call.
 //!
-//! Each board is a full two-stage build (`pipeline::run_shared`) into its own
-//! folder, `OUT/<board>/`, one board after the other: the boards share one platform
-//! load, one sketch load and `.ino` merge, the process, the cache and the machine's
-//! cores, and memory stays about that of one board. The reports are then joined into one: every
+//! Each board is a full two-stage build into its own folder, `OUT/<board>/`, and
+//! every board's steps go into one build graph (`pipeline::run_boards`): the boards
+//! share one platform load, one sketch load and `.ino` merge, the cache and the
+//! scheduler's two pools, so one board's links run while another's core compiles. The reports are then joined into one: every
 //! sketch result names its `board` and `fqbn`, each board's stage 1 and totals go
 //! in `boards`, and OUT/compile_commands.json holds every board's commands.
 
@@ -53,14 +53,8 @@ pub fn run(req: &Request, boards: &[String]) -> Result<Report> {
         crate::platform::discover(&req.hardware)?,
         req.sketches.iter().map(|p| crate::sketch::Sketch::load(p)).collect::<Result<Vec<_>>>()?,
     );
-    let mut reports = Vec::with_capacity(boards.len());
-    for b in boards {
-        if !req.quiet {
-            crate::errln!("board {b}:");
-        }
-        let board_req = Request { board: b.clone(), out: board_out_dir(&req.out, b), ..req.clone() };
-        reports.push((board_req.out.clone(), pipeline::run_shared(&board_req, &shared)?));
-    }
+    let reqs: Vec<Request> = boards.iter().map(|b| Request { board: b.clone(), out: board_out_dir(&req.out, b), ..req.clone() }).collect();
+    let reports: Vec<(PathBuf, Report)> = reqs.iter().map(|r| r.out.clone()).zip(pipeline::run_boards(&reqs, &shared)?).collect();
     join_compiledb(&req.out, reports.iter().map(|(dir, _)| dir.as_path()))?;
     Ok(join(reports, &req.out, t_start.elapsed().as_secs_f64()))
 }

@@ -107,3 +107,119 @@ fn warm_runs_exec_nothing_under_strace() {
         assert!(warm[0].contains(&fbuild_bin().display().to_string()), "{}", warm[0]);
     }
 }
+
+/// One tool process fbuild started, from an `strace -f -ttt` trace: when it was
+/// exec'd, when it exited, and its command line.
+struct ToolSpan {
+    start: f64,
+    end: f64,
+    argv: String,
+}
+
+/// Processes started by fbuild itself (any of its threads), not by the tools: a
+/// compiler driver counts once, its cc1plus/as/ld do not.
+fn tool_spans(trace: &Path) -> Vec<ToolSpan> {
+    let text = std::fs::read_to_string(trace).unwrap();
+    let field = |l: &str, i: usize| l.split_whitespace().nth(i).map(str::to_string).unwrap_or_default();
+    let ret = |l: &str| l.rsplit("= ").next().and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse::<i64>().ok());
+    let mut fbuild_tasks: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut children: Vec<String> = Vec::new();
+    // A child's execve can come before its parent's clone returns (vfork-style
+    // spawning), so exec and exit times are gathered per pid and joined at the end.
+    let mut execs: std::collections::HashMap<String, (f64, String)> = std::collections::HashMap::new();
+    let mut exits: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    let mut pending_thread: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut pending_exec: std::collections::HashMap<String, (f64, String)> = std::collections::HashMap::new();
+    for l in text.lines() {
+        let (pid, time) = (field(l, 0), field(l, 1).parse::<f64>().unwrap_or(0.0));
+        if fbuild_tasks.is_empty() && l.contains("execve(") {
+            fbuild_tasks.insert(pid.clone()); // the traced program: fbuild
+            continue;
+        }
+        let is_clone = l.contains("clone") || l.contains("vfork") || l.contains("fork(");
+        if is_clone && l.contains("<unfinished") {
+            // The flags are on this line, the new task's id on its "resumed" line.
+            pending_thread.insert(pid.clone(), l.contains("CLONE_THREAD"));
+            continue;
+        }
+        if is_clone && fbuild_tasks.contains(&pid) {
+            if let Some(child) = ret(l).filter(|&c| c > 0) {
+                let thread = if l.contains("resumed>") { pending_thread.remove(&pid).unwrap_or(false) } else { l.contains("CLONE_THREAD") };
+                if thread {
+                    fbuild_tasks.insert(child.to_string());
+                } else {
+                    children.push(child.to_string());
+                }
+            }
+        } else if l.contains("execve(") && l.contains("<unfinished") {
+            pending_exec.insert(pid, (time, l.to_string()));
+        } else if l.contains("execve resumed>") && l.trim_end().ends_with("= 0") {
+            if let Some(e) = pending_exec.remove(&pid) {
+                execs.entry(pid).or_insert(e);
+            }
+        } else if l.contains("execve(") && l.trim_end().ends_with("= 0") {
+            execs.entry(pid).or_insert((time, l.to_string()));
+        } else if l.contains("+++ exited") || l.contains("+++ killed") {
+            exits.insert(pid, time);
+        }
+    }
+    children
+        .iter()
+        .filter_map(|c| {
+            let (start, argv) = execs.get(c)?.clone();
+            Some(ToolSpan { start, end: exits.get(c).copied().unwrap_or(f64::MAX), argv })
+        })
+        .collect()
+}
+
+/// The most spans alive at one moment.
+fn max_concurrent<'a>(spans: impl Iterator<Item = &'a ToolSpan>) -> usize {
+    let mut events: Vec<(f64, i32)> = spans.flat_map(|s| [(s.start, 1), (s.end, -1)]).collect();
+    events.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in events {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+/// Issue 9: with --framework-jobs 1 --sketch-jobs 2, stage 1 never runs more than one
+/// tool and all stages together never more than two, counted from outside by strace;
+/// and sketch compiles do run while stage 1 still works (no idle core).
+#[test]
+fn scheduler_keeps_its_job_limits_and_overlaps_the_stages() {
+    if !strace_works() {
+        report_skipped("scheduler_keeps_its_job_limits_and_overlaps_the_stages", "strace is not installed or cannot trace here (scripts/setup.sh installs it)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let trace = t.path().join("run.trace");
+    let sketches = ["01.Basics/Blink", "01.Basics/Fade", "02.Digital/Button", "04.Communication/ASCIITable", "08.Strings/StringAdditionOperator", "05.Control/Arrays"];
+    let o = Command::new("strace")
+        .args(["-f", "-q", "-ttt", "-v", "-s", "4096", "-e", "trace=execve,clone,clone3,vfork,fork", "-o"])
+        .arg(&trace)
+        .arg(fbuild_bin())
+        .args(["compile-many", "--no-cache", "--framework-jobs", "1", "--sketch-jobs", "2", "--out"])
+        .arg(&out)
+        .args(sketches.iter().map(|s| example(s)))
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let spans = tool_spans(&trace);
+    let counted = processes(&read_json(&out.join("results.json")));
+    assert_eq!(spans.len(), counted, "strace saw {} tools started by fbuild, fbuild counted {counted}", spans.len());
+    let framework = format!("\"{}/framework/", out.display());
+    let stage1: Vec<&ToolSpan> = spans.iter().filter(|s| s.argv.contains(&framework) && !s.argv.contains("\"-E\"")).collect();
+    assert!(stage1.len() >= 20, "only {} stage-1 tools seen (the core alone has more sources)", stage1.len());
+    assert_eq!(max_concurrent(stage1.iter().copied()), 1, "stage 1 ran more than --framework-jobs 1 tools at once");
+    assert!(max_concurrent(spans.iter()) <= 2, "more than max(--framework-jobs, --sketch-jobs) = 2 tools at once");
+    let stage1_end = stage1.iter().map(|s| s.end).fold(0.0, f64::max);
+    let sketch_compiles_during_stage1 = spans
+        .iter()
+        .filter(|s| !s.argv.contains(&framework) && s.argv.contains(".ino.cpp\"") && s.argv.contains("\"-c\"") && s.start < stage1_end)
+        .count();
+    assert!(sketch_compiles_during_stage1 > 0, "no sketch compiled while stage 1 ran: a core idled");
+}

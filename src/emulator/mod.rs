@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::exec::Runner;
 use crate::properties::Properties;
-use crate::report::{Phase, Report, SketchResult, Status};
+use crate::report::{Report, SketchResult, Status};
 
 /// How much serial output a sketch's `run` keeps in results.json.
 pub const OUTPUT_KEPT: usize = 4096;
@@ -271,42 +271,6 @@ pub fn parse_expect(s: &str) -> std::result::Result<String, String> {
     })
 }
 
-/// `compile-many --smoke-run`: boot every firmware that built, `jobs` at once, and
-/// record each outcome as the sketch's `run` (plus a `smoke_run` phase). Returns
-/// whether every run succeeded; `Err` only when interrupted.
-pub fn smoke_run(report: &mut Report, target: &Target, spec: &RunSpec, jobs: usize, verbose: bool, quiet: bool) -> Result<bool> {
-    let t = Instant::now();
-    let runner = Runner::new(verbose);
-    let todo: Vec<(usize, Firmware)> = report.sketches.iter().enumerate().filter_map(|(i, r)| Some((i, Firmware::of(r)?))).collect();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let results = crate::pipeline::parallel_map(&todo, jobs, |(i, fw)| {
-        let r = run(&runner, target, fw, spec, Output::Capture);
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if !quiet && !runner.interrupted() {
-            eprintln!(
-                "[run {n}/{}] {:<8} {} ({:.3} s simulated, {:.2} s wall){}",
-                todo.len(),
-                status_name(r.status),
-                report.sketches[*i].path.display(),
-                r.simulated_seconds,
-                r.wall_seconds,
-                r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
-            );
-        }
-        r
-    });
-    if runner.interrupted() {
-        return Err(Error::Interrupted);
-    }
-    let ok = results.iter().all(|r| r.status.succeeded());
-    for ((i, _), r) in todo.iter().zip(results) {
-        report.sketches[*i].run = Some(r);
-    }
-    report.totals.tool_processes += runner.spawned();
-    report.phases.push(Phase { name: "smoke_run", seconds: t.elapsed().as_secs_f64(), count: todo.len() });
-    Ok(ok)
-}
-
 /// The lines compile-many prints after a smoke run: failed runs, then a count.
 pub fn summary(report: &Report) -> String {
     let runs: Vec<(&SketchResult, &RunResult)> = report.sketches.iter().filter_map(|s| Some((s, s.run.as_ref()?))).collect();
@@ -336,7 +300,7 @@ pub fn summary(report: &Report) -> String {
     s
 }
 
-fn status_name(s: RunStatus) -> &'static str {
+pub fn status_name(s: RunStatus) -> &'static str {
     match s {
         RunStatus::Passed => "passed",
         RunStatus::Failed => "failed",

@@ -236,6 +236,9 @@ pub struct Progress {
     running: AtomicUsize,
     quiet: bool,
     lock: Mutex<()>,
+    /// Stages already announced: steps of both stages interleave, and each stage
+    /// is named once, when its first step starts.
+    announced: Mutex<Vec<&'static str>>,
 }
 
 impl Progress {
@@ -250,7 +253,7 @@ impl Progress {
             b.enable_steady_tick(std::time::Duration::from_millis(120));
             b
         });
-        Progress { bar, total, done: AtomicUsize::new(0), failed: AtomicUsize::new(0), running: AtomicUsize::new(0), quiet, lock: Mutex::new(()) }
+        Progress { bar, total, done: AtomicUsize::new(0), failed: AtomicUsize::new(0), running: AtomicUsize::new(0), quiet, lock: Mutex::new(()), announced: Mutex::new(Vec::new()) }
     }
 
     pub fn stage(&self, msg: &str) {
@@ -262,6 +265,18 @@ impl Progress {
             }
             None => {}
         }
+    }
+
+    /// `stage`, the first time only.
+    pub fn stage_once(&self, msg: &'static str) {
+        {
+            let mut seen = self.announced.lock().unwrap();
+            if seen.contains(&msg) {
+                return;
+            }
+            seen.push(msg);
+        }
+        self.stage(msg);
     }
 
     pub fn started(&self) {
@@ -292,7 +307,9 @@ impl Progress {
                     (None, Some(f)) => format!(" flash {f} ram {}", r.ram_used.unwrap_or(0)),
                     _ => String::new(),
                 };
-                crate::errln!("[{done}/{}] {status} {} ({:.2}s){detail}", self.total, summary::display_path_here(&r.path), r.seconds);
+                // A board matrix interleaves its boards' sketches: say which board.
+                let board = r.board.as_deref().map(|b| format!("{b} ")).unwrap_or_default();
+                crate::errln!("[{done}/{}] {status} {board}{} ({:.2}s){detail}", self.total, summary::display_path_here(&r.path), r.seconds);
             }
             None => {}
         }

@@ -1,6 +1,8 @@
 //! Running tools: one place that spawns processes, so interruption can stop them
 //! all, `--verbose` can print every command, and tests can count what ran.
 
+pub mod scheduler;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,6 +1,8 @@
 //! Planning is data: every compile, archive, link, objcopy and size step as a full
 //! command line, built from the platform's recipes. Nothing here runs anything.
 
+pub mod graph;
+
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,987 @@
+//! The two-stage build in one process. `build` is `compile-many` of one sketch.
+//!
+//! load -> one build graph (`plan::graph`) run by one scheduler (`exec::scheduler`):
+//! discovery steps, then the core and libraries (stage-1 pool, `framework_jobs`
+//! wide) beside each sketch's compiles, links and sizes (stage-2 pool, `sketch_jobs`
+//! wide) -> report.
+
+mod sketch;
+mod units;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crate::discover::preprocess::Preprocessor;
+use crate::discover::{Discoverer, SketchDiscovery};
+use crate::error::{Error, Result};
+use crate::exec::scheduler::{Limits, NodeId, Scheduler};
+use crate::exec::Runner;
+use crate::hash::{hex, Hasher};
+use crate::launcher::LocalSlots;
+use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
+use crate::objcache::ObjectCache;
+use crate::plan::graph::{Step, UnitId};
+use crate::plan::{self, Context};
+use crate::platform::{self, Board};
+use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
+use crate::sketch::Sketch;
+use crate::store::Store;
+use crate::toolchain::{self, Compiler, Toolchain};
+use sketch::{Prepared, SketchEnv, SketchWork};
+use units::{CompileEnv, Unit};
+
+/// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
+pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub board: String,
+    pub sketches: Vec<PathBuf>,
+    pub hardware: Vec<PathBuf>,
+    pub library: Vec<PathBuf>,
+    pub libraries: Vec<PathBuf>,
+    pub build_properties: Vec<(String, String)>,
+    pub out: PathBuf,
+    pub framework_jobs: usize,
+    pub sketch_jobs: usize,
+    pub verbose: bool,
+    pub quiet: bool,
+    /// `None`: build without a cache (`--no-cache`).
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: u64,
+    /// Honour `// @filter` comments: skip sketches that are not for this board.
+    pub filter: bool,
+    /// `--memory-class`: the board's memory class for filters, instead of the one
+    /// derived from its RAM.
+    pub memory_class: Option<crate::filter::MemoryClass>,
+    /// Write compile_commands.json and stop before compiling anything.
+    pub only_compiledb: bool,
+    /// `--remote-cache`: the shared tier behind the local cache.
+    pub remote_cache: Option<String>,
+    pub remote_cache_readonly: bool,
+    /// `--compiler-launcher`, split into words; empty for none.
+    pub compiler_launcher: Vec<String>,
+    /// How much work may run on this machine at once (discovery, links): the cores.
+    pub local_jobs: usize,
+    /// `--smoke-run`: boot each firmware that built in simavr, as a step after its link.
+    pub smoke_run: Option<crate::emulator::RunSpec>,
+}
+
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Each sketch's output folder: readable name plus a hash of its absolute path, so
+/// two sketches with the same name in different places never collide.
+pub fn sketch_out_dir(out: &Path, sketch: &Sketch) -> PathBuf {
+    let h = Hasher::new("sketch-dir-v1").path(&sketch.dir).finish();
+    out.join(format!("{}-{}", slug(&sketch.name), &hex(&h)[..10]))
+}
+
+/// An exclusive advisory lock on an output folder, held while this process writes
+/// there: two processes building into the same `--out` take turns per folder instead
+/// of interleaving writes to the same object files. (The cache itself never locks.)
+pub struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl FolderLock {
+    pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        ensure_dir(dir)?;
+        let path = dir.join(".fbuild-lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::Environment(format!("cannot write {}: {e}; choose a writable --out", path.display())))?;
+        use std::os::unix::io::AsRawFd;
+        // Blocking is fine: the holder is another fbuild making progress on the same outputs.
+        unsafe {
+            libc::flock(f.as_raw_fd(), libc::LOCK_EX);
+        }
+        Ok(FolderLock { _file: f })
+    }
+}
+
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if std::fs::read(path).map(|old| old == bytes).unwrap_or(false) {
+        return Ok(false);
+    }
+    report::write_atomic(path, bytes)?;
+    Ok(true)
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| {
+        Error::Environment(format!("cannot create output folder {}: {e}; choose a writable --out", path.display()))
+    })
+}
+
+fn tool_exists(program: &str) -> bool {
+    let p = Path::new(program);
+    if p.components().count() > 1 {
+        return p.is_file();
+    }
+    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file())).unwrap_or(false)
+}
+
+pub struct Loaded {
+    pub board: Board,
+    pub props: crate::properties::Properties,
+    pub store: Option<Store>,
+    pub toolchain: Toolchain,
+    /// The platform's C++ compiler (it decides quirks, include folders, macros).
+    pub cpp_compiler: Compiler,
+    pub notes: Vec<String>,
+}
+
+/// What a board matrix (matrix.rs) loads once for all its boards: the installed
+/// platforms, the sketches, and each sketch's merged `.ino` (the same for every board).
+#[derive(Default)]
+pub struct Shared {
+    pub platforms: Option<Vec<platform::Platform>>,
+    pub sketches: Option<Vec<Sketch>>,
+    /// Keep merged `.ino`s for the next board (a single board never needs them again).
+    pub remember_merged: bool,
+    merged: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<Vec<u8>>>>,
+}
+
+impl Shared {
+    /// For several boards: these platforms and sketches, merged `.ino`s kept.
+    pub fn for_boards(platforms: Vec<platform::Platform>, sketches: Vec<Sketch>) -> Shared {
+        Shared { platforms: Some(platforms), sketches: Some(sketches), remember_merged: true, ..Default::default() }
+    }
+
+    fn merged_cpp(&self, sketch: &Sketch) -> Result<std::sync::Arc<Vec<u8>>> {
+        if let Some(m) = self.merged.lock().unwrap().get(&sketch.dir) {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(sketch.merged_cpp()?);
+        if self.remember_merged {
+            self.merged.lock().unwrap().insert(sketch.dir.clone(), m.clone());
+        }
+        Ok(m)
+    }
+}
+
+/// Resolve the board, apply `--build-property`, check the toolchain, open the cache.
+pub fn load(req: &Request) -> Result<Loaded> {
+    load_with(req, None)
+}
+
+/// `load`, with the platforms already discovered when given.
+pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Result<Loaded> {
+    let discovered;
+    let platforms = match platforms {
+        Some(p) => p,
+        None => {
+            discovered = platform::discover(&req.hardware)?;
+            &discovered[..]
+        }
+    };
+    let board = platform::resolve_board(platforms, &req.board)?;
+    let mut notes = Vec::new();
+    for (menu, option) in &board.defaulted_menus {
+        notes.push(format!("board {}: menu '{menu}' not given, using its first option '{option}'", board.id));
+    }
+    let mut props = board.properties.clone();
+    for (k, v) in &req.build_properties {
+        props.set(k.clone(), v.clone());
+    }
+    plan::check_recipes(&props, &board.platform.path.join("platform.txt"))?;
+    let platform_id = format!("{}:{}", board.platform.vendor, board.platform.arch);
+    crate::runtime_tools::check_referenced(&props, &platform_id, crate::runtime_tools::packages_dir().as_deref())?;
+
+    let remote = req.remote_cache.as_deref().map(|url| crate::cache::remote::open(url, req.remote_cache_readonly)).transpose().map_err(Error::Usage)?;
+    let store = match &req.cache_dir {
+        None => None,
+        Some(dir) => match Store::open(dir, req.cache_max_bytes) {
+            Ok(mut s) => {
+                if let Some(r) = remote {
+                    s.set_remote(r);
+                }
+                Some(s)
+            }
+            Err(e) => {
+                crate::errln!("warning: cache folder {} is not usable ({e}); building without the cache", dir.display());
+                None
+            }
+        },
+    };
+    let toolchain = Toolchain::new();
+    let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
+    let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
+    let cpp_compiler = toolchain.probe(Path::new(&cpp[0]), store.as_ref())?;
+    let user_set_cpp_flags = req.build_properties.iter().any(|(k, _)| k == "compiler.cpp.extra_flags");
+    if cpp_compiler.gcc_major().is_some_and(|m| m < 6) && !user_set_cpp_flags && !props.get_or_empty("compiler.cpp.extra_flags").contains("DECIMAL_DIG") {
+        let flags = format!("{} {DECIMAL_DIG_FIX}", props.get_or_empty("compiler.cpp.extra_flags")).trim().to_string();
+        props.set("compiler.cpp.extra_flags", flags);
+        notes.push(format!(
+            "{} is GCC {} (< 6): adding compiler.cpp.extra_flags={DECIMAL_DIG_FIX} so the core's WString.cpp compiles",
+            cpp_compiler.path.display(),
+            cpp_compiler.gcc_major().unwrap_or(0)
+        ));
+    }
+    // Every other tool the recipes name must exist too: say so now, not per sketch.
+    let mut tools = Vec::new();
+    for recipe in ["recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"] {
+        if props.contains(recipe) {
+            if let Some(t) = probe_ctx.command(recipe, &[])?.into_iter().next() {
+                tools.push(t);
+            }
+        }
+    }
+    for t in probe_ctx.objcopies()?.into_iter().filter_map(|c| c.into_iter().next()) {
+        tools.push(t);
+    }
+    for t in tools {
+        if !tool_exists(&t) {
+            return Err(toolchain::not_installed(Path::new(&t)));
+        }
+    }
+    Ok(Loaded { board, props, store, toolchain, cpp_compiler, notes })
+}
+
+/// Run the whole pipeline. `Err` only for unusable input, environment failures and
+/// interruption; sketch failures are in the report.
+pub fn run(req: &Request) -> Result<Report> {
+    run_shared(req, &Shared::default())
+}
+
+/// `run`, reusing what `shared` already holds instead of loading it again.
+pub fn run_shared(req: &Request, shared: &Shared) -> Result<Report> {
+    let mut reports = run_boards(std::slice::from_ref(req), shared)?;
+    Ok(reports.pop().expect("one report per board"))
+}
+
+/// Build for several boards (one `Request` each, same sketches) in one build graph:
+/// every board's steps share one scheduler, so one board's links run while another's
+/// core compiles. Limits and the local cores come from the first request.
+///
+/// Each board's graph: discovery steps first, then its `Plan` step adds the library
+/// units and every sketch's compile and link steps while the core compiles.
+pub fn run_boards(reqs: &[Request], shared: &Shared) -> Result<Vec<Report>> {
+    let first = reqs.first().ok_or_else(|| Error::usage("no board given"))?;
+    let total = shared.sketches.as_ref().map_or(first.sketches.len(), Vec::len) * reqs.len();
+    let progress = Progress::new(total, first.quiet);
+    let setups = reqs.iter().map(|r| Setup::new(r, shared, &progress)).collect::<Result<Vec<_>>>()?;
+    let caches: Vec<ObjectCache> = setups.iter().map(|s| ObjectCache::new(s.store.as_ref())).collect();
+    let discoverers: Vec<Discoverer> = setups
+        .iter()
+        .zip(&caches)
+        .map(|(s, cache)| Discoverer {
+            index: &s.index,
+            arch: s.board.platform.arch.clone(),
+            ctx: &s.preprocess_ctx,
+            framework_dirs: s.framework_dirs.clone(),
+            preprocessor: Preprocessor::new(s.store.as_ref(), cache, s.cpp_compiler.clone()),
+        })
+        .collect();
+    // With a launcher, more sketches may be in flight than there are cores; their
+    // discovery and links still run here, so they take turns for the cores.
+    let local = LocalSlots::new(if first.compiler_launcher.is_empty() { first.sketch_jobs } else { first.local_jobs });
+    let mut builds = Vec::with_capacity(setups.len());
+    for (i, ((setup, cache), discoverer)) in setups.iter().zip(&caches).zip(&discoverers).enumerate() {
+        builds.push(Build::new(i, setup, shared, cache, discoverer, &progress, &local, reqs.len() > 1)?);
+    }
+    let scheduler: Scheduler<Node> = Scheduler::new(Limits { stage1: first.framework_jobs, stage2: first.sketch_jobs });
+    progress.stage("discovering libraries");
+    for b in &builds {
+        b.seed(&scheduler)?;
+    }
+    scheduler.run(|s, _, node| builds[node.board].exec(s, node.step));
+    progress.finish();
+    if builds.iter().any(|b| b.setup.runner.interrupted()) {
+        return Err(Error::Interrupted);
+    }
+    for b in &builds {
+        if let Some(e) = b.error.lock().unwrap().take() {
+            return Err(e);
+        }
+    }
+    Ok(builds.iter().map(Build::report).collect())
+}
+
+/// A step of one board's graph.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    board: usize,
+    step: Step,
+}
+
+/// One board's build, loaded: everything its steps read that it owns.
+struct Setup<'r> {
+    req: &'r Request,
+    t_start: Instant,
+    phases: Vec<Phase>,
+    board: Board,
+    props: crate::properties::Properties,
+    store: Option<Store>,
+    toolchain: Toolchain,
+    cpp_compiler: Compiler,
+    runner: Runner,
+    fw_dir: PathBuf,
+    framework_dirs: Vec<PathBuf>,
+    core_path: PathBuf,
+    variant_path: Option<PathBuf>,
+    system_dirs: Vec<PathBuf>,
+    index: LibraryIndex,
+    includes: IncludeCache,
+    preprocess_ctx: Context,
+    fw_ctx: Context,
+    /// The sketches to build (filters applied), and where each goes among all given.
+    sketches: Vec<Sketch>,
+    kept_at: Vec<usize>,
+    skipped: Vec<(usize, SketchResult)>,
+    /// The simulated chip, with `--smoke-run`.
+    target: Option<crate::emulator::Target>,
+}
+
+impl<'r> Setup<'r> {
+    fn new(req: &'r Request, shared: &Shared, progress: &Progress) -> Result<Setup<'r>> {
+        let t_start = Instant::now();
+        let loaded = load_with(req, shared.platforms.as_deref())?;
+        let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
+        if req.verbose {
+            for n in &notes {
+                crate::errln!("note: {n}");
+            }
+        }
+        let sketches = match &shared.sketches {
+            Some(s) => s.clone(),
+            None => req.sketches.iter().map(|p| Sketch::load(p)).collect::<Result<Vec<Sketch>>>()?,
+        };
+        if sketches.is_empty() {
+            return Err(Error::usage("no sketches given; pass sketch folders, .ino files or folders that hold sketches"));
+        }
+        ensure_dir(&req.out)?;
+        let phases = vec![Phase { name: "load", seconds: t_start.elapsed().as_secs_f64(), count: sketches.len() }];
+
+        let props_hash = {
+            let mut h = Hasher::new("framework-props-v1");
+            for (k, v) in props.iter() {
+                h.str(k).str(v);
+            }
+            h.finish()
+        };
+        let fw_dir = req.out.join("framework").join(format!("{}-{}", slug(&board.fqbn), &hex(&props_hash)[..10]));
+        ensure_dir(&fw_dir)?;
+        let core_path = PathBuf::from(props.get_or_empty("build.core.path"));
+        let variant_path = props.get("build.variant.path").map(PathBuf::from);
+        let framework_dirs: Vec<PathBuf> = std::iter::once(core_path.clone()).chain(variant_path.clone()).collect();
+        let system_dirs = cpp_compiler.system_dirs.clone();
+        let index = LibraryIndex::build(&LibrarySources {
+            explicit: &req.library,
+            folders: &req.libraries,
+            platform_dir: &board.platform.path,
+        })?;
+        // What the preprocessor knows up front: the recipe's -D flags and the compiler's
+        // predefined macros for its machine flags, so scanning skips other platforms' branches.
+        let includes = {
+            let sample = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
+            let mut macros = crate::macros::Macros::from_args(&sample);
+            let machine: Vec<String> = sample.iter().filter(|a| a.starts_with("-m") || a.starts_with("-std=")).cloned().collect();
+            macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store.as_ref()));
+            IncludeCache::with_macros(macros)
+        };
+
+        // Sketches whose @filter leaves this board out are skipped before discovery,
+        // so their libraries are never built.
+        let selection = if req.filter {
+            let facts = crate::filter::BoardFacts::of_build(&board, &props, includes.macros(), req.memory_class);
+            crate::filter::select(sketches, &facts)
+        } else {
+            crate::filter::Selection { kept_at: (0..sketches.len()).collect(), kept: sketches, ..Default::default() }
+        };
+        for w in &selection.warnings {
+            eprintln!("{w}");
+        }
+        let skipped: Vec<(usize, SketchResult)> = selection
+            .skipped
+            .iter()
+            .map(|(i, s, reason)| {
+                let r = crate::filter::skipped_result(s, &sketch_out_dir(&req.out, s), reason.clone());
+                progress.started();
+                progress.finished(&r);
+                (*i, r)
+            })
+            .collect();
+        let target = match &req.smoke_run {
+            Some(_) => Some(crate::emulator::Target::from_properties(&props, &board.id)?),
+            None => None,
+        };
+        Ok(Setup {
+            req,
+            t_start,
+            target,
+            phases,
+            preprocess_ctx: Context::new(&props, &fw_dir, "discover", &fw_dir),
+            fw_ctx: Context::new(&props, &fw_dir, "core", &fw_dir),
+            board,
+            props,
+            store,
+            toolchain,
+            cpp_compiler,
+            runner: Runner::new(req.verbose),
+            fw_dir,
+            framework_dirs,
+            core_path,
+            variant_path,
+            system_dirs,
+            index,
+            includes,
+            sketches: selection.kept,
+            kept_at: selection.kept_at,
+            skipped,
+        })
+    }
+}
+
+impl<'a> Build<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(board: usize, setup: &'a Setup<'a>, shared: &'a Shared, cache: &'a ObjectCache<'a>, discoverer: &'a Discoverer<'a>, progress: &'a Progress, local: &'a LocalSlots, matrix: bool) -> Result<Build<'a>> {
+        let core = plan_core(&setup.props, &setup.fw_ctx, &setup.fw_dir, &setup.core_path, setup.variant_path.as_deref(), &setup.framework_dirs)?;
+        // Held for the whole run, not only stage 1: links read the framework's archives.
+        let fw_lock = if setup.sketches.is_empty() { None } else { Some(FolderLock::acquire(&setup.fw_dir)?) };
+        Ok(Build {
+            board,
+            matrix,
+            setup,
+            shared,
+            core,
+            libs: OnceLock::new(),
+            works: OnceLock::new(),
+            discovered: Mutex::new(BTreeMap::new()),
+            results: Mutex::new(BTreeMap::new()),
+            core_done: OnceLock::new(),
+            planned_only: AtomicBool::new(false),
+            error: Mutex::new(None),
+            clocks: Default::default(),
+            runs: AtomicUsize::new(0),
+            cache,
+            discoverer,
+            progress,
+            local,
+            _fw_lock: fw_lock,
+        })
+    }
+
+    /// The steps known before discovery: the core's (unless it is up to date), one
+    /// discovery per sketch, and the `Plan` step after them.
+    fn seed(&self, s: &Scheduler<Node>) -> Result<()> {
+        if self.setup.sketches.is_empty() {
+            return Ok(()); // every sketch filtered itself out
+        }
+        if !self.setup.req.only_compiledb && !self.core.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store.as_ref())? {
+            let _ = self.core_done.set(self.add_unit(s, &self.core, UnitId::Core));
+        }
+        let discovers: Vec<NodeId> = (0..self.setup.sketches.len()).map(|i| self.add(s, Step::Discover(i), &[])).collect();
+        self.add(s, Step::Plan, &discovers);
+        Ok(())
+    }
+
+    fn add(&self, s: &Scheduler<Node>, step: Step, deps: &[NodeId]) -> NodeId {
+        s.add(Node { board: self.board, step }, step.pool(), step.priority(), deps)
+    }
+
+    /// A unit's steps: its compiles, then its finishing step, which is returned.
+    fn add_unit(&self, s: &Scheduler<Node>, unit: &Unit, id: UnitId) -> NodeId {
+        let compiles: Vec<NodeId> = (0..unit.jobs.len()).map(|j| self.add(s, Step::Compile(id, j), &[])).collect();
+        self.add(s, Step::Finish(id), &compiles)
+    }
+
+    /// This board's report, after the graph ran.
+    fn report(&self) -> Report {
+        let setup = self.setup;
+        let mut phases = setup.phases.clone();
+        let board = &setup.board;
+        let skipped = setup.skipped.clone();
+        if self.setup.sketches.is_empty() {
+            let results = crate::filter::in_argument_order(Vec::new(), &setup.kept_at, skipped);
+            let seconds = setup.t_start.elapsed().as_secs_f64();
+            phases.push(Phase { name: "total", seconds, count: results.len() });
+            let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.setup.runner.spawned(), ..Default::default() };
+            let cache = report::CacheSummary { enabled: self.setup.store.as_ref().is_some(), dir: self.setup.store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
+            return Report {
+                board: board.id.clone(),
+                fqbn: board.fqbn.clone(),
+                stage1_key: None,
+                framework_dir: setup.fw_dir.clone(),
+                archives: Vec::new(),
+                units: Vec::new(),
+                sketches: results,
+                totals,
+                cache,
+                size_report: None,
+                boards: Vec::new(),
+                phases,
+            };
+        }
+        phases.push(self.clocks.phase("discover", self.discoverer.preprocessor.runs.load(Ordering::Relaxed)));
+        if self.planned_only.load(Ordering::SeqCst) {
+            return Report::planned_only(&board.id, &board.fqbn, &setup.fw_dir, phases);
+        }
+        let libs = self.libs.get().map(Vec::as_slice).unwrap_or_default();
+        let units: Vec<&Unit> = std::iter::once(&self.core).chain(libs.iter()).collect();
+        let stage1_key = {
+            let mut h = Hasher::new("stage1-v1");
+            for u in &units {
+                match u.state.lock().unwrap().key {
+                    Some(k) => h.bytes(&k),
+                    None => h.str("failed"),
+                };
+            }
+            hex(&h.finish())
+        };
+        let results: Vec<SketchResult> = std::mem::take(&mut *self.results.lock().unwrap()).into_values().collect();
+        phases.push(self.clocks.phase("stage1_archives", units.len()));
+        phases.push(self.clocks.phase("stage2_sketches", results.len()));
+        if self.setup.target.is_some() {
+            phases.push(self.clocks.phase("smoke_run", results.iter().filter(|r| r.run.is_some()).count()));
+        }
+        let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
+
+        let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
+        let mut totals = report::Totals {
+            sketches: results.len(),
+            ok: results.iter().filter(|r| r.status == Status::Ok).count(),
+            failed: results.iter().filter(|r| r.status == Status::Failed).count(),
+            skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
+            seconds: 0.0,
+            objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
+                + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
+            objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
+                + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
+            links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
+            tool_processes: self.setup.runner.spawned() + self.setup.toolchain.processes_started(),
+        };
+        let remote_stats = self.setup.store.as_ref().and_then(Store::remote_stats);
+        if let Some(r) = &remote_stats {
+            phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
+        }
+        let cache_summary = match self.setup.store.as_ref() {
+            Some(s) => {
+                let st = s.run_stats();
+                let _ = s.flush_stats();
+                // Eviction scans the whole store: only worth it when this run added to it.
+                if st.stores() > 0 {
+                    let _ = s.evict();
+                }
+                report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses(), remote: remote_stats }
+            }
+            None => report::CacheSummary::default(),
+        };
+        totals.seconds = setup.t_start.elapsed().as_secs_f64();
+        phases.push(Phase { name: "total", seconds: totals.seconds, count: results.len() });
+        Report {
+            board: board.id.clone(),
+            fqbn: board.fqbn.clone(),
+            stage1_key: Some(stage1_key),
+            framework_dir: setup.fw_dir.clone(),
+            archives: units.iter().filter_map(|u| u.archive.clone()).collect(),
+            units: unit_results,
+            sketches: results,
+            totals,
+            cache: cache_summary,
+            size_report: None,
+            boards: Vec::new(),
+            phases,
+        }
+    }
+}
+
+/// The core unit: the core's sources archived into core.a, the variant's linked as
+/// objects. PlatformIO projects archive the core by file name (member order decides
+/// where LTO places functions).
+fn plan_core(props: &crate::properties::Properties, fw_ctx: &Context, fw_dir: &Path, core_path: &Path, variant_path: Option<&Path>, includes: &[PathBuf]) -> Result<Unit> {
+    let core_dir = fw_dir.join("core");
+    let mut core_sources = plan::core_sources(core_path);
+    if props.get_or_empty(crate::project::CORE_ORDER_PROPERTY) == crate::project::CORE_ORDER_BY_NAME {
+        core_sources.sort();
+    }
+    let mut jobs = Vec::new();
+    for s in &core_sources {
+        let rel = s.strip_prefix(core_path).unwrap_or(s);
+        jobs.push(fw_ctx.compile(s, &object_path(&core_dir, rel), includes)?);
+    }
+    let mut link_objects = Vec::new();
+    if let Some(vp) = variant_path {
+        for s in &plan::core_sources(vp) {
+            let rel = s.strip_prefix(vp).unwrap_or(s);
+            let obj = object_path(&core_dir.join("variant"), rel);
+            link_objects.push(obj.clone());
+            jobs.push(fw_ctx.compile(s, &obj, includes)?);
+        }
+    }
+    Ok(Unit { name: "core".into(), kind: "core", archive: Some(core_dir.join("core.a")), dir: core_dir, jobs, link_objects, state: Mutex::default() })
+}
+
+/// When each kind of step first started and last ended: the phases overlap, so each
+/// phase's time is its own span, and the spans need not add up to the total.
+#[derive(Default)]
+struct Clocks {
+    spans: Mutex<BTreeMap<&'static str, (Instant, Instant)>>,
+}
+
+impl Clocks {
+    fn record(&self, phase: &'static str, start: Instant) {
+        let end = Instant::now();
+        let mut spans = self.spans.lock().unwrap();
+        let span = spans.entry(phase).or_insert((start, end));
+        span.0 = span.0.min(start);
+        span.1 = span.1.max(end);
+    }
+
+    fn phase(&self, name: &'static str, count: usize) -> Phase {
+        let seconds = self.spans.lock().unwrap().get(name).map(|(a, b)| (*b - *a).as_secs_f64()).unwrap_or(0.0);
+        Phase { name, seconds, count }
+    }
+}
+
+/// Everything the steps of one build read, and the tables the `Plan` step fills.
+struct Build<'a> {
+    /// This board's index among the boards being built.
+    board: usize,
+    /// Several boards: each result names its board as it finishes.
+    matrix: bool,
+    setup: &'a Setup<'a>,
+    shared: &'a Shared,
+    core: Unit,
+    libs: OnceLock<Vec<Unit>>,
+    works: OnceLock<Vec<SketchWork>>,
+    discovered: Mutex<BTreeMap<usize, (PathBuf, PathBuf, SketchDiscovery)>>,
+    results: Mutex<BTreeMap<usize, SketchResult>>,
+    core_done: OnceLock<NodeId>,
+    planned_only: AtomicBool,
+    /// The first environment error a step met (an unwritable folder...): the run fails with it.
+    error: Mutex<Option<Error>>,
+    clocks: Clocks,
+    /// Smoke runs done so far.
+    runs: AtomicUsize,
+    cache: &'a ObjectCache<'a>,
+    discoverer: &'a Discoverer<'a>,
+    progress: &'a Progress,
+    local: &'a LocalSlots,
+    _fw_lock: Option<FolderLock>,
+}
+
+impl Build<'_> {
+    fn fail(&self, e: Error) {
+        let mut slot = self.error.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.error.lock().unwrap().is_some()
+    }
+
+    fn unit(&self, id: UnitId) -> &Unit {
+        match id {
+            UnitId::Core => &self.core,
+            UnitId::Library(i) => &self.libs.get().expect("library units are planned before their steps")[i],
+        }
+    }
+
+    fn sketch_env(&self) -> SketchEnv<'_> {
+        SketchEnv {
+            props: &self.setup.props,
+            core: &self.core,
+            libs: self.libs.get().map(Vec::as_slice).unwrap_or_default(),
+            cache: self.cache,
+            toolchain: &self.setup.toolchain,
+            store: self.setup.store.as_ref(),
+            runner: &self.setup.runner,
+            index: &self.setup.index,
+            includes: &self.setup.includes,
+            system_dirs: &self.setup.system_dirs,
+            fw_dir: &self.setup.fw_dir,
+            launcher: &self.setup.req.compiler_launcher,
+            local: self.local,
+        }
+    }
+
+    fn compile_env(&self) -> CompileEnv<'_> {
+        CompileEnv { cache: self.cache, runner: &self.setup.runner, includes: &self.setup.includes, system_dirs: &self.setup.system_dirs, launcher: &self.setup.req.compiler_launcher }
+    }
+
+    /// Run one step of the graph.
+    fn exec(&self, s: &Scheduler<Node>, step: Step) {
+        // After Ctrl-C or an environment error the remaining steps are dropped.
+        if self.setup.runner.interrupted() || self.failed() {
+            return;
+        }
+        let t = Instant::now();
+        match step {
+            Step::Discover(i) => {
+                let _slot = self.local.acquire();
+                match self.discover(i) {
+                    Ok(d) => {
+                        self.discovered.lock().unwrap().insert(i, d);
+                    }
+                    Err(e) => self.fail(e),
+                }
+                self.clocks.record("discover", t);
+            }
+            Step::Plan => {
+                if let Err(e) = self.plan(s) {
+                    self.fail(e);
+                }
+            }
+            Step::Compile(u, j) => {
+                self.progress.stage_once("stage 1: core and libraries");
+                self.unit(u).compile(j, &self.compile_env());
+                self.clocks.record("stage1_archives", t);
+            }
+            Step::Finish(u) => {
+                self.progress.stage_once("stage 1: core and libraries");
+                if let Err(e) = self.unit(u).finish(&self.setup.fw_ctx, &self.setup.runner, self.setup.store.as_ref()) {
+                    self.fail(e);
+                }
+                self.clocks.record("stage1_archives", t);
+            }
+            Step::CompileSketch(i, j) => {
+                self.progress.stage_once("stage 2: sketches");
+                self.sketch_env().compile(&self.works()[i], j);
+                self.clocks.record("stage2_sketches", t);
+            }
+            Step::Link(i) => {
+                self.progress.stage_once("stage 2: sketches");
+                let r = self.sketch_env().link(&self.works()[i]);
+                self.settle(i, r);
+                self.clocks.record("stage2_sketches", t);
+            }
+            Step::Run(i) => {
+                self.smoke_run(i);
+                self.clocks.record("smoke_run", t);
+            }
+        }
+    }
+
+    /// `--smoke-run`: boot sketch `i`'s firmware, if it built, and keep the outcome.
+    fn smoke_run(&self, i: usize) {
+        let (Some(target), Some(spec)) = (&self.setup.target, &self.setup.req.smoke_run) else { return };
+        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(crate::emulator::Firmware::of) else { return };
+        let run = crate::emulator::run(&self.setup.runner, target, &firmware, spec, crate::emulator::Output::Capture);
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut results = self.results.lock().unwrap();
+        let Some(r) = results.get_mut(&i) else { return };
+        if !self.setup.req.quiet && !self.setup.runner.interrupted() {
+            let board = r.board.as_deref().map(|b| format!("{b} ")).unwrap_or_default();
+            let why = run.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
+            crate::errln!("[run {n}] {:<8} {board}{} ({:.3} s simulated, {:.2} s wall){why}", crate::emulator::status_name(run.status), r.path.display(), run.simulated_seconds, run.wall_seconds);
+        }
+        r.run = Some(run);
+    }
+
+    fn works(&self) -> &[SketchWork] {
+        self.works.get().expect("sketches are planned before their steps")
+    }
+
+    fn settle(&self, i: usize, mut r: SketchResult) {
+        if self.matrix {
+            r.board = Some(self.setup.board.id.clone());
+            r.fqbn = Some(self.setup.board.fqbn.clone());
+        }
+        // After Ctrl-C the remaining sketches are cancelled, not failed: no line each.
+        if !self.setup.runner.interrupted() {
+            self.progress.finished(&r);
+        }
+        self.results.lock().unwrap().insert(i, r);
+    }
+
+    /// Write the sketch's build folder (merged `.ino.cpp`, its other files) and find
+    /// its libraries as the reference does.
+    fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, SketchDiscovery)> {
+        let sketch = &self.setup.sketches[i];
+        let dir = sketch_out_dir(&self.setup.req.out, sketch);
+        let sketch_build = dir.join("sketch");
+        ensure_dir(&sketch_build)?;
+        let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
+        if write_if_changed(&merged_path, &self.shared.merged_cpp(sketch)?)? {
+            self.cache.invalidate(&merged_path);
+        }
+        for rel in &sketch.extra_files {
+            let src = sketch.dir.join(rel);
+            let dst = sketch_build.join(rel);
+            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+            if let Some(parent) = dst.parent() {
+                ensure_dir(parent)?;
+            }
+            if write_if_changed(&dst, &bytes)? {
+                self.cache.invalidate(&dst);
+            }
+        }
+        // The reference's queue: the merged sketch, then its other sources.
+        let mut sources = vec![merged_path.clone()];
+        sources.extend(sketch_sources(sketch, &sketch_build));
+        let d = self.discoverer.sketch(&self.setup.runner, &sources)?;
+        if self.setup.req.verbose {
+            for &l in &d.libraries {
+                let lib = &&self.setup.index.libraries[l];
+                // Worded as the reference builder words it (it names a library by its folder).
+                eprintln!("{}: Using library {} at version {} in folder: {}", sketch.name, lib.dir_name, lib.version, lib.path.display());
+            }
+        }
+        Ok((dir, merged_path, d))
+    }
+
+    /// After discovery: one stage-1 unit per library and include path (see
+    /// `Discoverer::unit_include_dirs`) in first-use order, each sketch's compile and
+    /// link steps, and compile_commands.json; then add the steps that must run.
+    fn plan(&self, s: &Scheduler<Node>) -> Result<()> {
+        let discovered = std::mem::take(&mut *self.discovered.lock().unwrap());
+        if discovered.len() != self.setup.sketches.len() {
+            return Ok(()); // a discovery failed; its error ends the run
+        }
+        let discovered: Vec<(PathBuf, PathBuf, SketchDiscovery)> = discovered.into_values().collect();
+        let mut lib_units: Vec<(usize, Vec<PathBuf>)> = Vec::new();
+        for (_, _, d) in &discovered {
+            for &l in &d.libraries {
+                let unit = (l, d.library_includes[&l].clone());
+                if !lib_units.contains(&unit) {
+                    lib_units.push(unit);
+                }
+            }
+        }
+        let mut libs: Vec<Unit> = Vec::new();
+        let mut lib_unit_index: BTreeMap<(usize, Vec<PathBuf>), usize> = BTreeMap::new();
+        for (l, inc) in &lib_units {
+            let lib = &&self.setup.index.libraries[*l];
+            let mut h = Hasher::new("library-unit-dir-v1");
+            for d in inc {
+                h.path(d);
+            }
+            let dir = self.setup.fw_dir.join("libraries").join(format!("{}-{}", slug(&lib.dir_name), &hex(&h.finish())[..8]));
+            let mut sources = lib.sources();
+            plan::reference_order(&mut sources);
+            let mut jobs = Vec::new();
+            for src in &sources {
+                let rel = src.strip_prefix(&lib.src_dir).unwrap_or(src);
+                jobs.push(self.setup.fw_ctx.compile(src, &object_path(&dir, rel), inc)?);
+            }
+            let objects: Vec<PathBuf> = jobs.iter().map(|j| j.object.clone()).collect();
+            let (archive, link_objects) = if lib.dot_a_linkage {
+                (Some(dir.join(format!("{}.a", slug(&lib.dir_name)))), Vec::new())
+            } else {
+                (None, objects)
+            };
+            lib_unit_index.insert((*l, inc.clone()), libs.len());
+            libs.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, state: Mutex::default() });
+        }
+
+        let mut works: Vec<SketchWork> = Vec::new();
+        for (sketch, (dir, merged, disc)) in self.setup.sketches.iter().zip(discovered) {
+            let ctx = Context::new(&self.setup.props, &dir, &format!("{}.ino", sketch.name), &sketch.dir);
+            let build = dir.join("sketch");
+            let mut sources: Vec<PathBuf> = vec![merged.clone()];
+            sources.extend(sketch.sources().map(|rel| build.join(rel)));
+            plan::sketch_order(&mut sources, &build);
+            let mut jobs = Vec::new();
+            if disc.error.is_none() {
+                for src in &sources {
+                    let rel = src.strip_prefix(&build).unwrap_or(src);
+                    jobs.push(ctx.compile(src, &object_path(&build, rel), &disc.include_dirs)?);
+                }
+            }
+            works.push(SketchWork {
+                libraries: disc
+                    .libraries
+                    .iter()
+                    .map(|&l| {
+                        let lib = &&self.setup.index.libraries[l];
+                        LibraryUse { name: lib.name.clone(), version: lib.version.clone(), folder: lib.path.clone() }
+                    })
+                    .collect(),
+                units: disc.libraries.iter().map(|&l| lib_unit_index[&(l, disc.library_includes[&l].clone())]).collect(),
+                discovery_error: disc.error,
+                sketch: sketch.clone(),
+                dir,
+                jobs,
+                discover_seconds: disc.seconds,
+                discover_runs: disc.runs,
+                state: Mutex::default(),
+            });
+        }
+
+        // Editors' view of the plan (compile_commands.json), written before anything compiles.
+        let units = std::iter::once(&self.core).chain(libs.iter());
+        crate::compiledb::CompileDb::write_plan(&self.setup.req.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
+        if self.setup.req.only_compiledb {
+            self.planned_only.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        let _ = self.libs.set(libs);
+        let _ = self.works.set(works);
+        let libs = self.libs.get().map(Vec::as_slice).unwrap_or_default();
+
+        // Keys first (hashing only): up-to-date units get no steps.
+        let mut lib_done: Vec<Option<NodeId>> = Vec::new();
+        for (i, u) in libs.iter().enumerate() {
+            let up_to_date = u.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store.as_ref())?;
+            lib_done.push((!up_to_date).then(|| self.add_unit(s, u, UnitId::Library(i))));
+        }
+        // Settle what needs no tool; give every other sketch its compile and link steps.
+        let env = self.sketch_env();
+        for (i, w) in self.works().iter().enumerate() {
+            self.progress.started();
+            let link = match env.prepare(w) {
+                Prepared::Done(r) => {
+                    self.settle(i, r);
+                    None
+                }
+                Prepared::Build => {
+                    let mut deps: Vec<NodeId> = (0..w.jobs.len()).map(|j| self.add(s, Step::CompileSketch(i, j), &[])).collect();
+                    deps.extend(self.core_done.get().copied());
+                    deps.extend(w.units.iter().filter_map(|&u| lib_done[u]));
+                    Some(self.add(s, Step::Link(i), &deps))
+                }
+            };
+            if self.setup.target.is_some() {
+                self.add(s, Step::Run(i), link.as_slice());
+            }
+        }
+        Ok(())
+    }
+}
+
+
+/// A sketch's translation units besides the merged `.ino.cpp`, in the build folder, in
+/// the order the reference queues them for discovery: the sketch folder's own, then
+/// `src/`, each by name.
+fn sketch_sources(sketch: &Sketch, build: &Path) -> Vec<PathBuf> {
+    let mut rel: Vec<&PathBuf> = sketch.sources().collect();
+    rel.sort_by_key(|p| (p.components().count() > 1, (*p).clone()));
+    rel.into_iter().map(|p| build.join(p)).collect()
+}
+
+fn object_path(dir: &Path, rel: &Path) -> PathBuf {
+    let mut name = rel.as_os_str().to_owned();
+    name.push(".o");
+    dir.join(name)
+}
+
+/// Run `f` over `items` with `jobs` threads; results keep the input order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= items.len() {
+                    break;
+                }
+                let r = f(&items[i]);
+                *slots[i].lock().unwrap() = Some(r);
+            });
+        }
+    });
+    slots.into_iter().map(|m| m.into_inner().unwrap().expect("every item is processed")).collect()
+}
+

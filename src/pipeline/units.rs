@@ -1,0 +1,273 @@
+//! Stage-1 units (the core, each library) and the compile step both stages share.
+//!
+//! A unit is planned as its compile jobs plus one finishing step (archive and stamp).
+//! Before anything runs, `check` hashes its inputs: a unit whose key matches its
+//! stamp needs no step at all.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::diagnostics;
+use crate::error::{Error, Result};
+use crate::exec::{display_command, Runner};
+use crate::hash::{hex, Hash};
+use crate::launcher;
+use crate::library::IncludeCache;
+use crate::objcache::{combine_key, normalize_args, ObjectCache};
+use crate::plan::{CompileJob, Context};
+use crate::report::{self, Status, UnitResult};
+use crate::store::Store;
+use crate::toolchain::{Compiler, Toolchain};
+
+/// A stage-1 unit: the core (archived) or one library (objects, or an archive
+/// when its library.properties asks for `dot_a_linkage`).
+pub(super) struct Unit {
+    pub name: String,
+    pub kind: &'static str,
+    pub dir: PathBuf,
+    pub jobs: Vec<CompileJob>,
+    pub archive: Option<PathBuf>,
+    /// Objects that go on the link line one by one (library objects, variant objects).
+    pub link_objects: Vec<PathBuf>,
+    pub state: Mutex<UnitState>,
+}
+
+#[derive(Default)]
+pub(super) struct UnitState {
+    pub keys: Vec<Option<Hash>>,
+    pub bases: Vec<Option<Hash>>,
+    /// Each job's log, kept in job order whatever order the jobs ran in.
+    pub logs: Vec<String>,
+    pub key: Option<Hash>,
+    pub failed: bool,
+    pub log: String,
+    pub compiled: usize,
+    pub cached: usize,
+    pub up_to_date: bool,
+}
+
+pub(super) fn compiler_for(toolchain: &Toolchain, store: Option<&Store>, job: &CompileJob) -> Result<Compiler> {
+    let program = job.args.first().ok_or_else(|| Error::usage("empty compile recipe"))?;
+    toolchain.probe(Path::new(program), store)
+}
+
+/// What happened to one compile job.
+pub(super) enum Compiled {
+    Hit(Option<Hash>),
+    Built(Option<Hash>),
+    Failed(String),
+}
+
+/// What a compile needs besides the job: the cache, the tool runner, and what the
+/// failure key scans (includes, the compiler's own folders).
+pub(super) struct CompileEnv<'a> {
+    pub cache: &'a ObjectCache<'a>,
+    pub runner: &'a Runner,
+    pub includes: &'a IncludeCache,
+    pub system_dirs: &'a [PathBuf],
+    /// `--compiler-launcher` words, put before the compile command when it runs.
+    pub launcher: &'a [String],
+}
+
+/// Get-or-compile one object: "compute the key, look up, else run and store".
+/// A compile that failed before with the same inputs fails again without running.
+pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Option<Hash>, log: &mut String) -> Compiled {
+    if let Some(k) = full {
+        if env.cache.fetch(&k, &job.object) {
+            return Compiled::Hit(Some(k));
+        }
+    }
+    let failure_key = base.filter(|_| env.cache.store.is_some()).map(|b| env.cache.failure_key(&b, job, env.includes, env.system_dirs));
+    if let Some(text) = failure_key.and_then(|k| env.cache.cached_failure(&k)) {
+        log.push_str(&display_command(&job.args));
+        log.push_str("\n(same inputs failed before; output from the cache)\n");
+        log.push_str(&text);
+        let _ = std::fs::remove_file(&job.object);
+        return Compiled::Failed(text);
+    }
+    // Keys so far came from the local store; only now, with no failure remembered,
+    // is the remote tier worth a round trip for the manifest.
+    if full.is_none() {
+        if let Some(k) = base.and_then(|b| env.cache.full_key(&b)) {
+            if env.cache.fetch(&k, &job.object) {
+                return Compiled::Hit(Some(k));
+            }
+        }
+    }
+    if let Some(parent) = job.object.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &crate::objcache::depfile_of(&job.object)), log);
+    if !out.success {
+        // Never leave a half-written or stale object behind a failed compile.
+        let _ = std::fs::remove_file(&job.object);
+        // Only an ordinary compile error (a diagnostic at a file and line) is worth
+        // remembering: not a crash, an unwritable output or an interruption, which
+        // may not happen again. An output folder that vanished mid-compile makes GCC
+        // report "opening dependency file ...: No such file or directory" at a file
+        // and line, so the source and the object's folder must still be there.
+        let ordinary = out.signal.is_none()
+            && !env.runner.interrupted()
+            && job.source.is_file()
+            && job.object.parent().is_some_and(Path::is_dir)
+            && diagnostics::parse(&out.text).iter().any(|d| d.severity == "error");
+        if let (true, Some(k)) = (ordinary, failure_key) {
+            env.cache.record_failure(&k, &out.text);
+        }
+        return Compiled::Failed(out.text);
+    }
+    Compiled::Built(base.and_then(|b| env.cache.record(&b, job)))
+}
+
+/// Run a tool, appending its command line and output to a build log.
+pub(super) fn run_into_log(runner: &Runner, cmd: &[String], log: &mut String) -> crate::exec::Output {
+    let out = runner.run(cmd, None);
+    log.push_str(&display_command(cmd));
+    log.push('\n');
+    log.push_str(&out.text);
+    out
+}
+
+fn stamp_matches(stamp: &Path, key: &Hash, outputs: &[&Path]) -> bool {
+    std::fs::read_to_string(stamp).map(|s| s.lines().next() == Some(hex(key).as_str())).unwrap_or(false)
+        && outputs.iter().all(|p| p.is_file())
+}
+
+pub(super) fn write_log(dir: &Path, log: &str) {
+    if !log.is_empty() {
+        let _ = report::write_atomic(&dir.join("build.log"), log.as_bytes());
+    }
+}
+
+impl Unit {
+    /// Keys first (hashing only). `true`: the unit's stamp matches, nothing to run.
+    pub fn check(&self, fw_ctx: &Context, toolchain: &Toolchain, cache: &ObjectCache, store: Option<&Store>) -> Result<bool> {
+        let mut st = self.state.lock().unwrap();
+        for j in &self.jobs {
+            let compiler = compiler_for(toolchain, store, j)?;
+            let base = cache.base_key(&compiler, j);
+            st.bases.push(base);
+            st.keys.push(base.and_then(|b| cache.local_full_key(&b)));
+            st.logs.push(String::new());
+        }
+        if let Some(k) = self.key(fw_ctx, &st.keys)? {
+            let mut outputs: Vec<&Path> = self.link_objects.iter().map(PathBuf::as_path).collect();
+            if let Some(a) = &self.archive {
+                outputs.push(a);
+            }
+            if stamp_matches(&self.dir.join(".fbuild-unit"), &k, &outputs) {
+                st.key = Some(k);
+                st.up_to_date = true;
+                return Ok(true);
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join(".fbuild-unit"));
+        Ok(false)
+    }
+
+    /// The compile step of job `ji`.
+    pub fn compile(&self, ji: usize, cenv: &CompileEnv) {
+        let (full, base) = {
+            let st = self.state.lock().unwrap();
+            (st.keys[ji], st.bases[ji])
+        };
+        let mut log = String::new();
+        let r = compile_one(cenv, &self.jobs[ji], full, base, &mut log);
+        let mut st = self.state.lock().unwrap();
+        st.logs[ji] = log;
+        match r {
+            Compiled::Hit(k) => {
+                st.cached += 1;
+                st.keys[ji] = k;
+            }
+            Compiled::Built(k) => {
+                st.compiled += 1;
+                st.keys[ji] = k;
+            }
+            Compiled::Failed(_) => st.failed = true,
+        }
+    }
+
+    /// The finishing step, after every compile: archive (core.a, dot_a_linkage
+    /// libraries) and stamp the unit.
+    pub fn finish(&self, fw_ctx: &Context, runner: &Runner, store: Option<&Store>) -> Result<()> {
+        let mut guard = self.state.lock().unwrap();
+        let st = &mut *guard;
+        st.log = st.logs.concat();
+        if st.failed || runner.interrupted() {
+            write_log(&self.dir, &st.log);
+            return Ok(());
+        }
+        let key = self.key(fw_ctx, &st.keys)?;
+        if let Some(archive) = &self.archive {
+            let fetched = key.is_some_and(|k| store.is_some_and(|s| s.get_files("archive", &k, &[("a", archive)])));
+            if !fetched {
+                // `ar rcs` appends: start from nothing so no stale member survives.
+                let _ = std::fs::remove_file(archive);
+                for j in &self.jobs {
+                    if self.link_objects.contains(&j.object) {
+                        continue; // variant objects are linked, not archived
+                    }
+                    let cmd = fw_ctx.archive(archive, &j.object)?;
+                    if !run_into_log(runner, &cmd, &mut st.log).success {
+                        st.failed = true;
+                        let _ = std::fs::remove_file(archive);
+                        break;
+                    }
+                }
+                if let (false, Some(k), Some(s)) = (st.failed, key, store) {
+                    let _ = s.put_files("archive", &k, &[("a", archive)]);
+                }
+            }
+        }
+        if !st.failed {
+            st.key = key;
+            if let Some(k) = key {
+                let _ = report::write_atomic(&self.dir.join(".fbuild-unit"), format!("{}\n", hex(&k)).as_bytes());
+            }
+        }
+        write_log(&self.dir, &st.log);
+        Ok(())
+    }
+
+    /// A unit's key: its objects' keys plus its archive commands (paths relative).
+    fn key(&self, fw_ctx: &Context, keys: &[Option<Hash>]) -> Result<Option<Hash>> {
+        let Some(keys) = keys.iter().copied().collect::<Option<Vec<Hash>>>() else { return Ok(None) };
+        let mut commands = Vec::new();
+        if let Some(archive) = &self.archive {
+            for j in &self.jobs {
+                let cmd = fw_ctx.archive(archive, &j.object)?;
+                commands.push(normalize_args(&cmd, &[(&self.dir, "\u{0}UNIT")]));
+            }
+        }
+        Ok(Some(combine_key("unit-v1", &keys, &commands)))
+    }
+
+    /// Why a sketch that needs this unit cannot link, when the unit failed.
+    pub fn failure(&self) -> Option<String> {
+        let st = self.state.lock().unwrap();
+        if !st.failed {
+            return None;
+        }
+        let first = diagnostics::first_error_line(&st.log).unwrap_or_default();
+        let what = if self.kind == "core" { "the core".to_string() } else { format!("library {}", self.name) };
+        Some(format!("{what} failed to compile: {first} (log: {})", self.dir.join("build.log").display()))
+    }
+
+    pub fn result(&self) -> UnitResult {
+        let st = self.state.lock().unwrap();
+        UnitResult {
+            name: self.name.clone(),
+            kind: self.kind.to_string(),
+            status: if st.failed { Status::Failed } else { Status::Ok },
+            key: st.key.map(|k| hex(&k)),
+            archive: self.archive.clone(),
+            objects: self.link_objects.clone(),
+            log: self.dir.join("build.log"),
+            first_error: if st.failed { diagnostics::first_error_line(&st.log) } else { None },
+            objects_compiled: st.compiled,
+            objects_cached: st.cached,
+            up_to_date: st.up_to_date,
+        }
+    }
+}
