@@ -67,7 +67,8 @@ FBUILD_CACHE_DIR="$work/cache" "$F" compile-many -q --board uno --libraries "$li
 [ -f "$work/ref/results.json" ] || { cat "$work/ref.log" >&2; echo "pch-trial: fbuild made no results.json" >&2; exit 1; }
 
 
-exec python3 - "$work" "$reps" "$libs" "${specs[@]}" <<'PY'
+# Not exec: the EXIT trap must still remove $work. Its status is the script's (set -e).
+python3 - "$work" "$reps" "$libs" "${specs[@]}" <<'PY'
 import json, os, shlex, statistics, subprocess, sys, time
 
 work, reps, libs, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
