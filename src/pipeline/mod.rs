@@ -100,10 +100,16 @@ impl FolderLock {
             .map_err(|e| Error::Environment(format!("cannot write {}: {e}; choose a writable --out", path.display())))?;
         use std::os::unix::io::AsRawFd;
         // Blocking is fine: the holder is another fbuild making progress on the same outputs.
-        unsafe {
-            libc::flock(f.as_raw_fd(), libc::LOCK_EX);
+        loop {
+            // SAFETY: the descriptor is valid while `f` lives.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FolderLock { _file: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::Environment(format!("cannot lock {}: {e}; is --out on a file system without locks?", path.display())));
+            }
         }
-        Ok(FolderLock { _file: f })
     }
 }
 
