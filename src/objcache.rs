@@ -219,19 +219,7 @@ impl ObjectCache<'_> {
 }
 
 /// Key of a set of objects plus the command that combines them (archive or link).
-pub fn combine_key(domain: &str, inputs: &[Hash], commands: &[Vec<String>]) -> Hash {
-    let mut h = Hasher::new(domain);
-    for i in inputs {
-        h.bytes(i);
-    }
-    for c in commands {
-        h.u64(c.len() as u64);
-        for a in c {
-            h.str(a);
-        }
-    }
-    h.finish()
-}
+pub use crate::cache::keys::combine as combine_key;
 
 #[cfg(test)]
 mod tests {

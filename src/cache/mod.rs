@@ -4,6 +4,7 @@
 //! hit is kept locally. Eviction and cleaning are local maintenance only.
 
 pub mod http;
+pub mod keys;
 pub mod redis;
 pub mod remote;
 pub mod store;

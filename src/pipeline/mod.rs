@@ -19,7 +19,7 @@ use crate::discover::{Discoverer, SketchDiscovery};
 use crate::error::{Error, Result};
 use crate::exec::scheduler::{Limits, NodeId, Scheduler};
 use crate::exec::Runner;
-use crate::hash::{hex, Hasher};
+use crate::hash::hex;
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
 use crate::objcache::ObjectCache;
@@ -77,7 +77,7 @@ fn slug(s: &str) -> String {
 /// Each sketch's output folder: readable name plus a hash of its absolute path, so
 /// two sketches with the same name in different places never collide.
 pub fn sketch_out_dir(out: &Path, sketch: &Sketch) -> PathBuf {
-    let h = Hasher::new("sketch-dir-v1").path(&sketch.dir).finish();
+    let h = crate::cache::keys::sketch_folder(&sketch.dir);
     out.join(format!("{}-{}", slug(&sketch.name), &hex(&h)[..10]))
 }
 
@@ -367,13 +367,7 @@ impl<'r> Setup<'r> {
         ensure_dir(&req.out)?;
         let phases = vec![Phase { name: "load", seconds: t_start.elapsed().as_secs_f64(), count: sketches.len() }];
 
-        let props_hash = {
-            let mut h = Hasher::new("framework-props-v1");
-            for (k, v) in props.iter() {
-                h.str(k).str(v);
-            }
-            h.finish()
-        };
+        let props_hash = crate::cache::keys::framework_folder(props.iter());
         let fw_dir = req.out.join("framework").join(format!("{}-{}", slug(&board.fqbn), &hex(&props_hash)[..10]));
         ensure_dir(&fw_dir)?;
         let core_path = PathBuf::from(props.get_or_empty("build.core.path"));
@@ -533,16 +527,7 @@ impl<'a> Build<'a> {
         }
         let libs = self.libs.get().map(Vec::as_slice).unwrap_or_default();
         let units: Vec<&Unit> = std::iter::once(&self.core).chain(libs.iter()).collect();
-        let stage1_key = {
-            let mut h = Hasher::new("stage1-v1");
-            for u in &units {
-                match u.state.lock().unwrap().key {
-                    Some(k) => h.bytes(&k),
-                    None => h.str("failed"),
-                };
-            }
-            hex(&h.finish())
-        };
+        let stage1_key = hex(&crate::cache::keys::stage1(units.iter().map(|u| u.state.lock().unwrap().key)));
         let results: Vec<SketchResult> = std::mem::take(&mut *self.results.lock().unwrap()).into_values().collect();
         phases.push(self.clocks.phase("stage1_archives", units.len()));
         phases.push(self.clocks.phase("stage2_sketches", results.len()));
@@ -859,11 +844,7 @@ impl Build<'_> {
         let mut lib_unit_index: BTreeMap<(usize, Vec<PathBuf>), usize> = BTreeMap::new();
         for (l, inc) in &lib_units {
             let lib = &&self.setup.index.libraries[*l];
-            let mut h = Hasher::new("library-unit-dir-v1");
-            for d in inc {
-                h.path(d);
-            }
-            let dir = self.setup.fw_dir.join("libraries").join(format!("{}-{}", slug(&lib.dir_name), &hex(&h.finish())[..8]));
+            let dir = self.setup.fw_dir.join("libraries").join(format!("{}-{}", slug(&lib.dir_name), &hex(&crate::cache::keys::library_unit_folder(inc))[..8]));
             let mut sources = lib.sources();
             plan::reference_order(&mut sources);
             let mut jobs = Vec::new();

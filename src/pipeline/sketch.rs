@@ -18,7 +18,7 @@ use crate::hash::{hex, Hash};
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex};
 use crate::link_failure::{self, LinkFailure};
-use crate::objcache::{combine_key, normalize_args, ObjectCache};
+use crate::objcache::{normalize_args, ObjectCache};
 use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::properties::Properties;
 use crate::report::{self, LibraryUse, LinkSource, SketchResult, Status};
@@ -187,7 +187,7 @@ impl SketchEnv<'_> {
             .iter()
             .map(|c| normalize_args(c, &[(&fw_from_sketch, "\u{0}FW"), (&w.dir, "\u{0}SKETCH"), (self.fw_dir, "\u{0}FW"), (&w.sketch.dir, "\u{0}SRC")]))
             .collect();
-        Some(combine_key("link-v2", &inputs, &commands))
+        Some(crate::cache::keys::link(&inputs, &commands))
     }
 
     /// At planning, with no tool run: settle the sketch if its firmware is up to

@@ -13,7 +13,7 @@ use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash};
 use crate::launcher;
 use crate::library::IncludeCache;
-use crate::objcache::{combine_key, normalize_args, ObjectCache};
+use crate::objcache::{normalize_args, ObjectCache};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
 use crate::store::Store;
@@ -240,7 +240,7 @@ impl Unit {
                 commands.push(normalize_args(&cmd, &[(&self.dir, "\u{0}UNIT")]));
             }
         }
-        Ok(Some(combine_key("unit-v1", &keys, &commands)))
+        Ok(Some(crate::cache::keys::unit(&keys, &commands)))
     }
 
     /// Why a sketch that needs this unit cannot link, when the unit failed.
