@@ -135,11 +135,31 @@ fn add_numbers(a: &mut Value, b: &Value) {
     }
 }
 
+/// One board of a matrix, as two shards saw it: totals added, units and archives once.
+fn merge_board(m: &mut Value, b: &Value) {
+    add_numbers(&mut m["totals"], &b["totals"]);
+    for key in ["units", "archives"] {
+        let mut list = m[key].as_array().cloned().unwrap_or_default();
+        for item in b[key].as_array().into_iter().flatten() {
+            let same = |x: &Value| if key == "units" { x["name"] == item["name"] } else { x == item };
+            if !list.iter().any(same) {
+                list.push(item.clone());
+            }
+        }
+        m[key] = Value::Array(list);
+    }
+    if m["stage1_key"] != b["stage1_key"] {
+        m["stage1_key"] = Value::Null;
+    }
+}
+
 /// Join shard result maps: every sketch once (sorted by path), units and archives
 /// once each, totals and cache counts added up, `totals.seconds` the slowest shard.
 pub fn merge(inputs: &[PathBuf]) -> Result<Value> {
     let mut merged: Option<Value> = None;
-    let mut sketches: BTreeMap<String, Value> = BTreeMap::new();
+    // A board matrix has each sketch once per board: a sketch is its path and board.
+    let mut sketches: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut boards: Vec<Value> = Vec::new();
     let mut units: Vec<Value> = Vec::new();
     let mut unit_names = HashSet::new();
     let mut archives: Vec<Value> = Vec::new();
@@ -149,8 +169,16 @@ pub fn merge(inputs: &[PathBuf]) -> Result<Value> {
         let v = read_results(path, "merge-results:")?;
         for s in v["sketches"].as_array().into_iter().flatten() {
             let p = s["path"].as_str().unwrap_or_default().to_string();
-            if sketches.insert(p.clone(), s.clone()).is_some() {
-                return Err(Error::usage(format!("merge-results: sketch {p} is in more than one input (again in {}); merge the results of distinct shards", path.display())));
+            let board = s["board"].as_str().unwrap_or_default().to_string();
+            if sketches.insert((p.clone(), board.clone()), s.clone()).is_some() {
+                let on = if board.is_empty() { String::new() } else { format!(" for {board}") };
+                return Err(Error::usage(format!("merge-results: sketch {p}{on} is in more than one input (again in {}); merge the results of distinct shards", path.display())));
+            }
+        }
+        for b in v["boards"].as_array().into_iter().flatten() {
+            match boards.iter_mut().find(|m| m["board"] == b["board"]) {
+                None => boards.push(b.clone()),
+                Some(m) => merge_board(m, b),
             }
         }
         for u in v["units"].as_array().into_iter().flatten() {
@@ -187,6 +215,9 @@ pub fn merge(inputs: &[PathBuf]) -> Result<Value> {
         return Err(Error::usage("merge-results: no inputs; pass the results.json of every shard"));
     };
     m["sketches"] = Value::Array(sketches.into_values().collect());
+    if !boards.is_empty() {
+        m["boards"] = Value::Array(boards);
+    }
     m["units"] = Value::Array(units);
     m["archives"] = Value::Array(archives);
     m["totals"]["seconds"] = json!(seconds);

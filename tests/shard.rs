@@ -114,3 +114,36 @@ fn bad_shard_flags_are_usage_errors() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--shard-weights /nonexistent/old.json"), "{}", r.stderr);
 }
+
+/// Shards of a board matrix merge back: each sketch once per board, each board's
+/// totals the sum of its shards', the same outcomes and sizes as the unsharded matrix.
+#[test]
+fn matrix_shards_merge_per_sketch_and_board() {
+    let t = tempfile::tempdir().unwrap();
+    let boards = ["--board", "uno", "--board", "mega"];
+    let (_, a) = shard_run(t.path(), 1, 2, &boards);
+    let (_, b) = shard_run(t.path(), 2, 2, &boards);
+    let merged = t.path().join("merged.json");
+    let run = fbuild(&t.path().join("cache"), t.path(), &["merge-results", "-o", merged.to_str().unwrap(), t.path().join("results-1-of-2.json").to_str().unwrap(), t.path().join("results-2-of-2.json").to_str().unwrap()]);
+    assert!(run.code <= 1, "{}", run.stderr);
+    let m = read_json(&merged);
+    let whole = t.path().join("whole");
+    let w = fbuild(&t.path().join("cache"), t.path(), &["compile-many", "--board", "uno", "--board", "mega", "--out", whole.to_str().unwrap(), library_examples().to_str().unwrap()]);
+    assert!(w.code <= 1, "{}", w.stderr);
+    let w = read_json(&whole.join("results.json"));
+    let outcome = |r: &Value| -> BTreeSet<(String, String, String, u64)> {
+        r["sketches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["path"].as_str().unwrap().to_string(), s["board"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string(), s["flash_used"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    assert_eq!(m["sketches"].as_array().unwrap().len(), 2 * 19);
+    assert_eq!(outcome(&m), outcome(&w));
+    for board in ["uno", "mega"] {
+        let of = |r: &Value| r["boards"].as_array().unwrap().iter().find(|b| b["board"] == board).unwrap()["totals"]["sketches"].as_u64().unwrap();
+        assert_eq!(of(&m), of(&a) + of(&b), "{board}");
+        assert_eq!(of(&m), 19, "{board}");
+    }
+}
