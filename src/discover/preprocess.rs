@@ -66,7 +66,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn key(&self, args: &[String], source: &Path) -> Option<Hash> {
-        self.key_of("discover-preprocess-v1", args.iter(), source)
+        self.key_of("discover-preprocess-v2", args.iter(), source)
     }
 
     /// The key of the command without its include folders: runs that differ only in
@@ -140,9 +140,7 @@ impl<'a> Preprocessor<'a> {
             self.remember(&k, &o);
             return (o, false);
         }
-        let mut cmd = args.to_vec();
-        // -H lists every header opened, on stderr, even when the run stops early.
-        cmd.insert(1, "-H".to_string());
+        let cmd = self.command(args);
         self.runs.fetch_add(1, Ordering::Relaxed);
         let out = runner.run(&cmd, None);
         let mut outcome = parse_output(&out.text);
@@ -166,6 +164,22 @@ impl<'a> Preprocessor<'a> {
             }
         }
         (outcome, true)
+    }
+
+    /// The command actually run. `-H` lists every header opened, on stderr, even when
+    /// the run stops early. GCC's `-fdirectives-only` (with `-E`) still evaluates every
+    /// directive (`#if` with macros expanded, `#define`, `#include` computed or
+    /// `_next`, `__has_include`, `#pragma once`, `#error`) but leaves the text
+    /// between them unexpanded: the same headers in the same order and the same
+    /// missing header, for about half the time (docs/design.md). Only GCC has it.
+    fn command(&self, args: &[String]) -> Vec<String> {
+        let mut cmd = args.to_vec();
+        let mut flags = vec!["-H".to_string()];
+        if self.compiler.gcc_major().is_some() && args.iter().any(|a| a == "-E") {
+            flags.push("-fdirectives-only".to_string());
+        }
+        cmd.splice(1..1, flags);
+        cmd
     }
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
