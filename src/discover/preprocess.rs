@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::exec::Runner;
 use crate::hash::{hex, Hash, Hasher};
+use crate::library::IncludeCache;
+use super::speculate::Queries;
 use crate::objcache::{include_dirs, normalize_args, ObjectCache};
 use crate::store::Store;
 use crate::toolchain::Compiler;
@@ -54,11 +56,38 @@ pub struct Preprocessor<'a> {
     clean: Mutex<HashMap<Hash, Vec<(Vec<PathBuf>, Arc<Outcome>)>>>,
     /// Preprocessor processes started.
     pub runs: AtomicUsize,
+    /// Plain `#include` lists of the files discovery guesses from (`speculate.rs`),
+    /// scanned once per build however many sketches reach them.
+    pub(super) scans: IncludeCache,
+    queries: Mutex<HashMap<PathBuf, Arc<Queries>>>,
+    /// One lock per command: the second asker of a running command waits for its answer.
+    in_flight: Mutex<HashMap<Hash, Arc<Mutex<()>>>>,
 }
 
 impl<'a> Preprocessor<'a> {
     pub fn new(store: Option<&'a Store>, files: &'a ObjectCache<'a>, compiler: Compiler) -> Preprocessor<'a> {
-        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0) }
+        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), scans: IncludeCache::default(), queries: Mutex::default(), in_flight: Mutex::default() }
+    }
+
+    /// The files a run read whose `__has_include` questions count: the source and
+    /// every header outside the compiler's own folders.
+    pub(super) fn read_files<'o>(&'o self, source: &'o Path, outcome: &'o Outcome) -> impl Iterator<Item = &'o Path> + 'o {
+        std::iter::once(source).chain(outcome.headers.iter().map(PathBuf::as_path).filter(|h| !self.is_system(h)))
+    }
+
+    /// What a file asks `__has_include` (read once per build).
+    pub(super) fn queries(&self, path: &Path) -> Arc<Queries> {
+        if let Some(q) = self.queries.lock().unwrap().get(path) {
+            return q.clone();
+        }
+        let q = Arc::new(std::fs::read(path).map(|b| Queries::of(&b)).unwrap_or(Queries::None));
+        self.queries.lock().unwrap().insert(path.to_path_buf(), q.clone());
+        q
+    }
+
+    /// The compiler's own include folders, searched after every `-I` folder.
+    pub fn system_dirs(&self) -> &[PathBuf] {
+        &self.compiler.system_dirs
     }
 
     fn is_system(&self, p: &Path) -> bool {
@@ -123,6 +152,9 @@ impl<'a> Preprocessor<'a> {
     /// whether a process ran.
     pub fn run(&self, runner: &Runner, args: &[String], source: &Path) -> (Arc<Outcome>, bool) {
         let key = self.key(args, source);
+        // Sketches that reach the same library file at once wait for one run of it.
+        let gate = key.map(|k| self.in_flight.lock().unwrap().entry(k).or_default().clone());
+        let _turn = gate.as_ref().map(|g| g.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(k) = key {
             if let Some(o) = self.memo.lock().unwrap().get(&k) {
                 return (o.clone(), false);
@@ -147,9 +179,8 @@ impl<'a> Preprocessor<'a> {
         if out.success {
             outcome.missing = None;
         }
-        outcome.has_include = std::iter::once(source.to_path_buf())
-            .chain(outcome.headers.iter().filter(|h| !self.is_system(h)).cloned())
-            .any(|p| std::fs::read(&p).map(|b| contains(&b, b"__has_include")).unwrap_or(false));
+        let asks = self.read_files(source, &outcome).any(|p| *self.queries(p) != Queries::None);
+        outcome.has_include = asks;
         let outcome = Arc::new(outcome);
         // Only an answer the preprocessor actually gave is worth keeping: not an
         // interruption or a crash.
@@ -219,9 +250,6 @@ impl<'a> Preprocessor<'a> {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
 
 /// Split the preprocessor's stderr into its `-H` trace (". /path/header.h", one dot
 /// per nesting level), the header it could not find, and everything else.
