@@ -60,13 +60,16 @@ pub struct Preprocessor<'a> {
     /// scanned once per build however many sketches reach them.
     pub(super) scans: IncludeCache,
     queries: Mutex<HashMap<PathBuf, Arc<Queries>>>,
+    /// Whether a path exists, asked once per build: guesses and their checks
+    /// (`speculate.rs`) ask about the same header names for every sketch.
+    exists: Mutex<HashMap<PathBuf, bool>>,
     /// One lock per command: the second asker of a running command waits for its answer.
     in_flight: Mutex<HashMap<Hash, Arc<Mutex<()>>>>,
 }
 
 impl<'a> Preprocessor<'a> {
     pub fn new(store: Option<&'a Store>, files: &'a ObjectCache<'a>, compiler: Compiler) -> Preprocessor<'a> {
-        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), scans: IncludeCache::default(), queries: Mutex::default(), in_flight: Mutex::default() }
+        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), scans: IncludeCache::default(), queries: Mutex::default(), in_flight: Mutex::default(), exists: Mutex::default() }
     }
 
     /// The files a run read whose `__has_include` questions count: the source and
@@ -83,6 +86,16 @@ impl<'a> Preprocessor<'a> {
         let q = Arc::new(std::fs::read(path).map(|b| Queries::of(&b)).unwrap_or(Queries::None));
         self.queries.lock().unwrap().insert(path.to_path_buf(), q.clone());
         q
+    }
+
+    /// `path.exists()`, remembered for this build.
+    pub(super) fn exists(&self, path: &Path) -> bool {
+        if let Some(&e) = self.exists.lock().unwrap().get(path) {
+            return e;
+        }
+        let e = path.exists();
+        self.exists.lock().unwrap().insert(path.to_path_buf(), e);
+        e
     }
 
     /// The compiler's own include folders, searched after every `-I` folder.

@@ -41,9 +41,9 @@ impl Discoverer<'_> {
             let mut next = Vec::new();
             for name in self.preprocessor.scans.includes_of(&f).iter() {
                 let local = here.join(name);
-                if local.is_file() {
+                if self.preprocessor.exists(&local) {
                     next.push(local);
-                } else if let Some(d) = dirs.iter().find(|d| d.join(name).is_file()) {
+                } else if let Some(d) = dirs.iter().find(|d| self.preprocessor.exists(&d.join(name))) {
                     // Core and variant headers name no library: no need to read them.
                     if !self.framework_dirs.contains(d) {
                         next.push(d.join(name));
@@ -75,7 +75,7 @@ impl Discoverer<'_> {
                     Queries::None => {}
                     Queries::Unknown => return None,
                     Queries::Names(names) => {
-                        if names.iter().any(|n| guessed.iter().any(|d| d.join(n).exists())) {
+                        if names.iter().any(|n| guessed.iter().any(|d| self.preprocessor.exists(&d.join(n)))) {
                             return None;
                         }
                     }
@@ -99,14 +99,14 @@ impl Discoverer<'_> {
                 Some(d) => {
                     let name = name_in(h, d)?;
                     // Found in one folder only: every order of the folders finds it there.
-                    if wide.iter().any(|e| e != d && e.join(name).exists()) {
+                    if wide.iter().any(|e| e != d && self.preprocessor.exists(&e.join(name))) {
                         return None;
                     }
                     if path.contains(&d) {
                         continue;
                     }
                     // The reference's run stops here, at a header it cannot find...
-                    if system.iter().any(|s| s.join(name).exists()) {
+                    if system.iter().any(|s| self.preprocessor.exists(&s.join(name))) {
                         return None;
                     }
                     // ...and adds the library the index picks for it: it must be this one.
@@ -123,7 +123,7 @@ impl Discoverer<'_> {
                     // (else it would have been found there, or `#include_next` is at work).
                     if let Some(s) = system.iter().find(|s| h.starts_with(s)) {
                         let name = name_in(h, s)?;
-                        if wide.iter().any(|e| e.join(name).exists()) {
+                        if wide.iter().any(|e| self.preprocessor.exists(&e.join(name))) {
                             return None;
                         }
                     }
