@@ -73,3 +73,27 @@ fn a_guess_the_trace_cannot_prove_falls_back_to_the_reference_runs() {
     assert_eq!(names(&r), vec!["Early", "Late"], "Shared.h comes from Early, so Extra is not used");
     assert_eq!(r["sketches"][0]["discover_runs"], 6);
 }
+
+#[test]
+fn sources_behind_another_platforms_guard_need_no_run() {
+    // Shelled has a plain source, two sources for other platforms and one for AVR that
+    // pulls in Extra. The other platforms' sources are answered from GCC's predefined
+    // names (one -dM run for the build); the AVR one is preprocessed.
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    library(&libs, "Shelled", "#pragma once\nint shelled();\n");
+    write(&libs.join("Shelled/src/ShelledEsp32.cpp"), "#if defined(ARDUINO_ARCH_ESP32)\n#include <WiFi.h>\n#endif\n");
+    write(&libs.join("Shelled/src/ShelledSamd.cpp"), "// SAMD timers\n#ifdef ARDUINO_ARCH_SAMD\n#include <Nowhere.h>\n#endif // ARDUINO_ARCH_SAMD\n");
+    write(&libs.join("Shelled/src/ShelledAvr.cpp"), "#if defined(ARDUINO_ARCH_AVR)\n#include <Extra.h>\nint shelled_avr() { return extra(); }\n#endif\n");
+    library(&libs, "Extra", "#pragma once\nint extra();\n");
+    let sk: PathBuf = t.path().join("sk/UsesShelled");
+    write(&sk.join("UsesShelled.ino"), "#include <Shelled.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(shelled()); }\n");
+    let (run, r) = discover(t.path(), &sk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&r), vec!["Shelled", "Extra"], "the AVR source is live and pulls in Extra");
+    let preprocessed: Vec<&str> = run.stderr.lines().filter(|l| l.contains(" -E ") && l.contains(" -H ")).collect();
+    assert!(!preprocessed.iter().any(|l| l.contains("ShelledEsp32.cpp") || l.contains("ShelledSamd.cpp")), "{preprocessed:?}");
+    assert_eq!(run.stderr.lines().filter(|l| l.contains(" -dM")).count(), 1, "{}", run.stderr);
+    // The sketch, Shelled.cpp, ShelledAvr.cpp, Extra.cpp, and the one -dM listing.
+    assert_eq!(r["sketches"][0]["discover_runs"], 5);
+}

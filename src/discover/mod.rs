@@ -8,6 +8,7 @@
 //! remembered (`preprocess.rs`), so a warm run starts no process for discovery.
 
 pub mod preprocess;
+mod shell;
 mod speculate;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -104,7 +105,7 @@ impl Discoverer<'_> {
                     if tried.as_ref() != Some(&wide) {
                         let args = self.ctx.preprocess(&file, &wide)?;
                         let (o, ran) = self.preprocessor.run(runner, &args, &file);
-                        found.runs += ran as usize;
+                        found.runs += ran;
                         if let Some(added) = self.replay(&file, &o, &includes, &wide, &found.libraries) {
                             for l in added {
                                 self.add_library(l, &mut found, &mut queue, &mut queued);
@@ -125,7 +126,7 @@ impl Discoverer<'_> {
                     None => {
                         let args = self.ctx.preprocess(&file, &includes)?;
                         let (o, ran) = self.preprocessor.run(runner, &args, &file);
-                        found.runs += ran as usize;
+                        found.runs += ran;
                         (o, args)
                     }
                 };
