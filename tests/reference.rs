@@ -305,6 +305,24 @@ fn discovery_fixtures(root: &std::path::Path) -> (PathBuf, Vec<PathBuf>) {
     w("libs/Gizmo/src/ComputedPlatform.h", "#pragma once\n#include_next <ComputedPlatform.h>\n#define COMPUTED_NEXT 1\n");
     // 6. A source that is only a shell around another platform's code.
     lib("ShellOnly", "#pragma once\nint shell_only();\n", "#if defined(ARDUINO_ARCH_ESP32)\n#include <WiFi.h>\n#include <Gadget.h>\nint shell_only() { return gadget(); }\n#endif\n");
+    // 7. One run on a guessed path standing in for several (src/discover/speculate.rs)
+    //    must give the reference's answer: a header two libraries offer, where the
+    //    guess puts the later library's folder first (its include sits in a dead
+    //    branch ahead of the other's)...
+    lib("ShadowEarly", "#pragma once\nint shadow_early();\n", "#include \"ShadowEarly.h\"\nint shadow_early() { return 1; }\n");
+    w("libs/ShadowEarly/src/ShadowShared.h", "#pragma once\n#define SHADOW_FROM 1\n");
+    lib("ShadowLate", "#pragma once\nint shadow_late();\n", "#include \"ShadowLate.h\"\nint shadow_late() { return 2; }\n");
+    w("libs/ShadowLate/src/ShadowShared.h", "#pragma once\n#include <Gizmo.h>\n#define SHADOW_FROM 2\n");
+    //    ...and a literal `__has_include` of a library the guess puts on the path early
+    //    (the sketch reaches it through another of its headers: GCC 5 silently skips
+    //    an `#include` of a name its `__has_include` did not find).
+    w("libs/Gadget/src/GadgetExtra.h", "#pragma once\n#include \"Gadget.h\"\n");
+    lib("AsksGadget", "#pragma once\n#if __has_include(<Gadget.h>)\n#include <Gizmo.h>\n#endif\nint asks_gadget();\n", "#include \"AsksGadget.h\"\nint asks_gadget() { return 4; }\n");
+    // 8. A source that is only a shell around the MCU's own guard: live on the mega
+    //    (it then pulls in Gizmo), dead on the uno, where fbuild answers it without a
+    //    run (src/discover/shell.rs) from the names GCC predefines for that board.
+    lib("McuShell", "#pragma once\nint mcu_shell();\n", "#if defined(__AVR_ATmega2560__)\n#include <Gizmo.h>\nint mega_only() { return gizmo(); }\n#endif\n");
+    w("libs/McuShell/src/McuShellImpl.cpp", "#include \"McuShell.h\"\nint mcu_shell() { return 6; }\n");
 
     let sketch = |name: &str, body: &str| -> PathBuf {
         w(&format!("sketches/{name}/{name}.ino"), body);
@@ -321,6 +339,9 @@ fn discovery_fixtures(root: &std::path::Path) -> (PathBuf, Vec<PathBuf>) {
         sketch("Mcu", &format!("#include <McuAware.h>\n{loop_}void loop() {{ Serial.println(mcu_aware()); }}\n")),
         sketch("ComputedInclude", &format!("#include <Gizmo.h>\n#include <Computed.h>\n#include \"src/helper/helper.h\"\n{loop_}void loop() {{ Serial.println(computed() + helper() + COMPUTED_NEXT + gizmo()); }}\n")),
         sketch("Shell", &format!("#include <ShellOnly.h>\n{loop_}void loop() {{ Serial.println(42); }}\n")),
+        sketch("ShadowOrder", &format!("#ifdef NEVER_DEFINED\n#include <ShadowLate.h>\n#endif\n#include <ShadowEarly.h>\n#include <ShadowLate.h>\n#include <ShadowShared.h>\n{loop_}void loop() {{ Serial.println(SHADOW_FROM + shadow_early() + shadow_late()); }}\n")),
+        sketch("McuShellSketch", &format!("#include <McuShell.h>\n{loop_}void loop() {{ Serial.println(mcu_shell()); }}\n")),
+        sketch("AsksFirst", &format!("#include <AsksGadget.h>\n#include <GadgetExtra.h>\n{loop_}void loop() {{ Serial.println(asks_gadget() + gadget()); }}\n")),
     ];
     w("sketches/ComputedInclude/src/helper/helper.h", "#pragma once\n#include <EEPROM.h>\nint helper();\n");
     w("sketches/ComputedInclude/src/helper/helper.cpp", "#include \"helper.h\"\nint helper() { return EEPROM.read(1); }\n");

@@ -8,6 +8,8 @@
 //! remembered (`preprocess.rs`), so a warm run starts no process for discovery.
 
 pub mod preprocess;
+mod shell;
+mod speculate;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -81,6 +83,10 @@ impl Discoverer<'_> {
         let mut queued: HashSet<PathBuf> = sources.iter().cloned().collect();
         let mut reads: BTreeMap<usize, Reads> = BTreeMap::new();
         'files: while let Some((file, origin)) = queue.pop_front() {
+            // The guessed path last tried on this file: each guess is tried once, and
+            // after a guess fails its check the file goes run by run.
+            let mut tried: Option<Vec<PathBuf>> = None;
+            let mut guessing = true;
             loop {
                 if runner.interrupted() {
                     break 'files;
@@ -89,9 +95,41 @@ impl Discoverer<'_> {
                 if let Origin::Library(l) = origin {
                     includes.extend(self.utility_dir(l));
                 }
-                let args = self.ctx.preprocess(&file, &includes)?;
-                let (outcome, ran) = self.preprocessor.run(runner, &args, &file);
-                found.runs += ran as usize;
+                // One run on a guessed wider path, when its trace proves which runs
+                // the reference would make (speculate.rs); else one run on this path.
+                let mut outcome = None;
+                let guess = if guessing { self.guess(&file, &found.libraries, &includes) } else { Vec::new() };
+                if !guess.is_empty() {
+                    let mut wide = includes.clone();
+                    wide.extend(guess.iter().map(|&l| self.index.libraries[l].src_dir.clone()));
+                    if tried.as_ref() != Some(&wide) {
+                        let args = self.ctx.preprocess(&file, &wide)?;
+                        let (o, ran) = self.preprocessor.run(runner, &args, &file);
+                        found.runs += ran;
+                        if let Some(added) = self.replay(&file, &o, &includes, &wide, &found.libraries) {
+                            for l in added {
+                                self.add_library(l, &mut found, &mut queue, &mut queued);
+                            }
+                            includes = found.include_dirs.clone();
+                            if let Origin::Library(l) = origin {
+                                includes.extend(self.utility_dir(l));
+                            }
+                            outcome = Some(o);
+                        } else {
+                            guessing = false;
+                        }
+                        tried = Some(wide);
+                    }
+                }
+                let (outcome, args) = match outcome {
+                    Some(o) => (o, self.ctx.preprocess(&file, &includes)?),
+                    None => {
+                        let args = self.ctx.preprocess(&file, &includes)?;
+                        let (o, ran) = self.preprocessor.run(runner, &args, &file);
+                        found.runs += ran;
+                        (o, args)
+                    }
+                };
                 let Some(header) = &outcome.missing else {
                     if let Origin::Library(l) = origin {
                         let r = reads.entry(l).or_default();
@@ -101,16 +139,7 @@ impl Discoverer<'_> {
                     break;
                 };
                 match self.resolve(header, &found.libraries) {
-                    Some(l) => {
-                        found.libraries.push(l);
-                        let lib = &self.index.libraries[l];
-                        found.include_dirs.push(lib.src_dir.clone());
-                        for s in lib.sources() {
-                            if queued.insert(s.clone()) {
-                                queue.push_back((s, Origin::Library(l)));
-                            }
-                        }
-                    }
+                    Some(l) => self.add_library(l, &mut found, &mut queue, &mut queued),
                     None => {
                         found.error = Some(DiscoveryError { missing: header.clone(), message: outcome.message.clone(), command: args });
                         break 'files;
@@ -125,6 +154,18 @@ impl Discoverer<'_> {
         }
         found.seconds = t.elapsed().as_secs_f64();
         Ok(found)
+    }
+
+    /// Put a found library on the sketch's path and queue its sources.
+    fn add_library(&self, l: usize, found: &mut SketchDiscovery, queue: &mut VecDeque<(PathBuf, Origin)>, queued: &mut HashSet<PathBuf>) {
+        found.libraries.push(l);
+        let lib = &self.index.libraries[l];
+        found.include_dirs.push(lib.src_dir.clone());
+        for s in lib.sources() {
+            if queued.insert(s.clone()) {
+                queue.push_back((s, Origin::Library(l)));
+            }
+        }
     }
 
     /// The library for a header no folder on the path has, as the reference picks

@@ -9,13 +9,17 @@
 //! missing is still missing. Headers in the compiler's own folders belong to the
 //! compiler's identity, as for objects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::exec::Runner;
 use crate::hash::{hex, Hash, Hasher};
+use crate::library::IncludeCache;
+use super::shell;
+use super::speculate::Queries;
+use crate::cpp_lex::{directive_parts, tokenize, Kind};
 use crate::objcache::{include_dirs, normalize_args, ObjectCache};
 use crate::store::Store;
 use crate::toolchain::Compiler;
@@ -54,11 +58,53 @@ pub struct Preprocessor<'a> {
     clean: Mutex<HashMap<Hash, Vec<(Vec<PathBuf>, Arc<Outcome>)>>>,
     /// Preprocessor processes started.
     pub runs: AtomicUsize,
+    /// Plain `#include` lists of the files discovery guesses from (`speculate.rs`),
+    /// scanned once per build however many sketches reach them.
+    pub(super) scans: IncludeCache,
+    queries: Mutex<HashMap<PathBuf, Arc<Queries>>>,
+    /// Whether a path exists, asked once per build: guesses and their checks
+    /// (`speculate.rs`) ask about the same header names for every sketch.
+    exists: Mutex<HashMap<PathBuf, bool>>,
+    /// Names defined at the top of a source, per command shape (`shell.rs`).
+    defined: Mutex<HashMap<Hash, Arc<HashSet<String>>>>,
+    /// One lock per command: the second asker of a running command waits for its answer.
+    in_flight: Mutex<HashMap<Hash, Arc<Mutex<()>>>>,
 }
 
 impl<'a> Preprocessor<'a> {
     pub fn new(store: Option<&'a Store>, files: &'a ObjectCache<'a>, compiler: Compiler) -> Preprocessor<'a> {
-        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0) }
+        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), scans: IncludeCache::default(), queries: Mutex::default(), in_flight: Mutex::default(), exists: Mutex::default(), defined: Mutex::default() }
+    }
+
+    /// The files a run read whose `__has_include` questions count: the source and
+    /// every header outside the compiler's own folders.
+    pub(super) fn read_files<'o>(&'o self, source: &'o Path, outcome: &'o Outcome) -> impl Iterator<Item = &'o Path> + 'o {
+        std::iter::once(source).chain(outcome.headers.iter().map(PathBuf::as_path).filter(|h| !self.is_system(h)))
+    }
+
+    /// What a file asks `__has_include` (read once per build).
+    pub(super) fn queries(&self, path: &Path) -> Arc<Queries> {
+        if let Some(q) = self.queries.lock().unwrap().get(path) {
+            return q.clone();
+        }
+        let q = Arc::new(std::fs::read(path).map(|b| Queries::of(&b)).unwrap_or(Queries::None));
+        self.queries.lock().unwrap().insert(path.to_path_buf(), q.clone());
+        q
+    }
+
+    /// `path.exists()`, remembered for this build.
+    pub(super) fn exists(&self, path: &Path) -> bool {
+        if let Some(&e) = self.exists.lock().unwrap().get(path) {
+            return e;
+        }
+        let e = path.exists();
+        self.exists.lock().unwrap().insert(path.to_path_buf(), e);
+        e
+    }
+
+    /// The compiler's own include folders, searched after every `-I` folder.
+    pub fn system_dirs(&self) -> &[PathBuf] {
+        &self.compiler.system_dirs
     }
 
     fn is_system(&self, p: &Path) -> bool {
@@ -66,7 +112,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn key(&self, args: &[String], source: &Path) -> Option<Hash> {
-        self.key_of("discover-preprocess-v1", args.iter(), source)
+        self.key_of("discover-preprocess-v2", args.iter(), source)
     }
 
     /// The key of the command without its include folders: runs that differ only in
@@ -119,18 +165,21 @@ impl<'a> Preprocessor<'a> {
     }
 
     /// Preprocess `source` with `args` (a full command line from
-    /// `plan::Context::preprocess`), or take the remembered answer. The flag says
-    /// whether a process ran.
-    pub fn run(&self, runner: &Runner, args: &[String], source: &Path) -> (Arc<Outcome>, bool) {
+    /// `plan::Context::preprocess`), or take the remembered answer. The count says
+    /// how many processes it started.
+    pub fn run(&self, runner: &Runner, args: &[String], source: &Path) -> (Arc<Outcome>, usize) {
         let key = self.key(args, source);
+        // Sketches that reach the same library file at once wait for one run of it.
+        let gate = key.map(|k| self.in_flight.lock().unwrap().entry(k).or_default().clone());
+        let _turn = gate.as_ref().map(|g| g.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(k) = key {
             if let Some(o) = self.memo.lock().unwrap().get(&k) {
-                return (o.clone(), false);
+                return (o.clone(), 0);
             }
             if let Some(o) = self.lookup(&k, args, source) {
                 let o = Arc::new(o);
                 self.memo.lock().unwrap().insert(k, o.clone());
-                return (o, false);
+                return (o, 0);
             }
         }
         let includes = include_dirs(args);
@@ -138,20 +187,25 @@ impl<'a> Preprocessor<'a> {
         if let (Some(k), Some(o)) = (key, shape.and_then(|s| self.transfer(&s, &includes))) {
             self.memo.lock().unwrap().insert(k, o.clone());
             self.remember(&k, &o);
-            return (o, false);
+            return (o, 0);
         }
-        let mut cmd = args.to_vec();
-        // -H lists every header opened, on stderr, even when the run stops early.
-        cmd.insert(1, "-H".to_string());
+        let (settled, listed) = self.settled(runner, args, source);
+        if let Some(o) = settled {
+            if let Some(k) = key {
+                self.memo.lock().unwrap().insert(k, o.clone());
+                self.remember(&k, &o);
+            }
+            return (o, listed);
+        }
+        let cmd = self.command(args);
         self.runs.fetch_add(1, Ordering::Relaxed);
         let out = runner.run(&cmd, None);
         let mut outcome = parse_output(&out.text);
         if out.success {
             outcome.missing = None;
         }
-        outcome.has_include = std::iter::once(source.to_path_buf())
-            .chain(outcome.headers.iter().filter(|h| !self.is_system(h)).cloned())
-            .any(|p| std::fs::read(&p).map(|b| contains(&b, b"__has_include")).unwrap_or(false));
+        let asks = self.read_files(source, &outcome).any(|p| *self.queries(p) != Queries::None);
+        outcome.has_include = asks;
         let outcome = Arc::new(outcome);
         // Only an answer the preprocessor actually gave is worth keeping: not an
         // interruption or a crash.
@@ -165,7 +219,100 @@ impl<'a> Preprocessor<'a> {
                 }
             }
         }
-        (outcome, true)
+        (outcome, 1 + listed)
+    }
+
+    /// The answer for a source that includes nothing with this command (`shell.rs`),
+    /// without preprocessing it; the flag says whether the compiler ran to list its
+    /// predefined names (once per command shape and cache).
+    fn settled(&self, runner: &Runner, args: &[String], source: &Path) -> (Option<Arc<Outcome>>, usize) {
+        match self.shell_outcome(runner, args, source) {
+            Some((o, ran)) => (o, ran as usize),
+            None => (None, 0),
+        }
+    }
+
+    fn shell_outcome(&self, runner: &Runner, args: &[String], source: &Path) -> Option<(Option<Arc<Outcome>>, bool)> {
+        // A forced include is read before the source's first line.
+        if args.iter().any(|a| a.starts_with("-include") || a.starts_with("-imacros")) || !args.iter().any(|a| a == "-x") {
+            return None;
+        }
+        let bytes = std::fs::read(source).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        // Only a file that opens with a conditional can be a shell: the sketches and
+        // most sources never make the compiler list its names.
+        let first = tokenize(text).into_iter().next()?;
+        if first.kind != Kind::Directive || !matches!(directive_parts(&first.text).0, "if" | "ifdef" | "ifndef") {
+            return None;
+        }
+        let (defined, ran) = self.defined_names(runner, args, source)?;
+        if !shell::includes_nothing(text, &defined) {
+            return Some((None, ran));
+        }
+        let outcome = Outcome { has_include: Queries::of(&bytes) != Queries::None, ..Default::default() };
+        Some((Some(Arc::new(outcome)), ran))
+    }
+
+    /// The names defined at the top of any source this command preprocesses: GCC's
+    /// own listing (`-dM`) for the command on an empty input, remembered per command
+    /// shape in memory and in the store.
+    fn defined_names(&self, runner: &Runner, args: &[String], source: &Path) -> Option<(Arc<HashSet<String>>, bool)> {
+        let src = source.display().to_string();
+        let mut h = Hasher::new("discover-defined-v1");
+        h.bytes(&self.compiler.identity);
+        for a in args.iter().filter(|a| !a.starts_with("-I") && **a != src) {
+            h.str(a);
+        }
+        let key = h.finish();
+        let mut memo = self.defined.lock().unwrap();
+        if let Some(d) = memo.get(&key) {
+            return Some((d.clone(), false));
+        }
+        let (listing, ran) = match self.store.and_then(|s| s.get_record("discover", &key)) {
+            Some(b) => (String::from_utf8_lossy(&b).into_owned(), false),
+            None => {
+                let mut cmd = Vec::new();
+                let mut it = args.iter();
+                while let Some(a) = it.next() {
+                    match a.as_str() {
+                        "-o" => {
+                            it.next();
+                        }
+                        _ if *a == src => cmd.push("/dev/null".to_string()),
+                        _ => cmd.push(a.clone()),
+                    }
+                }
+                cmd.push("-dM".to_string());
+                self.runs.fetch_add(1, Ordering::Relaxed);
+                let out = runner.run(&cmd, None);
+                if !out.success || !out.stdout.contains("#define __GNUC__") {
+                    return None;
+                }
+                if let Some(store) = self.store {
+                    let _ = store.put_record("discover", &key, out.stdout.as_bytes());
+                }
+                (out.stdout, true)
+            }
+        };
+        let d = Arc::new(shell::defined_names(&listing));
+        memo.insert(key, d.clone());
+        Some((d, ran))
+    }
+
+    /// The command actually run. `-H` lists every header opened, on stderr, even when
+    /// the run stops early. GCC's `-fdirectives-only` (with `-E`) still evaluates every
+    /// directive (`#if` with macros expanded, `#define`, `#include` computed or
+    /// `_next`, `__has_include`, `#pragma once`, `#error`) but leaves the text
+    /// between them unexpanded: the same headers in the same order and the same
+    /// missing header, for about half the time (docs/design.md). Only GCC has it.
+    fn command(&self, args: &[String]) -> Vec<String> {
+        let mut cmd = args.to_vec();
+        let mut flags = vec!["-H".to_string()];
+        if self.compiler.gcc_major().is_some() && args.iter().any(|a| a == "-E") {
+            flags.push("-fdirectives-only".to_string());
+        }
+        cmd.splice(1..1, flags);
+        cmd
     }
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
@@ -205,9 +352,6 @@ impl<'a> Preprocessor<'a> {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
 
 /// Split the preprocessor's stderr into its `-H` trace (". /path/header.h", one dot
 /// per nesting level), the header it could not find, and everything else.

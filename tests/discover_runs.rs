@@ -1,0 +1,99 @@
+//! How many preprocessor runs cold library discovery makes (src/discover/speculate.rs):
+//! one run on a guessed include path replaces the reference's run per library, when
+//! the run's trace proves the reference's answer; otherwise runs go one by one.
+//! Whether the answers equal arduino-builder's is tests/reference.rs's job.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A 1.5 library NAME whose header holds `header` and whose one source includes it.
+fn library(libs: &Path, name: &str, header: &str) {
+    write(&libs.join(format!("{name}/library.properties")), &format!("name={name}\nversion=1.0.0\narchitectures=*\n"));
+    write(&libs.join(format!("{name}/src/{name}.h")), header);
+    write(&libs.join(format!("{name}/src/{name}.cpp")), &format!("#include \"{name}.h\"\nint {}() {{ return 1; }}\n", name.to_lowercase()));
+}
+
+fn discover(root: &Path, sketch: &Path) -> (Run, serde_json::Value) {
+    let (out, libs) = (root.join("out"), root.join("libs"));
+    let args = ["compile-many", "-v", "--libraries", libs.to_str().unwrap(), "--out", out.to_str().unwrap(), sketch.to_str().unwrap()];
+    let run = fbuild(&root.join("cache"), root, &args);
+    (run, read_json(&out.join("results.json")))
+}
+
+fn names(r: &serde_json::Value) -> Vec<String> {
+    r["sketches"][0]["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_chain_of_libraries_is_found_in_one_run_of_the_sketch() {
+    // The sketch reaches Chain1, whose header reaches Chain2, whose header reaches
+    // Chain3: the reference preprocesses the sketch 4 times (3 stops), then each source once.
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    library(&libs, "Chain1", "#pragma once\n#include <Chain2.h>\nint chain1();\n");
+    library(&libs, "Chain2", "#pragma once\n#include <Chain3.h>\nint chain2();\n");
+    library(&libs, "Chain3", "#pragma once\nint chain3();\n");
+    let sk: PathBuf = t.path().join("sk/UsesChain");
+    write(&sk.join("UsesChain.ino"), "#include <Chain1.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(chain1() + chain2() + chain3()); }\n");
+    let (run, r) = discover(t.path(), &sk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&r), vec!["Chain1", "Chain2", "Chain3"]);
+    assert_eq!(r["sketches"][0]["discover_runs"], 4, "one run of the sketch and one per library source, not 4 + 3");
+    let preprocessed: Vec<&str> = run.stderr.lines().filter(|l| l.contains(" -E ") && l.contains(" -H ")).collect();
+    assert_eq!(preprocessed.len(), 4, "{}", run.stderr);
+    assert!(preprocessed.iter().all(|l| l.contains("-fdirectives-only")), "{preprocessed:?}");
+}
+
+#[test]
+fn a_guess_the_trace_cannot_prove_falls_back_to_the_reference_runs() {
+    // Both Early and Late offer Shared.h; the guess puts Late first (its include sits in
+    // a dead branch ahead of Early's), the reference has Early first. Late's copy would
+    // pull in Extra. The guess is dropped after one run: 1 + 3 runs of the sketch (it
+    // stops at Early.h and Late.h), then one per source.
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    library(&libs, "Early", "#pragma once\nint early();\n");
+    write(&libs.join("Early/src/Shared.h"), "#pragma once\n#define SHARED_FROM 1\n");
+    library(&libs, "Late", "#pragma once\nint late();\n");
+    write(&libs.join("Late/src/Shared.h"), "#pragma once\n#include <Extra.h>\n#define SHARED_FROM 2\n");
+    library(&libs, "Extra", "#pragma once\nint extra();\n");
+    let sk: PathBuf = t.path().join("sk/Shadowed");
+    write(
+        &sk.join("Shadowed.ino"),
+        "#ifdef NEVER_DEFINED\n#include <Late.h>\n#endif\n#include <Early.h>\n#include <Late.h>\n#include <Shared.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(SHARED_FROM + early() + late()); }\n",
+    );
+    let (run, r) = discover(t.path(), &sk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&r), vec!["Early", "Late"], "Shared.h comes from Early, so Extra is not used");
+    assert_eq!(r["sketches"][0]["discover_runs"], 6);
+}
+
+#[test]
+fn sources_behind_another_platforms_guard_need_no_run() {
+    // Shelled has a plain source, two sources for other platforms and one for AVR that
+    // pulls in Extra. The other platforms' sources are answered from GCC's predefined
+    // names (one -dM run for the build); the AVR one is preprocessed.
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    library(&libs, "Shelled", "#pragma once\nint shelled();\n");
+    write(&libs.join("Shelled/src/ShelledEsp32.cpp"), "#if defined(ARDUINO_ARCH_ESP32)\n#include <WiFi.h>\n#endif\n");
+    write(&libs.join("Shelled/src/ShelledSamd.cpp"), "// SAMD timers\n#ifdef ARDUINO_ARCH_SAMD\n#include <Nowhere.h>\n#endif // ARDUINO_ARCH_SAMD\n");
+    write(&libs.join("Shelled/src/ShelledAvr.cpp"), "#if defined(ARDUINO_ARCH_AVR)\n#include <Extra.h>\nint shelled_avr() { return extra(); }\n#endif\n");
+    library(&libs, "Extra", "#pragma once\nint extra();\n");
+    let sk: PathBuf = t.path().join("sk/UsesShelled");
+    write(&sk.join("UsesShelled.ino"), "#include <Shelled.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(shelled()); }\n");
+    let (run, r) = discover(t.path(), &sk);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&r), vec!["Shelled", "Extra"], "the AVR source is live and pulls in Extra");
+    let preprocessed: Vec<&str> = run.stderr.lines().filter(|l| l.contains(" -E ") && l.contains(" -H ")).collect();
+    assert!(!preprocessed.iter().any(|l| l.contains("ShelledEsp32.cpp") || l.contains("ShelledSamd.cpp")), "{preprocessed:?}");
+    assert_eq!(run.stderr.lines().filter(|l| l.contains(" -dM")).count(), 1, "{}", run.stderr);
+    // The sketch, Shelled.cpp, ShelledAvr.cpp, Extra.cpp, and the one -dM listing.
+    assert_eq!(r["sketches"][0]["discover_runs"], 5);
+}
