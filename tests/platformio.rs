@@ -119,7 +119,7 @@ fn builtin_examples_as_projects_match_pio_run() {
 }
 
 #[test]
-fn project_options_match_pio_run_on_three_boards() {
+fn project_options_match_pio_run_on_four_boards() {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("options");
     // [env] defaults, an `extends` chain, ${section.key} interpolation, multi-line
@@ -130,7 +130,8 @@ fn project_options_match_pio_run_on_three_boards() {
          [env]\nframework = arduino\nbuild_flags = ${common.flags}\n\n\
          [env:base]\nboard = uno\n\n[env:uno]\nextends = env:base\n\n\
          [env:nano]\nextends = env:base\nboard = nanoatmega328\nbuild_flags = ${common.flags} -DEXTRA_PIN=13\n\n\
-         [env:leo]\nextends = env:base\nboard = leonardo\n",
+         [env:leo]\nextends = env:base\nboard = leonardo\n\n\
+         [env:mega]\nextends = env:base\nboard = megaatmega2560\n",
     );
     std::fs::create_dir_all(project.join("include")).unwrap();
     std::fs::create_dir_all(project.join("src/parts")).unwrap();
@@ -148,8 +149,8 @@ fn project_options_match_pio_run_on_three_boards() {
     .unwrap();
     let cache = tmp.path().join("cache");
     let mut firmwares = Vec::new();
-    // Not yet megaatmega2560: its linker trampolines come out in another order (README).
-    for env in ["uno", "nano", "leo"] {
+    // The mega's firmware has linker trampolines, whose order the link's inputs decide.
+    for env in ["uno", "nano", "leo", "mega"] {
         let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
         let (hex, flash, ram) = fbuild_project(&cache, &project, env, &tmp.path().join("out"));
         assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
@@ -158,6 +159,7 @@ fn project_options_match_pio_run_on_three_boards() {
     }
     assert_ne!(firmwares[0], firmwares[1], "EXTRA_PIN from the nano env's build_flags must change its firmware");
     assert_ne!(firmwares[0], firmwares[2], "the leonardo's firmware must differ from the uno's");
+    assert_ne!(firmwares[0], firmwares[3], "the mega's firmware must differ from the uno's");
 }
 
 #[test]

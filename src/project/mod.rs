@@ -21,7 +21,15 @@ pub const ARDUINO_VERSION: &str = "10808";
 pub const INI: &str = "platformio.ini";
 /// PlatformIO's link: the C++ driver, its flags, and the archives with `-lm` inside one
 /// `--start-group`, which places libc/libgcc helpers differently from Arduino's recipe.
-const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" {object_files} \"-L{build.path}\" -Wl,--start-group \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
+/// The variant's archive comes first: empty for every board of the Arduino AVR core, but
+/// one more input to the linker, and without it the ATmega2560's trampolines come out in
+/// another order (measured: dropping it from `pio run`'s own link changes the firmware).
+const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" {object_files} \"-L{build.path}\" -Wl,--start-group \"{fbuild.pio.variant_archive}\" \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
+/// The property naming that archive; `prepare` writes it into the env's output folder.
+const VARIANT_ARCHIVE_PROPERTY: &str = "fbuild.pio.variant_archive";
+/// What `ar rc` writes for an archive with no members (the Arduino AVR core's variants
+/// have headers only, so PlatformIO's `libFrameworkArduinoVariant.a` is always this).
+const EMPTY_ARCHIVE: &[u8] = b"!<arch>\n";
 /// PlatformIO's compile flags in place of the recipe's: above all no `-g`, whose extra
 /// sections in LTO objects shift section ids and so the order of the linker's
 /// trampolines on the ATmega2560; and no `-flto` for assembly. (`-MMD` stays: fbuild reads
@@ -146,6 +154,10 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
         props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
     }
     props.push(("recipe.c.combine.pattern".to_string(), LINK_RECIPE.to_string()));
+    let variant_archive = out.join("libFrameworkArduinoVariant.a");
+    std::fs::create_dir_all(out).at(out)?;
+    std::fs::write(&variant_archive, EMPTY_ARCHIVE).at(&variant_archive)?;
+    props.push((VARIANT_ARCHIVE_PROPERTY.to_string(), variant_archive.display().to_string()));
     for (key, value) in COMPILE_FLAGS {
         let kept: Vec<&str> = value.split(' ').filter(|f| !unflags.iter().any(|u| u == f)).collect();
         props.push((key.to_string(), kept.join(" ")));
@@ -224,15 +236,15 @@ fn resolve_lib_dep(ini: &str, env: &str, dep: &str, project: &Path, libraries: &
 
 /// Copy `src_dir` into a sketch folder the pipeline can load: the first `.ino` (sorted)
 /// names the folder; sub-folders go under the sketch's `src/` (compiled recursively, as
-/// PlatformIO compiles `src/`). Without an `.ino`, an empty main `src.ino` stands in.
+/// PlatformIO compiles `src/`). Without an `.ino`, the first top-level `.cpp` stands as the
+/// main file, marked to compile as it is (an extra object, even an empty one, moves the
+/// ATmega2560's linker trampolines); with no such file, an empty main `src.ino` stands in.
 fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(src_dir).at(src_dir)?.flatten().map(|e| e.path()).collect();
     entries.sort();
-    let main = entries
-        .iter()
-        .find(|p| p.is_file() && crate::sketch::is_ino(p))
-        .and_then(|p| p.file_stem())
-        .map(|s| s.to_string_lossy().into_owned());
+    let main_ino = entries.iter().find(|p| p.is_file() && crate::sketch::is_ino(p));
+    let main_cpp = entries.iter().find(|p| p.is_file() && p.extension().is_some_and(|e| e == "cpp"));
+    let main = main_ino.or(main_cpp).and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned());
     if stage.exists() {
         std::fs::remove_dir_all(stage).at(stage)?;
     }
@@ -246,6 +258,9 @@ fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
         let file_name = p.file_name().unwrap_or_default();
         if p.is_dir() {
             copy_tree(p, &dir.join("src").join(file_name))?;
+        } else if main_ino.is_none() && Some(p) == main_cpp {
+            std::fs::copy(p, dir.join(format!("{name}.ino"))).at(p)?;
+            std::fs::write(dir.join(crate::sketch::PLAIN_CPP_MAIN_MARKER), b"").at(&dir)?;
         } else {
             std::fs::copy(p, dir.join(file_name)).at(p)?;
         }
@@ -301,6 +316,20 @@ mod tests {
         assert!(!prop("compiler.cpp.flags").contains("-std=gnu++11") && prop("compiler.cpp.flags").contains("-fpermissive"));
         let cpp = prop("compiler.cpp.extra_flags");
         assert!(cpp.contains("-std=gnu++14") && cpp.contains("-DKEEP") && !cpp.contains("-DDROP"), "{cpp}");
+    }
+
+    #[test]
+    fn without_an_ino_the_first_cpp_is_the_main_file_as_it_is() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(INI), "[env:u]\nplatform = atmelavr\nboard = uno\n").unwrap();
+        std::fs::create_dir_all(d.path().join("src")).unwrap();
+        let main = "#include <Arduino.h>\nvoid helper() {}\nvoid setup() { helper(); }\nvoid loop() {}\n";
+        std::fs::write(d.path().join("src/main.cpp"), main).unwrap();
+        std::fs::write(d.path().join("src/other.cpp"), "int other;\n").unwrap();
+        let e = &prepare(d.path(), &[], &d.path().join("o")).unwrap()[0];
+        assert!(e.sketch.ends_with("main") && e.sketch.join("other.cpp").is_file() && !e.sketch.join("main.cpp").exists());
+        let sketch = crate::sketch::Sketch::load(&e.sketch).unwrap();
+        assert_eq!(sketch.merged_cpp().unwrap(), main.as_bytes(), "compiled as it is: no #line, no prototypes");
     }
 
     #[test]
