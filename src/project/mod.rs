@@ -7,6 +7,7 @@
 //! `include/`, the env's `build_flags`).
 
 pub mod boards;
+pub mod libraries;
 pub mod platformio;
 
 use std::path::{Path, PathBuf};
@@ -19,12 +20,13 @@ pub const PLATFORMIO_VERSION_DEFINE: &str = "-DPLATFORMIO=60200";
 /// The `ARDUINO` version PlatformIO's arduino builder defines.
 pub const ARDUINO_VERSION: &str = "10808";
 pub const INI: &str = "platformio.ini";
-/// PlatformIO's link: the C++ driver, its flags, and the archives with `-lm` inside one
-/// `--start-group`, which places libc/libgcc helpers differently from Arduino's recipe.
+/// PlatformIO's link: the C++ driver, its flags, and the objects, libraries' archives,
+/// core and `-lm` inside one `--start-group`, which places libc/libgcc helpers
+/// differently from Arduino's recipe and lets an archived library use a later one.
 /// The variant's archive comes first: empty for every board of the Arduino AVR core, but
 /// one more input to the linker, and without it the ATmega2560's trampolines come out in
 /// another order (measured: dropping it from `pio run`'s own link changes the firmware).
-const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" {object_files} \"-L{build.path}\" -Wl,--start-group \"{fbuild.pio.variant_archive}\" \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
+const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" \"-L{build.path}\" -Wl,--start-group {object_files} \"{fbuild.pio.variant_archive}\" \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
 /// The property naming that archive; `prepare` writes it into the env's output folder.
 const VARIANT_ARCHIVE_PROPERTY: &str = "fbuild.pio.variant_archive";
 /// What `ar rc` writes for an archive with no members (the Arduino AVR core's variants
@@ -154,6 +156,12 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
         props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
     }
     props.push(("recipe.c.combine.pattern".to_string(), LINK_RECIPE.to_string()));
+    // Members matched by full path (`P`), so every object stays, as with PlatformIO's one
+    // `ar rc` of all of them: fbuild archives one object at a time, and plain `r` would let
+    // a library's second `Servo.cpp.o` (one per architecture folder) replace its first.
+    props.push(("compiler.ar.flags".to_string(), "rcsP".to_string()));
+    // Libraries link after the ones they use, as PlatformIO builds its dependency tree.
+    props.push((crate::discover::LIBRARY_ORDER_PROPERTY.to_string(), crate::discover::DEPENDENCIES_FIRST.to_string()));
     let variant_archive = out.join("libFrameworkArduinoVariant.a");
     std::fs::create_dir_all(out).at(out)?;
     std::fs::write(&variant_archive, EMPTY_ARCHIVE).at(&variant_archive)?;
@@ -179,6 +187,11 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     for dep in config.list(&format!("env:{env}"), "lib_deps")? {
         library.extend(resolve_lib_dep(&ini, env, &dep, project, &libraries)?);
     }
+    // PlatformIO's storages in its order, the framework's libraries last, staged as one folder.
+    libraries.extend(framework_libraries());
+    let archive = !matches!(get("lib_archive")?.as_deref().map(str::trim), Some("no" | "false" | "0" | "off"));
+    let libraries = vec![libraries::stage(&library, &libraries, archive, &out.join("libraries"))?];
+    let library = Vec::new();
 
     let sketch = stage_sources(&src_dir, &out.join("src-sketch"))?;
     Ok(EnvBuild {
@@ -191,6 +204,13 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
         libraries,
         warnings,
     })
+}
+
+/// The installed Arduino AVR core's own libraries (SPI, Wire, ...), PlatformIO's
+/// framework library storage.
+fn framework_libraries() -> Option<PathBuf> {
+    let platforms = crate::platform::discover(&[]).ok()?;
+    platforms.iter().find(|p| p.vendor == "arduino" && p.arch == "avr").map(|p| p.path.join("libraries")).filter(|p| p.is_dir())
 }
 
 /// A `lib_deps` item: a path (`symlink://`, `file://`, or plain) is one library; a bare
