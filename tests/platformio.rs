@@ -343,3 +343,39 @@ fn shared_library_examples_match_pio_run() {
     // Both outcomes must occur, or the comparison proves less than it claims.
     assert!(built >= 10 && failed >= 2, "built {built}, failed {failed}");
 }
+
+#[test]
+fn build_src_filter_matches_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("filtered");
+    // Both variants define variant(): only the filter keeps the link from failing, and
+    // broken/ does not compile at all.
+    write_project(
+        &project,
+        "[env]\nframework = arduino\nbuild_src_filter =\n  +<*>\n  -<broken/>\n  -<variant_b.cpp>\n\n[env:uno]\nboard = uno\n\n[env:mega]\nboard = megaatmega2560\n",
+    );
+    let files = [
+        ("src/main.cpp", "#include <Arduino.h>\nint variant();\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(variant()); delay(500); }\n"),
+        ("src/variant_a.cpp", "int variant() { return 11; }\n"),
+        ("src/variant_b.cpp", "int variant() { return 22; }\n"),
+        ("src/broken/broken.cpp", "#error build_src_filter did not leave out broken/\n"),
+        ("src/kept/helper.c", "int helper_c(void) { return 3; }\n"),
+    ];
+    for (rel, text) in files {
+        std::fs::create_dir_all(project.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(project.join(rel), text).unwrap();
+    }
+    for env in ["uno", "mega"] {
+        let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
+        let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, env, &tmp.path().join("out"));
+        assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
+        assert_eq!((flash, ram), (want_flash, want_ram), "env {env}: sizes");
+    }
+    // The same project with no filter: both variants are compiled, and the link fails.
+    let ini = std::fs::read_to_string(project.join("platformio.ini")).unwrap();
+    std::fs::write(project.join("platformio.ini"), ini.replace("  -<variant_b.cpp>\n", "")).unwrap();
+    std::fs::remove_dir_all(project.join("src/broken")).unwrap();
+    let r = fbuild(&tmp.path().join("cache"), &project, &["build", ".", "-e", "uno", "--out", tmp.path().join("out2").to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("variant"), "{}", r.stderr);
+}

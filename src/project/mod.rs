@@ -9,7 +9,9 @@
 pub mod boards;
 pub mod libraries;
 pub mod platformio;
+pub mod src_filter;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -193,7 +195,13 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     let libraries = vec![libraries::stage(&library, &libraries, archive, &out.join("libraries"))?];
     let library = Vec::new();
 
-    let sketch = stage_sources(&src_dir, &out.join("src-sketch"))?;
+    let filter_text = match get("build_src_filter")? {
+        Some(f) => f,
+        None => get("src_filter")?.unwrap_or_else(|| src_filter::DEFAULT.to_string()),
+    };
+    let filter_text = filter_text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let selected = src_filter::select(&src_dir, &filter_text, &format!("{ini}: [env:{env}] build_src_filter"))?;
+    let sketch = stage_sources(&src_dir, &out.join("src-sketch"), &selected)?;
     Ok(EnvBuild {
         env: env.to_string(),
         label: format!("{name}:{env}"),
@@ -259,8 +267,14 @@ fn resolve_lib_dep(ini: &str, env: &str, dep: &str, project: &Path, libraries: &
 /// PlatformIO compiles `src/`). Without an `.ino`, the first top-level `.cpp` stands as the
 /// main file, marked to compile as it is (an extra object, even an empty one, moves the
 /// ATmega2560's linker trampolines); with no such file, an empty main `src.ino` stands in.
-fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(src_dir).at(src_dir)?.flatten().map(|e| e.path()).collect();
+fn stage_sources(src_dir: &Path, stage: &Path, selected: &BTreeSet<PathBuf>) -> Result<PathBuf> {
+    // Headers always (they are found, not compiled); sources only when the filter selects them.
+    let wanted = |p: &Path| {
+        let rel = p.strip_prefix(src_dir).unwrap_or(p);
+        let compiled = crate::sketch::is_ino(p) || p.extension().is_some_and(|e| crate::sketch::SOURCE_EXTENSIONS.iter().any(|x| e == *x));
+        !compiled || selected.contains(rel)
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(src_dir).at(src_dir)?.flatten().map(|e| e.path()).filter(|p| p.is_dir() || wanted(p)).collect();
     entries.sort();
     let main_ino = entries.iter().find(|p| p.is_file() && crate::sketch::is_ino(p));
     let main_cpp = entries.iter().find(|p| p.is_file() && p.extension().is_some_and(|e| e == "cpp"));
@@ -277,7 +291,7 @@ fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
     for p in &entries {
         let file_name = p.file_name().unwrap_or_default();
         if p.is_dir() {
-            copy_tree(p, &dir.join("src").join(file_name))?;
+            copy_tree(p, &dir.join("src").join(file_name), &wanted)?;
         } else if main_ino.is_none() && Some(p) == main_cpp {
             std::fs::copy(p, dir.join(format!("{name}.ino"))).at(p)?;
             std::fs::write(dir.join(crate::sketch::PLAIN_CPP_MAIN_MARKER), b"").at(&dir)?;
@@ -288,13 +302,13 @@ fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+fn copy_tree(from: &Path, to: &Path, wanted: &dyn Fn(&Path) -> bool) -> Result<()> {
     std::fs::create_dir_all(to).at(to)?;
     for entry in std::fs::read_dir(from).at(from)?.flatten() {
         let p = entry.path();
         if p.is_dir() {
-            copy_tree(&p, &to.join(entry.file_name()))?;
-        } else {
+            copy_tree(&p, &to.join(entry.file_name()), wanted)?;
+        } else if wanted(&p) {
             std::fs::copy(&p, to.join(entry.file_name())).at(&p)?;
         }
     }
