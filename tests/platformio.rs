@@ -379,3 +379,34 @@ fn build_src_filter_matches_pio_run() {
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("variant"), "{}", r.stderr);
 }
+
+#[test]
+fn lib_ignore_matches_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("ignoring");
+    // Two private libraries offer Blinker.h; each env ignores one, so the other is used.
+    write_project(
+        &project,
+        "[env]\nframework = arduino\nboard = uno\n\n[env:fast]\nlib_ignore = SlowBlink\n\n[env:slow]\nlib_ignore = FastBlink\n",
+    );
+    let files = [
+        ("lib/FastBlink/Blinker.h", "#pragma once\nvoid blink();\n"),
+        ("lib/FastBlink/Blinker.cpp", "#include <Arduino.h>\n#include \"Blinker.h\"\nvoid blink() { digitalWrite(13, !digitalRead(13)); delay(50); }\n"),
+        ("lib/SlowBlink/Blinker.h", "#pragma once\nvoid blink();\n"),
+        ("lib/SlowBlink/Blinker.cpp", "#include <Arduino.h>\n#include \"Blinker.h\"\nvoid blink() { digitalWrite(13, HIGH); delay(900); digitalWrite(13, LOW); delay(900); }\n"),
+        ("src/main.cpp", "#include <Arduino.h>\n#include <Blinker.h>\nvoid setup() { pinMode(13, OUTPUT); }\nvoid loop() { blink(); }\n"),
+    ];
+    for (rel, text) in files {
+        std::fs::create_dir_all(project.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(project.join(rel), text).unwrap();
+    }
+    let mut firmwares = Vec::new();
+    for env in ["fast", "slow"] {
+        let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
+        let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, env, &tmp.path().join("out"));
+        assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
+        assert_eq!((flash, ram), (want_flash, want_ram), "env {env}: sizes");
+        firmwares.push(hex);
+    }
+    assert_ne!(firmwares[0], firmwares[1], "each env must link the library it did not ignore");
+}

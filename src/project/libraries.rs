@@ -16,8 +16,9 @@ use crate::library::{Library, Location};
 
 /// Stage `singles` (libraries, first wins) and the libraries inside `folders` (in order;
 /// a name already staged is skipped, as PlatformIO takes the first storage that has it)
-/// under `stage`, archived when `archive`. Returns `stage`.
-pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, stage: &Path) -> Result<PathBuf> {
+/// under `stage`, archived when `archive`, leaving out those `ignore` names (by folder or
+/// library name: `lib_ignore`). Returns `stage`.
+pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, ignore: &[String], stage: &Path) -> Result<PathBuf> {
     if stage.exists() {
         std::fs::remove_dir_all(stage).at(stage)?;
     }
@@ -36,6 +37,9 @@ pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, stage: &Pa
             continue;
         }
         let Some(loaded) = Library::load(&lib, Location::Libraries)? else { continue };
+        if ignore.iter().any(|i| *i == loaded.name || *i == loaded.dir_name) {
+            continue;
+        }
         stage_one(&lib, &dest, archive && archivable(&loaded))?;
     }
     Ok(stage.to_path_buf())
@@ -94,7 +98,7 @@ mod tests {
         write("extra/PerArch/src/avr/PerArch.cpp", "");
         write("extra/PerArch/src/sam/PerArch.cpp", "");
         let stage_dir = t.path().join("stage");
-        stage(&[t.path().join("dep/Led")], &[t.path().join("extra")], true, &stage_dir).unwrap();
+        stage(&[t.path().join("dep/Led")], &[t.path().join("extra")], true, &["PerArch".to_string()], &stage_dir).unwrap();
         let props = std::fs::read_to_string(stage_dir.join("Led/library.properties")).unwrap();
         assert!(props.ends_with("dot_a_linkage=true\n") && !props.contains("=false"), "{props}");
         assert!(std::fs::read_link(stage_dir.join("Led/src")).unwrap().ends_with("dep/Led/src"));
@@ -104,9 +108,11 @@ mod tests {
         assert!(Library::load(&stage_dir.join("Flat"), Location::Libraries).unwrap().unwrap().dot_a_linkage);
         assert!(!stage_dir.join("NotALib").exists());
         assert!(!Library::load(&stage_dir.join("HeaderOnly"), Location::Libraries).unwrap().unwrap().dot_a_linkage);
+        assert!(!stage_dir.join("PerArch").exists(), "lib_ignore");
+        stage(&[], &[t.path().join("extra")], true, &[], &stage_dir).unwrap();
         assert!(Library::load(&stage_dir.join("PerArch"), Location::Libraries).unwrap().unwrap().dot_a_linkage);
 
-        stage(&[t.path().join("dep/Led")], &[], false, &stage_dir).unwrap();
+        stage(&[t.path().join("dep/Led")], &[], false, &[], &stage_dir).unwrap();
         assert!(!Library::load(&stage_dir.join("Led"), Location::Libraries).unwrap().unwrap().dot_a_linkage);
         assert!(!stage_dir.join("Flat").exists(), "staging starts afresh");
     }

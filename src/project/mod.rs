@@ -192,7 +192,8 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     // PlatformIO's storages in its order, the framework's libraries last, staged as one folder.
     libraries.extend(framework_libraries());
     let archive = !matches!(get("lib_archive")?.as_deref().map(str::trim), Some("no" | "false" | "0" | "off"));
-    let libraries = vec![libraries::stage(&library, &libraries, archive, &out.join("libraries"))?];
+    let ignore = config.list(&format!("env:{env}"), "lib_ignore")?;
+    let libraries = vec![libraries::stage(&library, &libraries, archive, &ignore, &out.join("libraries"))?];
     let library = Vec::new();
 
     let filter_text = match get("build_src_filter")? {
