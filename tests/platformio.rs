@@ -410,3 +410,25 @@ fn lib_ignore_matches_pio_run() {
     }
     assert_ne!(firmwares[0], firmwares[1], "each env must link the library it did not ignore");
 }
+
+#[test]
+fn extra_scripts_warn_by_name_and_fail_with_strict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("scripted");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("src/main.cpp"), "#include <Arduino.h>\nvoid setup(){}\nvoid loop(){}\n").unwrap();
+    std::fs::write(project.join("platformio.ini"), "[env:uno]\nplatform = atmelavr\nframework = arduino\nboard = uno\nextra_scripts = pre:tools/stamp_version.py\n").unwrap();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let r = fbuild(&cache, &project, &["build", ".", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].contains("pre:tools/stamp_version.py") && warnings[0].contains("[env:uno]"), "{}", warnings[0]);
+
+    let r = fbuild(&cache, &project, &["build", ".", "--strict", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("pre:tools/stamp_version.py") && r.stderr.contains("--strict"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "nothing is built: {}", r.stdout);
+}

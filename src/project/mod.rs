@@ -118,7 +118,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
 
     let mut warnings = Vec::new();
     for script in config.list(&format!("env:{env}"), "extra_scripts")? {
-        warnings.push(format!("[env:{env}] extra_scripts {script} cannot run without PlatformIO; ignored"));
+        warnings.push(format!("{ini}: [env:{env}] extra_scripts {script} cannot run without PlatformIO"));
     }
 
     // PlatformIO's flags on top of the core's recipes: its defines, then -I src and include/,
