@@ -237,12 +237,13 @@ fn private_libraries_in_lib_match_pio_run() {
 fn bad_projects_exit_2_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let cases: [(&str, &str, &[&str], &str); 5] = [
+    let cases: [(&str, &str, &[&str], &str); 6] = [
         ("malformed", "[env:uno]\nboard = uno\nthis line is not an option\n", &[], "platformio.ini:3: "),
         ("unknown-env", "[env:uno]\nplatform = atmelavr\nboard = uno\n", &["-e", "nano"], "unknown env `nano`"),
         ("circular", "[env:a]\nextends = env:b\n[env:b]\nextends = env:a\n", &[], "circular `extends`"),
         ("registry", "[env:uno]\nplatform = atmelavr\nboard = uno\nlib_deps = someone/NotInstalledAnywhere@^2.1\n", &[], "no network"),
         ("no-src", "[platformio]\nsrc_dir = missing\n[env:uno]\nplatform = atmelavr\nboard = uno\n", &[], "src_dir"),
+        ("build-type", "[env:uno]\nplatform = atmelavr\nboard = uno\nbuild_type = fastest\n", &[], "build_type = `fastest`; use release or debug"),
     ];
     for (name, ini, extra, expect) in cases {
         let project = tmp.path().join(name);
@@ -431,4 +432,25 @@ fn extra_scripts_warn_by_name_and_fail_with_strict() {
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert!(r.stderr.contains("pre:tools/stamp_version.py") && r.stderr.contains("--strict"), "{}", r.stderr);
     assert!(r.stdout.is_empty(), "nothing is built: {}", r.stdout);
+}
+
+#[test]
+fn build_type_debug_matches_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("debugging");
+    write_project(
+        &project,
+        "[env]\nframework = arduino\n\n[env:mega_release]\nboard = megaatmega2560\n\n[env:mega_debug]\nboard = megaatmega2560\nbuild_type = debug\n\n[env:uno_debug]\nboard = uno\nbuild_type = debug\n",
+    );
+    std::fs::copy(example("04.Communication/ASCIITable").join("ASCIITable.ino"), project.join("src/ASCIITable.ino")).unwrap();
+    std::fs::write(project.join("src/flags.cpp"), "#ifndef __PLATFORMIO_BUILD_DEBUG__\nint release_only = 1;\n#endif\n").unwrap();
+    let mut firmwares = Vec::new();
+    for env in ["mega_release", "mega_debug", "uno_debug"] {
+        let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
+        let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, env, &tmp.path().join("out"));
+        assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
+        assert_eq!((flash, ram), (want_flash, want_ram), "env {env}: sizes");
+        firmwares.push(hex);
+    }
+    assert_ne!(firmwares[0], firmwares[1], "-Og must change the firmware");
 }

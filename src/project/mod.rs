@@ -43,6 +43,10 @@ const COMPILE_FLAGS: [(&str, &str); 3] = [
     ("compiler.cpp.flags", "-c -Os -Wall -std=gnu++11 -fpermissive -fno-exceptions -ffunction-sections -fdata-sections -fno-threadsafe-statics -MMD -flto"),
     ("compiler.S.flags", "-c -x assembler-with-cpp -MMD"),
 ];
+/// `build_type = debug`: PlatformIO's default `debug_build_flags` take the place of `-Os`
+/// in every compile and the link (assembly gets the `-g` ones), plus its define.
+const DEBUG_FLAGS: &str = "-Og -g2 -ggdb2";
+const DEBUG_DEFINE: &str = "-D__PLATFORMIO_BUILD_DEBUG__";
 /// A build property telling the pipeline to archive the core in PlatformIO's order (by
 /// file name) rather than arduino-builder's (one language at a time); it is part of the
 /// properties, so it also keys the framework build.
@@ -134,6 +138,16 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
             compile.push(flag.to_string());
         }
     }
+    let debug = match get("build_type")?.as_deref().map(str::trim) {
+        None | Some("release" | "test") => false,
+        Some("debug") => true,
+        Some(other) => {
+            return Err(Error::usage(format!("{ini}: [env:{env}] build_type = `{other}`; use release or debug")));
+        }
+    };
+    if debug {
+        compile.push(DEBUG_DEFINE.to_string());
+    }
     let mut includes = vec![format!("-I{}", src_dir.display())];
     if include_dir.is_dir() {
         includes.push(format!("-I{}", include_dir.display()));
@@ -157,7 +171,8 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     if !link.is_empty() {
         props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
     }
-    props.push(("recipe.c.combine.pattern".to_string(), LINK_RECIPE.to_string()));
+    let link_recipe = if debug { LINK_RECIPE.replace(" -Os ", &format!(" {DEBUG_FLAGS} ")) } else { LINK_RECIPE.to_string() };
+    props.push(("recipe.c.combine.pattern".to_string(), link_recipe));
     // Members matched by full path (`P`), so every object stays, as with PlatformIO's one
     // `ar rc` of all of them: fbuild archives one object at a time, and plain `r` would let
     // a library's second `Servo.cpp.o` (one per architecture folder) replace its first.
@@ -169,6 +184,11 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     std::fs::write(&variant_archive, EMPTY_ARCHIVE).at(&variant_archive)?;
     props.push((VARIANT_ARCHIVE_PROPERTY.to_string(), variant_archive.display().to_string()));
     for (key, value) in COMPILE_FLAGS {
+        let value = match (debug, key) {
+            (false, _) => value.to_string(),
+            (true, "compiler.S.flags") => value.replace("-x ", &"-g -x ").replace(" -MMD", &format!(" {DEBUG_FLAGS} -MMD")),
+            (true, _) => value.replace(" -Os ", " ").replace(" -MMD", &format!(" {DEBUG_FLAGS} -MMD")),
+        };
         let kept: Vec<&str> = value.split(' ').filter(|f| !unflags.iter().any(|u| u == f)).collect();
         props.push((key.to_string(), kept.join(" ")));
     }
