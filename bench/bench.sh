@@ -14,16 +14,20 @@
 #   --fbuild BIN              time this fbuild binary instead of building one
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
 #   bench/bench.sh --third-party  the 86 examples of ../shared/libraries on uno only
+#   bench/bench.sh --platformio   the 100 examples as PlatformIO projects for uno: fbuild
+#                             build PROJECT one after the other vs pio run on each (the
+#                             offline PlatformIO of ../shared/platformio), cold and warm
 # Every cold case starts from an empty cache and output folder.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-memory="" samd="" third_party="" corpus="$repo/corpus/examples" F=""
+memory="" samd="" third_party="" platformio="" corpus="$repo/corpus/examples" F=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) memory=1 ;;
     --samd) samd=1 ;;
     --third-party) third_party=1 ;;
+    --platformio) platformio=1 ;;
     --corpus) corpus="$(cd "$2" && pwd)"; shift ;;
     --fbuild) F="$2"; shift ;;
     *) echo "bench: unknown argument $1 (see the comment at the top of bench/bench.sh)" >&2; exit 2 ;;
@@ -145,6 +149,51 @@ if [ -n "$samd" ]; then
     printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
   done
   python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(f\"\nsamd_warm_ok\t{t['ok']}/{t['sketches']}\nsamd_warm_tool_processes\t{t['tool_processes']}\")" "$work/so/results.json"
+  exit 0
+fi
+
+# --platformio: every example of corpus/ as a PlatformIO project (src/NAME.ino) for uno.
+# PlatformIO has no batch mode, so each side builds the projects one after the other:
+# fbuild with one cache for all, pio run each in its own folder (its .pio kept for warm).
+# Checks that both built the same projects and count identical firmware; then exit.
+if [ -n "$platformio" ]; then
+  pio_dir="${XDG_CACHE_HOME:-$HOME/.cache}/fbuild-platformio"
+  kit="$repo/../shared/platformio"; [ -d "$kit" ] || kit=/work/shared/platformio  # as tests/common finds shared/
+  bash "$kit/setup.sh" "$pio_dir" >/dev/null
+  mapfile -t all < <(find "$repo/corpus/" -name '*.ino' -printf '%h\n' | sort -u | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }')
+  mkdir -p "$work/pp"
+  for s in "${all[@]}"; do
+    p="$work/pp/$(basename "$s")"; mkdir -p "$p/src"; cp -r "$s/." "$p/src/"
+    printf '[platformio]\nextra_configs = %s/offline.ini\n[env:uno]\nboard = uno\nframework = arduino\n' "$pio_dir" > "$p/platformio.ini"
+  done
+  pp_fbuild() { for p in "$work/pp"/*/; do FBUILD_CACHE_DIR="$work/pc" "$F" build "$p" -q --out "$p/fb" >"$p/fb.log" 2>&1 || true; done; }
+  pp_fbuild_cold() { fresh pc >/dev/null; rm -rf "$work"/pp/*/fb; pp_fbuild; }
+  pp_pio() { for p in "$work/pp"/*/; do (cd "$p" && PLATFORMIO_CORE_DIR="$pio_dir/core" "$pio_dir/venv/bin/pio" run -s >"$p/pio.log" 2>&1) || true; done; }
+  pp_pio_cold() { rm -rf "$work"/pp/*/.pio; pp_pio; }
+  run p_fbuild_build_each_cold pp_fbuild_cold
+  run p_fbuild_build_each_warm_nothing_changed pp_fbuild
+  run p_pio_run_each_cold pp_pio_cold
+  run p_pio_run_each_warm pp_pio
+  base=${wall[p_fbuild_build_each_cold]}
+  printf 'case\twall_s\tratio_to_fbuild_cold\n'
+  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
+    printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
+  done
+  n=0 fb_ok=0 pio_ok=0 same=0 mismatch=0
+  for p in "$work/pp"/*/; do
+    n=$((n + 1))
+    hex=$(find "$p/fb" -name '*.ino.hex' ! -name '*with_bootloader*' 2>/dev/null | head -1)
+    ref="$p/.pio/build/uno/firmware.hex"
+    [ -n "$hex" ] && fb_ok=$((fb_ok + 1))
+    [ -f "$ref" ] && pio_ok=$((pio_ok + 1))
+    if [ -n "$hex" ] && [ -f "$ref" ]; then
+      if cmp -s "$hex" "$ref"; then same=$((same + 1)); else mismatch=$((mismatch + 1)); fi
+    elif [ -n "$hex" ] || [ -f "$ref" ]; then mismatch=$((mismatch + 1)); fi
+  done
+  printf '\nplatformio_projects\t%s\nfbuild_built\t%s\npio_built\t%s\nidentical_firmware\t%s\ndiffering_or_one_sided\t%s\n' "$n" "$fb_ok" "$pio_ok" "$same" "$mismatch"
+  printf 'pio_cold_over_fbuild_cold\t%.1f\nfbuild_warm_per_project_s\t%.3f\n' \
+    "$(echo "${wall[p_pio_run_each_cold]} / $base" | bc -l)" "$(echo "${wall[p_fbuild_build_each_warm_nothing_changed]} / $n" | bc -l)"
+  [ "$mismatch" -eq 0 ] && [ "$fb_ok" -gt 0 ] || { echo "bench: fbuild and pio run disagree on $mismatch project(s)" >&2; exit 1; }
   exit 0
 fi
 

@@ -34,6 +34,10 @@ pub enum Command {
         /// `default_envs`, else every env. Its `board` replaces --board.
         #[arg(long = "environment", short = 'e', value_name = "ENV")]
         environment: Vec<String>,
+        /// PlatformIO project only: what fbuild cannot honour (`extra_scripts`) is an error
+        /// (exit 2) instead of a warning.
+        #[arg(long)]
+        strict: bool,
         /// The sketch folder, the path of its main .ino file, or a folder holding platformio.ini.
         sketch: PathBuf,
     },
@@ -289,13 +293,16 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
 }
 
 /// `fbuild build PROJECT`: each env is an ordinary one-sketch build in OUT/ENV.
-fn build_project(common: &CommonArgs, project: &Path, envs: &[String]) -> Result<i32> {
+fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: bool) -> Result<i32> {
     let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
     let builds = crate::project::prepare(project, envs, &out)?;
+    if let Some(w) = builds.iter().flat_map(|b| &b.warnings).next().filter(|_| strict) {
+        return Err(Error::usage(format!("{w} (--strict); remove it from the env or build without --strict")));
+    }
     let mut code = exit::OK;
     for b in builds {
         for w in &b.warnings {
-            errln!("warning: {w}");
+            errln!("warning: {w}; ignored");
         }
         let mut req = request(common, vec![b.sketch.clone()], 2.min(cores()), 1)?;
         req.board = b.fqbn.clone();
@@ -371,10 +378,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        Command::Build { common, environment, sketch } => {
+        Command::Build { common, environment, strict, sketch } => {
             one_board(&common)?;
             if crate::project::is_project(&sketch) {
-                return build_project(&common, &sketch, &environment);
+                return build_project(&common, &sketch, &environment, strict);
             }
             if !environment.is_empty() {
                 return Err(Error::usage(format!("-e/--environment needs a PlatformIO project; {} has no platformio.ini", sketch.display())));

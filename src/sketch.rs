@@ -8,6 +8,10 @@ use crate::error::{Error, Result};
 pub const SOURCE_EXTENSIONS: &[&str] = &["cpp", "c", "S", "cc", "cxx"];
 pub const HEADER_EXTENSIONS: &[&str] = &["h", "hpp", "hh", "hxx", "tpp", "ipp"];
 const INO_EXTENSIONS: &[&str] = &["ino", "pde"];
+/// A hidden file beside a main `.ino` that is really plain C++ (a PlatformIO project's
+/// first `src/*.cpp`, staged by project/): it compiles as it is, with no merge and no
+/// prototypes, so the link has no extra object PlatformIO's lacks.
+pub const PLAIN_CPP_MAIN_MARKER: &str = ".fbuild-plain-cpp-main";
 
 #[derive(Debug, Clone)]
 pub struct Sketch {
@@ -106,6 +110,9 @@ impl Sketch {
     /// The merged C++ of all `.ino` files with `#include <Arduino.h>`, `#line`
     /// directives and generated prototypes, as bytes (non-UTF-8 sources keep their bytes).
     pub fn merged_cpp(&self) -> Result<Vec<u8>> {
+        if self.dir.join(PLAIN_CPP_MAIN_MARKER).is_file() {
+            return std::fs::read(&self.main_ino).map_err(|e| Error::io(&self.main_ino, e));
+        }
         let mut parts: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         for ino in self.inos() {
             let bytes = std::fs::read(ino).map_err(|e| Error::io(ino, e))?;

@@ -38,10 +38,19 @@ fn write_project(dir: &Path, envs: &str) {
 /// `pio run -e ENV` on a copy of the project, remembered outside the clone under a key
 /// of the project's files and the PlatformIO kit: returns (firmware.hex bytes, flash, ram).
 fn pio_reference(project: &Path, env: &str) -> (Vec<u8>, u64, u64) {
+    pio_outcome(project, env, &[]).unwrap_or_else(|| panic!("pio run failed for {}", project.display()))
+}
+
+/// Like `pio_reference`, but a failing `pio run` is an outcome too (None). `inputs` are
+/// folders outside the project that shape the firmware (libraries), hashed into the key.
+fn pio_outcome(project: &Path, env: &str, inputs: &[&Path]) -> Option<(Vec<u8>, u64, u64)> {
     let mut h = blake3::Hasher::new();
     h.update(env.as_bytes());
     h.update(&std::fs::read(kit().join("setup.sh")).unwrap());
     hash_files(&mut h, project, project);
+    for input in inputs {
+        hash_files(&mut h, input, input);
+    }
     let name = project.file_name().unwrap().to_string_lossy().into_owned();
     let entry = reference_cache_root().join("platformio").join(format!("{name}-{env}-{}", &h.finalize().to_hex()[..16]));
     if !entry.join("sizes").is_file() {
@@ -56,22 +65,29 @@ fn pio_reference(project: &Path, env: &str) -> (Vec<u8>, u64, u64) {
             .output()
             .expect("run pio");
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        assert!(o.status.success(), "pio run failed for {}: {text}", project.display());
-        let used = |what: &str| -> u64 {
-            let line = text.lines().find(|l| l.starts_with(what)).unwrap_or_else(|| panic!("no {what} line in pio output: {text}"));
-            line.split("used ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap()
-        };
-        let sizes = format!("{} {}", used("Flash:"), used("RAM:"));
         let staging = entry.with_extension("tmp");
         std::fs::create_dir_all(&staging).unwrap();
-        std::fs::copy(copy.join(format!(".pio/build/{env}/firmware.hex")), staging.join("firmware.hex")).unwrap();
-        std::fs::write(staging.join("sizes"), sizes).unwrap();
+        if o.status.success() {
+            let used = |what: &str| -> u64 {
+                let line = text.lines().find(|l| l.starts_with(what)).unwrap_or_else(|| panic!("no {what} line in pio output: {text}"));
+                line.split("used ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap()
+            };
+            std::fs::copy(copy.join(format!(".pio/build/{env}/firmware.hex")), staging.join("firmware.hex")).unwrap();
+            std::fs::write(staging.join("sizes"), format!("{} {}", used("Flash:"), used("RAM:"))).unwrap();
+        } else {
+            let all = format!("{text}{}", String::from_utf8_lossy(&o.stderr));
+            assert!(all.contains("[FAILED]") || all.contains("Error 1"), "pio run did not build and did not fail a build either: {all}");
+            std::fs::write(staging.join("sizes"), "failed").unwrap();
+        }
         let _ = std::fs::remove_dir_all(&entry);
         std::fs::rename(&staging, &entry).unwrap();
     }
     let sizes = std::fs::read_to_string(entry.join("sizes")).unwrap();
+    if sizes == "failed" {
+        return None;
+    }
     let mut it = sizes.split(' ').map(|n| n.trim().parse::<u64>().unwrap());
-    (std::fs::read(entry.join("firmware.hex")).unwrap(), it.next().unwrap(), it.next().unwrap())
+    Some((std::fs::read(entry.join("firmware.hex")).unwrap(), it.next().unwrap(), it.next().unwrap()))
 }
 
 fn hash_files(h: &mut blake3::Hasher, root: &Path, dir: &Path) {
@@ -92,12 +108,21 @@ fn hash_files(h: &mut blake3::Hasher, root: &Path, dir: &Path) {
 
 /// `fbuild build PROJECT -e ENV`: (firmware.hex bytes, flash, ram) from its output line.
 fn fbuild_project(cache: &Path, project: &Path, env: &str, out: &Path) -> (Vec<u8>, u64, u64) {
+    fbuild_outcome(cache, project, env, out).unwrap_or_else(|e| panic!("fbuild build {} -e {env}: {e}", project.display()))
+}
+
+/// Like `fbuild_project`, but a failed build (exit 1, one `error:` line) is an outcome:
+/// Err with its output.
+fn fbuild_outcome(cache: &Path, project: &Path, env: &str, out: &Path) -> Result<(Vec<u8>, u64, u64), String> {
     let r = fbuild(cache, project, &["build", ".", "-e", env, "--out", out.to_str().unwrap()]);
+    if r.code == 1 && r.stderr.contains(&format!(":{env}: ")) {
+        return Err(format!("{}{}", r.stdout, r.stderr));
+    }
     assert_eq!(r.code, 0, "fbuild build {} -e {env}: {}{}", project.display(), r.stdout, r.stderr);
     let line = r.stdout.lines().find(|l| l.contains(&format!(":{env}: flash "))).unwrap_or_else(|| panic!("no result line: {}", r.stdout));
     let number_after = |word: &str| -> u64 { line.split(word).nth(1).unwrap().split(' ').next().unwrap().parse().unwrap() };
     let hex = PathBuf::from(line.rsplit("firmware ").next().unwrap().trim());
-    (std::fs::read(&hex).unwrap(), number_after("flash "), number_after("ram "))
+    Ok((std::fs::read(&hex).unwrap(), number_after("flash "), number_after("ram ")))
 }
 
 #[test]
@@ -119,7 +144,7 @@ fn builtin_examples_as_projects_match_pio_run() {
 }
 
 #[test]
-fn project_options_match_pio_run_on_three_boards() {
+fn project_options_match_pio_run_on_four_boards() {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("options");
     // [env] defaults, an `extends` chain, ${section.key} interpolation, multi-line
@@ -130,7 +155,8 @@ fn project_options_match_pio_run_on_three_boards() {
          [env]\nframework = arduino\nbuild_flags = ${common.flags}\n\n\
          [env:base]\nboard = uno\n\n[env:uno]\nextends = env:base\n\n\
          [env:nano]\nextends = env:base\nboard = nanoatmega328\nbuild_flags = ${common.flags} -DEXTRA_PIN=13\n\n\
-         [env:leo]\nextends = env:base\nboard = leonardo\n",
+         [env:leo]\nextends = env:base\nboard = leonardo\n\n\
+         [env:mega]\nextends = env:base\nboard = megaatmega2560\n",
     );
     std::fs::create_dir_all(project.join("include")).unwrap();
     std::fs::create_dir_all(project.join("src/parts")).unwrap();
@@ -148,8 +174,8 @@ fn project_options_match_pio_run_on_three_boards() {
     .unwrap();
     let cache = tmp.path().join("cache");
     let mut firmwares = Vec::new();
-    // Not yet megaatmega2560: its linker trampolines come out in another order (README).
-    for env in ["uno", "nano", "leo"] {
+    // The mega's firmware has linker trampolines, whose order the link's inputs decide.
+    for env in ["uno", "nano", "leo", "mega"] {
         let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
         let (hex, flash, ram) = fbuild_project(&cache, &project, env, &tmp.path().join("out"));
         assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
@@ -158,6 +184,7 @@ fn project_options_match_pio_run_on_three_boards() {
     }
     assert_ne!(firmwares[0], firmwares[1], "EXTRA_PIN from the nano env's build_flags must change its firmware");
     assert_ne!(firmwares[0], firmwares[2], "the leonardo's firmware must differ from the uno's");
+    assert_ne!(firmwares[0], firmwares[3], "the mega's firmware must differ from the uno's");
 }
 
 #[test]
@@ -210,12 +237,13 @@ fn private_libraries_in_lib_match_pio_run() {
 fn bad_projects_exit_2_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let cases: [(&str, &str, &[&str], &str); 5] = [
+    let cases: [(&str, &str, &[&str], &str); 6] = [
         ("malformed", "[env:uno]\nboard = uno\nthis line is not an option\n", &[], "platformio.ini:3: "),
         ("unknown-env", "[env:uno]\nplatform = atmelavr\nboard = uno\n", &["-e", "nano"], "unknown env `nano`"),
         ("circular", "[env:a]\nextends = env:b\n[env:b]\nextends = env:a\n", &[], "circular `extends`"),
         ("registry", "[env:uno]\nplatform = atmelavr\nboard = uno\nlib_deps = someone/NotInstalledAnywhere@^2.1\n", &[], "no network"),
         ("no-src", "[platformio]\nsrc_dir = missing\n[env:uno]\nplatform = atmelavr\nboard = uno\n", &[], "src_dir"),
+        ("build-type", "[env:uno]\nplatform = atmelavr\nboard = uno\nbuild_type = fastest\n", &[], "build_type = `fastest`; use release or debug"),
     ];
     for (name, ini, extra, expect) in cases {
         let project = tmp.path().join(name);
@@ -230,4 +258,199 @@ fn bad_projects_exit_2_with_one_line() {
         assert!(r.stderr.contains(expect), "{name}: expected `{expect}` in {}", r.stderr);
         assert!(!r.stderr.contains("panicked"), "{name}: {}", r.stderr);
     }
+}
+
+/// `lib` after the libraries it depends on (library.properties `depends`, library.json
+/// `dependencies`), found among `libs` by name, recursively: dependencies first.
+fn with_dependencies(libs: &Path, lib: &Path) -> Vec<PathBuf> {
+    let name_of = |dir: &Path| -> String {
+        let text = std::fs::read_to_string(dir.join("library.properties")).unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("name=")).unwrap_or_default().trim().to_string()
+    };
+    let text = std::fs::read_to_string(lib.join("library.properties")).unwrap_or_default();
+    let mut depends: Vec<String> =
+        text.lines().find_map(|l| l.strip_prefix("depends=")).unwrap_or_default().split(',').map(|d| d.trim().to_string()).collect();
+    let json: serde_json::Value = std::fs::read(lib.join("library.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    if let Some(map) = json.get("dependencies").and_then(|d| d.as_object()) {
+        depends.extend(map.keys().map(|k| k.rsplit('/').next().unwrap_or(k).to_string()));
+    }
+    let mut out = Vec::new();
+    for dep in depends.iter().map(String::as_str).filter(|d| !d.is_empty()) {
+        let dir = std::fs::read_dir(libs).unwrap().flatten().map(|e| e.path()).find(|p| name_of(p) == dep);
+        let dir = dir.unwrap_or_else(|| panic!("{}: depends on {dep}, not among {}", lib.display(), libs.display()));
+        for d in with_dependencies(libs, &dir) {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out.push(lib.to_path_buf());
+    out
+}
+
+/// The examples of ../shared/libraries as projects, against `pio run`: byte-identical
+/// firmware and sizes where it builds, a failure where it fails. A deterministic subset
+/// keeps CI's budget (each `pio run` takes seconds, cold): every library's first example
+/// (by name), twice. Libraries alternate (by name) between (uno with `lib_deps =
+/// symlink://` + megaatmega2560 with `lib_extra_dirs`) and the other two pairings, so each
+/// board meets each way of naming libraries.
+#[test]
+fn shared_library_examples_match_pio_run() {
+    let libs = shared_libraries();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&libs).unwrap().flatten().map(|e| e.path()).filter(|p| p.join("examples").is_dir()).collect();
+    names.sort();
+    assert!(names.len() >= 10, "expected the shared libraries at {}", libs.display());
+    let (mut built, mut failed) = (0, 0);
+    for (i, lib) in names.iter().enumerate() {
+        let mut examples: Vec<PathBuf> = std::fs::read_dir(lib.join("examples")).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        examples.sort();
+        let example = &examples[0];
+        // The library's `depends` too: pio would fetch them from its registry otherwise.
+        let chain = with_dependencies(&libs, lib);
+        let symlink = format!("lib_deps = {}", chain.iter().map(|l| format!("symlink://{}", l.display())).collect::<Vec<_>>().join(", "));
+        let extra = format!("lib_extra_dirs = {}", libs.display());
+        // A library.json dependency names an owner (`paulstoffregen/OneWire`), which pio
+        // fetches from its registry even beside a symlinked OneWire: lib_extra_dirs only.
+        let registry_deps = std::fs::read_to_string(lib.join("library.json")).is_ok_and(|t| t.contains("\"dependencies\""));
+        let cases = if registry_deps {
+            [("uno", &extra), ("megaatmega2560", &extra)]
+        } else if i % 2 == 0 {
+            [("uno", &symlink), ("megaatmega2560", &extra)]
+        } else {
+            [("uno", &extra), ("megaatmega2560", &symlink)]
+        };
+        for (board, libs_line) in cases {
+            let label = format!("{}/{} on {board} with {}", lib.file_name().unwrap().to_string_lossy(), example.file_name().unwrap().to_string_lossy(), libs_line.split(' ').next().unwrap());
+            let project = tmp.path().join(format!("{}-{board}", example.file_name().unwrap().to_string_lossy()));
+            write_project(&project, &format!("[env:b]\nboard = {board}\nframework = arduino\n{libs_line}\n"));
+            copy_dir(example, &project.join("src"));
+            let inputs: Vec<&Path> = if libs_line.starts_with("lib_deps") { chain.iter().map(PathBuf::as_path).collect() } else { vec![libs.as_path()] };
+            let want = pio_outcome(&project, "b", &inputs);
+            let got = fbuild_outcome(&cache, &project, "b", &tmp.path().join("out").join(project.file_name().unwrap()));
+            match (want, got) {
+                (Some((want_hex, want_flash, want_ram)), Ok((hex, flash, ram))) => {
+                    assert!(hex == want_hex, "{label}: fbuild's firmware differs from pio run's");
+                    assert_eq!((flash, ram), (want_flash, want_ram), "{label}: sizes");
+                    built += 1;
+                }
+                (None, Err(_)) => failed += 1,
+                (Some(_), Err(e)) => panic!("{label}: pio run builds it, fbuild fails: {e}"),
+                (None, Ok(_)) => panic!("{label}: pio run fails, fbuild builds it"),
+            }
+        }
+    }
+    // Both outcomes must occur, or the comparison proves less than it claims.
+    assert!(built >= 10 && failed >= 2, "built {built}, failed {failed}");
+}
+
+#[test]
+fn build_src_filter_matches_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("filtered");
+    // Both variants define variant(): only the filter keeps the link from failing, and
+    // broken/ does not compile at all.
+    write_project(
+        &project,
+        "[env]\nframework = arduino\nbuild_src_filter =\n  +<*>\n  -<broken/>\n  -<variant_b.cpp>\n\n[env:uno]\nboard = uno\n\n[env:mega]\nboard = megaatmega2560\n",
+    );
+    let files = [
+        ("src/main.cpp", "#include <Arduino.h>\nint variant();\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(variant()); delay(500); }\n"),
+        ("src/variant_a.cpp", "int variant() { return 11; }\n"),
+        ("src/variant_b.cpp", "int variant() { return 22; }\n"),
+        ("src/broken/broken.cpp", "#error build_src_filter did not leave out broken/\n"),
+        ("src/kept/helper.c", "int helper_c(void) { return 3; }\n"),
+    ];
+    for (rel, text) in files {
+        std::fs::create_dir_all(project.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(project.join(rel), text).unwrap();
+    }
+    for env in ["uno", "mega"] {
+        let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
+        let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, env, &tmp.path().join("out"));
+        assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
+        assert_eq!((flash, ram), (want_flash, want_ram), "env {env}: sizes");
+    }
+    // The same project with no filter: both variants are compiled, and the link fails.
+    let ini = std::fs::read_to_string(project.join("platformio.ini")).unwrap();
+    std::fs::write(project.join("platformio.ini"), ini.replace("  -<variant_b.cpp>\n", "")).unwrap();
+    std::fs::remove_dir_all(project.join("src/broken")).unwrap();
+    let r = fbuild(&tmp.path().join("cache"), &project, &["build", ".", "-e", "uno", "--out", tmp.path().join("out2").to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("variant"), "{}", r.stderr);
+}
+
+#[test]
+fn lib_ignore_matches_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("ignoring");
+    // Two private libraries offer Blinker.h; each env ignores one, so the other is used.
+    write_project(
+        &project,
+        "[env]\nframework = arduino\nboard = uno\n\n[env:fast]\nlib_ignore = SlowBlink\n\n[env:slow]\nlib_ignore = FastBlink\n",
+    );
+    let files = [
+        ("lib/FastBlink/Blinker.h", "#pragma once\nvoid blink();\n"),
+        ("lib/FastBlink/Blinker.cpp", "#include <Arduino.h>\n#include \"Blinker.h\"\nvoid blink() { digitalWrite(13, !digitalRead(13)); delay(50); }\n"),
+        ("lib/SlowBlink/Blinker.h", "#pragma once\nvoid blink();\n"),
+        ("lib/SlowBlink/Blinker.cpp", "#include <Arduino.h>\n#include \"Blinker.h\"\nvoid blink() { digitalWrite(13, HIGH); delay(900); digitalWrite(13, LOW); delay(900); }\n"),
+        ("src/main.cpp", "#include <Arduino.h>\n#include <Blinker.h>\nvoid setup() { pinMode(13, OUTPUT); }\nvoid loop() { blink(); }\n"),
+    ];
+    for (rel, text) in files {
+        std::fs::create_dir_all(project.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(project.join(rel), text).unwrap();
+    }
+    let mut firmwares = Vec::new();
+    for env in ["fast", "slow"] {
+        let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
+        let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, env, &tmp.path().join("out"));
+        assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
+        assert_eq!((flash, ram), (want_flash, want_ram), "env {env}: sizes");
+        firmwares.push(hex);
+    }
+    assert_ne!(firmwares[0], firmwares[1], "each env must link the library it did not ignore");
+}
+
+#[test]
+fn extra_scripts_warn_by_name_and_fail_with_strict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("scripted");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("src/main.cpp"), "#include <Arduino.h>\nvoid setup(){}\nvoid loop(){}\n").unwrap();
+    std::fs::write(project.join("platformio.ini"), "[env:uno]\nplatform = atmelavr\nframework = arduino\nboard = uno\nextra_scripts = pre:tools/stamp_version.py\n").unwrap();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let r = fbuild(&cache, &project, &["build", ".", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].contains("pre:tools/stamp_version.py") && warnings[0].contains("[env:uno]"), "{}", warnings[0]);
+
+    let r = fbuild(&cache, &project, &["build", ".", "--strict", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("pre:tools/stamp_version.py") && r.stderr.contains("--strict"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "nothing is built: {}", r.stdout);
+}
+
+#[test]
+fn build_type_debug_matches_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("debugging");
+    write_project(
+        &project,
+        "[env]\nframework = arduino\n\n[env:mega_release]\nboard = megaatmega2560\n\n[env:mega_debug]\nboard = megaatmega2560\nbuild_type = debug\n\n[env:uno_debug]\nboard = uno\nbuild_type = debug\n",
+    );
+    std::fs::copy(example("04.Communication/ASCIITable").join("ASCIITable.ino"), project.join("src/ASCIITable.ino")).unwrap();
+    std::fs::write(project.join("src/flags.cpp"), "#ifndef __PLATFORMIO_BUILD_DEBUG__\nint release_only = 1;\n#endif\n").unwrap();
+    let mut firmwares = Vec::new();
+    for env in ["mega_release", "mega_debug", "uno_debug"] {
+        let (want_hex, want_flash, want_ram) = pio_reference(&project, env);
+        let (hex, flash, ram) = fbuild_project(&tmp.path().join("cache"), &project, env, &tmp.path().join("out"));
+        assert!(hex == want_hex, "env {env}: fbuild's firmware differs from pio run's");
+        assert_eq!((flash, ram), (want_flash, want_ram), "env {env}: sizes");
+        firmwares.push(hex);
+    }
+    assert_ne!(firmwares[0], firmwares[1], "-Og must change the firmware");
 }

@@ -31,6 +31,12 @@ pub struct DiscoveryError {
     pub command: Vec<String>,
 }
 
+/// A build property: `dependencies-first` lists (and so links) each library after the
+/// libraries its own files include, as PlatformIO's library finder does (project/ sets
+/// it); otherwise libraries keep the order they were found in, the reference's.
+pub const LIBRARY_ORDER_PROPERTY: &str = "fbuild.library_order";
+pub const DEPENDENCIES_FIRST: &str = "dependencies-first";
+
 /// What discovery found for one sketch.
 #[derive(Debug, Clone, Default)]
 pub struct SketchDiscovery {
@@ -147,6 +153,14 @@ impl Discoverer<'_> {
                 }
             }
         }
+        if self.ctx.props.get_or_empty(LIBRARY_ORDER_PROPERTY) == DEPENDENCIES_FIRST {
+            let uses = |l: usize| -> Vec<usize> {
+                let dirs = reads.get(&l).map(|r| &r.dirs);
+                let found_order = found.libraries.iter().copied();
+                found_order.filter(|&m| m != l && dirs.is_some_and(|d| d.contains(&self.index.libraries[m].src_dir))).collect()
+            };
+            found.libraries = dependencies_first(&found.libraries, uses);
+        }
         for &l in &found.libraries {
             let r = reads.remove(&l).unwrap_or_default();
             let dirs = self.unit_include_dirs(l, &found.include_dirs, &r);
@@ -209,6 +223,25 @@ impl Discoverer<'_> {
 }
 
 /// The include folder a header was found in: the longest one containing it.
+/// `order` rearranged so each item follows the items `uses` names for it (depth first,
+/// in `order`'s order; a cycle is broken where it is met).
+fn dependencies_first(order: &[usize], uses: impl Fn(usize) -> Vec<usize>) -> Vec<usize> {
+    fn visit(l: usize, uses: &dyn Fn(usize) -> Vec<usize>, seen: &mut HashSet<usize>, out: &mut Vec<usize>) {
+        if !seen.insert(l) {
+            return;
+        }
+        for m in uses(l) {
+            visit(m, uses, seen, out);
+        }
+        out.push(l);
+    }
+    let (mut seen, mut out) = (HashSet::new(), Vec::new());
+    for &l in order {
+        visit(l, &uses, &mut seen, &mut out);
+    }
+    out
+}
+
 fn supplier(includes: &[PathBuf], header: &Path) -> Option<PathBuf> {
     includes.iter().filter(|d| header.starts_with(d)).max_by_key(|d| d.as_os_str().len()).cloned()
 }
@@ -216,6 +249,21 @@ fn supplier(includes: &[PathBuf], header: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependencies_come_first_in_found_order() {
+        // 0 uses 1 and 2; 3 uses 0; 4 and 5 use each other.
+        let uses = |l: usize| match l {
+            0 => vec![1, 2],
+            3 => vec![0],
+            4 => vec![5],
+            5 => vec![4],
+            _ => vec![],
+        };
+        assert_eq!(dependencies_first(&[0, 1, 2], uses), vec![1, 2, 0]);
+        assert_eq!(dependencies_first(&[3, 2, 0, 1], uses), vec![1, 2, 0, 3]);
+        assert_eq!(dependencies_first(&[4, 5], uses), vec![5, 4]);
+    }
 
     #[test]
     fn supplier_is_the_deepest_folder() {

@@ -7,8 +7,11 @@
 //! `include/`, the env's `build_flags`).
 
 pub mod boards;
+pub mod libraries;
 pub mod platformio;
+pub mod src_filter;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -19,9 +22,18 @@ pub const PLATFORMIO_VERSION_DEFINE: &str = "-DPLATFORMIO=60200";
 /// The `ARDUINO` version PlatformIO's arduino builder defines.
 pub const ARDUINO_VERSION: &str = "10808";
 pub const INI: &str = "platformio.ini";
-/// PlatformIO's link: the C++ driver, its flags, and the archives with `-lm` inside one
-/// `--start-group`, which places libc/libgcc helpers differently from Arduino's recipe.
-const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" {object_files} \"-L{build.path}\" -Wl,--start-group \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
+/// PlatformIO's link: the C++ driver, its flags, and the objects, libraries' archives,
+/// core and `-lm` inside one `--start-group`, which places libc/libgcc helpers
+/// differently from Arduino's recipe and lets an archived library use a later one.
+/// The variant's archive comes first: empty for every board of the Arduino AVR core, but
+/// one more input to the linker, and without it the ATmega2560's trampolines come out in
+/// another order (measured: dropping it from `pio run`'s own link changes the firmware).
+const LINK_RECIPE: &str = "\"{compiler.path}{compiler.cpp.cmd}\" -mmcu={build.mcu} -Os -Wl,--gc-sections -flto -fuse-linker-plugin {compiler.c.elf.extra_flags} -o \"{build.path}/{build.project_name}.elf\" \"-L{build.path}\" -Wl,--start-group {object_files} \"{fbuild.pio.variant_archive}\" \"{build.path}/{archive_file}\" -lm -Wl,--end-group";
+/// The property naming that archive; `prepare` writes it into the env's output folder.
+const VARIANT_ARCHIVE_PROPERTY: &str = "fbuild.pio.variant_archive";
+/// What `ar rc` writes for an archive with no members (the Arduino AVR core's variants
+/// have headers only, so PlatformIO's `libFrameworkArduinoVariant.a` is always this).
+const EMPTY_ARCHIVE: &[u8] = b"!<arch>\n";
 /// PlatformIO's compile flags in place of the recipe's: above all no `-g`, whose extra
 /// sections in LTO objects shift section ids and so the order of the linker's
 /// trampolines on the ATmega2560; and no `-flto` for assembly. (`-MMD` stays: fbuild reads
@@ -31,6 +43,10 @@ const COMPILE_FLAGS: [(&str, &str); 3] = [
     ("compiler.cpp.flags", "-c -Os -Wall -std=gnu++11 -fpermissive -fno-exceptions -ffunction-sections -fdata-sections -fno-threadsafe-statics -MMD -flto"),
     ("compiler.S.flags", "-c -x assembler-with-cpp -MMD"),
 ];
+/// `build_type = debug`: PlatformIO's default `debug_build_flags` take the place of `-Os`
+/// in every compile and the link (assembly gets the `-g` ones), plus its define.
+const DEBUG_FLAGS: &str = "-Og -g2 -ggdb2";
+const DEBUG_DEFINE: &str = "-D__PLATFORMIO_BUILD_DEBUG__";
 /// A build property telling the pipeline to archive the core in PlatformIO's order (by
 /// file name) rather than arduino-builder's (one language at a time); it is part of the
 /// properties, so it also keys the framework build.
@@ -106,7 +122,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
 
     let mut warnings = Vec::new();
     for script in config.list(&format!("env:{env}"), "extra_scripts")? {
-        warnings.push(format!("[env:{env}] extra_scripts {script} cannot run without PlatformIO; ignored"));
+        warnings.push(format!("{ini}: [env:{env}] extra_scripts {script} cannot run without PlatformIO"));
     }
 
     // PlatformIO's flags on top of the core's recipes: its defines, then -I src and include/,
@@ -121,6 +137,16 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
         } else {
             compile.push(flag.to_string());
         }
+    }
+    let debug = match get("build_type")?.as_deref().map(str::trim) {
+        None | Some("release" | "test") => false,
+        Some("debug") => true,
+        Some(other) => {
+            return Err(Error::usage(format!("{ini}: [env:{env}] build_type = `{other}`; use release or debug")));
+        }
+    };
+    if debug {
+        compile.push(DEBUG_DEFINE.to_string());
     }
     let mut includes = vec![format!("-I{}", src_dir.display())];
     if include_dir.is_dir() {
@@ -145,8 +171,24 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     if !link.is_empty() {
         props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
     }
-    props.push(("recipe.c.combine.pattern".to_string(), LINK_RECIPE.to_string()));
+    let link_recipe = if debug { LINK_RECIPE.replace(" -Os ", &format!(" {DEBUG_FLAGS} ")) } else { LINK_RECIPE.to_string() };
+    props.push(("recipe.c.combine.pattern".to_string(), link_recipe));
+    // Members matched by full path (`P`), so every object stays, as with PlatformIO's one
+    // `ar rc` of all of them: fbuild archives one object at a time, and plain `r` would let
+    // a library's second `Servo.cpp.o` (one per architecture folder) replace its first.
+    props.push(("compiler.ar.flags".to_string(), "rcsP".to_string()));
+    // Libraries link after the ones they use, as PlatformIO builds its dependency tree.
+    props.push((crate::discover::LIBRARY_ORDER_PROPERTY.to_string(), crate::discover::DEPENDENCIES_FIRST.to_string()));
+    let variant_archive = out.join("libFrameworkArduinoVariant.a");
+    std::fs::create_dir_all(out).at(out)?;
+    std::fs::write(&variant_archive, EMPTY_ARCHIVE).at(&variant_archive)?;
+    props.push((VARIANT_ARCHIVE_PROPERTY.to_string(), variant_archive.display().to_string()));
     for (key, value) in COMPILE_FLAGS {
+        let value = match (debug, key) {
+            (false, _) => value.to_string(),
+            (true, "compiler.S.flags") => value.replace("-x ", &"-g -x ").replace(" -MMD", &format!(" {DEBUG_FLAGS} -MMD")),
+            (true, _) => value.replace(" -Os ", " ").replace(" -MMD", &format!(" {DEBUG_FLAGS} -MMD")),
+        };
         let kept: Vec<&str> = value.split(' ').filter(|f| !unflags.iter().any(|u| u == f)).collect();
         props.push((key.to_string(), kept.join(" ")));
     }
@@ -167,8 +209,20 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     for dep in config.list(&format!("env:{env}"), "lib_deps")? {
         library.extend(resolve_lib_dep(&ini, env, &dep, project, &libraries)?);
     }
+    // PlatformIO's storages in its order, the framework's libraries last, staged as one folder.
+    libraries.extend(framework_libraries());
+    let archive = !matches!(get("lib_archive")?.as_deref().map(str::trim), Some("no" | "false" | "0" | "off"));
+    let ignore = config.list(&format!("env:{env}"), "lib_ignore")?;
+    let libraries = vec![libraries::stage(&library, &libraries, archive, &ignore, &out.join("libraries"))?];
+    let library = Vec::new();
 
-    let sketch = stage_sources(&src_dir, &out.join("src-sketch"))?;
+    let filter_text = match get("build_src_filter")? {
+        Some(f) => f,
+        None => get("src_filter")?.unwrap_or_else(|| src_filter::DEFAULT.to_string()),
+    };
+    let filter_text = filter_text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let selected = src_filter::select(&src_dir, &filter_text, &format!("{ini}: [env:{env}] build_src_filter"))?;
+    let sketch = stage_sources(&src_dir, &out.join("src-sketch"), &selected)?;
     Ok(EnvBuild {
         env: env.to_string(),
         label: format!("{name}:{env}"),
@@ -179,6 +233,13 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
         libraries,
         warnings,
     })
+}
+
+/// The installed Arduino AVR core's own libraries (SPI, Wire, ...), PlatformIO's
+/// framework library storage.
+fn framework_libraries() -> Option<PathBuf> {
+    let platforms = crate::platform::discover(&[]).ok()?;
+    platforms.iter().find(|p| p.vendor == "arduino" && p.arch == "avr").map(|p| p.path.join("libraries")).filter(|p| p.is_dir())
 }
 
 /// A `lib_deps` item: a path (`symlink://`, `file://`, or plain) is one library; a bare
@@ -224,15 +285,21 @@ fn resolve_lib_dep(ini: &str, env: &str, dep: &str, project: &Path, libraries: &
 
 /// Copy `src_dir` into a sketch folder the pipeline can load: the first `.ino` (sorted)
 /// names the folder; sub-folders go under the sketch's `src/` (compiled recursively, as
-/// PlatformIO compiles `src/`). Without an `.ino`, an empty main `src.ino` stands in.
-fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(src_dir).at(src_dir)?.flatten().map(|e| e.path()).collect();
+/// PlatformIO compiles `src/`). Without an `.ino`, the first top-level `.cpp` stands as the
+/// main file, marked to compile as it is (an extra object, even an empty one, moves the
+/// ATmega2560's linker trampolines); with no such file, an empty main `src.ino` stands in.
+fn stage_sources(src_dir: &Path, stage: &Path, selected: &BTreeSet<PathBuf>) -> Result<PathBuf> {
+    // Headers always (they are found, not compiled); sources only when the filter selects them.
+    let wanted = |p: &Path| {
+        let rel = p.strip_prefix(src_dir).unwrap_or(p);
+        let compiled = crate::sketch::is_ino(p) || p.extension().is_some_and(|e| crate::sketch::SOURCE_EXTENSIONS.iter().any(|x| e == *x));
+        !compiled || selected.contains(rel)
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(src_dir).at(src_dir)?.flatten().map(|e| e.path()).filter(|p| p.is_dir() || wanted(p)).collect();
     entries.sort();
-    let main = entries
-        .iter()
-        .find(|p| p.is_file() && crate::sketch::is_ino(p))
-        .and_then(|p| p.file_stem())
-        .map(|s| s.to_string_lossy().into_owned());
+    let main_ino = entries.iter().find(|p| p.is_file() && crate::sketch::is_ino(p));
+    let main_cpp = entries.iter().find(|p| p.is_file() && p.extension().is_some_and(|e| e == "cpp"));
+    let main = main_ino.or(main_cpp).and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned());
     if stage.exists() {
         std::fs::remove_dir_all(stage).at(stage)?;
     }
@@ -245,7 +312,10 @@ fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
     for p in &entries {
         let file_name = p.file_name().unwrap_or_default();
         if p.is_dir() {
-            copy_tree(p, &dir.join("src").join(file_name))?;
+            copy_tree(p, &dir.join("src").join(file_name), &wanted)?;
+        } else if main_ino.is_none() && Some(p) == main_cpp {
+            std::fs::copy(p, dir.join(format!("{name}.ino"))).at(p)?;
+            std::fs::write(dir.join(crate::sketch::PLAIN_CPP_MAIN_MARKER), b"").at(&dir)?;
         } else {
             std::fs::copy(p, dir.join(file_name)).at(p)?;
         }
@@ -253,13 +323,13 @@ fn stage_sources(src_dir: &Path, stage: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+fn copy_tree(from: &Path, to: &Path, wanted: &dyn Fn(&Path) -> bool) -> Result<()> {
     std::fs::create_dir_all(to).at(to)?;
     for entry in std::fs::read_dir(from).at(from)?.flatten() {
         let p = entry.path();
         if p.is_dir() {
-            copy_tree(&p, &to.join(entry.file_name()))?;
-        } else {
+            copy_tree(&p, &to.join(entry.file_name()), wanted)?;
+        } else if wanted(&p) {
             std::fs::copy(&p, to.join(entry.file_name())).at(&p)?;
         }
     }
@@ -301,6 +371,20 @@ mod tests {
         assert!(!prop("compiler.cpp.flags").contains("-std=gnu++11") && prop("compiler.cpp.flags").contains("-fpermissive"));
         let cpp = prop("compiler.cpp.extra_flags");
         assert!(cpp.contains("-std=gnu++14") && cpp.contains("-DKEEP") && !cpp.contains("-DDROP"), "{cpp}");
+    }
+
+    #[test]
+    fn without_an_ino_the_first_cpp_is_the_main_file_as_it_is() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(INI), "[env:u]\nplatform = atmelavr\nboard = uno\n").unwrap();
+        std::fs::create_dir_all(d.path().join("src")).unwrap();
+        let main = "#include <Arduino.h>\nvoid helper() {}\nvoid setup() { helper(); }\nvoid loop() {}\n";
+        std::fs::write(d.path().join("src/main.cpp"), main).unwrap();
+        std::fs::write(d.path().join("src/other.cpp"), "int other;\n").unwrap();
+        let e = &prepare(d.path(), &[], &d.path().join("o")).unwrap()[0];
+        assert!(e.sketch.ends_with("main") && e.sketch.join("other.cpp").is_file() && !e.sketch.join("main.cpp").exists());
+        let sketch = crate::sketch::Sketch::load(&e.sketch).unwrap();
+        assert_eq!(sketch.merged_cpp().unwrap(), main.as_bytes(), "compiled as it is: no #line, no prototypes");
     }
 
     #[test]
