@@ -59,6 +59,15 @@ run() {
   status[$name]=$rc
 }
 
+# ratio_table BASE HEADER: every timed case, its wall time and its ratio to case BASE.
+ratio_table() {
+  local base=${wall[$1]}
+  printf 'case\twall_s\t%s\n' "$2"
+  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
+    printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
+  done
+}
+
 # ok_of RESULTS: sketches built, from a compile-many results.json (-1 when missing).
 ok_of() {
   python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['ok'])" "$1" 2>/dev/null || echo -1
@@ -143,11 +152,7 @@ if [ -n "$samd" ]; then
   run s_samd_compile_many_cold samd_cold
   run s_samd_arduino_builder_one_at_a_time samd_ab_one
   run s_samd_compile_many_warm_nothing_changed samd_warm
-  base=${wall[s_samd_compile_many_cold]}
-  printf 'case\twall_s\tratio_to_compile_many_cold\n'
-  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
-    printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
-  done
+  ratio_table s_samd_compile_many_cold ratio_to_compile_many_cold
   python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(f\"\nsamd_warm_ok\t{t['ok']}/{t['sketches']}\nsamd_warm_tool_processes\t{t['tool_processes']}\")" "$work/so/results.json"
   exit 0
 fi
@@ -174,11 +179,7 @@ if [ -n "$platformio" ]; then
   run p_fbuild_build_each_warm_nothing_changed pp_fbuild
   run p_pio_run_each_cold pp_pio_cold
   run p_pio_run_each_warm pp_pio
-  base=${wall[p_fbuild_build_each_cold]}
-  printf 'case\twall_s\tratio_to_fbuild_cold\n'
-  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
-    printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
-  done
+  ratio_table p_fbuild_build_each_cold ratio_to_fbuild_cold
   n=0 fb_ok=0 pio_ok=0 same=0 mismatch=0
   for p in "$work/pp"/*/; do
     n=$((n + 1))
@@ -192,7 +193,7 @@ if [ -n "$platformio" ]; then
   done
   printf '\nplatformio_projects\t%s\nfbuild_built\t%s\npio_built\t%s\nidentical_firmware\t%s\ndiffering_or_one_sided\t%s\n' "$n" "$fb_ok" "$pio_ok" "$same" "$mismatch"
   printf 'pio_cold_over_fbuild_cold\t%.1f\nfbuild_warm_per_project_s\t%.3f\n' \
-    "$(echo "${wall[p_pio_run_each_cold]} / $base" | bc -l)" "$(echo "${wall[p_fbuild_build_each_warm_nothing_changed]} / $n" | bc -l)"
+    "$(echo "${wall[p_pio_run_each_cold]} / ${wall[p_fbuild_build_each_cold]}" | bc -l)" "$(echo "${wall[p_fbuild_build_each_warm_nothing_changed]} / $n" | bc -l)"
   [ "$mismatch" -eq 0 ] && [ "$fb_ok" -gt 0 ] || { echo "bench: fbuild and pio run disagree on $mismatch project(s)" >&2; exit 1; }
   exit 0
 fi
@@ -236,11 +237,7 @@ if [ -n "$third_party" ]; then
   for k in t_third_party_cold t_third_party_warm_nothing_changed t_third_party_warm_fresh_out; do
     if [ "${status[$k]}" -gt 1 ]; then echo "bench: case $k is broken (exit ${status[$k]})" >&2; tail -5 "$work/$k.log" >&2; exit 1; fi
   done
-  base=${wall[t_third_party_cold]}
-  printf 'case\twall_s\tratio_to_compile_many_cold\n'
-  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
-    printf '%s\t%.3f\t%.2f\n' "$k" "${wall[$k]}" "$(echo "${wall[$k]} / $base" | bc -l)"
-  done
+  ratio_table t_third_party_cold ratio_to_compile_many_cold
   python3 - "$work/t_cold_phases.tsv" "$work/to/results.json" "$work/tw/results.json" <<'PY'
 import json, sys
 phases = {l.split("\t")[0]: float(l.split("\t")[1]) for l in open(sys.argv[1]).read().splitlines()[1:]}
