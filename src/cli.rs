@@ -467,7 +467,12 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(p) = &report_md {
                 report::check_writable(p)?;
             }
-            let mut expanded = crate::sketch::expand_arguments(&args)?;
+            // PlatformIO project folders build their envs beside the sketches.
+            let (projects, args): (Vec<PathBuf>, Vec<PathBuf>) = args.into_iter().partition(|a| crate::project::is_project(a));
+            if !projects.is_empty() && shard.is_some() {
+                return Err(Error::usage("--shard splits sketches, not PlatformIO projects; give a shard's runner the projects without --shard"));
+            }
+            let mut expanded = if args.is_empty() { Vec::new() } else { crate::sketch::expand_arguments(&args)? };
             if let Some(shard) = shard {
                 let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
                 let weights = shard_weights.as_deref().map(|p| crate::shard::read_weights(p, &cwd)).transpose()?;
@@ -486,7 +491,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             let matrix = common.board.len() > 1;
             // Each firmware boots as a step after its link, in the same graph.
             let req = Request { smoke_run: smoke_run.map(|duration| emulator::RunSpec { duration, expects: expect, input: None }), ..req };
-            let mut report = if matrix { crate::matrix::run(&req, &common.board)? } else { pipeline::run(&req)? };
+            let mut report = if !projects.is_empty() {
+                crate::project::many::run(&req, &common.board, req.sketches.clone(), &projects)?
+            } else if matrix {
+                crate::matrix::run(&req, &common.board)?
+            } else {
+                pipeline::run(&req)?
+            };
             if common.only_compiledb {
                 outln!("{}", common.out.join(compiledb::FILE_NAME).display());
                 return Ok(exit::OK);

@@ -55,8 +55,14 @@ pub fn run(req: &Request, boards: &[String]) -> Result<Report> {
     );
     let reqs: Vec<Request> = boards.iter().map(|b| Request { board: b.clone(), out: board_out_dir(&req.out, b), ..req.clone() }).collect();
     let reports: Vec<(PathBuf, Report)> = reqs.iter().map(|r| r.out.clone()).zip(pipeline::run_boards(&reqs, &shared)?).collect();
-    join_compiledb(&req.out, reports.iter().map(|(dir, _)| dir.as_path()))?;
-    Ok(join(reports, &req.out, t_start.elapsed().as_secs_f64()))
+    join_all(reports, &req.out, t_start.elapsed().as_secs_f64())
+}
+
+/// One report and one OUT/compile_commands.json of several targets' (each built in
+/// its own folder): for a matrix, and for projects beside sketches (`project/many.rs`).
+pub(crate) fn join_all(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Result<Report> {
+    join_compiledb(out, reports.iter().map(|(dir, _)| dir.as_path()))?;
+    Ok(join(reports, out, seconds))
 }
 
 /// OUT/compile_commands.json: every board's database, one after the other. Written
@@ -177,11 +183,18 @@ fn join(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Report {
 /// flash, `FAILED`, `skipped`), then each failure with its board, then totals.
 pub fn summary(report: &Report, cwd: &Path) -> String {
     // Rows in the order sketches were first given; a sketch is its path.
+    // One column per FQBN: project envs of a board share the sketches' column.
+    let mut columns: Vec<&BoardRun> = Vec::new();
+    for b in &report.boards {
+        if !columns.iter().any(|c| c.fqbn == b.fqbn) {
+            columns.push(b);
+        }
+    }
     let mut rows: BTreeMap<PathBuf, (usize, Vec<String>)> = BTreeMap::new();
     for s in &report.sketches {
-        let col = report.boards.iter().position(|b| Some(&b.fqbn) == s.fqbn.as_ref()).unwrap_or(0);
+        let col = columns.iter().position(|b| Some(&b.fqbn) == s.fqbn.as_ref()).unwrap_or(0);
         let next = rows.len();
-        let row = rows.entry(s.path.clone()).or_insert_with(|| (next, vec!["-".to_string(); report.boards.len()]));
+        let row = rows.entry(s.path.clone()).or_insert_with(|| (next, vec!["-".to_string(); columns.len()]));
         row.1[col] = match s.status {
             Status::Ok => match (s.flash_used, s.flash_max.filter(|&m| m > 0)) {
                 (Some(u), Some(m)) => format!("ok {}%", u * 100 / m),
@@ -196,16 +209,16 @@ pub fn summary(report: &Report, cwd: &Path) -> String {
     let mut header = vec!["sketch"];
     // A column is headed by the board's id, or its FQBN when two columns share an id
     // (nano with two `cpu` options).
-    let shared_id = |b: &BoardRun| report.boards.iter().filter(|o| o.board == b.board).count() > 1;
-    header.extend(report.boards.iter().map(|b| if shared_id(b) { b.fqbn.as_str() } else { b.board.as_str() }));
+    let shared_id = |b: &BoardRun| columns.iter().filter(|o| o.board == b.board).count() > 1;
+    header.extend(columns.iter().map(|b| if shared_id(b) { b.fqbn.as_str() } else { b.board.as_str() }));
     let table_rows: Vec<Vec<String>> = ordered
         .into_iter()
-        .map(|(_, p, cells)| std::iter::once(display_path(&p, cwd)).chain(cells).collect())
+        .map(|(_, p, cells)| std::iter::once(row_label(report, &p, cwd)).chain(cells).collect())
         .collect();
     let mut s = table::render(&header, &table_rows, &[]);
 
     let mut failures = String::new();
-    for b in &report.boards {
+    for b in &columns {
         if let Some(core) = b.units.iter().find(|u| u.kind == "core" && u.status == Status::Failed) {
             failures.push_str(&format!(
                 "  the core of {} (no sketch could build for it)\n    {}\n    log: {}\n",
@@ -218,7 +231,7 @@ pub fn summary(report: &Report, cwd: &Path) -> String {
         for r in report.sketches.iter().filter(|r| r.status == Status::Failed && r.fqbn.as_ref() == Some(&b.fqbn)) {
             failures.push_str(&format!(
                 "  {} for {}\n    {}\n    log: {}\n",
-                display_path(&r.path, cwd),
+                row_label(report, &r.path, cwd),
                 b.board,
                 r.first_error.as_deref().unwrap_or("(no error text)"),
                 display_path(&r.log, cwd)
@@ -233,7 +246,7 @@ pub fn summary(report: &Report, cwd: &Path) -> String {
     let skipped = if t.skipped > 0 { format!(", {} skipped", t.skipped) } else { String::new() };
     s.push_str(&format!(
         "\n{} boards x {} sketches: {} ok, {} failed{skipped} | total {:.2}s | compiled {}, cached {}, links {}\n",
-        report.boards.len(),
+        columns.len(),
         table_rows.len(),
         t.ok,
         t.failed,
@@ -243,6 +256,14 @@ pub fn summary(report: &Report, cwd: &Path) -> String {
         t.links_run
     ));
     s
+}
+
+/// A row's first cell: a project env by its `project:env` name, a sketch by its path.
+fn row_label(report: &Report, path: &Path, cwd: &Path) -> String {
+    match report.sketches.iter().find(|s| s.path == path && crate::project::many::is_env_label(&s.name)) {
+        Some(s) => s.name.clone(),
+        None => display_path(path, cwd),
+    }
 }
 
 #[cfg(test)]

@@ -143,20 +143,18 @@ fn builtin_examples_as_projects_match_pio_run() {
     }
 }
 
-#[test]
-fn project_options_match_pio_run_on_four_boards() {
-    let tmp = tempfile::tempdir().unwrap();
-    let project = tmp.path().join("options");
-    // [env] defaults, an `extends` chain, ${section.key} interpolation, multi-line
-    // build_flags with -D and -U, include/ on the path, sources in a src/ subfolder.
+/// The options project: [env] defaults, an `extends` chain, ${section.key}
+/// interpolation, multi-line build_flags with -D and -U, include/ on the path, sources
+/// in a src/ subfolder; envs uno, nano, leo, mega, then `more_envs`.
+fn write_options_project(project: &Path, more_envs: &str) {
     write_project(
-        &project,
-        "[common]\nblink_ms = 250\nflags =\n  -DBLINK_MS=${common.blink_ms} ; inline comment\n  -DUNWANTED=1\n  -UUNWANTED\n\n\
+        project,
+        &(String::from("[common]\nblink_ms = 250\nflags =\n  -DBLINK_MS=${common.blink_ms} ; inline comment\n  -DUNWANTED=1\n  -UUNWANTED\n\n\
          [env]\nframework = arduino\nbuild_flags = ${common.flags}\n\n\
          [env:base]\nboard = uno\n\n[env:uno]\nextends = env:base\n\n\
          [env:nano]\nextends = env:base\nboard = nanoatmega328\nbuild_flags = ${common.flags} -DEXTRA_PIN=13\n\n\
          [env:leo]\nextends = env:base\nboard = leonardo\n\n\
-         [env:mega]\nextends = env:base\nboard = megaatmega2560\n",
+         [env:mega]\nextends = env:base\nboard = megaatmega2560\n") + more_envs),
     );
     std::fs::create_dir_all(project.join("include")).unwrap();
     std::fs::create_dir_all(project.join("src/parts")).unwrap();
@@ -172,6 +170,13 @@ fn project_options_match_pio_run_on_four_boards() {
         "#include <Arduino.h>\n#include \"config.h\"\n#include \"parts/blinker.h\"\nvoid setup() { pinMode(EXTRA_PIN, OUTPUT); Serial.begin(9600); }\nvoid loop() { blink_once(EXTRA_PIN); Serial.println(BLINK_MS); }\n",
     )
     .unwrap();
+}
+
+#[test]
+fn project_options_match_pio_run_on_four_boards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("options");
+    write_options_project(&project, "");
     let cache = tmp.path().join("cache");
     let mut firmwares = Vec::new();
     // The mega's firmware has linker trampolines, whose order the link's inputs decide.
@@ -185,6 +190,47 @@ fn project_options_match_pio_run_on_four_boards() {
     assert_ne!(firmwares[0], firmwares[1], "EXTRA_PIN from the nano env's build_flags must change its firmware");
     assert_ne!(firmwares[0], firmwares[2], "the leonardo's firmware must differ from the uno's");
     assert_ne!(firmwares[0], firmwares[3], "the mega's firmware must differ from the uno's");
+}
+
+/// `compile-many` takes project folders beside sketches: one result per env named
+/// `project:env`, each env's firmware byte-identical to `pio run`'s, and envs with the
+/// same board and build settings (here `uno` and `uno_monitor`, which differs only in
+/// monitor_speed) share one stage 1; a warm run starts no tool.
+#[test]
+fn compile_many_builds_project_envs_beside_sketches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("options");
+    write_options_project(&project, "");
+    // The references come from the project as the four-board test has it (one cache entry).
+    let want: Vec<(Vec<u8>, u64, u64)> = ["uno", "mega"].iter().map(|e| pio_reference(&project, e)).collect();
+    let ini = std::fs::read_to_string(project.join("platformio.ini")).unwrap();
+    let ini = ini.replacen("[platformio]\n", "[platformio]\ndefault_envs = uno, uno_monitor, mega\n", 1);
+    std::fs::write(project.join("platformio.ini"), format!("{ini}\n[env:uno_monitor]\nextends = env:uno\nmonitor_speed = 115200\n")).unwrap();
+    let cache = tmp.path().join("cache");
+    let blink = example("01.Basics/Blink");
+    let args = ["compile-many", "--out", "out", project.to_str().unwrap(), blink.to_str().unwrap()];
+    let r = fbuild(&cache, tmp.path(), &args);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("options:uno_monitor"), "the summary names envs as project:env: {}", r.stdout);
+    let results = read_json(&tmp.path().join("out/results.json"));
+    let sketches = results["sketches"].as_array().unwrap();
+    let by_name = |n: &str| sketches.iter().find(|s| s["name"] == n).unwrap_or_else(|| panic!("no result {n}: {results}"));
+    assert_eq!(sketches.len(), 4, "Blink and three envs");
+    assert_eq!(by_name("Blink")["status"], "ok");
+    for (env, (want_hex, want_flash, want_ram)) in [("uno", &want[0]), ("uno_monitor", &want[0]), ("mega", &want[1])] {
+        let s = by_name(&format!("options:{env}"));
+        assert_eq!(s["status"], "ok", "{env}");
+        let hex = std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap();
+        assert!(hex == *want_hex, "env {env}: compile-many's firmware differs from pio run's");
+        assert_eq!((s["flash_used"].as_u64().unwrap(), s["ram_used"].as_u64().unwrap()), (*want_flash, *want_ram), "env {env}: sizes");
+    }
+    // Stage 1 per target: the sketches' uno, the project's uno (both envs), its mega.
+    let boards = results["boards"].as_array().unwrap();
+    assert_eq!(boards.len(), 3, "uno and uno_monitor must share one stage 1: {boards:?}");
+    let warm = fbuild(&cache, tmp.path(), &args);
+    assert_eq!(warm.code, 0, "{}{}", warm.stdout, warm.stderr);
+    let warm = read_json(&tmp.path().join("out/results.json"));
+    assert_eq!(warm["totals"]["tool_processes"], 0, "a warm run over projects starts no tool");
 }
 
 #[test]

@@ -162,6 +162,11 @@ impl Shared {
         Shared { platforms: Some(platforms), sketches: Some(sketches), remember_merged: true, ..Default::default() }
     }
 
+    /// For targets that each load their own sketches: these platforms only.
+    pub fn for_platforms(platforms: Vec<platform::Platform>) -> Shared {
+        Shared { platforms: Some(platforms), ..Default::default() }
+    }
+
     fn merged_cpp(&self, sketch: &Sketch) -> Result<std::sync::Arc<Vec<u8>>> {
         if let Some(m) = self.merged.lock().unwrap().get(&sketch.dir) {
             return Ok(m.clone());
@@ -272,7 +277,10 @@ pub fn run_shared(req: &Request, shared: &Shared) -> Result<Report> {
 /// units and every sketch's compile and link steps while the core compiles.
 pub fn run_boards(reqs: &[Request], shared: &Shared) -> Result<Vec<Report>> {
     let first = reqs.first().ok_or_else(|| Error::usage("no board given"))?;
-    let total = shared.sketches.as_ref().map_or(first.sketches.len(), Vec::len) * reqs.len();
+    let total = match &shared.sketches {
+        Some(s) => s.len() * reqs.len(),
+        None => reqs.iter().map(|r| r.sketches.len()).sum(),
+    };
     let progress = Progress::new(total, first.quiet);
     let setups = reqs.iter().map(|r| Setup::new(r, shared, &progress)).collect::<Result<Vec<_>>>()?;
     let caches: Vec<ObjectCache> = setups.iter().map(|s| ObjectCache::new(s.store.as_ref())).collect();

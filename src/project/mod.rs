@@ -8,6 +8,7 @@
 
 pub mod boards;
 pub mod libraries;
+pub mod many;
 pub mod platformio;
 pub mod src_filter;
 
@@ -76,6 +77,9 @@ pub struct EnvBuild {
 }
 
 /// Read a project and prepare the envs asked for (or its defaults) under `out/ENV`.
+/// What envs can share (the staged libraries, the variant archive) goes under `out`
+/// itself, at paths named by content, so envs with the same board and flags come out
+/// with equal build settings and share one stage 1 (`many.rs`).
 pub fn prepare(project: &Path, envs: &[String], out: &Path) -> Result<Vec<EnvBuild>> {
     let project = std::path::absolute(project).map_err(|e| Error::io(project, e))?;
     let config = Config::load(&project.join(INI))?;
@@ -83,7 +87,7 @@ pub fn prepare(project: &Path, envs: &[String], out: &Path) -> Result<Vec<EnvBui
     config
         .select_envs(envs)?
         .into_iter()
-        .map(|env| prepare_env(&config, &project, &name, &env, &out.join(&env)))
+        .map(|env| prepare_env(&config, &project, &name, &env, out))
         .collect()
 }
 
@@ -92,7 +96,8 @@ fn dir_option(config: &Config, project: &Path, key: &str, default: &str) -> Resu
     Ok(project.join(v))
 }
 
-fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Path) -> Result<EnvBuild> {
+fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_out: &Path) -> Result<EnvBuild> {
+    let out = &project_out.join(env);
     let ini = config.path().display().to_string();
     let get = |key: &str| config.env(env, key);
     let platform = get("platform")?.unwrap_or_default();
@@ -179,7 +184,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     props.push(("compiler.ar.flags".to_string(), "rcsP".to_string()));
     // Libraries link after the ones they use, as PlatformIO builds its dependency tree.
     props.push((crate::discover::LIBRARY_ORDER_PROPERTY.to_string(), crate::discover::DEPENDENCIES_FIRST.to_string()));
-    let variant_archive = out.join("libFrameworkArduinoVariant.a");
+    let variant_archive = project_out.join("libFrameworkArduinoVariant.a");
     std::fs::create_dir_all(out).at(out)?;
     std::fs::write(&variant_archive, EMPTY_ARCHIVE).at(&variant_archive)?;
     props.push((VARIANT_ARCHIVE_PROPERTY.to_string(), variant_archive.display().to_string()));
@@ -213,7 +218,13 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, out: &Pat
     libraries.extend(framework_libraries());
     let archive = !matches!(get("lib_archive")?.as_deref().map(str::trim), Some("no" | "false" | "0" | "off"));
     let ignore = config.list(&format!("env:{env}"), "lib_ignore")?;
-    let libraries = vec![libraries::stage(&library, &libraries, archive, &ignore, &out.join("libraries"))?];
+    // Named by what shapes it, so envs asking for the same libraries share one folder.
+    let staged = {
+        let mut h = blake3::Hasher::new();
+        h.update(format!("{library:?}{libraries:?}{archive}{ignore:?}").as_bytes());
+        project_out.join(format!("libraries-{}", &h.finalize().to_hex()[..12]))
+    };
+    let libraries = vec![libraries::stage(&library, &libraries, archive, &ignore, &staged)?];
     let library = Vec::new();
 
     let filter_text = match get("build_src_filter")? {
