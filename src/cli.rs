@@ -41,6 +41,32 @@ pub enum Command {
         /// The sketch folder, the path of its main .ino file, or a folder holding platformio.ini.
         sketch: PathBuf,
     },
+    /// A drop-in for `pio ci`: SRC (sketches, source files or folders) and the --lib
+    /// folders laid out as a PlatformIO project in OUT/ci-project, one env per --board
+    /// (PlatformIO board ids), each built into OUT/ENV as `fbuild build` builds a project.
+    Ci {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// A library folder (or file) copied into the project's lib/ (repeatable).
+        #[arg(long = "lib", short = 'l', value_name = "DIR")]
+        lib: Vec<PathBuf>,
+        /// An option for every env, as `"key = value"` (repeatable).
+        #[arg(long = "project-option", short = 'O', value_name = "KEY = VALUE")]
+        project_option: Vec<String>,
+        /// Take the envs of this platformio.ini (its [platformio] section dropped)
+        /// instead of one per --board.
+        #[arg(long = "project-conf", short = 'c', value_name = "FILE")]
+        project_conf: Option<PathBuf>,
+        /// Build only this env (repeatable). Default: every env.
+        #[arg(long = "environment", short = 'e', value_name = "ENV")]
+        environment: Vec<String>,
+        /// What fbuild cannot honour (`extra_scripts`) is an error instead of a warning.
+        #[arg(long)]
+        strict: bool,
+        /// Sources: sketch folders, .ino/.cpp/.h files, source folders.
+        #[arg(required = true)]
+        src: Vec<PathBuf>,
+    },
     /// Build many sketches for one board: core and libraries once, then every sketch in parallel.
     CompileMany {
         #[command(flatten)]
@@ -416,6 +442,14 @@ pub fn run(cli: Cli) -> Result<i32> {
                 }
             }
             Ok(code)
+        }
+        Command::Ci { common, lib, project_option, project_conf, environment, strict, src } => {
+            let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
+            let dir = out.join("ci-project");
+            let boards = if project_conf.is_some() { Vec::new() } else { common.board.clone() };
+            let ci = crate::project::ci::CiRequest { sources: &src, libs: &lib, boards: &boards, options: &project_option, project_conf: project_conf.as_deref() };
+            crate::project::ci::stage(&ci, &dir)?;
+            build_project(&common, &dir, &environment, strict)
         }
         Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
         Command::Run { common, timeout, expect, input, sketch } => {

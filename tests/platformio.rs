@@ -233,6 +233,40 @@ fn compile_many_builds_project_envs_beside_sketches() {
     assert_eq!(warm["totals"]["tool_processes"], 0, "a warm run over projects starts no tool");
 }
 
+/// `fbuild ci SRC --board ID --lib DIR -O "key = value"` lays the sources out as `pio ci`
+/// does (one source folder is src/, each --lib folder under lib/, the options in every
+/// env) and builds what `pio run` builds from that layout, byte for byte.
+#[test]
+fn ci_matches_pio_run_on_the_same_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sketch = tmp.path().join("Blinky");
+    std::fs::create_dir_all(&sketch).unwrap();
+    std::fs::write(sketch.join("Blinky.ino"), "#include <Blinker.h>\nvoid setup() { pinMode(13, OUTPUT); }\nvoid loop() { blink_once(13); }\n").unwrap();
+    let lib = tmp.path().join("Blinker");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("Blinker.h"), "#pragma once\nvoid blink_once(int pin);\n").unwrap();
+    std::fs::write(lib.join("Blinker.cpp"), "#include <Arduino.h>\n#include \"Blinker.h\"\nvoid blink_once(int pin) { digitalWrite(pin, HIGH); delay(BLINK_MS); digitalWrite(pin, LOW); delay(BLINK_MS); }\n").unwrap();
+    // The project pio ci would make, with the offline kit's packages.
+    let project = tmp.path().join("ci-ref");
+    write_project(&project, "[env:megaatmega2560]\nplatform = atmelavr\nframework = arduino\nboard = megaatmega2560\nbuild_flags = -DBLINK_MS=300\n");
+    copy_dir(&sketch, &project.join("src"));
+    copy_dir(&lib, &project.join("lib/Blinker"));
+    let (want_hex, want_flash, want_ram) = pio_reference(&project, "megaatmega2560");
+
+    let cache = tmp.path().join("cache");
+    let args = ["ci", sketch.to_str().unwrap(), "-b", "megaatmega2560", "-l", lib.to_str().unwrap(), "-O", "build_flags = -DBLINK_MS=300", "--out", "out"];
+    let r = fbuild(&cache, tmp.path(), &args);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let line = r.stdout.lines().find(|l| l.contains(":megaatmega2560: flash ")).unwrap_or_else(|| panic!("no result line: {}", r.stdout));
+    let hex = std::fs::read(line.rsplit("firmware ").next().unwrap().trim()).unwrap();
+    assert!(hex == want_hex, "fbuild ci's firmware differs from pio run's on the same layout");
+    assert!(line.contains(&format!("flash {want_flash} bytes, ram {want_ram} bytes")), "{line}");
+
+    let r = fbuild(&cache, tmp.path(), &["ci", sketch.to_str().unwrap(), "-b", "unoo", "--out", "out"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("unknown PlatformIO board `unoo`") && r.stderr.trim().lines().count() == 1, "{}", r.stderr);
+}
+
 #[test]
 fn build_unflags_match_pio_run() {
     let tmp = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 //! `include/`, the env's `build_flags`).
 
 pub mod boards;
+pub mod ci;
 pub mod libraries;
 pub mod many;
 pub mod platformio;
