@@ -15,7 +15,8 @@
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
 #   bench/bench.sh --third-party  the 86 examples of ../shared/libraries on uno only
 #   bench/bench.sh --platformio   the 100 examples as PlatformIO projects for uno: fbuild
-#                             build PROJECT one after the other vs pio run on each (the
+#                             build PROJECT one after the other, fbuild compile-many over
+#                             all of them, vs pio run on each (the
 #                             offline PlatformIO of ../shared/platformio), cold and warm
 # Every cold case starts from an empty cache and output folder.
 set -euo pipefail
@@ -173,14 +174,19 @@ if [ -n "$platformio" ]; then
   done
   pp_fbuild() { for p in "$work/pp"/*/; do FBUILD_CACHE_DIR="$work/pc" "$F" build "$p" -q --out "$p/fb" >"$p/fb.log" 2>&1 || true; done; }
   pp_fbuild_cold() { fresh pc >/dev/null; rm -rf "$work"/pp/*/fb; pp_fbuild; }
+  # compile-many over all the project folders: one stage 1 for every env, sketches in parallel.
+  pp_cm() { FBUILD_CACHE_DIR="$work/pmc" "$F" compile-many -q --out "$work/pm" "$work"/pp/*/ >"$work/pm.log" 2>&1; }
+  pp_cm_cold() { fresh pmc >/dev/null; rm -rf "$work/pm"; pp_cm; }
   pp_pio() { for p in "$work/pp"/*/; do (cd "$p" && PLATFORMIO_CORE_DIR="$pio_dir/core" "$pio_dir/venv/bin/pio" run -s >"$p/pio.log" 2>&1) || true; done; }
   pp_pio_cold() { rm -rf "$work"/pp/*/.pio; pp_pio; }
   run p_fbuild_build_each_cold pp_fbuild_cold
   run p_fbuild_build_each_warm_nothing_changed pp_fbuild
+  run p_fbuild_compile_many_cold pp_cm_cold
+  run p_fbuild_compile_many_warm_nothing_changed pp_cm
   run p_pio_run_each_cold pp_pio_cold
   run p_pio_run_each_warm pp_pio
   ratio_table p_fbuild_build_each_cold ratio_to_fbuild_cold
-  n=0 fb_ok=0 pio_ok=0 same=0 mismatch=0
+  n=0 fb_ok=0 pio_ok=0 same=0 mismatch=0 cm_same=0 cm_mismatch=0
   for p in "$work/pp"/*/; do
     n=$((n + 1))
     hex=$(find "$p/fb" -name '*.ino.hex' ! -name '*with_bootloader*' 2>/dev/null | head -1)
@@ -190,10 +196,18 @@ if [ -n "$platformio" ]; then
     if [ -n "$hex" ] && [ -f "$ref" ]; then
       if cmp -s "$hex" "$ref"; then same=$((same + 1)); else mismatch=$((mismatch + 1)); fi
     elif [ -n "$hex" ] || [ -f "$ref" ]; then mismatch=$((mismatch + 1)); fi
+    cm=$(find "$work/pm/projects/$(basename "$p")/uno" -name '*.ino.hex' ! -name '*with_bootloader*' 2>/dev/null | head -1)
+    if [ -n "$cm" ] && [ -f "$ref" ]; then
+      if cmp -s "$cm" "$ref"; then cm_same=$((cm_same + 1)); else cm_mismatch=$((cm_mismatch + 1)); fi
+    elif [ -n "$cm" ] || [ -f "$ref" ]; then cm_mismatch=$((cm_mismatch + 1)); fi
   done
   printf '\nplatformio_projects\t%s\nfbuild_built\t%s\npio_built\t%s\nidentical_firmware\t%s\ndiffering_or_one_sided\t%s\n' "$n" "$fb_ok" "$pio_ok" "$same" "$mismatch"
   printf 'pio_cold_over_fbuild_cold\t%.1f\nfbuild_warm_per_project_s\t%.3f\n' \
     "$(echo "${wall[p_pio_run_each_cold]} / ${wall[p_fbuild_build_each_cold]}" | bc -l)" "$(echo "${wall[p_fbuild_build_each_warm_nothing_changed]} / $n" | bc -l)"
+  printf 'compile_many_identical_firmware\t%s\ncompile_many_differing_or_one_sided\t%s\n' "$cm_same" "$cm_mismatch"
+  printf 'pio_cold_over_compile_many_cold\t%.1f\ncompile_many_warm_s\t%.3f\n' \
+    "$(echo "${wall[p_pio_run_each_cold]} / ${wall[p_fbuild_compile_many_cold]}" | bc -l)" "${wall[p_fbuild_compile_many_warm_nothing_changed]}"
+  [ "$cm_mismatch" -eq 0 ] || { echo "bench: compile-many and pio run disagree on $cm_mismatch project(s)" >&2; exit 1; }
   [ "$mismatch" -eq 0 ] && [ "$fb_ok" -gt 0 ] || { echo "bench: fbuild and pio run disagree on $mismatch project(s)" >&2; exit 1; }
   exit 0
 fi
