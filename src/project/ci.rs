@@ -111,20 +111,9 @@ fn drop_section(text: &str, name: &str) -> String {
     out
 }
 
+/// A folder's files, `.pio` build folders left out.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).at(to)?;
-    for entry in std::fs::read_dir(from).at(from)?.flatten() {
-        let p = entry.path();
-        if entry.file_name() == ".pio" {
-            continue;
-        }
-        if p.is_dir() {
-            copy_tree(&p, &to.join(entry.file_name()))?;
-        } else {
-            std::fs::copy(&p, to.join(entry.file_name())).at(&p)?;
-        }
-    }
-    Ok(())
+    super::copy_tree(from, to, &|p: &Path| !p.components().any(|c| c.as_os_str() == ".pio"))
 }
 
 #[cfg(test)]
