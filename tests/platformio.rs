@@ -233,6 +233,61 @@ fn compile_many_builds_project_envs_beside_sketches() {
     assert_eq!(warm["totals"]["tool_processes"], 0, "a warm run over projects starts no tool");
 }
 
+/// Projects on one board share one set of core objects: PlatformIO compiles the core with
+/// each project's `-I src -I include`, which cannot change an object unless a header
+/// there shadows one the core reads; so fbuild leaves them out of core compiles, and a
+/// second project compiles only its sketch. A project that does shadow a core header
+/// (`include/binary.h`) keeps them and gets its own core, still byte for byte pio's.
+#[test]
+fn projects_share_the_core_unless_they_shadow_its_headers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new_project = |name: &str, example_path: &str| -> PathBuf {
+        let p = tmp.path().join(name);
+        write_project(&p, "[env:uno]\nboard = uno\nframework = arduino\n");
+        copy_dir(&example(example_path), &p.join("src"));
+        p
+    };
+    let blink = new_project("blink", "01.Basics/Blink");
+    let fade = new_project("fade", "01.Basics/Fade");
+    let shadow = new_project("shadow", "01.Basics/Blink");
+    let core = Path::new("/usr/share/arduino/hardware/arduino/avr/cores/arduino");
+    let binary_h = std::fs::read_to_string(core.join("binary.h")).unwrap();
+    std::fs::create_dir_all(shadow.join("include")).unwrap();
+    std::fs::write(shadow.join("include/binary.h"), format!("// the project's own copy\n{binary_h}")).unwrap();
+    let cache = tmp.path().join("cache");
+    let run = |projects: &[&Path]| -> serde_json::Value {
+        let mut args = vec!["compile-many".to_string(), "--out".into(), "out".into()];
+        args.extend(projects.iter().map(|p| p.display().to_string()));
+        let r = fbuild(&cache, tmp.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        read_json(&tmp.path().join("out/results.json"))
+    };
+    let compiled = |results: &serde_json::Value, project: &str| -> u64 {
+        let boards = results["boards"].as_array().unwrap();
+        let b = boards.iter().find(|b| b["out_dir"].as_str().unwrap().contains(&format!("/projects/{project}/"))).unwrap();
+        b["totals"]["objects_compiled"].as_u64().unwrap()
+    };
+    let first = run(&[&blink]);
+    let core_units = compiled(&first, "blink") - 1;
+    assert!(core_units >= 20, "the first project compiles the core: {core_units}");
+    let second = run(&[&fade, &shadow]);
+    assert_eq!(compiled(&second, "fade"), 1, "fade compiles its sketch only, the core comes from blink's objects");
+    assert_eq!(compiled(&second, "shadow"), core_units + 1, "a project that shadows a core header gets its own core");
+    let commands: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(tmp.path().join("out/compile_commands.json")).unwrap()).unwrap();
+    let core_args = |project: &str| -> Vec<String> {
+        let e = commands.iter().find(|e| e["file"].as_str().unwrap().ends_with("cores/arduino/WString.cpp") && e["output"].as_str().unwrap().contains(&format!("/projects/{project}/"))).unwrap();
+        e["arguments"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    };
+    assert!(!core_args("fade").iter().any(|a| a.starts_with(&format!("-I{}", fade.display()))), "{:?}", core_args("fade"));
+    assert!(core_args("shadow").contains(&format!("-I{}", shadow.join("include").display())), "{:?}", core_args("shadow"));
+    for (project, results) in [("blink", &first), ("fade", &second), ("shadow", &second)] {
+        let (want_hex, want_flash, want_ram) = pio_reference(&tmp.path().join(project), "uno");
+        let s = results["sketches"].as_array().unwrap().iter().find(|s| s["name"] == format!("{project}:uno")).unwrap();
+        assert!(std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap() == want_hex, "{project}: firmware differs from pio run's");
+        assert_eq!((s["flash_used"].as_u64().unwrap(), s["ram_used"].as_u64().unwrap()), (want_flash, want_ram), "{project}: sizes");
+    }
+}
+
 /// `fbuild ci SRC --board ID --lib DIR -O "key = value"` lays the sources out as `pio ci`
 /// does (one source folder is src/, each --lib folder under lib/, the options in every
 /// env) and builds what `pio run` builds from that layout, byte for byte.

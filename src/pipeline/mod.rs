@@ -452,7 +452,7 @@ impl<'r> Setup<'r> {
 impl<'a> Build<'a> {
     #[allow(clippy::too_many_arguments)]
     fn new(board: usize, setup: &'a Setup<'a>, shared: &'a Shared, cache: &'a ObjectCache<'a>, discoverer: &'a Discoverer<'a>, progress: &'a Progress, local: &'a LocalSlots, matrix: bool) -> Result<Build<'a>> {
-        let core = plan_core(&setup.props, &setup.fw_ctx, &setup.fw_dir, &setup.core_path, setup.variant_path.as_deref(), &setup.framework_dirs)?;
+        let core = plan_core(setup, &setup.framework_dirs)?;
         // Held for the whole run, not only stage 1: links read the framework's archives.
         let fw_lock = if setup.sketches.is_empty() { None } else { Some(FolderLock::acquire(&setup.fw_dir)?) };
         Ok(Build {
@@ -596,16 +596,29 @@ impl<'a> Build<'a> {
 /// The core unit: the core's sources archived into core.a, the variant's linked as
 /// objects. PlatformIO projects archive the core by file name (member order decides
 /// where LTO places functions).
-fn plan_core(props: &crate::properties::Properties, fw_ctx: &Context, fw_dir: &Path, core_path: &Path, variant_path: Option<&Path>, includes: &[PathBuf]) -> Result<Unit> {
-    let core_dir = fw_dir.join("core");
+fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
+    let (props, core_path, variant_path) = (&setup.props, setup.core_path.as_path(), setup.variant_path.as_deref());
+    let core_dir = setup.fw_dir.join("core");
     let mut core_sources = plan::core_sources(core_path);
     if props.get_or_empty(crate::project::CORE_ORDER_PROPERTY) == crate::project::CORE_ORDER_BY_NAME {
         core_sources.sort();
     }
+    // A project's own `-I` folders can change a core object only through a header they
+    // shadow; when they shadow none, the core is compiled without them, so every project
+    // on the board shares one set of core objects (and cache entries).
+    let mut search: Vec<&Path> = vec![core_path];
+    search.extend(variant_path);
+    search.extend(setup.cpp_compiler.system_dirs.iter().map(PathBuf::as_path));
+    let omit = project_flags_the_core_ignores(props.get_or_empty(crate::project::PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
+    let compile = |s: &Path, obj: &Path| -> Result<plan::CompileJob> {
+        let mut job = setup.fw_ctx.compile(s, obj, includes)?;
+        job.args.retain(|a| !omit.contains(a));
+        Ok(job)
+    };
     let mut jobs = Vec::new();
     for s in &core_sources {
         let rel = s.strip_prefix(core_path).unwrap_or(s);
-        jobs.push(fw_ctx.compile(s, &object_path(&core_dir, rel), includes)?);
+        jobs.push(compile(s, &object_path(&core_dir, rel))?);
     }
     let mut link_objects = Vec::new();
     if let Some(vp) = variant_path {
@@ -613,10 +626,33 @@ fn plan_core(props: &crate::properties::Properties, fw_ctx: &Context, fw_dir: &P
             let rel = s.strip_prefix(vp).unwrap_or(s);
             let obj = object_path(&core_dir.join("variant"), rel);
             link_objects.push(obj.clone());
-            jobs.push(fw_ctx.compile(s, &obj, includes)?);
+            jobs.push(compile(s, &obj)?);
         }
     }
     Ok(Unit { name: "core".into(), kind: "core", archive: Some(core_dir.join("core.a")), dir: core_dir, jobs, link_objects, state: Mutex::default() })
+}
+
+/// The `-IDIR` words of `flags` whose folders hold no file at a path (relative to the
+/// folder) that also exists under one of `search`: a header found there instead of the
+/// core's, the variant's or the compiler's own is the only way such a folder reaches a
+/// core object. Folders that do shadow one are kept, so the build stays exact.
+fn project_flags_the_core_ignores(flags: &str, search: &[&Path]) -> Vec<String> {
+    fn shadows(root: &Path, dir: &Path, search: &[&Path]) -> bool {
+        let Ok(rd) = std::fs::read_dir(dir) else { return false };
+        rd.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                return shadows(root, &p, search);
+            }
+            let rel = p.strip_prefix(root).unwrap_or(&p);
+            search.iter().any(|s| s.join(rel).exists())
+        })
+    }
+    flags
+        .split_whitespace()
+        .filter(|f| f.strip_prefix("-I").is_some_and(|d| !shadows(Path::new(d), Path::new(d), search)))
+        .map(String::from)
+        .collect()
 }
 
 /// When each kind of step first started and last ended: the phases overlap, so each

@@ -54,6 +54,9 @@ const DEBUG_DEFINE: &str = "-D__PLATFORMIO_BUILD_DEBUG__";
 /// properties, so it also keys the framework build.
 pub const CORE_ORDER_PROPERTY: &str = "fbuild.core_archive_order";
 pub const CORE_ORDER_BY_NAME: &str = "name";
+/// The project's own `-I` words (src/, include/, relative `-I` of build_flags), which
+/// the pipeline leaves out of core compiles when they shadow none of the core's headers.
+pub const PROJECT_INCLUDE_FLAGS_PROPERTY: &str = "fbuild.project_include_flags";
 
 /// Is this path a PlatformIO project folder?
 pub fn is_project(path: &Path) -> bool {
@@ -135,10 +138,12 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     // then the env's build_flags (linker ones to the link only).
     let mut compile = vec![PLATFORMIO_VERSION_DEFINE.to_string()];
     let mut link = Vec::new();
+    let mut project_includes = Vec::new();
     for flag in config.lines(&format!("env:{env}"), "build_flags")?.iter().flat_map(|l| l.split_whitespace()) {
         if flag.starts_with("-Wl,") {
             link.push(flag.to_string());
         } else if let Some(dir) = flag.strip_prefix("-I").filter(|d| !d.is_empty() && !Path::new(d).is_absolute()) {
+            project_includes.push(format!("-I{}", project.join(dir).display()));
             compile.push(format!("-I{}", project.join(dir).display()));
         } else {
             compile.push(flag.to_string());
@@ -158,6 +163,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     if include_dir.is_dir() {
         includes.push(format!("-I{}", include_dir.display()));
     }
+    project_includes.extend(includes.iter().cloned());
     compile.splice(1..1, includes);
     // build_unflags: drop those words from PlatformIO's own flags and from build_flags.
     let unflags: Vec<String> =
@@ -173,6 +179,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         ("compiler.c.extra_flags".to_string(), c_flags.clone()),
         ("compiler.cpp.extra_flags".to_string(), cpp_flags),
         ("compiler.S.extra_flags".to_string(), c_flags),
+        (PROJECT_INCLUDE_FLAGS_PROPERTY.to_string(), project_includes.join(" ")),
     ];
     if !link.is_empty() {
         props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
