@@ -64,8 +64,6 @@ enum Origin {
 pub struct Discoverer<'a> {
     pub index: &'a LibraryIndex,
     pub arch: String,
-    /// Build properties for the preprocessor recipe.
-    pub ctx: &'a Context,
     /// Core and variant folders: every include path starts with them.
     pub framework_dirs: Vec<PathBuf>,
     pub preprocessor: Preprocessor<'a>,
@@ -81,8 +79,10 @@ struct Reads {
 
 impl Discoverer<'_> {
     /// Discover the libraries of one sketch. `sources` are its translation units in
-    /// the build folder: the merged `.ino.cpp` first, then its other sources.
-    pub fn sketch(&self, runner: &Runner, sources: &[PathBuf]) -> Result<SketchDiscovery> {
+    /// the build folder: the merged `.ino.cpp` first, then its other sources; `ctx`
+    /// holds the properties its preprocessor runs use (the sketch's own, see
+    /// `Request::sketch_properties`).
+    pub fn sketch(&self, runner: &Runner, sources: &[PathBuf], ctx: &Context) -> Result<SketchDiscovery> {
         let t = Instant::now();
         let mut found = SketchDiscovery { include_dirs: self.framework_dirs.clone(), ..Default::default() };
         let mut queue: VecDeque<(PathBuf, Origin)> = sources.iter().map(|p| (p.clone(), Origin::Sketch)).collect();
@@ -109,7 +109,7 @@ impl Discoverer<'_> {
                     let mut wide = includes.clone();
                     wide.extend(guess.iter().map(|&l| self.index.libraries[l].src_dir.clone()));
                     if tried.as_ref() != Some(&wide) {
-                        let args = self.ctx.preprocess(&file, &wide)?;
+                        let args = ctx.preprocess(&file, &wide)?;
                         let (o, ran) = self.preprocessor.run(runner, &args, &file);
                         found.runs += ran;
                         if let Some(added) = self.replay(&file, &o, &includes, &wide, &found.libraries) {
@@ -128,9 +128,9 @@ impl Discoverer<'_> {
                     }
                 }
                 let (outcome, args) = match outcome {
-                    Some(o) => (o, self.ctx.preprocess(&file, &includes)?),
+                    Some(o) => (o, ctx.preprocess(&file, &includes)?),
                     None => {
-                        let args = self.ctx.preprocess(&file, &includes)?;
+                        let args = ctx.preprocess(&file, &includes)?;
                         let (o, ran) = self.preprocessor.run(runner, &args, &file);
                         found.runs += ran;
                         (o, args)
@@ -153,7 +153,7 @@ impl Discoverer<'_> {
                 }
             }
         }
-        if self.ctx.props.get_or_empty(LIBRARY_ORDER_PROPERTY) == DEPENDENCIES_FIRST {
+        if ctx.props.get_or_empty(LIBRARY_ORDER_PROPERTY) == DEPENDENCIES_FIRST {
             let uses = |l: usize| -> Vec<usize> {
                 let dirs = reads.get(&l).map(|r| &r.dirs);
                 let found_order = found.libraries.iter().copied();

@@ -44,6 +44,10 @@ pub struct Request {
     pub library: Vec<PathBuf>,
     pub libraries: Vec<PathBuf>,
     pub build_properties: Vec<(String, String)>,
+    /// Per sketch folder: build properties set on top of `build_properties` for that
+    /// sketch's own work but not the core's, so sketches that differ only there share
+    /// one stage 1 (PlatformIO projects: their `-I src -I include`, `build_src_flags`).
+    pub sketch_properties: Vec<(PathBuf, SketchProperties)>,
     pub out: PathBuf,
     pub framework_jobs: usize,
     pub sketch_jobs: usize,
@@ -68,6 +72,16 @@ pub struct Request {
     pub local_jobs: usize,
     /// `--smoke-run`: boot each firmware that built in simavr, as a step after its link.
     pub smoke_run: Option<crate::emulator::RunSpec>,
+}
+
+/// A sketch's own build properties (`Request::sketch_properties`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SketchProperties {
+    /// For everything built for the sketch but the core: its discovery, compiles and
+    /// link, and the library units it uses (sketches with equal ones share them).
+    pub all: Vec<(String, String)>,
+    /// On top of `all`, for the sketch's own sources only: its compiles, its discovery.
+    pub sources: Vec<(String, String)>,
 }
 
 fn slug(s: &str) -> String {
@@ -290,7 +304,6 @@ pub fn run_boards(reqs: &[Request], shared: &Shared) -> Result<Vec<Report>> {
         .map(|(s, cache)| Discoverer {
             index: &s.index,
             arch: s.board.platform.arch.clone(),
-            ctx: &s.preprocess_ctx,
             framework_dirs: s.framework_dirs.clone(),
             preprocessor: Preprocessor::new(s.store.as_ref(), cache, s.cpp_compiler.clone()),
         })
@@ -349,6 +362,8 @@ struct Setup<'r> {
     fw_ctx: Context,
     /// The sketches to build (filters applied), and where each goes among all given.
     sketches: Vec<Sketch>,
+    /// Per sketch: its own settings, when `Request::sketch_properties` gives it any.
+    overlays: Vec<Option<Overlay>>,
     kept_at: Vec<usize>,
     skipped: Vec<(usize, SketchResult)>,
     /// The simulated chip, with `--smoke-run`.
@@ -422,8 +437,10 @@ impl<'r> Setup<'r> {
             Some(_) => Some(crate::emulator::Target::from_properties(&props, &board.id)?),
             None => None,
         };
+        let overlays = selection.kept.iter().map(|sk| Overlay::for_sketch(req, sk, &props, &fw_dir)).collect();
         Ok(Setup {
             req,
+            overlays,
             t_start,
             target,
             phases,
@@ -593,6 +610,67 @@ impl<'a> Build<'a> {
     }
 }
 
+/// Where the core compiles of `req`'s board find headers: the core, the variant and the
+/// compiler's own folders (see `flags_the_core_ignores`).
+pub fn core_header_folders(req: &Request, shared: &Shared) -> Result<Vec<PathBuf>> {
+    let Loaded { props, cpp_compiler, .. } = load_with(req, shared.platforms.as_deref())?;
+    let mut dirs = vec![PathBuf::from(props.get_or_empty("build.core.path"))];
+    dirs.extend(props.get("build.variant.path").map(PathBuf::from));
+    dirs.extend(cpp_compiler.system_dirs);
+    Ok(dirs)
+}
+
+/// A sketch's own build properties over its target's (`Request::sketch_properties`),
+/// with the contexts its discovery and its library units use.
+struct Overlay {
+    /// For the sketch's own compiles and link.
+    props: crate::properties::Properties,
+    preprocess_ctx: Context,
+    unit_ctx: Context,
+    /// Names the settings: library units compiled with them are their own units.
+    id: String,
+}
+
+impl Overlay {
+    fn for_sketch(req: &Request, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
+        let (_, set) = req.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()))?;
+        let mut unit_props = base.clone();
+        let mut h = crate::hash::Hasher::new("sketch-properties-v1");
+        for (k, v) in &set.all {
+            unit_props.set(k, v.clone());
+            h.str(k).str(v);
+        }
+        let mut props = unit_props.clone();
+        for (k, v) in &set.sources {
+            props.set(k, v.clone());
+        }
+        Some(Overlay {
+            preprocess_ctx: Context::new(&props, fw_dir, "discover", fw_dir),
+            unit_ctx: Context::new(&unit_props, fw_dir, "core", fw_dir),
+            props,
+            id: if set.all.is_empty() { String::new() } else { hex(&h.finish())[..8].to_string() },
+        })
+    }
+}
+
+impl Setup<'_> {
+    fn preprocess_ctx(&self, sketch: usize) -> &Context {
+        self.overlays[sketch].as_ref().map_or(&self.preprocess_ctx, |o| &o.preprocess_ctx)
+    }
+
+    fn unit_ctx(&self, sketch: usize) -> &Context {
+        self.overlays[sketch].as_ref().map_or(&self.fw_ctx, |o| &o.unit_ctx)
+    }
+
+    fn sketch_props(&self, sketch: usize) -> &crate::properties::Properties {
+        self.overlays[sketch].as_ref().map_or(&self.props, |o| &o.props)
+    }
+
+    fn overlay_id(&self, sketch: usize) -> &str {
+        self.overlays[sketch].as_ref().map_or("", |o| o.id.as_str())
+    }
+}
+
 /// The core unit: the core's sources archived into core.a, the variant's linked as
 /// objects. PlatformIO projects archive the core by file name (member order decides
 /// where LTO places functions).
@@ -609,7 +687,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let mut search: Vec<&Path> = vec![core_path];
     search.extend(variant_path);
     search.extend(setup.cpp_compiler.system_dirs.iter().map(PathBuf::as_path));
-    let omit = project_flags_the_core_ignores(props.get_or_empty(crate::project::PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
+    let omit = flags_the_core_ignores(props.get_or_empty(crate::project::PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
     let compile = |s: &Path, obj: &Path| -> Result<plan::CompileJob> {
         let mut job = setup.fw_ctx.compile(s, obj, includes)?;
         job.args.retain(|a| !omit.contains(a));
@@ -636,7 +714,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
 /// folder) that also exists under one of `search`: a header found there instead of the
 /// core's, the variant's or the compiler's own is the only way such a folder reaches a
 /// core object. Folders that do shadow one are kept, so the build stays exact.
-fn project_flags_the_core_ignores(flags: &str, search: &[&Path]) -> Vec<String> {
+pub fn flags_the_core_ignores(flags: &str, search: &[&Path]) -> Vec<String> {
     fn shadows(root: &Path, dir: &Path, search: &[&Path]) -> bool {
         let Ok(rd) = std::fs::read_dir(dir) else { return false };
         rd.flatten().any(|e| {
@@ -855,7 +933,7 @@ impl Build<'_> {
         // The reference's queue: the merged sketch, then its other sources.
         let mut sources = vec![merged_path.clone()];
         sources.extend(sketch_sources(sketch, &sketch_build));
-        let d = self.discoverer.sketch(&self.setup.runner, &sources)?;
+        let d = self.discoverer.sketch(&self.setup.runner, &sources, self.setup.preprocess_ctx(i))?;
         if self.setup.req.verbose {
             for &l in &d.libraries {
                 let lib = &&self.setup.index.libraries[l];
@@ -875,26 +953,33 @@ impl Build<'_> {
             return Ok(()); // a discovery failed; its error ends the run
         }
         let discovered: Vec<(PathBuf, PathBuf, SketchDiscovery)> = discovered.into_values().collect();
-        let mut lib_units: Vec<(usize, Vec<PathBuf>)> = Vec::new();
-        for (_, _, d) in &discovered {
+        // A unit per library, include path and sketch settings (the first sketch using
+        // it stands for the settings).
+        let mut lib_units: Vec<((usize, Vec<PathBuf>, String), usize)> = Vec::new();
+        for (i, (_, _, d)) in discovered.iter().enumerate() {
             for &l in &d.libraries {
-                let unit = (l, d.library_includes[&l].clone());
-                if !lib_units.contains(&unit) {
-                    lib_units.push(unit);
+                let unit = (l, d.library_includes[&l].clone(), self.setup.overlay_id(i).to_string());
+                if !lib_units.iter().any(|(u, _)| *u == unit) {
+                    lib_units.push((unit, i));
                 }
             }
         }
         let mut libs: Vec<Unit> = Vec::new();
-        let mut lib_unit_index: BTreeMap<(usize, Vec<PathBuf>), usize> = BTreeMap::new();
-        for (l, inc) in &lib_units {
+        let mut lib_unit_index: BTreeMap<(usize, Vec<PathBuf>, String), usize> = BTreeMap::new();
+        for ((l, inc, overlay), first) in &lib_units {
             let lib = &&self.setup.index.libraries[*l];
-            let dir = self.setup.fw_dir.join("libraries").join(format!("{}-{}", slug(&lib.dir_name), &hex(&crate::cache::keys::library_unit_folder(inc))[..8]));
+            let mut name = format!("{}-{}", slug(&lib.dir_name), &hex(&crate::cache::keys::library_unit_folder(inc))[..8]);
+            if !overlay.is_empty() {
+                name = format!("{name}-{overlay}");
+            }
+            let dir = self.setup.fw_dir.join("libraries").join(name);
+            let unit_ctx = self.setup.unit_ctx(*first);
             let mut sources = lib.sources();
             plan::reference_order(&mut sources);
             let mut jobs = Vec::new();
             for src in &sources {
                 let rel = src.strip_prefix(&lib.src_dir).unwrap_or(src);
-                jobs.push(self.setup.fw_ctx.compile(src, &object_path(&dir, rel), inc)?);
+                jobs.push(unit_ctx.compile(src, &object_path(&dir, rel), inc)?);
             }
             let objects: Vec<PathBuf> = jobs.iter().map(|j| j.object.clone()).collect();
             let (archive, link_objects) = if lib.dot_a_linkage {
@@ -902,13 +987,13 @@ impl Build<'_> {
             } else {
                 (None, objects)
             };
-            lib_unit_index.insert((*l, inc.clone()), libs.len());
+            lib_unit_index.insert((*l, inc.clone(), overlay.clone()), libs.len());
             libs.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, state: Mutex::default() });
         }
 
         let mut works: Vec<SketchWork> = Vec::new();
-        for (sketch, (dir, merged, disc)) in self.setup.sketches.iter().zip(discovered) {
-            let ctx = Context::new(&self.setup.props, &dir, &format!("{}.ino", sketch.name), &sketch.dir);
+        for (i, (sketch, (dir, merged, disc))) in self.setup.sketches.iter().zip(discovered).enumerate() {
+            let ctx = Context::new(self.setup.sketch_props(i), &dir, &format!("{}.ino", sketch.name), &sketch.dir);
             let build = dir.join("sketch");
             let mut sources: Vec<PathBuf> = vec![merged.clone()];
             sources.extend(sketch.sources().map(|rel| build.join(rel)));
@@ -929,7 +1014,8 @@ impl Build<'_> {
                         LibraryUse { name: lib.name.clone(), version: lib.version.clone(), folder: lib.path.clone() }
                     })
                     .collect(),
-                units: disc.libraries.iter().map(|&l| lib_unit_index[&(l, disc.library_includes[&l].clone())]).collect(),
+                units: disc.libraries.iter().map(|&l| lib_unit_index[&(l, disc.library_includes[&l].clone(), self.setup.overlay_id(i).to_string())]).collect(),
+                props: self.setup.overlays[i].as_ref().map(|o| o.props.clone()),
                 discovery_error: disc.error,
                 sketch: sketch.clone(),
                 dir,

@@ -19,6 +19,16 @@ use crate::library::{Library, Location};
 /// under `stage`, archived when `archive`, leaving out those `ignore` names (by folder or
 /// library name: `lib_ignore`). Returns `stage`.
 pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, ignore: &[String], stage: &Path) -> Result<PathBuf> {
+    // Named by its inputs (see `prepare_env`), so a folder staged once in this run is
+    // the one every other env asking for it would stage.
+    static STAGED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let inputs = format!("{singles:?}{folders:?}{archive}{ignore:?}");
+    let mut staged = STAGED.lock().unwrap();
+    match staged.iter_mut().find(|(p, _)| p == stage) {
+        Some((_, i)) if *i == inputs => return Ok(stage.to_path_buf()),
+        Some((_, i)) => *i = inputs,
+        None => staged.push((stage.to_path_buf(), inputs)),
+    }
     if stage.exists() {
         std::fs::remove_dir_all(stage).at(stage)?;
     }

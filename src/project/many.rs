@@ -50,16 +50,42 @@ pub fn run(
             });
         }
     }
+    let shared = Shared::for_platforms(crate::platform::discover(&base.hardware)?);
     let mut used_names: Vec<String> = Vec::new();
+    // Per board and shared settings: the folders its core reads headers from.
+    let mut core_folders: Vec<((String, Vec<(String, String)>), Vec<PathBuf>)> = Vec::new();
     for project in projects {
         let name = project_folder_name(project, &mut used_names);
         let project_out = base.out.join("projects").join(&name);
-        for env in super::prepare(project, &[], &project_out)? {
+        for env in super::prepare_in(project, &[], &project_out, &base.out.join("projects"))? {
             for w in &env.warnings {
                 crate::errln!("warning: {w}; ignored");
             }
-            let mut props = env.build_properties.clone();
+            // Envs of different projects differ in their own folders (`-I src`, ...); as
+            // sketch properties those leave the core alone, so the envs share one stage 1,
+            // unless a folder shadows a header the core reads.
+            let mut props = env.shared_properties.clone();
             props.extend(base.build_properties.iter().cloned());
+            let key = (env.fqbn.clone(), props.clone());
+            let folders = match core_folders.iter().find(|(k, _)| *k == key) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let probe = Request { board: env.fqbn.clone(), build_properties: props.clone(), ..base.clone() };
+                    let f = pipeline::core_header_folders(&probe, &shared)?;
+                    core_folders.push((key, f.clone()));
+                    f
+                }
+            };
+            let search: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
+            let own = env.project_includes.join(" ");
+            let shareable = pipeline::flags_the_core_ignores(&own, &search).len() == env.project_includes.len();
+            let sketch_props = if shareable {
+                pipeline::SketchProperties { all: env.own_properties.clone(), sources: env.src_properties.clone() }
+            } else {
+                props = env.build_properties.clone();
+                props.extend(base.build_properties.iter().cloned());
+                pipeline::SketchProperties { all: Vec::new(), sources: env.src_properties.clone() }
+            };
             let mut libraries = env.libraries.clone();
             libraries.extend(base.libraries.iter().cloned());
             let mut library = env.library.clone();
@@ -75,12 +101,14 @@ pub fn run(
             match same {
                 Some(t) => {
                     t.req.sketches.push(env.sketch.clone());
+                    t.req.sketch_properties.push((env.sketch.clone(), sketch_props));
                     t.labels.push((env.sketch.clone(), env.label.clone()));
                 }
                 None => targets.push(Target {
                     req: Request {
                         board: env.fqbn.clone(),
                         sketches: vec![env.sketch.clone()],
+                        sketch_properties: vec![(env.sketch.clone(), sketch_props)],
                         build_properties: props,
                         libraries,
                         library,
@@ -95,7 +123,6 @@ pub fn run(
     if targets.is_empty() {
         return Err(Error::usage("no sketches and no project envs to build; pass sketch folders or PlatformIO project folders"));
     }
-    let shared = Shared::for_platforms(crate::platform::discover(&base.hardware)?);
     let reqs: Vec<Request> = targets.iter().map(|t| t.req.clone()).collect();
     let mut reports = pipeline::run_boards(&reqs, &shared)?;
     for (report, target) in reports.iter_mut().zip(&targets) {

@@ -72,7 +72,17 @@ pub struct EnvBuild {
     pub fqbn: String,
     /// The env's sources staged as a sketch folder.
     pub sketch: PathBuf,
+    /// Everything the env sets, its own folders (`-I src -I include`) included.
     pub build_properties: Vec<(String, String)>,
+    /// The project's own `-I` words.
+    pub project_includes: Vec<String>,
+    /// `build_properties` without the project's own folders: what envs of different
+    /// projects can share, with `own_properties` as sketch properties on top.
+    pub shared_properties: Vec<(String, String)>,
+    pub own_properties: Vec<(String, String)>,
+    /// The properties the env's own sources compile with: `own_properties` plus
+    /// `build_src_flags` (`Request::sketch_properties` of the pipeline).
+    pub src_properties: Vec<(String, String)>,
     /// `lib_deps` given as paths: single libraries, preferred first.
     pub library: Vec<PathBuf>,
     /// `lib_dir` then `lib_extra_dirs`: folders of libraries.
@@ -85,13 +95,19 @@ pub struct EnvBuild {
 /// itself, at paths named by content, so envs with the same board and flags come out
 /// with equal build settings and share one stage 1 (`many.rs`).
 pub fn prepare(project: &Path, envs: &[String], out: &Path) -> Result<Vec<EnvBuild>> {
+    prepare_in(project, envs, out, out)
+}
+
+/// `prepare`, with what envs can share (staged libraries, the variant archive) under
+/// `shared_out`: one folder for every project of a `compile-many` run.
+pub fn prepare_in(project: &Path, envs: &[String], out: &Path, shared_out: &Path) -> Result<Vec<EnvBuild>> {
     let project = std::path::absolute(project).map_err(|e| Error::io(project, e))?;
     let config = Config::load(&project.join(INI))?;
     let name = project.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
     config
         .select_envs(envs)?
         .into_iter()
-        .map(|env| prepare_env(&config, &project, &name, &env, out))
+        .map(|env| prepare_env(&config, &project, &name, &env, out, shared_out))
         .collect()
 }
 
@@ -100,7 +116,7 @@ fn dir_option(config: &Config, project: &Path, key: &str, default: &str) -> Resu
     Ok(project.join(v))
 }
 
-fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_out: &Path) -> Result<EnvBuild> {
+fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_out: &Path, shared_out: &Path) -> Result<EnvBuild> {
     let out = &project_out.join(env);
     let ini = config.path().display().to_string();
     let get = |key: &str| config.env(env, key);
@@ -139,16 +155,25 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     let mut compile = vec![PLATFORMIO_VERSION_DEFINE.to_string()];
     let mut link = Vec::new();
     let mut project_includes = Vec::new();
+    // A relative -I names a folder of the project.
+    let in_project = |flag: &str| match flag.strip_prefix("-I").filter(|d| !d.is_empty() && !Path::new(d).is_absolute()) {
+        Some(dir) => format!("-I{}", project.join(dir).display()),
+        None => flag.to_string(),
+    };
     for flag in config.lines(&format!("env:{env}"), "build_flags")?.iter().flat_map(|l| l.split_whitespace()) {
         if flag.starts_with("-Wl,") {
             link.push(flag.to_string());
-        } else if let Some(dir) = flag.strip_prefix("-I").filter(|d| !d.is_empty() && !Path::new(d).is_absolute()) {
-            project_includes.push(format!("-I{}", project.join(dir).display()));
-            compile.push(format!("-I{}", project.join(dir).display()));
         } else {
-            compile.push(flag.to_string());
+            let converted = in_project(flag);
+            if converted != flag {
+                project_includes.push(converted.clone());
+            }
+            compile.push(converted);
         }
     }
+    // build_src_flags: the project's own sources only, after everything else.
+    let src_flags: Vec<String> =
+        config.lines(&format!("env:{env}"), "build_src_flags")?.iter().flat_map(|l| l.split_whitespace()).map(|f| in_project(f)).collect();
     let debug = match get("build_type")?.as_deref().map(str::trim) {
         None | Some("release" | "test") => false,
         Some("debug") => true,
@@ -169,18 +194,14 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     let unflags: Vec<String> =
         config.lines(&format!("env:{env}"), "build_unflags")?.iter().flat_map(|l| l.split_whitespace()).map(String::from).collect();
     compile.retain(|f| !unflags.contains(f));
-    let c_flags = compile.join(" ");
-    // Setting compiler.cpp.extra_flags turns off the pipeline's own DECIMAL_DIG fix for
-    // GCC < 6, so it goes in here (PlatformIO's reference toolchain adds the same define).
-    let cpp_flags = format!("{c_flags} {}", crate::pipeline::DECIMAL_DIG_FIX);
+    let shared: Vec<String> = compile.iter().filter(|f| !project_includes.contains(f)).cloned().collect();
+    let with_src: Vec<String> = compile.iter().chain(&src_flags).filter(|f| !unflags.contains(f)).cloned().collect();
     let mut props = vec![
         ("runtime.ide.version".to_string(), ARDUINO_VERSION.to_string()),
         (CORE_ORDER_PROPERTY.to_string(), CORE_ORDER_BY_NAME.to_string()),
-        ("compiler.c.extra_flags".to_string(), c_flags.clone()),
-        ("compiler.cpp.extra_flags".to_string(), cpp_flags),
-        ("compiler.S.extra_flags".to_string(), c_flags),
         (PROJECT_INCLUDE_FLAGS_PROPERTY.to_string(), project_includes.join(" ")),
     ];
+    props.extend(extra_flags(&compile));
     if !link.is_empty() {
         props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
     }
@@ -192,9 +213,12 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     props.push(("compiler.ar.flags".to_string(), "rcsP".to_string()));
     // Libraries link after the ones they use, as PlatformIO builds its dependency tree.
     props.push((crate::discover::LIBRARY_ORDER_PROPERTY.to_string(), crate::discover::DEPENDENCIES_FIRST.to_string()));
-    let variant_archive = project_out.join("libFrameworkArduinoVariant.a");
+    let variant_archive = shared_out.join("libFrameworkArduinoVariant.a");
     std::fs::create_dir_all(out).at(out)?;
-    std::fs::write(&variant_archive, EMPTY_ARCHIVE).at(&variant_archive)?;
+    if std::fs::read(&variant_archive).ok().as_deref() != Some(EMPTY_ARCHIVE) {
+        std::fs::create_dir_all(shared_out).at(shared_out)?;
+        std::fs::write(&variant_archive, EMPTY_ARCHIVE).at(&variant_archive)?;
+    }
     props.push((VARIANT_ARCHIVE_PROPERTY.to_string(), variant_archive.display().to_string()));
     for (key, value) in COMPILE_FLAGS {
         let value = match (debug, key) {
@@ -230,7 +254,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     let staged = {
         let mut h = blake3::Hasher::new();
         h.update(format!("{library:?}{libraries:?}{archive}{ignore:?}").as_bytes());
-        project_out.join(format!("libraries-{}", &h.finalize().to_hex()[..12]))
+        shared_out.join(format!("libraries-{}", &h.finalize().to_hex()[..12]))
     };
     let libraries = vec![libraries::stage(&library, &libraries, archive, &ignore, &staged)?];
     let library = Vec::new();
@@ -242,7 +266,20 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     let filter_text = filter_text.split_whitespace().collect::<Vec<_>>().join(" ");
     let selected = src_filter::select(&src_dir, &filter_text, &format!("{ini}: [env:{env}] build_src_filter"))?;
     let sketch = stage_sources(&src_dir, &out.join("src-sketch"), &selected)?;
+    let shared_properties = props
+        .iter()
+        .filter(|(k, _)| k != PROJECT_INCLUDE_FLAGS_PROPERTY)
+        .cloned()
+        .map(|(k, v)| match extra_flags(&shared).into_iter().find(|(e, _)| *e == k) {
+            Some(e) => e,
+            None => (k, v),
+        })
+        .collect();
     Ok(EnvBuild {
+        project_includes,
+        shared_properties,
+        own_properties: extra_flags(&compile).to_vec(),
+        src_properties: extra_flags(&with_src).to_vec(),
         env: env.to_string(),
         label: format!("{name}:{env}"),
         fqbn: board.fqbn.to_string(),
@@ -254,11 +291,29 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     })
 }
 
+/// The three `compiler.*.extra_flags` properties carrying `flags`. Setting
+/// compiler.cpp.extra_flags turns off the pipeline's own DECIMAL_DIG fix for GCC < 6, so
+/// it goes in here (PlatformIO's reference toolchain adds the same define).
+fn extra_flags(flags: &[String]) -> [(String, String); 3] {
+    let c = flags.join(" ");
+    [
+        ("compiler.c.extra_flags".to_string(), c.clone()),
+        ("compiler.cpp.extra_flags".to_string(), format!("{c} {}", crate::pipeline::DECIMAL_DIG_FIX)),
+        ("compiler.S.extra_flags".to_string(), c),
+    ]
+}
+
 /// The installed Arduino AVR core's own libraries (SPI, Wire, ...), PlatformIO's
-/// framework library storage.
+/// framework library storage. Found once a run: reading the installed platforms is
+/// the costliest part of preparing an env.
 fn framework_libraries() -> Option<PathBuf> {
-    let platforms = crate::platform::discover(&[]).ok()?;
-    platforms.iter().find(|p| p.vendor == "arduino" && p.arch == "avr").map(|p| p.path.join("libraries")).filter(|p| p.is_dir())
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let platforms = crate::platform::discover(&[]).ok()?;
+            platforms.iter().find(|p| p.vendor == "arduino" && p.arch == "avr").map(|p| p.path.join("libraries")).filter(|p| p.is_dir())
+        })
+        .clone()
 }
 
 /// A `lib_deps` item: a path (`symlink://`, `file://`, or plain) is one library; a bare
@@ -319,30 +374,91 @@ fn stage_sources(src_dir: &Path, stage: &Path, selected: &BTreeSet<PathBuf>) -> 
     let main_ino = entries.iter().find(|p| p.is_file() && crate::sketch::is_ino(p));
     let main_cpp = entries.iter().find(|p| p.is_file() && p.extension().is_some_and(|e| e == "cpp"));
     let main = main_ino.or(main_cpp).and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned());
-    if stage.exists() {
-        std::fs::remove_dir_all(stage).at(stage)?;
-    }
     let name = main.clone().unwrap_or_else(|| "src".to_string());
-    let dir = stage.join(&name);
-    std::fs::create_dir_all(&dir).at(&dir)?;
+    // What the staged folder must hold: each file's bytes, from the project or made here.
+    let mut files: Vec<(PathBuf, Staged)> = Vec::new();
     if main.is_none() {
-        std::fs::write(dir.join("src.ino"), b"").at(&dir)?;
+        files.push((PathBuf::from("src.ino"), Staged::Bytes(Vec::new())));
     }
     for p in &entries {
-        let file_name = p.file_name().unwrap_or_default();
+        let file_name = PathBuf::from(p.file_name().unwrap_or_default());
         if p.is_dir() {
-            copy_tree(p, &dir.join("src").join(file_name), &wanted)?;
+            list_tree(p, &Path::new("src").join(&file_name), &wanted, &mut files)?;
         } else if main_ino.is_none() && Some(p) == main_cpp {
-            std::fs::copy(p, dir.join(format!("{name}.ino"))).at(p)?;
-            std::fs::write(dir.join(crate::sketch::PLAIN_CPP_MAIN_MARKER), b"").at(&dir)?;
+            files.push((PathBuf::from(format!("{name}.ino")), Staged::Copy(p.clone())));
+            files.push((PathBuf::from(crate::sketch::PLAIN_CPP_MAIN_MARKER), Staged::Bytes(Vec::new())));
         } else {
-            std::fs::copy(p, dir.join(file_name)).at(p)?;
+            files.push((file_name, Staged::Copy(p.clone())));
         }
     }
+    let dir = stage.join(&name);
+    sync_folder(stage, &dir, &files)?;
     Ok(dir)
 }
 
-fn copy_tree(from: &Path, to: &Path, wanted: &dyn Fn(&Path) -> bool) -> Result<()> {
+/// A file of a staged folder: a copy of a project file, or bytes fbuild writes.
+enum Staged {
+    Copy(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+fn list_tree(from: &Path, rel: &Path, wanted: &dyn Fn(&Path) -> bool, out: &mut Vec<(PathBuf, Staged)>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(from).at(from)?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let r = rel.join(p.file_name().unwrap_or_default());
+        if p.is_dir() {
+            list_tree(&p, &r, wanted, out)?;
+        } else if wanted(&p) {
+            out.push((r, Staged::Copy(p)));
+        }
+    }
+    Ok(())
+}
+
+/// Make `stage` hold exactly `dir` with `files`, rewriting only files whose bytes
+/// changed: a warm run over many projects then writes nothing, and an unchanged file
+/// keeps its timestamps.
+fn sync_folder(stage: &Path, dir: &Path, files: &[(PathBuf, Staged)]) -> Result<()> {
+    let keep: BTreeSet<PathBuf> = files.iter().map(|(r, _)| dir.join(r)).collect();
+    prune(stage, &keep, dir)?;
+    for (rel, what) in files {
+        let dest = dir.join(rel);
+        let bytes = match what {
+            Staged::Copy(p) => std::fs::read(p).at(p)?,
+            Staged::Bytes(b) => b.clone(),
+        };
+        if std::fs::read(&dest).ok().as_deref() != Some(&bytes[..]) {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).at(parent)?;
+            }
+            std::fs::write(&dest, &bytes).at(&dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove everything under `folder` that is neither one of `keep` nor a folder on the
+/// way to one.
+fn prune(folder: &Path, keep: &BTreeSet<PathBuf>, dir: &Path) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(folder) else { return Ok(()) };
+    for e in rd.flatten() {
+        let p = e.path();
+        let needed = keep.iter().any(|k| k.starts_with(&p)) || p == dir;
+        if !needed {
+            if p.is_dir() && !p.is_symlink() {
+                std::fs::remove_dir_all(&p).at(&p)?;
+            } else {
+                std::fs::remove_file(&p).at(&p)?;
+            }
+        } else if p.is_dir() && !keep.contains(&p) {
+            prune(&p, keep, dir)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn copy_tree(from: &Path, to: &Path, wanted: &dyn Fn(&Path) -> bool) -> Result<()> {
     std::fs::create_dir_all(to).at(to)?;
     for entry in std::fs::read_dir(from).at(from)?.flatten() {
         let p = entry.path();
