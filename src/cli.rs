@@ -337,7 +337,7 @@ fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: b
         req.build_properties.splice(0..0, b.build_properties.clone());
         req.library.splice(0..0, b.library.clone());
         req.libraries.splice(0..0, b.libraries.clone());
-        req.sketch_properties = vec![(b.sketch.clone(), pipeline::SketchProperties { all: Vec::new(), sources: b.src_properties.clone() })];
+        req.sketch_properties = vec![(b.sketch.clone(), pipeline::SketchProperties { all: Vec::new(), sources: b.src_properties.clone(), out: None })];
         let report = pipeline::run(&Request { quiet: true, ..req })?;
         let r = &report.sketches[0];
         if r.status == Status::Ok {

@@ -322,6 +322,159 @@ fn ci_matches_pio_run_on_the_same_layout() {
     assert!(r.stderr.contains("unknown PlatformIO board `unoo`") && r.stderr.trim().lines().count() == 1, "{}", r.stderr);
 }
 
+/// `build_src_flags` reach the project's own sources and nothing else: the private
+/// library's source picks another body when the define reaches it, and the sketch does
+/// not compile without it. `fbuild build` and `compile-many` both, against `pio run`.
+#[test]
+fn build_src_flags_reach_the_project_sources_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("srcflags");
+    write_project(&project, "[env:uno]\nboard = uno\nframework = arduino\nbuild_flags = -DBOTH=5\nbuild_src_flags = -DSRC_ONLY=40 -Isrc_inc\n");
+    std::fs::create_dir_all(project.join("lib/Tag")).unwrap();
+    std::fs::create_dir_all(project.join("src_inc")).unwrap();
+    std::fs::write(project.join("src_inc/extra.h"), "#define EXTRA 7\n").unwrap();
+    std::fs::write(project.join("lib/Tag/Tag.h"), "#pragma once\nint tag();\n").unwrap();
+    std::fs::write(project.join("lib/Tag/Tag.cpp"), "#include \"Tag.h\"\n#ifdef SRC_ONLY\nint tag() { return 1000 + BOTH; }\n#else\nint tag() { return 2000 + BOTH; }\n#endif\n").unwrap();
+    std::fs::write(
+        project.join("src/main.cpp"),
+        "#include <Arduino.h>\n#include <Tag.h>\n#include <extra.h>\nvoid setup() { Serial.begin(9600); Serial.println(tag() + SRC_ONLY + EXTRA); }\nvoid loop() {}\n",
+    )
+    .unwrap();
+    let (want_hex, want_flash, want_ram) = pio_reference(&project, "uno");
+    let cache = tmp.path().join("cache");
+    let (hex, flash, ram) = fbuild_project(&cache, &project, "uno", &tmp.path().join("out"));
+    assert!(hex == want_hex, "fbuild build's firmware differs from pio run's");
+    assert_eq!((flash, ram), (want_flash, want_ram));
+    let blink = example("01.Basics/Blink");
+    let r = fbuild(&cache, tmp.path(), &["compile-many", "--out", "many", project.to_str().unwrap(), blink.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let results = read_json(&tmp.path().join("many/results.json"));
+    let s = results["sketches"].as_array().unwrap().iter().find(|s| s["name"] == "srcflags:uno").unwrap();
+    assert!(std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap() == want_hex, "compile-many's firmware differs from pio run's");
+}
+
+/// `lib_compat_mode` decides which libraries exist for the env, as PlatformIO decides
+/// it: `soft` (the default) leaves out a library.json library for another framework,
+/// `strict` also one whose library.properties architectures are other platforms', `off`
+/// keeps every one, and a library.json `build.libCompatMode` overrides the env's. Each
+/// env builds where `pio run` builds (byte for byte) and fails where it fails.
+#[test]
+fn lib_compat_mode_matches_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("compat");
+    let envs = [
+        ("off_esp", "lib_compat_mode = off\nbuild_flags = -DUSE_ESP", true),
+        ("soft_esp", "build_flags = -DUSE_ESP", false),
+        ("soft_sam", "lib_compat_mode = soft\nbuild_flags = -DUSE_SAM", true),
+        ("strict_sam", "lib_compat_mode = strict\nbuild_flags = -DUSE_SAM", false),
+        ("strict_own", "lib_compat_mode = strict\nbuild_flags = -DUSE_OWN -DUSE_AVR", true),
+    ];
+    let ini: String = envs.iter().map(|(e, opts, _)| format!("[env:{e}]\nboard = uno\nframework = arduino\n{opts}\n")).collect();
+    write_project(&project, &ini);
+    let lib = |name: &str, manifest: (&str, &str), value: u32| {
+        let d = project.join("lib").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(manifest.0), manifest.1).unwrap();
+        std::fs::write(d.join(format!("{name}.h")), format!("#pragma once\nint {}();\n", name.to_lowercase())).unwrap();
+        std::fs::write(d.join(format!("{name}.cpp")), format!("#include \"{name}.h\"\nint {}() {{ return {value}; }}\n", name.to_lowercase())).unwrap();
+    };
+    lib("EspOnly", ("library.json", r#"{"name": "EspOnly", "version": "1.0.0", "frameworks": "espidf", "platforms": "*"}"#), 11);
+    lib("SamOnly", ("library.properties", "name=SamOnly\nversion=1.0.0\narchitectures=sam\n"), 22);
+    lib("OwnMode", ("library.json", r#"{"name": "OwnMode", "version": "1.0.0", "frameworks": ["espidf"], "platforms": ["espressif32"], "build": {"libCompatMode": "off"}}"#), 33);
+    lib("AvrToo", ("library.properties", "name=AvrToo\nversion=1.0.0\narchitectures=sam,avr\n"), 44);
+    std::fs::write(
+        project.join("src/main.cpp"),
+        "#include <Arduino.h>\n#ifdef USE_ESP\n#include <EspOnly.h>\n#define V esponly()\n#endif\n\
+         #ifdef USE_SAM\n#include <SamOnly.h>\n#define V samonly()\n#endif\n\
+         #ifdef USE_OWN\n#include <OwnMode.h>\n#include <AvrToo.h>\n#define V (ownmode() + avrtoo())\n#endif\n\
+         void setup() { Serial.begin(9600); Serial.println(V); }\nvoid loop() {}\n",
+    )
+    .unwrap();
+    let cache = tmp.path().join("cache");
+    for (env, _, builds) in envs {
+        let want = pio_outcome(&project, env, &[]);
+        assert_eq!(want.is_some(), builds, "{env}: pio run's outcome is not the one this test expects");
+        let got = fbuild_outcome(&cache, &project, env, &tmp.path().join("out"));
+        match (want, got) {
+            (Some((want_hex, want_flash, want_ram)), Ok((hex, flash, ram))) => {
+                assert!(hex == want_hex, "{env}: fbuild's firmware differs from pio run's");
+                assert_eq!((flash, ram), (want_flash, want_ram), "{env}: sizes");
+            }
+            (None, Err(e)) => assert!(e.contains(".h"), "{env}: fails on the missing header: {e}"),
+            (Some(_), Err(e)) => panic!("{env}: pio run builds it, fbuild fails: {e}"),
+            (None, Ok(_)) => panic!("{env}: pio run fails, fbuild builds it"),
+        }
+    }
+    let bad = tmp.path().join("badcompat");
+    write_project(&bad, "[env:uno]\nboard = uno\nframework = arduino\nlib_compat_mode = loose\n");
+    std::fs::write(bad.join("src/main.cpp"), "void setup() {}\nvoid loop() {}\n").unwrap();
+    let r = fbuild(&cache, &bad, &["build", "."]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("lib_compat_mode = `loose`; use off, soft or strict") && r.stderr.trim().lines().count() == 1, "{}", r.stderr);
+}
+
+/// `lib_ldf_mode`, each mode on a library whose include sits under `#if`: Alpha.h
+/// includes Beta only `#if defined(ALPHA_USES_BETA)` (never), Alpha's second source
+/// includes Gamma the same way, and Gamma's second source Delta. `chain` (the default)
+/// follows the include lines without evaluating them and reads all sources of the
+/// libraries that finds (Beta, Gamma; not Delta), `deep` reads all sources of every
+/// library (Delta too), the `+` modes evaluate (none of them), `off` takes lib_deps only. The sketch sees which libraries are on its path through
+/// `__has_include`, so each mode makes other firmware; fbuild's must be pio run's.
+#[test]
+fn lib_ldf_modes_match_pio_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("ldf");
+    let modes = ["off", "chain", "deep", "chain+", "deep+"];
+    let ini: String = modes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("[env:m{i}]\nboard = uno\nframework = arduino\nlib_ldf_mode = {m}\n{}\n", if *m == "off" { "lib_deps = Alpha" } else { "" }))
+        .collect();
+    write_project(&project, &ini);
+    let write = |rel: &str, text: &str| {
+        let p = project.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write("lib/Alpha/Alpha.h", "#pragma once\n#if defined(ALPHA_USES_BETA)\n#include <Beta.h>\n#endif\nint alpha();\n");
+    write("lib/Alpha/Alpha.cpp", "#include \"Alpha.h\"\nint alpha() { return 1; }\n");
+    write("lib/Alpha/extra.cpp", "#if defined(ALPHA_USES_GAMMA)\n#include <Gamma.h>\n#endif\nint alpha_extra() { return 4; }\n");
+    write("lib/Beta/Beta.h", "#pragma once\nint beta();\n");
+    write("lib/Beta/Beta.cpp", "#include \"Beta.h\"\nint beta() { return 2; }\n");
+    write("lib/Gamma/Gamma.h", "#pragma once\nint gamma_value();\n");
+    write("lib/Gamma/Gamma.cpp", "#include \"Gamma.h\"\nint gamma_value() { return 3; }\n");
+    write("lib/Gamma/more.cpp", "#if defined(GAMMA_USES_DELTA)\n#include <Delta.h>\n#endif\nint gamma_more() { return 5; }\n");
+    write("lib/Delta/Delta.h", "#pragma once\nint delta();\n");
+    write("lib/Delta/Delta.cpp", "#include \"Delta.h\"\nint delta() { return 6; }\n");
+    write(
+        "src/main.cpp",
+        "#include <Arduino.h>\n#include <Alpha.h>\n\
+         #if __has_include(<Beta.h>)\n#define B 20\n#else\n#define B 10\n#endif\n\
+         #if __has_include(<Gamma.h>)\n#define G 300\n#else\n#define G 100\n#endif\n\
+         #if __has_include(<Delta.h>)\n#define D 4000\n#else\n#define D 1000\n#endif\n\
+         void setup() { Serial.begin(9600); Serial.println(alpha() + B + G + D); }\nvoid loop() {}\n",
+    );
+    let cache = tmp.path().join("cache");
+    let mut distinct: Vec<Vec<u8>> = Vec::new();
+    for (i, mode) in modes.iter().enumerate() {
+        let env = format!("m{i}");
+        let (want_hex, want_flash, want_ram) = pio_outcome(&project, &env, &[]).unwrap_or_else(|| panic!("lib_ldf_mode = {mode}: pio run fails"));
+        let (hex, flash, ram) = fbuild_project(&cache, &project, &env, &tmp.path().join("out"));
+        assert!(hex == want_hex, "lib_ldf_mode = {mode}: fbuild's firmware differs from pio run's");
+        assert_eq!((flash, ram), (want_flash, want_ram), "lib_ldf_mode = {mode}: sizes");
+        if !distinct.contains(&want_hex) {
+            distinct.push(want_hex);
+        }
+    }
+    assert!(distinct.len() >= 3, "the modes must make different firmware for this test to prove anything: {} kinds", distinct.len());
+    let bad = tmp.path().join("badldf");
+    write_project(&bad, "[env:uno]\nboard = uno\nframework = arduino\nlib_ldf_mode = deeper\n");
+    std::fs::write(bad.join("src/main.cpp"), "void setup() {}\nvoid loop() {}\n").unwrap();
+    let r = fbuild(&cache, &bad, &["build", "."]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("lib_ldf_mode = `deeper`; use off, chain, deep, chain+ or deep+") && r.stderr.trim().lines().count() == 1, "{}", r.stderr);
+}
+
 #[test]
 fn build_unflags_match_pio_run() {
     let tmp = tempfile::tempdir().unwrap();

@@ -36,6 +36,10 @@ pub struct DiscoveryError {
 /// it); otherwise libraries keep the order they were found in, the reference's.
 pub const LIBRARY_ORDER_PROPERTY: &str = "fbuild.library_order";
 pub const DEPENDENCIES_FIRST: &str = "dependencies-first";
+/// A build property naming the libraries to use, one folder a line, in link order:
+/// another finder decided them (PlatformIO's `lib_ldf_mode` without `+`), so discovery
+/// takes them as they are and runs nothing.
+pub const FIXED_LIBRARIES_PROPERTY: &str = "fbuild.libraries.fixed";
 
 /// What discovery found for one sketch.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +89,22 @@ impl Discoverer<'_> {
     pub fn sketch(&self, runner: &Runner, sources: &[PathBuf], ctx: &Context) -> Result<SketchDiscovery> {
         let t = Instant::now();
         let mut found = SketchDiscovery { include_dirs: self.framework_dirs.clone(), ..Default::default() };
+        if let Some(fixed) = ctx.props.get(FIXED_LIBRARIES_PROPERTY) {
+            for dir in fixed.lines().filter(|l| !l.is_empty()) {
+                if let Some(l) = self.index.libraries.iter().position(|lib| lib.path == Path::new(dir)) {
+                    found.libraries.push(l);
+                    found.include_dirs.push(self.index.libraries[l].src_dir.clone());
+                }
+            }
+            // Each library's sources see every library's folder, as PlatformIO's do.
+            for &l in &found.libraries {
+                let mut dirs = found.include_dirs.clone();
+                dirs.extend(self.utility_dir(l));
+                found.library_includes.insert(l, dirs);
+            }
+            found.seconds = t.elapsed().as_secs_f64();
+            return Ok(found);
+        }
         let mut queue: VecDeque<(PathBuf, Origin)> = sources.iter().map(|p| (p.clone(), Origin::Sketch)).collect();
         let mut queued: HashSet<PathBuf> = sources.iter().cloned().collect();
         let mut reads: BTreeMap<usize, Reads> = BTreeMap::new();

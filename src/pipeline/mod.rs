@@ -82,6 +82,17 @@ pub struct SketchProperties {
     pub all: Vec<(String, String)>,
     /// On top of `all`, for the sketch's own sources only: its compiles, its discovery.
     pub sources: Vec<(String, String)>,
+    /// The folder its output folder goes in, instead of the request's `out` (a project
+    /// env's firmware stays under OUT/projects/PROJECT/ENV however envs are grouped).
+    pub out: Option<PathBuf>,
+}
+
+impl Request {
+    /// Where a sketch's output folder goes (see `SketchProperties::out`).
+    fn sketch_dir(&self, sketch: &Sketch) -> PathBuf {
+        let own = self.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()));
+        sketch_out_dir(own.and_then(|(_, s)| s.out.as_deref()).unwrap_or(&self.out), sketch)
+    }
 }
 
 fn slug(s: &str) -> String {
@@ -427,7 +438,7 @@ impl<'r> Setup<'r> {
             .skipped
             .iter()
             .map(|(i, s, reason)| {
-                let r = crate::filter::skipped_result(s, &sketch_out_dir(&req.out, s), reason.clone());
+                let r = crate::filter::skipped_result(s, &req.sketch_dir(s), reason.clone());
                 progress.started();
                 progress.finished(&r);
                 (*i, r)
@@ -912,7 +923,7 @@ impl Build<'_> {
     /// its libraries as the reference does.
     fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, SketchDiscovery)> {
         let sketch = &self.setup.sketches[i];
-        let dir = sketch_out_dir(&self.setup.req.out, sketch);
+        let dir = self.setup.req.sketch_dir(sketch);
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
         let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));

@@ -11,24 +11,26 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::library::{Library, Location};
 
 /// Stage `singles` (libraries, first wins) and the libraries inside `folders` (in order;
 /// a name already staged is skipped, as PlatformIO takes the first storage that has it)
 /// under `stage`, archived when `archive`, leaving out those `ignore` names (by folder or
-/// library name: `lib_ignore`). Returns `stage`.
-pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, ignore: &[String], stage: &Path) -> Result<PathBuf> {
+/// library name: `lib_ignore`) and those `compat` finds incompatible. Returns each
+/// staged library's folder and its staged copy, in staging order.
+pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, ignore: &[String], compat: CompatMode, stage: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     // Named by its inputs (see `prepare_env`), so a folder staged once in this run is
     // the one every other env asking for it would stage.
-    static STAGED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
-    let inputs = format!("{singles:?}{folders:?}{archive}{ignore:?}");
+    type Staged = Vec<(PathBuf, PathBuf)>;
+    static STAGED: std::sync::Mutex<Vec<(PathBuf, String, Staged)>> = std::sync::Mutex::new(Vec::new());
+    let inputs = format!("{singles:?}{folders:?}{archive}{ignore:?}{compat:?}");
     let mut staged = STAGED.lock().unwrap();
-    match staged.iter_mut().find(|(p, _)| p == stage) {
-        Some((_, i)) if *i == inputs => return Ok(stage.to_path_buf()),
-        Some((_, i)) => *i = inputs,
-        None => staged.push((stage.to_path_buf(), inputs)),
+    if let Some((_, _, done)) = staged.iter().find(|(p, i, _)| p == stage && *i == inputs) {
+        return Ok(done.clone());
     }
+    staged.retain(|(p, _, _)| p != stage);
+    let mut done = Vec::new();
     if stage.exists() {
         std::fs::remove_dir_all(stage).at(stage)?;
     }
@@ -47,12 +49,112 @@ pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, ignore: &[
             continue;
         }
         let Some(loaded) = Library::load(&lib, Location::Libraries)? else { continue };
-        if ignore.iter().any(|i| *i == loaded.name || *i == loaded.dir_name) {
+        if ignore.iter().any(|i| *i == loaded.name || *i == loaded.dir_name) || !compat.admits(&lib) {
             continue;
         }
         stage_one(&lib, &dest, archive && archivable(&loaded))?;
+        done.push((lib, dest));
     }
-    Ok(stage.to_path_buf())
+    staged.push((stage.to_path_buf(), inputs, done.clone()));
+    Ok(done)
+}
+
+/// `lib_compat_mode`: which libraries of the storages PlatformIO considers at all, for
+/// the one platform and framework fbuild builds (`atmelavr`, `arduino`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompatMode {
+    /// Every library.
+    Off,
+    /// PlatformIO's default: not a library whose library.json names other frameworks.
+    #[default]
+    Soft,
+    /// Also not one whose library.json `platforms`, or library.properties
+    /// `architectures`, name other platforms.
+    Strict,
+}
+
+const PLATFORM: &str = "atmelavr";
+const FRAMEWORK: &str = "arduino";
+
+impl CompatMode {
+    /// The option's value as PlatformIO's ini accepts it: a name.
+    pub fn parse(value: &str) -> Option<CompatMode> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "off" => Some(CompatMode::Off),
+            "soft" => Some(CompatMode::Soft),
+            "strict" => Some(CompatMode::Strict),
+            _ => None,
+        }
+    }
+
+    /// Does PlatformIO, in this mode, consider the library in `dir` at all? A library.json
+    /// may set its own mode (`build.libCompatMode`); a library.properties library is
+    /// always for the arduino framework, and its architectures stand for platforms
+    /// (architectures PlatformIO has no platform for count as none given).
+    pub fn admits(self, dir: &Path) -> bool {
+        let json: Option<serde_json::Value> = std::fs::read(dir.join("library.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let (mode, platforms, frameworks) = match &json {
+            Some(j) => {
+                let own = j.pointer("/build/libCompatMode").and_then(|m| match m {
+                    // A manifest may give the index in PlatformIO's list of choices.
+                    serde_json::Value::Number(n) => [CompatMode::Off, CompatMode::Soft, CompatMode::Strict].get(n.as_u64()? as usize).copied(),
+                    serde_json::Value::String(s) => CompatMode::parse(s),
+                    _ => None,
+                });
+                (own.unwrap_or(self), words(j.get("platforms")), words(j.get("frameworks")))
+            }
+            None => {
+                let text = std::fs::read_to_string(dir.join("library.properties")).unwrap_or_default();
+                let archs = text.lines().find_map(|l| l.strip_prefix("architectures=")).unwrap_or_default();
+                (self, platforms_of_architectures(archs), Vec::new())
+            }
+        };
+        let fits = |given: &[String], ours: &str| given.is_empty() || given.iter().any(|g| g == "*" || g == ours);
+        match mode {
+            CompatMode::Off => true,
+            CompatMode::Soft => fits(&frameworks, FRAMEWORK),
+            CompatMode::Strict => fits(&frameworks, FRAMEWORK) && fits(&platforms, PLATFORM),
+        }
+    }
+}
+
+/// A manifest field given as a list or a comma-separated string, lowercased.
+fn words(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => s.split(',').map(|w| w.trim().to_ascii_lowercase()).filter(|w| !w.is_empty()).collect(),
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|w| w.as_str()).map(|w| w.trim().to_ascii_lowercase()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// PlatformIO's platforms for library.properties `architectures` (its manifest parser's table).
+fn platforms_of_architectures(archs: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in archs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if a == "*" {
+            return vec!["*".to_string()];
+        }
+        let p = match a {
+            "avr" => "atmelavr",
+            "sam" | "samd" => "atmelsam",
+            "esp8266" => "espressif8266",
+            "esp32" => "espressif32",
+            "arc32" => "intel_arc32",
+            "stm32" => "ststm32",
+            "nrf52" => "nordicnrf52",
+            "rp2040" => "raspberrypi",
+            _ => continue,
+        };
+        if !out.iter().any(|o| o == p) {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
+/// The error for a `lib_compat_mode` value PlatformIO does not know.
+pub fn bad_compat_mode(ini: &str, env: &str, value: &str) -> Error {
+    Error::usage(format!("{ini}: [env:{env}] lib_compat_mode = `{value}`; use off, soft or strict"))
 }
 
 /// PlatformIO archives only a library with sources: a header-only one has nothing to link.
@@ -88,6 +190,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn compat_modes_follow_platformio() {
+        let t = tempfile::tempdir().unwrap();
+        let lib = |name: &str, file: &str, text: &str| -> PathBuf {
+            let d = t.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(file), text).unwrap();
+            d
+        };
+        let esp = lib("esp", "library.json", r#"{"frameworks": "espidf, zephyr"}"#);
+        let any_fw = lib("anyfw", "library.json", r#"{"frameworks": "*", "platforms": ["espressif32"]}"#);
+        let own = lib("own", "library.json", r#"{"frameworks": ["espidf"], "build": {"libCompatMode": 0}}"#);
+        let sam = lib("sam", "library.properties", "name=S\narchitectures=sam, samd\n");
+        let both = lib("both", "library.properties", "name=B\narchitectures=sam,avr\n");
+        let unknown_arch = lib("megaavr", "library.properties", "name=M\narchitectures=megaavr\n");
+        let bare = lib("bare", "x.h", "");
+        use CompatMode::*;
+        for (dir, off, soft, strict) in [
+            (&esp, true, false, false),
+            (&any_fw, true, true, false),
+            (&own, true, true, true),
+            (&sam, true, true, false),
+            (&both, true, true, true),
+            (&unknown_arch, true, true, true),
+            (&bare, true, true, true),
+        ] {
+            assert_eq!([Off.admits(dir), Soft.admits(dir), Strict.admits(dir)], [off, soft, strict], "{}", dir.display());
+        }
+        assert_eq!(CompatMode::parse(" Strict "), Some(Strict));
+        assert_eq!(CompatMode::parse("1"), None, "the ini takes names only");
+        assert_eq!(CompatMode::parse("loose"), None);
+    }
+
+    #[test]
     fn stages_first_of_each_name_archived_with_links() {
         let t = tempfile::tempdir().unwrap();
         let write = |rel: &str, text: &str| {
@@ -108,7 +243,7 @@ mod tests {
         write("extra/PerArch/src/avr/PerArch.cpp", "");
         write("extra/PerArch/src/sam/PerArch.cpp", "");
         let stage_dir = t.path().join("stage");
-        stage(&[t.path().join("dep/Led")], &[t.path().join("extra")], true, &["PerArch".to_string()], &stage_dir).unwrap();
+        stage(&[t.path().join("dep/Led")], &[t.path().join("extra")], true, &["PerArch".to_string()], CompatMode::Soft, &stage_dir).unwrap();
         let props = std::fs::read_to_string(stage_dir.join("Led/library.properties")).unwrap();
         assert!(props.ends_with("dot_a_linkage=true\n") && !props.contains("=false"), "{props}");
         assert!(std::fs::read_link(stage_dir.join("Led/src")).unwrap().ends_with("dep/Led/src"));
@@ -119,10 +254,10 @@ mod tests {
         assert!(!stage_dir.join("NotALib").exists());
         assert!(!Library::load(&stage_dir.join("HeaderOnly"), Location::Libraries).unwrap().unwrap().dot_a_linkage);
         assert!(!stage_dir.join("PerArch").exists(), "lib_ignore");
-        stage(&[], &[t.path().join("extra")], true, &[], &stage_dir).unwrap();
+        stage(&[], &[t.path().join("extra")], true, &[], CompatMode::Soft, &stage_dir).unwrap();
         assert!(Library::load(&stage_dir.join("PerArch"), Location::Libraries).unwrap().unwrap().dot_a_linkage);
 
-        stage(&[t.path().join("dep/Led")], &[], false, &[], &stage_dir).unwrap();
+        stage(&[t.path().join("dep/Led")], &[], false, &[], CompatMode::Soft, &stage_dir).unwrap();
         assert!(!Library::load(&stage_dir.join("Led"), Location::Libraries).unwrap().unwrap().dot_a_linkage);
         assert!(!stage_dir.join("Flat").exists(), "staging starts afresh");
     }

@@ -80,11 +80,11 @@ pub fn run(
             let own = env.project_includes.join(" ");
             let shareable = pipeline::flags_the_core_ignores(&own, &search).len() == env.project_includes.len();
             let sketch_props = if shareable {
-                pipeline::SketchProperties { all: env.own_properties.clone(), sources: env.src_properties.clone() }
+                pipeline::SketchProperties { all: env.own_properties.clone(), sources: env.src_properties.clone(), out: Some(project_out.join(&env.env)) }
             } else {
                 props = env.build_properties.clone();
                 props.extend(base.build_properties.iter().cloned());
-                pipeline::SketchProperties { all: Vec::new(), sources: env.src_properties.clone() }
+                pipeline::SketchProperties { all: Vec::new(), sources: env.src_properties.clone(), out: Some(project_out.join(&env.env)) }
             };
             let mut libraries = env.libraries.clone();
             libraries.extend(base.libraries.iter().cloned());

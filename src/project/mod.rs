@@ -8,6 +8,7 @@
 
 pub mod boards;
 pub mod ci;
+pub mod ldf;
 pub mod libraries;
 pub mod many;
 pub mod platformio;
@@ -243,21 +244,40 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         libraries.push(project.join(extra));
     }
     let mut library = Vec::new();
+    // Each lib_deps item as the finder needs it: a folder, or an installed library's name.
+    let mut lib_deps: Vec<std::result::Result<PathBuf, String>> = Vec::new();
     for dep in config.list(&format!("env:{env}"), "lib_deps")? {
-        library.extend(resolve_lib_dep(&ini, env, &dep, project, &libraries)?);
+        match resolve_lib_dep(&ini, env, &dep, project, &libraries)? {
+            Some(p) => {
+                library.push(p.clone());
+                lib_deps.push(Ok(p));
+            }
+            None => lib_deps.push(Err(bare_name(&dep).to_string())),
+        }
     }
     // PlatformIO's storages in its order, the framework's libraries last, staged as one folder.
     libraries.extend(framework_libraries());
     let archive = !matches!(get("lib_archive")?.as_deref().map(str::trim), Some("no" | "false" | "0" | "off"));
     let ignore = config.list(&format!("env:{env}"), "lib_ignore")?;
+    let compat = match get("lib_compat_mode")? {
+        None => libraries::CompatMode::default(),
+        Some(v) => libraries::CompatMode::parse(&v).ok_or_else(|| libraries::bad_compat_mode(&ini, env, v.trim()))?,
+    };
     // Named by what shapes it, so envs asking for the same libraries share one folder.
     let staged = {
         let mut h = blake3::Hasher::new();
-        h.update(format!("{library:?}{libraries:?}{archive}{ignore:?}").as_bytes());
+        h.update(format!("{library:?}{libraries:?}{archive}{ignore:?}{compat:?}").as_bytes());
         shared_out.join(format!("libraries-{}", &h.finalize().to_hex()[..12]))
     };
-    let libraries = vec![libraries::stage(&library, &libraries, archive, &ignore, &staged)?];
+    let staged_libs = libraries::stage(&library, &libraries, archive, &ignore, compat, &staged)?;
+    let libraries = vec![staged];
     let library = Vec::new();
+    let ldf = match get("lib_ldf_mode")? {
+        None => ldf::LdfMode::default(),
+        Some(v) => ldf::LdfMode::parse(&v).ok_or_else(|| {
+            Error::usage(format!("{ini}: [env:{env}] lib_ldf_mode = `{}`; use off, chain, deep, chain+ or deep+", v.trim()))
+        })?,
+    };
 
     let filter_text = match get("build_src_filter")? {
         Some(f) => f,
@@ -266,6 +286,22 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     let filter_text = filter_text.split_whitespace().collect::<Vec<_>>().join(" ");
     let selected = src_filter::select(&src_dir, &filter_text, &format!("{ini}: [env:{env}] build_src_filter"))?;
     let sketch = stage_sources(&src_dir, &out.join("src-sketch"), &selected)?;
+    let mut src_properties = extra_flags(&with_src).to_vec();
+    if !ldf.evaluates_conditionals() {
+        let scan = ldf::ProjectScan {
+            path: std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf()),
+            include_dirs: [&include_dir, &src_dir].iter().map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())).collect(),
+            // The sources the filter selects (other files it matches are not read).
+            sources: selected
+                .iter()
+                .filter(|rel| crate::sketch::is_ino(rel) || rel.extension().is_some_and(|e| crate::sketch::SOURCE_EXTENSIONS.iter().any(|x| e == *x)))
+                .map(|rel| std::fs::canonicalize(src_dir.join(rel)).unwrap_or_else(|_| src_dir.join(rel)))
+                .collect(),
+            lib_deps: Vec::new(),
+        };
+        let fixed = pio_libraries(ldf, scan, &staged_libs, &lib_deps)?;
+        src_properties.push((crate::discover::FIXED_LIBRARIES_PROPERTY.to_string(), fixed.join("\n")));
+    }
     let shared_properties = props
         .iter()
         .filter(|(k, _)| k != PROJECT_INCLUDE_FLAGS_PROPERTY)
@@ -279,7 +315,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         project_includes,
         shared_properties,
         own_properties: extra_flags(&compile).to_vec(),
-        src_properties: extra_flags(&with_src).to_vec(),
+        src_properties,
         env: env.to_string(),
         label: format!("{name}:{env}"),
         fqbn: board.fqbn.to_string(),
@@ -289,6 +325,51 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         libraries,
         warnings,
     })
+}
+
+/// `owner/Name@^1.2.3` or `Name`: the name part, compared with installed library folders.
+fn bare_name(dep: &str) -> &str {
+    let bare = dep.split('@').next().unwrap_or(dep).trim();
+    bare.rsplit('/').next().unwrap_or(bare).trim()
+}
+
+/// The staged copies of the libraries PlatformIO's finder picks in `mode` (see ldf.rs),
+/// in link order.
+fn pio_libraries(mode: ldf::LdfMode, mut scan: ldf::ProjectScan, staged: &[(PathBuf, PathBuf)], lib_deps: &[std::result::Result<PathBuf, String>]) -> Result<Vec<String>> {
+    // Read once a run per staged set: every env of a compile-many over many projects
+    // asks for the same one.
+    type Builders = (Vec<ldf::LibBuilder>, Vec<PathBuf>);
+    static READ: std::sync::Mutex<Vec<(Vec<(PathBuf, PathBuf)>, std::sync::Arc<Builders>)>> = std::sync::Mutex::new(Vec::new());
+    let known = READ.lock().unwrap().iter().find(|(k, _)| k == staged).map(|(_, b)| b.clone());
+    let read = match known {
+        Some(b) => b,
+        None => {
+            let (mut builders, mut copies) = (Vec::new(), Vec::new());
+            for (orig, copy) in staged {
+                if let Some(lib) = crate::library::Library::load(copy, crate::library::Location::Libraries)? {
+                    builders.push(ldf::LibBuilder::of(orig, &lib));
+                    copies.push(copy.clone());
+                }
+            }
+            let b = std::sync::Arc::new((builders, copies));
+            READ.lock().unwrap().push((staged.to_vec(), b.clone()));
+            b
+        }
+    };
+    let (builders, copies) = (&read.0, &read.1);
+    let deps: Vec<usize> = lib_deps
+        .iter()
+        .filter_map(|d| match d {
+            Ok(path) => {
+                let real = std::fs::canonicalize(path).ok()?;
+                builders.iter().position(|b| b.path == real)
+            }
+            Err(name) => builders.iter().position(|b| b.name == *name || b.path.file_name().is_some_and(|f| f == name.as_str())),
+        })
+        .collect();
+    scan.lib_deps = deps;
+    let picked = ldf::find(mode, &scan, builders);
+    Ok(picked.into_iter().map(|i| copies[i].display().to_string()).collect())
 }
 
 /// The three `compiler.*.extra_flags` properties carrying `flags`. Setting
@@ -334,9 +415,7 @@ fn resolve_lib_dep(ini: &str, env: &str, dep: &str, project: &Path, libraries: &
         }
         return Ok(Some(p));
     }
-    // `owner/Name@^1.2.3` or `Name`: the name part, compared with installed library folders.
-    let bare = dep.split('@').next().unwrap_or(dep).trim();
-    let bare = bare.rsplit('/').next().unwrap_or(bare).trim();
+    let bare = bare_name(dep);
     let mut roots: Vec<PathBuf> = libraries.to_vec();
     if let Some(home) = std::env::var_os("HOME") {
         roots.push(PathBuf::from(home).join("Arduino/libraries"));
