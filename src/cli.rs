@@ -139,7 +139,10 @@ pub enum Command {
         /// firmware enables it.
         #[arg(long, value_name = "FILE")]
         input: Option<PathBuf>,
-        /// The sketch folder, or the path of its main .ino file.
+        /// PlatformIO project only: the env to run (default: the project's one default env).
+        #[arg(long = "environment", short = 'e', value_name = "ENV")]
+        environment: Option<String>,
+        /// The sketch folder, the path of its main .ino file, or a folder holding platformio.ini.
         sketch: PathBuf,
     },
     /// Internal: one emulator run in a child process (see src/emulator/mod.rs).
@@ -331,13 +334,7 @@ fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: b
         for w in &b.warnings {
             errln!("warning: {w}; ignored");
         }
-        let mut req = request(common, vec![b.sketch.clone()], 2.min(cores()), 1)?;
-        req.board = b.fqbn.clone();
-        req.out = out.join(&b.env);
-        req.build_properties.splice(0..0, b.build_properties.clone());
-        req.library.splice(0..0, b.library.clone());
-        req.libraries.splice(0..0, b.libraries.clone());
-        req.sketch_properties = vec![(b.sketch.clone(), pipeline::SketchProperties { all: Vec::new(), sources: b.src_properties.clone(), out: None })];
+        let req = env_request(common, &b, &out)?;
         let report = pipeline::run(&Request { quiet: true, ..req })?;
         let r = &report.sketches[0];
         if r.status == Status::Ok {
@@ -350,6 +347,44 @@ fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: b
         }
     }
     Ok(code)
+}
+
+/// One env of a project as an ordinary one-sketch request into OUT/ENV.
+fn env_request(common: &CommonArgs, b: &crate::project::EnvBuild, out: &Path) -> Result<Request> {
+    let mut req = request(common, vec![b.sketch.clone()], 2.min(cores()), 1)?;
+    req.board = b.fqbn.clone();
+    req.out = out.join(&b.env);
+    req.build_properties.splice(0..0, b.build_properties.clone());
+    req.library.splice(0..0, b.library.clone());
+    req.libraries.splice(0..0, b.libraries.clone());
+    req.sketch_properties = vec![(b.sketch.clone(), pipeline::SketchProperties { all: Vec::new(), sources: b.src_properties.clone(), out: None })];
+    Ok(req)
+}
+
+/// `fbuild run PROJECT [-e ENV]`: one env, the named one or the project's only default.
+/// Its `monitor_speed` and `upload_port` say where a board would talk; the simulated
+/// UART needs neither, so they are reported under --verbose and otherwise kept.
+fn project_run_request(common: &CommonArgs, project: &Path, env: Option<&str>) -> Result<Request> {
+    let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
+    let envs: Vec<String> = env.map(String::from).into_iter().collect();
+    let mut builds = crate::project::prepare(project, &envs, &out)?;
+    if builds.len() != 1 {
+        let names: Vec<&str> = builds.iter().map(|b| b.env.as_str()).collect();
+        return Err(Error::usage(format!("{}: run takes one env and the project builds {}; name one with -e", project.display(), names.join(", "))));
+    }
+    let b = builds.remove(0);
+    for w in &b.warnings {
+        errln!("warning: {w}; ignored");
+    }
+    if common.verbose {
+        if let Some(speed) = b.monitor_speed {
+            errln!("note: {}: monitor_speed {speed}: the simulated UART runs at the rate the firmware sets", b.label);
+        }
+        if let Some(port) = &b.upload_port {
+            errln!("note: {}: upload_port {port} is not used: run simulates the board", b.label);
+        }
+    }
+    env_request(common, &b, &out)
 }
 
 /// `build` and `run` make one firmware: one board.
@@ -454,10 +489,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             build_project(&common, &dir, &environment, strict)
         }
         Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
-        Command::Run { common, timeout, expect, input, sketch } => {
+        Command::Run { common, timeout, expect, input, environment, sketch } => {
             one_board(&common)?;
             let input = input.as_deref().map(emulator::check_input).transpose()?;
-            let req = Request { quiet: true, ..request(&common, vec![sketch], 2.min(cores()), 1)? };
+            let req = if crate::project::is_project(&sketch) {
+                project_run_request(&common, &sketch, environment.as_deref())?
+            } else if let Some(env) = environment {
+                return Err(Error::usage(format!("-e {env} needs a PlatformIO project; {} has no platformio.ini", sketch.display())));
+            } else {
+                request(&common, vec![sketch], 2.min(cores()), 1)?
+            };
+            let req = Request { quiet: true, ..req };
             let loaded = pipeline::load(&req)?;
             let target = emulator::Target::from_properties(&loaded.props, &loaded.board.id)?;
             drop(loaded);

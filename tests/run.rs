@@ -326,3 +326,30 @@ fn the_wall_clock_guard_stops_a_run_without_progress() {
     assert!(outcome["reason"].as_str().unwrap().contains("no simulated progress"), "{outcome}");
     assert!(outcome["cycles"].as_u64().unwrap() < 1_600_000_000);
 }
+
+/// `fbuild run PROJECT -e ENV` builds that env as `fbuild build` does and runs its
+/// firmware; `monitor_speed` and `upload_port` are read (noted under --verbose), a project
+/// with several default envs needs `-e`, and a monitor_speed that is no number is exit 2.
+#[test]
+fn run_takes_a_platformio_project_env() {
+    let t = tempfile::tempdir().unwrap();
+    let project = t.path().join("hello");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    let env = |name: &str, board: &str| format!("[env:{name}]\nplatform = atmelavr\nframework = arduino\nboard = {board}\nmonitor_speed = 115200\nupload_port = /dev/ttyACM0\nbuild_flags = -DGREETING='\"hello from {name}\"'\n");
+    std::fs::write(project.join("platformio.ini"), format!("{}{}", env("uno", "uno"), env("mega", "megaatmega2560"))).unwrap();
+    std::fs::write(project.join("src/main.cpp"), "#include <Arduino.h>\nvoid setup() { Serial.begin(115200); Serial.println(GREETING); }\nvoid loop() {}\n").unwrap();
+    let cache = t.path().join("cache");
+    let out = t.path().join("out").display().to_string();
+    let p = project.display().to_string();
+    let r = fbuild(&cache, t.path(), &run_args(&out, &["-v", "-e", "mega", "--expect", "hello from mega", &p]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("hello from mega"), "{}", r.stdout);
+    assert!(r.stderr.contains("monitor_speed 115200") && r.stderr.contains("upload_port /dev/ttyACM0 is not used"), "{}", r.stderr);
+    let r = fbuild(&cache, t.path(), &run_args(&out, &[&p]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("builds uno, mega; name one with -e") && r.stderr.trim().lines().count() == 1, "{}", r.stderr);
+    std::fs::write(project.join("platformio.ini"), env("uno", "uno").replace("115200", "fast")).unwrap();
+    let r = fbuild(&cache, t.path(), &run_args(&out, &[&p]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("monitor_speed = `fast`; give the baud rate as a number"), "{}", r.stderr);
+}

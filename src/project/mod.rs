@@ -89,6 +89,9 @@ pub struct EnvBuild {
     /// `lib_dir` then `lib_extra_dirs`: folders of libraries.
     pub libraries: Vec<PathBuf>,
     pub warnings: Vec<String>,
+    /// `monitor_speed` and `upload_port`, kept for `fbuild run`.
+    pub monitor_speed: Option<u32>,
+    pub upload_port: Option<String>,
 }
 
 /// Read a project and prepare the envs asked for (or its defaults) under `out/ENV`.
@@ -146,6 +149,12 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     let include_dir = dir_option(config, project, "include_dir", "include")?;
     let lib_dir = dir_option(config, project, "lib_dir", "lib")?;
 
+    let monitor_speed = match get("monitor_speed")? {
+        None => None,
+        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| {
+            Error::usage(format!("{ini}: [env:{env}] monitor_speed = `{}`; give the baud rate as a number, e.g. 115200", v.trim()))
+        })?),
+    };
     let mut warnings = Vec::new();
     for script in config.list(&format!("env:{env}"), "extra_scripts")? {
         warnings.push(format!("{ini}: [env:{env}] extra_scripts {script} cannot run without PlatformIO"));
@@ -324,6 +333,8 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         library,
         libraries,
         warnings,
+        monitor_speed,
+        upload_port: get("upload_port")?.map(|p| p.trim().to_string()).filter(|p| !p.is_empty()),
     })
 }
 
