@@ -12,6 +12,10 @@ const INO_EXTENSIONS: &[&str] = &["ino", "pde"];
 /// first `src/*.cpp`, staged by project/): it compiles as it is, with no merge and no
 /// prototypes, so the link has no extra object PlatformIO's lacks.
 pub const PLAIN_CPP_MAIN_MARKER: &str = ".fbuild-plain-cpp-main";
+/// A file in a staged sketch folder naming the folder its `.ino` files were staged
+/// from: the merged `.cpp`'s `#line` directives (and so `__FILE__`) name the originals,
+/// as PlatformIO's converter names a project's `src/` files.
+pub const ORIGIN_MARKER: &str = ".fbuild-origin";
 
 #[derive(Debug, Clone)]
 pub struct Sketch {
@@ -113,10 +117,15 @@ impl Sketch {
         if self.dir.join(PLAIN_CPP_MAIN_MARKER).is_file() {
             return std::fs::read(&self.main_ino).map_err(|e| Error::io(&self.main_ino, e));
         }
+        let origin = std::fs::read(self.dir.join(ORIGIN_MARKER)).ok().map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned()));
         let mut parts: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         for ino in self.inos() {
             let bytes = std::fs::read(ino).map_err(|e| Error::io(ino, e))?;
-            parts.push((ino.clone(), bytes));
+            let named = match (&origin, ino.strip_prefix(&self.dir)) {
+                (Some(o), Ok(rel)) => o.join(rel),
+                _ => ino.clone(),
+            };
+            parts.push((named, bytes));
         }
         Ok(merge_inos(&parts))
     }

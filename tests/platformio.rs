@@ -475,6 +475,25 @@ fn lib_ldf_modes_match_pio_run() {
     assert!(r.stderr.contains("lib_ldf_mode = `deeper`; use off, chain, deep, chain+ or deep+") && r.stderr.trim().lines().count() == 1, "{}", r.stderr);
 }
 
+/// `__FILE__` in a project's `.ino` names the file in the project's `src/`, as
+/// PlatformIO's converter writes it into the merged source, not fbuild's staged copy.
+#[test]
+fn file_macro_in_an_ino_names_the_project_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("where");
+    write_project(&project, "[env:uno]\nboard = uno\nframework = arduino\n");
+    std::fs::write(project.join("src/Where.ino"), "void setup() { Serial.begin(9600); Serial.println(__FILE__); }\nvoid loop() {}\n").unwrap();
+    std::fs::write(project.join("src/more.ino"), "int more() { return __LINE__; }\n").unwrap();
+    // The path is in the firmware, so pio runs in place (not on a remembered copy); its
+    // .pio folder is then one more thing fbuild must not read.
+    let pio = offline_pio();
+    let o = Command::new(pio.join("venv/bin/pio")).args(["run", "-s"]).current_dir(&project).env("PLATFORMIO_CORE_DIR", pio.join("core")).output().expect("run pio");
+    assert!(o.status.success(), "pio run: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let want_hex = std::fs::read(project.join(".pio/build/uno/firmware.hex")).unwrap();
+    let (hex, _, _) = fbuild_project(&tmp.path().join("cache"), &project, "uno", &tmp.path().join("out"));
+    assert!(hex == want_hex, "fbuild's firmware differs from pio run's (a staged path in __FILE__ changes its length)");
+}
+
 #[test]
 fn build_unflags_match_pio_run() {
     let tmp = tempfile::tempdir().unwrap();

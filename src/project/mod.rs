@@ -481,6 +481,10 @@ fn stage_sources(src_dir: &Path, stage: &Path, selected: &BTreeSet<PathBuf>) -> 
             files.push((file_name, Staged::Copy(p.clone())));
         }
     }
+    if main_ino.is_some() {
+        use std::os::unix::ffi::OsStrExt;
+        files.push((PathBuf::from(crate::sketch::ORIGIN_MARKER), Staged::Bytes(src_dir.as_os_str().as_bytes().to_vec())));
+    }
     let dir = stage.join(&name);
     sync_folder(stage, &dir, &files)?;
     Ok(dir)
