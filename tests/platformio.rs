@@ -44,7 +44,20 @@ fn pio_reference(project: &Path, env: &str) -> (Vec<u8>, u64, u64) {
 /// Like `pio_reference`, but a failing `pio run` is an outcome too (None). `inputs` are
 /// folders outside the project that shape the firmware (libraries), hashed into the key.
 fn pio_outcome(project: &Path, env: &str, inputs: &[&Path]) -> Option<(Vec<u8>, u64, u64)> {
+    pio_outcome_at(project, env, inputs, false)
+}
+
+/// `pio_outcome` with `pio run` in the project folder itself (its `.pio` left there),
+/// for firmware that holds the project's path (`__FILE__`): the path is in the key.
+fn pio_outcome_in_place(project: &Path, env: &str, inputs: &[&Path]) -> Option<(Vec<u8>, u64, u64)> {
+    pio_outcome_at(project, env, inputs, true)
+}
+
+fn pio_outcome_at(project: &Path, env: &str, inputs: &[&Path], in_place: bool) -> Option<(Vec<u8>, u64, u64)> {
     let mut h = blake3::Hasher::new();
+    if in_place {
+        h.update(project.as_os_str().as_encoded_bytes());
+    }
     h.update(env.as_bytes());
     h.update(&std::fs::read(kit().join("setup.sh")).unwrap());
     hash_files(&mut h, project, project);
@@ -55,8 +68,10 @@ fn pio_outcome(project: &Path, env: &str, inputs: &[&Path]) -> Option<(Vec<u8>, 
     let entry = reference_cache_root().join("platformio").join(format!("{name}-{env}-{}", &h.finalize().to_hex()[..16]));
     if !entry.join("sizes").is_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let copy = tmp.path().join(&name);
-        copy_dir(project, &copy);
+        let copy = if in_place { project.to_path_buf() } else { tmp.path().join(&name) };
+        if !in_place {
+            copy_dir(project, &copy);
+        }
         let pio = offline_pio();
         let o = Command::new(pio.join("venv/bin/pio"))
             .args(["run", "-e", env])
@@ -650,6 +665,79 @@ fn shared_library_examples_match_pio_run() {
     }
     // Both outcomes must occur, or the comparison proves less than it claims.
     assert!(built >= 10 && failed >= 2, "built {built}, failed {failed}");
+}
+
+/// Every example of ../shared/libraries as a project (`lib_extra_dirs`) on uno, all in one
+/// `compile-many` (so across projects that share a core): each builds where `pio run`
+/// builds, byte for byte with the same sizes, and fails where it fails. `pio run` goes
+/// two at a time; its outcomes are remembered outside the clone.
+#[test]
+fn every_shared_library_example_matches_pio_run_in_one_compile_many() {
+    let libs = shared_libraries();
+    let tmp = tempfile::tempdir().unwrap();
+    // Some examples print __FILE__: the projects live at one path outside the clone, so
+    // pio run can build them there and its outcome be remembered.
+    let home = reference_cache_root().join("projects/shared-libraries-uno");
+    let mut examples: Vec<PathBuf> = Vec::new();
+    for lib in std::fs::read_dir(&libs).unwrap().flatten().map(|e| e.path()) {
+        if let Ok(rd) = std::fs::read_dir(lib.join("examples")) {
+            examples.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+    }
+    examples.sort();
+    assert!(examples.len() >= 80, "expected the 86 examples at {}", libs.display());
+    let projects: Vec<PathBuf> = examples
+        .iter()
+        .map(|ex| {
+            let lib = ex.parent().unwrap().parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+            let p = home.join(format!("{lib}-{}", ex.file_name().unwrap().to_string_lossy()));
+            let _ = std::fs::remove_dir_all(p.join("src"));
+            write_project(&p, &format!("[env:b]\nboard = uno\nframework = arduino\nlib_extra_dirs = {}\n", libs.display()));
+            copy_dir(ex, &p.join("src"));
+            p
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let want: Vec<(usize, Option<(Vec<u8>, u64, u64)>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(p) = projects.get(i) else { return got };
+                        got.push((i, pio_outcome_in_place(p, "b", &[libs.as_path()])));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    let mut args = vec!["compile-many".to_string(), "--out".into(), "out".into()];
+    args.extend(projects.iter().map(|p| p.display().to_string()));
+    let r = fbuild(&tmp.path().join("cache"), tmp.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
+    let results = read_json(&tmp.path().join("out/results.json"));
+    let sketches = results["sketches"].as_array().unwrap();
+    let (mut built, mut failed) = (0, 0);
+    for (i, want) in want {
+        let name = format!("{}:b", projects[i].file_name().unwrap().to_string_lossy());
+        let s = sketches.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no result for {name}"));
+        match want {
+            Some((want_hex, want_flash, want_ram)) => {
+                assert_eq!(s["status"], "ok", "{name}: pio run builds it, fbuild fails: {}", s["first_error"]);
+                let hex = std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap();
+                assert!(hex == want_hex, "{name}: fbuild's firmware differs from pio run's");
+                assert_eq!((s["flash_used"].as_u64().unwrap(), s["ram_used"].as_u64().unwrap()), (want_flash, want_ram), "{name}: sizes");
+                built += 1;
+            }
+            None => {
+                assert_eq!(s["status"], "failed", "{name}: pio run fails, fbuild builds it");
+                failed += 1;
+            }
+        }
+    }
+    assert!(built >= 60 && failed >= 5, "built {built}, failed {failed}");
 }
 
 #[test]
