@@ -635,9 +635,12 @@ pub fn core_header_folders(req: &Request, shared: &Shared) -> Result<Vec<PathBuf
 /// with the contexts its discovery and its library units use.
 struct Overlay {
     /// For the sketch's own compiles and link.
-    props: crate::properties::Properties,
+    props: std::sync::Arc<crate::properties::Properties>,
     preprocess_ctx: Context,
-    unit_ctx: Context,
+    /// For its library units: the target's properties and `SketchProperties::all`, made
+    /// when a unit first needs them (most sketches of a big run use no library).
+    unit_ctx: std::sync::OnceLock<Context>,
+    all: Vec<(String, String)>,
     /// Names the settings: library units compiled with them are their own units.
     id: String,
 }
@@ -645,20 +648,19 @@ struct Overlay {
 impl Overlay {
     fn for_sketch(req: &Request, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
         let (_, set) = req.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()))?;
-        let mut unit_props = base.clone();
+        let mut props = base.clone();
         let mut h = crate::hash::Hasher::new("sketch-properties-v1");
-        for (k, v) in &set.all {
-            unit_props.set(k, v.clone());
-            h.str(k).str(v);
-        }
-        let mut props = unit_props.clone();
-        for (k, v) in &set.sources {
+        for (k, v) in set.all.iter().chain(&set.sources) {
             props.set(k, v.clone());
+        }
+        for (k, v) in &set.all {
+            h.str(k).str(v);
         }
         Some(Overlay {
             preprocess_ctx: Context::new(&props, fw_dir, "discover", fw_dir),
-            unit_ctx: Context::new(&unit_props, fw_dir, "core", fw_dir),
-            props,
+            unit_ctx: std::sync::OnceLock::new(),
+            all: set.all.clone(),
+            props: std::sync::Arc::new(props),
             id: if set.all.is_empty() { String::new() } else { hex(&h.finish())[..8].to_string() },
         })
     }
@@ -670,7 +672,17 @@ impl Setup<'_> {
     }
 
     fn unit_ctx(&self, sketch: usize) -> &Context {
-        self.overlays[sketch].as_ref().map_or(&self.fw_ctx, |o| &o.unit_ctx)
+        match &self.overlays[sketch] {
+            None => &self.fw_ctx,
+            Some(o) if o.all.is_empty() => &self.fw_ctx,
+            Some(o) => o.unit_ctx.get_or_init(|| {
+                let mut props = self.props.clone();
+                for (k, v) in &o.all {
+                    props.set(k, v.clone());
+                }
+                Context::new(&props, &self.fw_dir, "core", &self.fw_dir)
+            }),
+        }
     }
 
     fn sketch_props(&self, sketch: usize) -> &crate::properties::Properties {
@@ -1026,7 +1038,7 @@ impl Build<'_> {
                     })
                     .collect(),
                 units: disc.libraries.iter().map(|&l| lib_unit_index[&(l, disc.library_includes[&l].clone(), self.setup.overlay_id(i).to_string())]).collect(),
-                props: self.setup.overlays[i].as_ref().map(|o| o.props.clone()),
+                props: self.setup.overlays[i].as_ref().map(|o| std::sync::Arc::clone(&o.props)),
                 discovery_error: disc.error,
                 sketch: sketch.clone(),
                 dir,

@@ -39,7 +39,7 @@ pub(super) struct SketchWork {
     pub discover_seconds: f64,
     pub discover_runs: usize,
     /// The sketch's own build properties (`Request::sketch_properties`), if any.
-    pub props: Option<crate::properties::Properties>,
+    pub props: Option<std::sync::Arc<crate::properties::Properties>>,
     pub state: Mutex<SketchState>,
 }
 
@@ -144,7 +144,7 @@ impl SketchEnv<'_> {
     /// The sketch's context: its build folder, and the core archive read where
     /// stage 1 left it instead of a copy in every sketch folder.
     fn context(&self, w: &SketchWork) -> Context {
-        let mut ctx = Context::new(w.props.as_ref().unwrap_or(self.props), &w.dir, &Self::project(w), &w.sketch.dir);
+        let mut ctx = Context::new(w.props.as_deref().unwrap_or(self.props), &w.dir, &Self::project(w), &w.sketch.dir);
         if let Some(rel) = self.core.archive.as_deref().and_then(|a| relative(&w.dir, a)) {
             ctx.props.set("archive_file", rel.display().to_string());
         }
