@@ -20,8 +20,58 @@ use crate::toolchain::Compiler;
 
 pub struct ObjectCache<'a> {
     pub store: Option<&'a Store>,
-    /// Content hashes of files read this run: each header is hashed once per run.
-    file_hashes: Mutex<HashMap<PathBuf, Option<Hash>>>,
+    /// Content hashes of files read this run: each header is hashed once per run,
+    /// and re-read later only when its stat says it may have changed.
+    file_hashes: Mutex<HashMap<PathBuf, Hashed>>,
+}
+
+/// A file's content hash and the stat it had when it was read.
+#[derive(Clone, Copy)]
+struct Hashed {
+    hash: Option<Hash>,
+    stamp: Option<Stamp>,
+}
+
+/// What changes when a file is rewritten in place or replaced (as git's index
+/// compares): device, inode, size, modification and change times in nanoseconds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    /// The stamp was taken too close to the file's last change to trust: a write in
+    /// the same clock tick may leave mtime and size as they were ("racy" in git).
+    racy: bool,
+}
+
+/// Timestamps are coarser than the clock (the kernel's tick); a file changed less
+/// than this before it was read is re-read instead of trusted by its stat.
+const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let changed = std::time::UNIX_EPOCH + std::time::Duration::new(m.ctime().max(0) as u64, m.ctime_nsec().clamp(0, 999_999_999) as u32);
+    let modified = std::time::UNIX_EPOCH + std::time::Duration::new(m.mtime().max(0) as u64, m.mtime_nsec().clamp(0, 999_999_999) as u32);
+    let newest = changed.max(modified);
+    let racy = std::time::SystemTime::now().duration_since(newest).map_or(true, |age| age < RACY_WINDOW);
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        racy,
+    })
+}
+
+impl Stamp {
+    /// The file is certainly as it was when `self` was taken.
+    fn unchanged(&self, now: &Stamp) -> bool {
+        !self.racy && Stamp { racy: false, ..*now } == *self
+    }
 }
 
 /// Replace run-specific paths in arguments with stable placeholders.
@@ -81,13 +131,34 @@ impl<'a> ObjectCache<'a> {
         ObjectCache { store, file_hashes: Mutex::default() }
     }
 
+    /// A file's content hash, read once per run.
     pub fn file_hash(&self, path: &Path) -> Option<Hash> {
         if let Some(h) = self.file_hashes.lock().unwrap().get(path) {
-            return *h;
+            return h.hash;
         }
-        let h = std::fs::read(path).ok().map(|b| *blake3::hash(&b).as_bytes());
-        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), h);
-        h
+        self.read_hash(path)
+    }
+
+    /// A file's content hash as it is now: for keys recorded after a tool read the
+    /// file, which may have been edited since our lookup hashed it. A stat shows
+    /// whether the memo still holds; only a changed (or racy) file is read again.
+    pub fn current_hash(&self, path: &Path) -> Option<Hash> {
+        let memo = self.file_hashes.lock().unwrap().get(path).copied();
+        if let Some(Hashed { hash, stamp: Some(old) }) = memo {
+            if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
+                return hash;
+            }
+        }
+        self.read_hash(path)
+    }
+
+    fn read_hash(&self, path: &Path) -> Option<Hash> {
+        // Stat before reading: a change after the stat gives a newer stamp later.
+        let stamp = stamp_of(path);
+        let hash = std::fs::read(path).ok().map(|b| *blake3::hash(&b).as_bytes());
+        let stamp = stamp.filter(|_| hash.is_some());
+        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), Hashed { hash, stamp });
+        hash
     }
 
     /// Forget a file's hash (we just rewrote it).
@@ -107,10 +178,14 @@ impl<'a> ObjectCache<'a> {
     }
 
     fn full_key_from(&self, base: &Hash, headers: &[PathBuf]) -> Option<Hash> {
+        self.full_key_with(base, headers, |p| self.file_hash(p))
+    }
+
+    fn full_key_with(&self, base: &Hash, headers: &[PathBuf], hash_of: impl Fn(&Path) -> Option<Hash>) -> Option<Hash> {
         let mut h = Hasher::new("object-full-v1");
         h.bytes(base);
         for header in headers {
-            h.path(header).bytes(&self.file_hash(header)?);
+            h.path(header).bytes(&hash_of(header)?);
         }
         Some(h.finish())
     }
@@ -149,10 +224,8 @@ impl<'a> ObjectCache<'a> {
         let depfile = depfile_of(&job.object);
         let text = std::fs::read_to_string(&depfile).ok()?;
         let headers: Vec<PathBuf> = parse_depfile(&text).into_iter().filter(|p| p != &job.source).collect();
-        for h in &headers {
-            self.invalidate(h); // it may have changed since we hashed it for the lookup
-        }
-        let full = self.full_key_from(base, &headers)?;
+        // Each header as the compiler read it, not as our lookup hashed it before.
+        let full = self.full_key_with(base, &headers, |p| self.current_hash(p))?;
         if let Some(store) = self.store {
             let manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
             let _ = store.put_record("manifest", base, manifest.as_bytes());
@@ -206,14 +279,25 @@ impl ObjectCache<'_> {
         h.finish()
     }
 
+    /// Whether a compile with this base key (compiler, flags, source bytes) ever
+    /// failed: only then is the failure key worth computing.
+    pub fn failed_before(&self, base: &Hash) -> bool {
+        self.store.is_some_and(|s| s.get_record("failed-source", base).is_some())
+    }
+
     /// The output of a compile that failed before with exactly these inputs.
     pub fn cached_failure(&self, key: &Hash) -> Option<String> {
         self.store?.get_record("failure", key).map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
-    pub fn record_failure(&self, key: &Hash, output: &str) {
+    /// Remember a failed compile: its output under the failure key, and the marker
+    /// under the base key that sends later lookups to it. The record goes first, so
+    /// a marker never points at nothing for long.
+    pub fn record_failure(&self, base: &Hash, key: &Hash, output: &str) {
         if let Some(s) = self.store {
-            let _ = s.put_record("failure", key, output.as_bytes());
+            if s.put_record("failure", key, output.as_bytes()).is_ok() {
+                let _ = s.put_record("failed-source", base, b"");
+            }
         }
     }
 }
@@ -267,6 +351,51 @@ mod tests {
         assert_ne!(k1, k2);
         std::fs::remove_file(&h).unwrap();
         assert!(ObjectCache::new(None).full_key_from(&base, &[h]).is_none(), "a vanished header is a miss");
+    }
+
+    /// Set a file's modification time `secs_ago` seconds in the past.
+    fn age(path: &Path, secs_ago: i64) {
+        use std::os::unix::ffi::OsStrExt;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let t = libc::timespec { tv_sec: now - secs_ago, tv_nsec: 0 };
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) }, 0);
+    }
+
+    #[test]
+    fn current_hash_trusts_an_unchanged_stat_and_rereads_a_changed_file() {
+        let t = tempfile::tempdir().unwrap();
+        let h = t.path().join("h.h");
+        std::fs::write(&h, "one").unwrap();
+        age(&h, 60);
+        // ctime is set by utimensat itself; let it fall out of the racy window.
+        std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
+        let c = ObjectCache::new(None);
+        let first = c.file_hash(&h).unwrap();
+        assert_eq!(c.current_hash(&h), Some(first), "unchanged file: the memo holds");
+        // Same size, mtime put back: only ctime tells, and it must.
+        std::fs::write(&h, "two").unwrap();
+        age(&h, 60);
+        let second = c.current_hash(&h).unwrap();
+        assert_ne!(second, first, "a rewrite with equal size and mtime is seen through ctime");
+        assert_eq!(second, *blake3::hash(b"two").as_bytes());
+        // file_hash stays the run's first answer for that memo, current_hash follows the file.
+        assert_eq!(c.file_hash(&h), Some(second));
+        std::fs::remove_file(&h).unwrap();
+        assert_eq!(c.current_hash(&h), None, "a vanished file has no hash");
+    }
+
+    #[test]
+    fn current_hash_rereads_a_file_changed_within_the_racy_window() {
+        let t = tempfile::tempdir().unwrap();
+        let h = t.path().join("fresh.h");
+        std::fs::write(&h, "aaaa").unwrap();
+        let c = ObjectCache::new(None);
+        let first = c.file_hash(&h).unwrap();
+        // Rewritten at once: equal size, and mtime may not have moved at the clock's tick.
+        std::fs::write(&h, "bbbb").unwrap();
+        assert_eq!(c.current_hash(&h), Some(*blake3::hash(b"bbbb").as_bytes()));
+        assert_ne!(c.current_hash(&h), Some(first));
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub trait Backend: Send + Sync {
 /// Facts about this machine's own tools ("toolchain") stay local.
 /// Discovery answers and remembered link failures are build results like objects: a
 /// record is only used after its headers are hashed again on this machine.
-const SHARED: &[&str] = &["object", "manifest", "archive", "link", "link-meta", "failure", "link-failure", "discover"];
+const SHARED: &[&str] = &["object", "manifest", "archive", "link", "link-meta", "failure", "failed-source", "link-failure", "discover"];
 
 pub fn is_shared(ns: &str) -> bool {
     SHARED.contains(&ns)

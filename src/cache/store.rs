@@ -3,11 +3,19 @@
 //! Layout under `root`:
 //!
 //! ```text
-//! v1/<ns>/<hh>/<hex>/        entry: the named files + meta.json (names, sizes, blake3)
-//! v1/<ns>/<hh>/<hex>.rec     record: 48-byte header (magic, length, blake3) + data
+//! v1/<ns>/<h>/<hex>.ent      entry: its named files in one file, checksummed over
+//!                            namespace, key and bytes (the remote tier's blob format)
+//! v1/<ns>/<h>/<hex>.rec      record: 48-byte header (magic, length, blake3) + data
 //! v1/tmp/                    staging area for puts, and graveyard for removals
 //! stats.json, stats.lock     persistent hit/miss totals (lock only used by flush_stats)
 //! ```
+//!
+//! An entry is one file, not a folder of files, because a cold build stores one per
+//! compile and a new directory plus its files cost the filesystem an inode each
+//! (measured: a third of fbuild's own CPU time in a cold run); for the same reason
+//! there are 16 shard folders (`<h>`, the key's first hex digit), not 256. Items
+//! left by older versions (`<hh>/<hex>/` entry folders, `<hh>/<hex>.rec`) are never
+//! read; eviction and `clean` remove them like any other.
 //!
 //! A remote tier (`set_remote`) may stand behind the local store: a local miss asks
 //! it, a remote hit is kept locally, and every local store is shared with it too.
@@ -30,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::remote::{Remote, RemoteStats};
+use super::remote::{decode, encode, Remote, RemoteStats};
 
 /// blake3 hash of everything that determines an entry, computed by the caller.
 pub type Key = [u8; 32];
@@ -48,8 +56,8 @@ pub fn key_hex(k: &Key) -> String {
 
 const LAYOUT: &str = "v1";
 const TMP: &str = "tmp";
-const META: &str = "meta.json";
-const META_VERSION: u32 = 1;
+const ENTRY_EXT: &str = "ent";
+const SHARD_DIGITS: usize = 1;
 const REC_EXT: &str = "rec";
 const REC_MAGIC: &[u8; 8] = b"FBREC\x01\0\0";
 const REC_HEADER: usize = 8 + 8 + 32;
@@ -144,25 +152,20 @@ struct StatsFile {
     last_run: Stats,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Meta {
-    version: u32,
-    files: Vec<MetaFile>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct MetaFile {
-    name: String,
-    size: u64,
-    blake3: String,
-}
-
 /// One cached item found by a scan of the store.
 struct Item {
     path: PathBuf,
-    is_dir: bool,
+    kind: ItemKind,
     bytes: u64,
     mtime: SystemTime,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ItemKind {
+    Entry,
+    Record,
+    /// An entry folder written by an older fbuild: counted and evicted, never read.
+    LegacyEntry,
 }
 
 pub struct Store {
@@ -170,7 +173,6 @@ pub struct Store {
     data: PathBuf,
     tmp: PathBuf,
     max_bytes: u64,
-    hardlink: bool,
     counters: Mutex<Stats>,
     /// Part of `counters` already added to the persistent totals.
     flushed: Mutex<Stats>,
@@ -196,7 +198,6 @@ impl Store {
             data,
             tmp,
             max_bytes,
-            hardlink: false,
             counters: Mutex::new(Stats::default()),
             flushed: Mutex::new(Stats::default()),
             remote: None,
@@ -223,26 +224,21 @@ impl Store {
         self.remote.as_ref().map(Remote::stats)
     }
 
-    /// Place hits by hard link instead of copy. Only safe if the caller never
-    /// modifies an output in place (it must unlink or rename over it), because the
-    /// link shares the store's inode. Store files are read-only (0444) to turn such
-    /// a mistake into an error rather than silent cache corruption. Note that a
-    /// hard-linked output keeps the mtime of the cached file.
-    pub fn set_hardlink(&mut self, on: bool) {
-        self.hardlink = on;
-    }
-
-    fn entry_dir(&self, ns: &str, key: &Key) -> PathBuf {
-        let hex = key_hex(key);
-        self.data.join(ns).join(&hex[..2]).join(hex)
+    fn entry_path(&self, ns: &str, key: &Key) -> PathBuf {
+        self.item_path(ns, key, ENTRY_EXT)
     }
 
     fn record_path(&self, ns: &str, key: &Key) -> PathBuf {
+        self.item_path(ns, key, REC_EXT)
+    }
+
+    /// Items are spread over 16 shard folders per namespace by the key's first hex
+    /// digit (as ccache's first level): few enough that a cold cache creates them
+    /// in its first dozens of stores (a new folder is the dearest thing a store can
+    /// ask of ext4), enough to keep folders short.
+    fn item_path(&self, ns: &str, key: &Key, ext: &str) -> PathBuf {
         let hex = key_hex(key);
-        self.data
-            .join(ns)
-            .join(&hex[..2])
-            .join(format!("{hex}.{REC_EXT}"))
+        self.data.join(ns).join(&hex[..SHARD_DIGITS]).join(format!("{hex}.{ext}"))
     }
 
     fn count(&self, ns: &str, hit: bool) {
@@ -287,7 +283,7 @@ impl Store {
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
         // A failed local copy only costs another remote hit next time.
         let _ = self.put_local(ns, key, &refs);
-        picked.iter().all(|(data, dest)| place(data, Path::new(""), dest, false).is_ok())
+        picked.iter().all(|(data, dest)| place(data, dest).is_ok())
     }
 
     fn try_get_files(&self, ns: &str, key: &Key, dests: &[(&str, &Path)]) -> bool {
@@ -297,54 +293,36 @@ impl Store {
         {
             return false;
         }
-        let dir = self.entry_dir(ns, key);
-        let meta_bytes = match fs::read(dir.join(META)) {
+        let path = self.entry_path(ns, key);
+        let blob = match fs::read(&path) {
             Ok(b) => b,
             Err(_) => return false, // plain miss (or evicted under us)
         };
-        let meta = match serde_json::from_slice::<Meta>(&meta_bytes) {
-            Ok(m) if m.version == META_VERSION => m,
-            _ => {
-                discard_dir(&dir, &self.tmp);
-                return false;
-            }
+        // Verify the whole entry and find every requested file before placing any,
+        // so a bad entry never leaves a mix of cached and stale outputs behind.
+        let Some(files) = decode(ns, key, &blob) else {
+            // A single file, so unlinking a damaged entry is atomic on its own.
+            let _ = fs::remove_file(&path);
+            return false;
         };
-        // Read and verify every requested file before placing any, so a bad entry
-        // never leaves a mix of cached and stale outputs behind. Each file is read
-        // once; the verified bytes are what get written out.
-        let mut blobs = Vec::with_capacity(dests.len());
+        let mut picked = Vec::with_capacity(dests.len());
         for (name, dest) in dests {
-            let Some(mf) = meta.files.iter().find(|f| f.name == *name) else {
-                // Entry written with a different file set: useless for this caller,
-                // and leaving it would block a fresh put under the same key.
-                discard_dir(&dir, &self.tmp);
-                return false;
-            };
-            let src = dir.join(name);
-            let data = match fs::read(&src) {
-                Ok(d) => d,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    discard_dir(&dir, &self.tmp);
+            match files.iter().find(|(n, _)| n == name) {
+                Some((_, data)) => picked.push((data, *dest)),
+                None => {
+                    // Written with a different file set: useless for this caller,
+                    // and leaving it would block a fresh put under the same key.
+                    let _ = fs::remove_file(&path);
                     return false;
                 }
-                Err(_) => return false, // transient (EMFILE...): don't punish the entry
-            };
-            let ok = data.len() as u64 == mf.size
-                && blake3::Hash::from_hex(&mf.blake3)
-                    .map(|h| h == blake3::hash(&data))
-                    .unwrap_or(false);
-            if !ok {
-                discard_dir(&dir, &self.tmp);
-                return false;
             }
-            blobs.push((data, src, *dest));
         }
-        for (data, src, dest) in &blobs {
-            if place(data, src, dest, self.hardlink).is_err() {
+        for (data, dest) in picked {
+            if place(data, dest).is_err() {
                 return false;
             }
         }
-        touch(&dir);
+        touch(&path);
         true
     }
 
@@ -362,8 +340,8 @@ impl Store {
                 bail!("put_files: duplicate file name {name:?}");
             }
         }
-        let dest = self.entry_dir(ns, key);
-        if dest.is_dir() {
+        let dest = self.entry_path(ns, key);
+        if dest.is_file() {
             // Already cached (same key => equivalent content): skip the copy work.
             touch(&dest);
             return Ok(());
@@ -381,67 +359,27 @@ impl Store {
         self.put_local(ns, key, &refs)
     }
 
-    /// Publish an entry in the local store only. Atomic: staged in `v1/tmp`, then
-    /// renamed into place; losing a race to an equal entry is success.
+    /// Publish an entry in the local store only. Atomic: written in `v1/tmp`, then
+    /// renamed into place; a concurrent put of the same key writes equal bytes.
     fn put_local(&self, ns: &str, key: &Key, files: &[(&str, &[u8])]) -> Result<()> {
-        let dest = self.entry_dir(ns, key);
-        if dest.is_dir() {
+        for (name, _) in files {
+            check_name(name)?;
+        }
+        let dest = self.entry_path(ns, key);
+        if dest.is_file() {
             return Ok(());
         }
-        let stage = self.make_stage_dir()?;
-        let staged = (|| -> Result<()> {
-            let mut meta = Meta {
-                version: META_VERSION,
-                files: Vec::with_capacity(files.len()),
-            };
-            for (name, data) in files {
-                check_name(name)?;
-                write_new_file(&stage.join(name), data, 0o444)
-                    .with_context(|| format!("cannot write cache file in {}", stage.display()))?;
-                meta.files.push(MetaFile {
-                    name: name.to_string(),
-                    size: data.len() as u64,
-                    blake3: blake3::hash(data).to_hex().to_string(),
-                });
-            }
-            // meta.json last: its presence is what makes an entry look complete.
-            write_new_file(&stage.join(META), &serde_json::to_vec(&meta)?, 0o444)
-                .with_context(|| format!("cannot write cache file in {}", stage.display()))?;
-            Ok(())
-        })();
-        if let Err(e) = staged {
-            let _ = fs::remove_dir_all(&stage);
-            return Err(e);
-        }
-        match publish(&stage, &dest) {
-            Ok(true) => {
+        let tmp = self.tmp.join(unique("put"));
+        write_new_file(&tmp, &encode(ns, key, files), 0o444)
+            .with_context(|| format!("cannot write cache file in {}", self.tmp.display()))?;
+        match publish(&tmp, &dest) {
+            Ok(_) => {
                 self.count_store(ns);
                 Ok(())
             }
-            Ok(false) => {
-                // Lost the race: the winner's entry is equally valid.
-                let _ = fs::remove_dir_all(&stage);
-                Ok(())
-            }
             Err(e) => {
-                let _ = fs::remove_dir_all(&stage);
+                let _ = fs::remove_file(&tmp);
                 Err(e).with_context(|| format!("cannot store cache entry {}", dest.display()))
-            }
-        }
-    }
-
-    fn make_stage_dir(&self) -> Result<PathBuf> {
-        loop {
-            let p = self.tmp.join(unique("put"));
-            match fs::create_dir(&p) {
-                Ok(()) => return Ok(p),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // tmp removed by hand while we run: recreate it.
-                    fs::create_dir_all(&self.tmp)
-                        .with_context(|| format!("cannot create {}", self.tmp.display()))?;
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot create {}", p.display())),
             }
         }
     }
@@ -574,7 +512,7 @@ impl Store {
         Ok(DiskStats {
             root: self.root.clone(),
             entries: items.len() as u64,
-            records: items.iter().filter(|i| !i.is_dir).count() as u64,
+            records: items.iter().filter(|i| i.kind == ItemKind::Record).count() as u64,
             bytes: items.iter().map(|i| i.bytes).sum(),
             max_bytes: self.max_bytes,
             last_run: sf.last_run,
@@ -646,7 +584,7 @@ impl Store {
                     continue;
                 }
             }
-            let removed = if it.is_dir {
+            let removed = if it.kind == ItemKind::LegacyEntry {
                 discard_dir(&it.path, &self.tmp)
             } else {
                 fs::remove_file(&it.path).is_ok()
@@ -696,14 +634,19 @@ impl Store {
                             .unwrap_or(0);
                         items.push(Item {
                             path,
-                            is_dir: true,
+                            kind: ItemKind::LegacyEntry,
                             bytes,
                             mtime,
                         });
-                    } else if path.extension().is_some_and(|e| e == REC_EXT) {
+                    } else {
+                        let kind = match path.extension() {
+                            Some(e) if e == ENTRY_EXT => ItemKind::Entry,
+                            Some(e) if e == REC_EXT => ItemKind::Record,
+                            _ => continue,
+                        };
                         items.push(Item {
                             path,
-                            is_dir: false,
+                            kind,
                             bytes: md.len(),
                             mtime,
                         });
@@ -766,11 +709,10 @@ fn check_ns(ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// File names inside an entry: plain names only (no path traversal), not meta.json.
+/// File names inside an entry: plain names only (they name outputs in logs).
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty()
         || name.starts_with('.')
-        || name == META
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
@@ -809,7 +751,7 @@ fn write_new_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 }
 
 /// Rename `src` to `dest`, creating the shard directory if needed. Returns
-/// Ok(false) if `dest` is a non-empty directory (an entry someone else published).
+/// Ok(false) if `dest` is occupied by a directory.
 fn publish(src: &Path, dest: &Path) -> io::Result<bool> {
     let mut created_parent = false;
     loop {
@@ -856,7 +798,7 @@ fn discard_dir(dir: &Path, tmp: &Path) -> bool {
 
 /// Write one output atomically: temp file beside `dest`, then rename over it, so
 /// a reader (or a crash) never sees a half-written output.
-fn place(data: &[u8], src: &Path, dest: &Path, hardlink: bool) -> io::Result<()> {
+fn place(data: &[u8], dest: &Path) -> io::Result<()> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -868,36 +810,17 @@ fn place(data: &[u8], src: &Path, dest: &Path, hardlink: bool) -> io::Result<()>
     tmp_name.push(fname);
     tmp_name.push(format!(".{}", unique("fbtmp")));
     let tmp = parent.join(tmp_name);
-
-    let mut linked = false;
-    if hardlink {
-        linked = match fs::hard_link(src, &tmp) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !parent.exists() => {
-                fs::create_dir_all(parent)?;
-                fs::hard_link(src, &tmp).is_ok()
-            }
-            Err(_) => false, // e.g. EXDEV: fall back to copy
-        };
-    }
-    if !linked {
-        match write_new_file(&tmp, data, 0o644) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(parent)?;
-                write_new_file(&tmp, data, 0o644)?;
-            }
-            Err(e) => return Err(e),
+    match write_new_file(&tmp, data, 0o644) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(parent)?;
+            write_new_file(&tmp, data, 0o644)?;
         }
+        Err(e) => return Err(e),
     }
     if let Err(e) = fs::rename(&tmp, dest) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
-    }
-    if linked {
-        // rename() is a no-op (leaving tmp behind) when tmp and dest are already
-        // links to the same inode, i.e. dest came from an earlier hard-linked hit.
-        let _ = fs::remove_file(&tmp);
     }
     Ok(())
 }
@@ -1164,60 +1087,39 @@ mod tests {
     }
 
     #[test]
-    fn copy_by_default_hardlink_when_enabled() {
-        use std::os::unix::fs::MetadataExt;
-        let (td, mut store) = setup();
+    fn an_entry_is_one_file() {
+        let (td, store) = setup();
         let k = key(1);
         put_obj(&store, &td, &k, b"obj", b"dep");
-        let cached = store.entry_dir("obj", &k).join("obj");
-        let a = td.path().join("a.o");
-        assert!(store.get_files("obj", &k, &[("obj", &a)]));
-        assert_ne!(
-            fs::metadata(&a).unwrap().ino(),
-            fs::metadata(&cached).unwrap().ino()
-        );
-        store.set_hardlink(true);
-        let b = td.path().join("b.o");
-        assert!(store.get_files("obj", &k, &[("obj", &b)]));
-        assert_eq!(
-            fs::metadata(&b).unwrap().ino(),
-            fs::metadata(&cached).unwrap().ino()
-        );
-        // A second hit onto a destination that is already the same inode must not
-        // leave the temp link behind.
-        assert!(store.get_files("obj", &k, &[("obj", &b)]));
-        let leftovers = fs::read_dir(td.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains("fbtmp"))
-            .count();
-        assert_eq!(leftovers, 0);
-        assert_eq!(fs::read(&b).unwrap(), b"obj");
+        let path = store.entry_path("obj", &k);
+        assert!(path.is_file(), "one file per entry, no folder");
+        let shard: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(shard.len(), 1, "{shard:?}");
+        assert_eq!(fs::read_dir(&store.tmp).unwrap().count(), 0, "nothing left in the staging area");
     }
 
     #[test]
-    fn truncated_file_is_miss_and_entry_removed() {
+    fn truncated_entry_is_miss_and_removed() {
         let (td, store) = setup();
         let k = key(1);
         put_obj(&store, &td, &k, b"0123456789", b"dep");
-        let dir = store.entry_dir("obj", &k);
-        corrupt(&dir.join("obj"), |d| d.truncate(4));
+        let path = store.entry_path("obj", &k);
+        corrupt(&path, |d| d.truncate(d.len() - 4));
         assert_eq!(get_obj(&store, &td, &k), None);
-        assert!(!dir.exists(), "corrupt entry must be removed");
+        assert!(!path.exists(), "corrupt entry must be removed");
         // A fresh put can now replace it.
         put_obj(&store, &td, &k, b"0123456789", b"dep");
         assert!(get_obj(&store, &td, &k).is_some());
     }
 
     #[test]
-    fn missing_file_is_miss_and_entry_removed() {
+    fn entry_without_a_requested_file_is_miss_and_removed() {
         let (td, store) = setup();
-        let k = key(1);
-        put_obj(&store, &td, &k, b"obj", b"dep");
-        let dir = store.entry_dir("obj", &k);
-        fs::remove_file(dir.join("d")).unwrap();
-        assert_eq!(get_obj(&store, &td, &k), None);
-        assert!(!dir.exists());
+        let k = key(3);
+        let o = write(td.path(), "o", b"o");
+        store.put_files("obj", &k, &[("obj", &o)]).unwrap();
+        assert_eq!(get_obj(&store, &td, &k), None, "asks for obj and d");
+        assert!(!store.entry_path("obj", &k).exists());
     }
 
     #[test]
@@ -1225,41 +1127,57 @@ mod tests {
         let (td, store) = setup();
         let k = key(1);
         put_obj(&store, &td, &k, b"good object", b"good dep");
-        let dir = store.entry_dir("obj", &k);
-        // Corrupt the *second* file: the first must not have been placed either
-        // (get_obj asserts neither destination exists on a miss).
-        corrupt(&dir.join("d"), |d| d[3] ^= 0x01);
+        let path = store.entry_path("obj", &k);
+        // Corrupt the *second* file's bytes (the entry's last ones): the first must
+        // not have been placed either (get_obj asserts neither destination exists).
+        corrupt(&path, |d| {
+            let n = d.len() - 2;
+            d[n] ^= 0x01;
+        });
         assert_eq!(get_obj(&store, &td, &k), None);
-        assert!(!dir.exists());
+        assert!(!path.exists());
     }
 
     #[test]
-    fn meta_corruption_is_miss() {
+    fn header_damage_or_another_key_is_miss() {
         let (td, store) = setup();
-        // Unparseable meta.
+        // A flipped checksum byte.
         let k = key(1);
         put_obj(&store, &td, &k, b"obj", b"dep");
-        let dir = store.entry_dir("obj", &k);
-        corrupt(&dir.join(META), |d| d.truncate(d.len() / 2));
+        let path = store.entry_path("obj", &k);
+        corrupt(&path, |d| d[20] ^= 0x80);
         assert_eq!(get_obj(&store, &td, &k), None);
-        assert!(!dir.exists());
-        // Parseable meta with a wrong checksum.
-        let k = key(2);
+        assert!(!path.exists());
+        // A wrong magic.
         put_obj(&store, &td, &k, b"obj", b"dep");
-        let dir = store.entry_dir("obj", &k);
-        corrupt(&dir.join(META), |d| {
-            let s = String::from_utf8(d.clone()).unwrap();
-            let i = s.find("\"blake3\":\"").unwrap() + 10;
-            d[i] = if d[i] == b'0' { b'1' } else { b'0' };
-        });
+        corrupt(&path, |d| d[0] = b'X');
         assert_eq!(get_obj(&store, &td, &k), None);
-        assert!(!dir.exists());
-        // Meta that lacks a requested file.
-        let k = key(3);
-        let o = write(td.path(), "o", b"o");
-        store.put_files("obj", &k, &[("obj", &o)]).unwrap();
+        // A valid entry of another key, copied under this one: the checksum covers
+        // the key and namespace, so it is not taken for this entry.
+        let other = key(2);
+        put_obj(&store, &td, &other, b"other", b"dep");
+        fs::copy(store.entry_path("obj", &other), &path).unwrap();
         assert_eq!(get_obj(&store, &td, &k), None);
-        assert!(!store.entry_dir("obj", &k).exists());
+        assert_eq!(get_obj(&store, &td, &other), Some((b"other".to_vec(), b"dep".to_vec())));
+    }
+
+    #[test]
+    fn legacy_entry_folders_are_not_read_but_are_evicted() {
+        let (td, store) = setup();
+        let k = key(1);
+        let hex = key_hex(&k);
+        let legacy = store.data.join("obj").join(&hex[..2]).join(&hex);
+        fs::create_dir_all(&legacy).unwrap();
+        fs::write(legacy.join("obj"), vec![5u8; 1000]).unwrap();
+        fs::write(legacy.join("meta.json"), b"{}").unwrap();
+        assert_eq!(get_obj(&store, &td, &k), None, "old layout: a miss");
+        assert_eq!(store.disk_stats().unwrap().entries, 1, "but counted");
+        put_obj(&store, &td, &k, b"new", b"dep");
+        assert_eq!(get_obj(&store, &td, &k), Some((b"new".to_vec(), b"dep".to_vec())));
+        let zero = Store::open(store.root(), 0).unwrap();
+        zero.evict().unwrap();
+        assert!(!legacy.exists());
+        assert_eq!(zero.disk_stats().unwrap().entries, 0);
     }
 
     #[test]
@@ -1282,7 +1200,7 @@ mod tests {
             assert!(store.get_files("obj", &k, &[("obj", &dest)]));
             assert_eq!(fs::read(&dest).unwrap(), vec![7u8; 100_000]);
         }
-        // Losers cleaned up their staging dirs.
+        // Every put renamed its temp file away or never wrote one.
         assert_eq!(fs::read_dir(&store.tmp).unwrap().count(), 0);
     }
 
@@ -1327,9 +1245,9 @@ mod tests {
         let root = td.path().join("cache");
         let store = Store::open(&root, 1 << 30).unwrap();
         let k = key(1);
-        // Simulate a put killed before its rename: a complete-looking staging dir.
-        let stage = store.make_stage_dir().unwrap();
-        fs::write(stage.join("obj"), b"half").unwrap();
+        // Simulate a put killed before its rename: a temp file in the staging area.
+        let stage = store.tmp.join(unique("put"));
+        fs::write(&stage, b"half").unwrap();
         assert_eq!(get_obj(&store, &td, &k), None);
         let ds = store.disk_stats().unwrap();
         assert_eq!((ds.entries, ds.bytes), (0, 0));
@@ -1356,7 +1274,7 @@ mod tests {
         for i in 0..4 {
             store.put_files("obj", &key(i), &[("obj", &src)]).unwrap();
             // Oldest first: key 0 is 4000 s old, key 3 is 1000 s old.
-            set_mtime(&store.entry_dir("obj", &key(i)), (4 - i as u64) * 1000);
+            set_mtime(&store.entry_path("obj", &key(i)), (4 - i as u64) * 1000);
         }
         store
             .put_record("rec", &key(9), &vec![2u8; 10_000])
@@ -1377,10 +1295,10 @@ mod tests {
         let ds = small.disk_stats().unwrap();
         assert!(ds.bytes <= small.max_bytes());
         assert_eq!(ds.entries, 3);
-        assert!(!store.entry_dir("obj", &key(1)).exists());
-        assert!(!store.entry_dir("obj", &key(2)).exists());
-        assert!(store.entry_dir("obj", &key(0)).exists());
-        assert!(store.entry_dir("obj", &key(3)).exists());
+        assert!(!store.entry_path("obj", &key(1)).exists());
+        assert!(!store.entry_path("obj", &key(2)).exists());
+        assert!(store.entry_path("obj", &key(0)).exists());
+        assert!(store.entry_path("obj", &key(3)).exists());
         assert!(store.record_path("rec", &key(9)).exists());
 
         // Max 0 empties the store.
@@ -1531,7 +1449,7 @@ mod tests {
             assert!(store.put_record(ns, &key(1), b"x").is_err(), "{ns:?}");
             assert!(store.get_record(ns, &key(1)).is_none());
         }
-        for name in ["", "meta.json", "../x", ".hidden", "a/b"] {
+        for name in ["", "../x", ".hidden", "a/b"] {
             assert!(
                 store.put_files("obj", &key(1), &[(name, &src)]).is_err(),
                 "{name:?}"
@@ -1554,7 +1472,7 @@ mod tests {
         assert!(store
             .put_files("obj", &key(1), &[("obj", &good), ("d", &missing)])
             .is_err());
-        assert!(!store.entry_dir("obj", &key(1)).exists());
+        assert!(!store.entry_path("obj", &key(1)).exists());
         assert_eq!(fs::read_dir(&store.tmp).unwrap().count(), 0);
     }
 

@@ -338,9 +338,8 @@ impl<'a> Preprocessor<'a> {
         let Some(store) = self.store else { return };
         let mut hashes = Vec::new();
         for h in outcome.headers.iter().filter(|h| !self.is_system(h)) {
-            // Hash afresh: the header may have changed since an earlier lookup hashed it.
-            self.files.invalidate(h);
-            match self.files.file_hash(h) {
+            // As the preprocessor read it: it may have changed since a lookup hashed it.
+            match self.files.current_hash(h) {
                 Some(x) => hashes.push((h.clone(), hex(&x))),
                 None => return,
             }

@@ -77,8 +77,11 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
             return Compiled::Hit(Some(k));
         }
     }
-    let failure_key = base.filter(|_| env.cache.store.is_some()).map(|b| env.cache.failure_key(&b, job, env.includes, env.system_dirs));
-    if let Some(text) = failure_key.and_then(|k| env.cache.cached_failure(&k)) {
+    // The failure key scans the source's includes: worth it only for a source whose
+    // compile failed before with these flags (a marker under the base key says so).
+    let failure_key = |b: &Hash| env.cache.failure_key(b, job, env.includes, env.system_dirs);
+    let failed_before = base.filter(|b| env.cache.failed_before(b));
+    if let Some(text) = failed_before.and_then(|b| env.cache.cached_failure(&failure_key(&b))) {
         log.push_str(&display_command(&job.args));
         log.push_str("\n(same inputs failed before; output from the cache)\n");
         log.push_str(&text);
@@ -111,8 +114,8 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
             && job.source.is_file()
             && job.object.parent().is_some_and(Path::is_dir)
             && diagnostics::parse(&out.text).iter().any(|d| d.severity == "error");
-        if let (true, Some(k)) = (ordinary, failure_key) {
-            env.cache.record_failure(&k, &out.text);
+        if let (true, Some(b)) = (ordinary, base.filter(|_| env.cache.store.is_some())) {
+            env.cache.record_failure(&b, &failure_key(&b), &out.text);
         }
         return Compiled::Failed(out.text);
     }

@@ -3,6 +3,7 @@
 
 pub mod graph;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -286,7 +287,7 @@ pub struct Sizes {
 pub fn parse_sizes(props: &Properties, output: &str) -> Sizes {
     let sum = |key: &str| -> u64 {
         let Some(pattern) = props.get(key) else { return 0 };
-        let Ok(re) = regex::Regex::new(&format!("(?m){pattern}")) else { return 0 };
+        let Some(re) = size_regex(pattern) else { return 0 };
         output
             .lines()
             .filter_map(|line| re.captures(line.trim_end()))
@@ -298,6 +299,15 @@ pub fn parse_sizes(props: &Properties, output: &str) -> Sizes {
         ram: sum("recipe.size.regex.data"),
         eeprom: sum("recipe.size.regex.eeprom"),
     }
+}
+
+/// A size recipe's regex, compiled once per run: every sketch's size step uses the
+/// same few patterns, and compiling them costs more than matching.
+fn size_regex(pattern: &str) -> Option<regex::Regex> {
+    static COMPILED: std::sync::Mutex<Option<HashMap<String, Option<regex::Regex>>>> = std::sync::Mutex::new(None);
+    let mut memo = COMPILED.lock().unwrap();
+    let memo = memo.get_or_insert_with(HashMap::new);
+    memo.entry(pattern.to_string()).or_insert_with(|| regex::Regex::new(&format!("(?m){pattern}")).ok()).clone()
 }
 
 #[cfg(test)]
