@@ -3,7 +3,6 @@
 
 pub mod graph;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -304,9 +303,9 @@ pub fn parse_sizes(props: &Properties, output: &str) -> Sizes {
 /// A size recipe's regex, compiled once per run: every sketch's size step uses the
 /// same few patterns, and compiling them costs more than matching.
 fn size_regex(pattern: &str) -> Option<regex::Regex> {
-    static COMPILED: std::sync::Mutex<Option<HashMap<String, Option<regex::Regex>>>> = std::sync::Mutex::new(None);
+    static COMPILED: std::sync::Mutex<std::collections::BTreeMap<String, Option<regex::Regex>>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
     let mut memo = COMPILED.lock().unwrap();
-    let memo = memo.get_or_insert_with(HashMap::new);
     memo.entry(pattern.to_string()).or_insert_with(|| regex::Regex::new(&format!("(?m){pattern}")).ok()).clone()
 }
 
