@@ -97,3 +97,64 @@ fn sources_behind_another_platforms_guard_need_no_run() {
     // The sketch, Shelled.cpp, ShelledAvr.cpp, Extra.cpp, and the one -dM listing.
     assert_eq!(r["sketches"][0]["discover_runs"], 5);
 }
+
+#[test]
+fn examples_that_open_alike_share_one_run_through_a_stand_in() {
+    // A, B and C include Lib.h first and differ in their code and in the defines
+    // after it: one run of their shared stand-in (src/discover/stand_in.rs) answers
+    // all three. D defines Lib's option before including it, which pulls in Extra:
+    // its stand-in differs, and so does its answer. E's quoted header is beside the
+    // sketch, where a stand-in would not find it: E is preprocessed itself.
+    let t = tempfile::tempdir().unwrap();
+    let libs = t.path().join("libs");
+    library(&libs, "Lib", "#pragma once\n#ifdef LIB_WITH_EXTRA\n#include <Extra.h>\n#endif\nint lib();\n");
+    library(&libs, "Extra", "#pragma once\nint extra();\n");
+    let sk = t.path().join("sk");
+    let body = "void setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(lib()); }\n";
+    write(&sk.join("A/A.ino"), &format!("#include <Lib.h>\n#define PIN 3\n{body}"));
+    write(&sk.join("B/B.ino"), &format!("// B's own words\n#include <Lib.h> // the library\nint b = 2;\n#define PIN 5\n{body}"));
+    write(&sk.join("C/C.ino"), &format!("#include <Lib.h>\n#ifdef PIN\n#error never\n#endif\n{body}"));
+    write(&sk.join("D/D.ino"), &format!("#define LIB_WITH_EXTRA\n#include <Lib.h>\nint d() {{ return extra(); }}\n{body}"));
+    write(&sk.join("E/E.ino"), &format!("#include \"local.h\"\n{body}"));
+    write(&sk.join("E/local.h"), "#include <Lib.h>\n");
+    let (out, cache) = (t.path().join("out"), t.path().join("cache"));
+    let sketches: Vec<String> = ["A", "B", "C", "D", "E"].iter().map(|n| sk.join(n).display().to_string()).collect();
+    let mut args = vec!["compile-many", "-v", "--libraries", libs.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend(sketches.iter().map(String::as_str));
+    let run = fbuild(&cache, t.path(), &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let r = read_json(&out.join("results.json"));
+    let libs_of = |name: &str| -> Vec<String> {
+        let s = r["sketches"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
+        s["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+    };
+    for n in ["A", "B", "C", "E"] {
+        assert_eq!(libs_of(n), vec!["Lib"], "{n}");
+    }
+    assert_eq!(libs_of("D"), vec!["Lib", "Extra"]);
+    // The file each discovery run preprocessed: the word before `-o`.
+    let sources: Vec<&str> = run.stderr.lines().filter(|l| l.contains(" -E ") && l.contains(" -H ")).filter_map(|l| l.split(" -o ").next()?.rsplit(' ').next()).collect();
+    let sketch_runs: Vec<&str> = sources.iter().copied().filter(|s| !s.contains("/libs/")).collect();
+    let stand_ins = sketch_runs.iter().filter(|l| l.contains("/discover/")).count();
+    assert_eq!(stand_ins, 2, "one for A, B and C, one for D: {sketch_runs:#?}");
+    assert!(sketch_runs.iter().any(|l| l.ends_with("/E.ino.cpp")), "{sketch_runs:#?}");
+    assert_eq!(sketch_runs.len(), 3, "{sketch_runs:#?}");
+}
+
+#[test]
+fn a_missing_header_is_reported_in_the_sketch_s_own_words() {
+    // The stand-in stops at the header too; the error still names the sketch's file.
+    let t = tempfile::tempdir().unwrap();
+    let sk: PathBuf = t.path().join("sk/WantsNothing");
+    write(&sk.join("WantsNothing.ino"), "int x;\n#include <NoSuchLibrary.h>\nvoid setup() {}\nvoid loop() {}\n");
+    std::fs::create_dir_all(t.path().join("libs")).unwrap();
+    let (run, r) = discover(t.path(), &sk);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    // What a user reads: the sketch's error in results.json and the failure line (the
+    // -v command lines around it do name the stand-in it ran first).
+    let failed: Vec<&str> = run.stderr.lines().filter(|l| l.contains("FAILED")).collect();
+    let error = format!("{} {}", r["sketches"][0]["first_error"], failed.join("\n"));
+    assert!(error.contains("WantsNothing.ino:2"), "{error}");
+    assert!(error.contains("NoSuchLibrary.h"), "{error}");
+    assert!(!error.contains("/discover/"), "{error}");
+}

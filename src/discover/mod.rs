@@ -10,6 +10,9 @@
 pub mod preprocess;
 mod shell;
 mod speculate;
+mod stand_in;
+
+pub use stand_in::stand_in;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::{Path, PathBuf};

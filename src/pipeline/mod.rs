@@ -939,7 +939,8 @@ impl Build<'_> {
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
         let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
-        if write_if_changed(&merged_path, &self.shared.merged_cpp(sketch)?)? {
+        let merged = self.shared.merged_cpp(sketch)?;
+        if write_if_changed(&merged_path, &merged)? {
             self.cache.invalidate(&merged_path);
         }
         for rel in &sketch.extra_files {
@@ -953,10 +954,21 @@ impl Build<'_> {
                 self.cache.invalidate(&dst);
             }
         }
-        // The reference's queue: the merged sketch, then its other sources.
-        let mut sources = vec![merged_path.clone()];
-        sources.extend(sketch_sources(sketch, &sketch_build));
-        let d = self.discoverer.sketch(&self.setup.runner, &sources, self.setup.preprocess_ctx(i))?;
+        // The reference's queue: the merged sketch, then its other sources. The
+        // sketch is preprocessed through its stand-in when it has one (examples of
+        // one library share it, and so one run); a stop the stand-in cannot explain
+        // is told in the sketch's own words, from a run of the sketch itself.
+        let others = sketch_sources(sketch, &sketch_build);
+        let ctx = self.setup.preprocess_ctx(i);
+        let queue = |first: &Path| std::iter::once(first.to_path_buf()).chain(others.iter().cloned()).collect::<Vec<_>>();
+        let stand_in = self.stand_in(&merged, &sketch_build)?;
+        let mut d = self.discoverer.sketch(&self.setup.runner, &queue(stand_in.as_deref().unwrap_or(&merged_path)), ctx)?;
+        if stand_in.is_some() && d.error.is_some() {
+            let (seconds, runs) = (d.seconds, d.runs);
+            d = self.discoverer.sketch(&self.setup.runner, &queue(&merged_path), ctx)?;
+            d.seconds += seconds;
+            d.runs += runs;
+        }
         if self.setup.req.verbose {
             for &l in &d.libraries {
                 let lib = &&self.setup.index.libraries[l];
@@ -965,6 +977,21 @@ impl Build<'_> {
             }
         }
         Ok((dir, merged_path, d))
+    }
+
+    /// The stand-in source for a merged sketch's discovery (`discover::stand_in`),
+    /// written once per content in the framework folder.
+    fn stand_in(&self, merged: &[u8], sketch_build: &Path) -> Result<Option<PathBuf>> {
+        let Some(text) = std::str::from_utf8(merged).ok().and_then(|t| crate::discover::stand_in(t, sketch_build)) else {
+            return Ok(None);
+        };
+        let dir = self.setup.fw_dir.join("discover");
+        ensure_dir(&dir)?;
+        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new("stand-in-v1").str(&text).finish())[..16]));
+        if write_if_changed(&path, text.as_bytes())? {
+            self.cache.invalidate(&path);
+        }
+        Ok(Some(path))
     }
 
     /// After discovery: one stage-1 unit per library and include path (see
