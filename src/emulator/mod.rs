@@ -20,7 +20,6 @@ pub mod simavr;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -208,8 +207,8 @@ pub fn run(runner: &Runner, target: &Target, firmware: &Firmware, spec: &RunSpec
         args.extend(["--input".to_string(), i.to_string_lossy().into_owned()]);
     }
     let stdout = match output {
-        Output::Stream => Stdio::inherit(),
-        Output::Capture => Stdio::piped(),
+        Output::Stream => crate::exec::Stdout::Inherit,
+        Output::Capture => crate::exec::Stdout::Capture,
     };
     let out = runner.run_with_stdout(&args, stdout);
     let uart = out.stdout_bytes;

@@ -2,10 +2,12 @@
 //! all, `--verbose` can print every command, and tests can count what ran.
 
 pub mod scheduler;
+pub mod spawn;
+
+pub use spawn::Stdout;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -75,80 +77,59 @@ impl Runner {
 
     pub fn run(&self, args: &[String], cwd: Option<&Path>) -> Output {
         let program = args.first().cloned().unwrap_or_default();
-        let (child, pid) = match self.start(args, cwd, Stdio::piped()) {
+        let child = match self.start(args, cwd, Stdout::Capture) {
             Ok(c) => c,
             Err(text) => return Output { success: false, text, stdout: String::new(), signal: None },
         };
+        let pid = child.pid as u32;
         let result = child.wait_with_output();
         self.children.lock().unwrap().remove(&pid);
         match result {
-            Ok(out) => {
-                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-                let stderr = String::from_utf8_lossy(&out.stderr);
+            Ok((status, out, err)) => {
+                let stdout = String::from_utf8_lossy(&out).into_owned();
                 let mut text = stdout.clone();
-                text.push_str(&stderr);
-                let signal = signal_of(&out.status);
+                text.push_str(&String::from_utf8_lossy(&err));
+                let signal = signal_of(&status);
                 if let Some(s) = &signal {
                     text.push_str(&format!("{program}: {s}\n"));
                 }
-                Output { success: out.status.success(), text, stdout, signal }
+                Output { success: status.success(), text, stdout, signal }
             }
             Err(e) => Output { success: false, text: format!("{program}: {e}"), stdout: String::new(), signal: None },
         }
     }
 
-    /// Run a tool whose stdout is `stdout` (inherited, to stream it, or piped,
-    /// to keep its exact bytes); stderr is always captured.
-    pub fn run_with_stdout(&self, args: &[String], stdout: Stdio) -> RawOutput {
-        let (child, pid) = match self.start(args, None, stdout) {
+    /// Run a tool whose stdout is inherited (to stream it) or captured (to keep its
+    /// exact bytes); stderr is always captured.
+    pub fn run_with_stdout(&self, args: &[String], stdout: Stdout) -> RawOutput {
+        let child = match self.start(args, None, stdout) {
             Ok(c) => c,
             Err(text) => return RawOutput { success: false, stdout_bytes: Vec::new(), stderr: text, signal: None },
         };
+        let pid = child.pid as u32;
         let result = child.wait_with_output();
         self.children.lock().unwrap().remove(&pid);
         match result {
-            Ok(out) => RawOutput {
-                success: out.status.success(),
-                stdout_bytes: out.stdout,
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                signal: signal_of(&out.status),
-            },
+            Ok((status, out, err)) => RawOutput { success: status.success(), stdout_bytes: out, stderr: String::from_utf8_lossy(&err).into_owned(), signal: signal_of(&status) },
             Err(e) => RawOutput { success: false, stdout_bytes: Vec::new(), stderr: e.to_string(), signal: None },
         }
     }
 
-    /// Spawn a tool in its own process group and register it for interruption.
-    fn start(&self, args: &[String], cwd: Option<&Path>, stdout: Stdio) -> Result<(std::process::Child, u32), String> {
+    /// Spawn a tool in its own process group, dying with fbuild (`spawn.rs`), and
+    /// register it for interruption.
+    fn start(&self, args: &[String], cwd: Option<&Path>, stdout: Stdout) -> Result<spawn::Child, String> {
         if self.verbose {
             crate::errln!("{}", display_command(args));
         }
         if self.interrupted() {
             return Err("interrupted".into());
         }
-        let Some((program, rest)) = args.split_first() else {
+        let Some(program) = args.first() else {
             return Err("empty command".into());
         };
-        let mut cmd = Command::new(program);
-        cmd.args(rest).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
-        if let Some(d) = cwd {
-            cmd.current_dir(d);
-        }
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-            // If fbuild itself is killed (SIGKILL cannot be caught), take the tool
-            // with it rather than leave it writing outputs a rerun is about to write.
-            // The spawning thread always waits for its child, so this fires only then.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
         self.spawned.fetch_add(1, Ordering::SeqCst);
-        let child = cmd.spawn().map_err(|e| format!("cannot run {program}: {e}"))?;
-        let pid = child.id();
+        let child = spawn::spawn(args, cwd, stdout).map_err(|e| format!("cannot run {program}: {e}"))?;
+        let pid = child.pid as u32;
         self.children.lock().unwrap().insert(pid);
         // A signal may have landed between the check above and registering the child.
         if self.interrupted() {
@@ -156,7 +137,7 @@ impl Runner {
                 libc::kill(-(pid as i32), libc::SIGTERM);
             }
         }
-        Ok((child, pid))
+        Ok(child)
     }
 }
 
