@@ -108,9 +108,14 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
         // remembering: not a crash, an unwritable output or an interruption, which
         // may not happen again. An output folder that vanished mid-compile makes GCC
         // report "opening dependency file ...: No such file or directory" at a file
-        // and line, so the source and the object's folder must still be there.
+        // and line, so the source and the object's folder must still be there, and
+        // the message must not name the object or its dependency file (another job
+        // may have made the folder again in the meantime).
+        let depfile = crate::objcache::depfile_of(&job.object);
+        let names_output = [&job.object, &depfile].iter().any(|p| out.text.contains(p.to_string_lossy().as_ref()));
         let ordinary = out.signal.is_none()
             && !env.runner.interrupted()
+            && !names_output
             && job.source.is_file()
             && job.object.parent().is_some_and(Path::is_dir)
             && diagnostics::parse(&out.text).iter().any(|d| d.severity == "error");
