@@ -20,8 +20,14 @@ fn library(libs: &Path, name: &str, header: &str) {
 }
 
 fn discover(root: &Path, sketch: &Path) -> (Run, serde_json::Value) {
+    discover_all(root, &[sketch.to_path_buf()])
+}
+
+/// One verbose compile-many over `sketches` with the libraries in `root/libs`.
+fn discover_all(root: &Path, sketches: &[PathBuf]) -> (Run, serde_json::Value) {
     let (out, libs) = (root.join("out"), root.join("libs"));
-    let args = ["compile-many", "-v", "--libraries", libs.to_str().unwrap(), "--out", out.to_str().unwrap(), sketch.to_str().unwrap()];
+    let mut args = vec!["compile-many", "-v", "--libraries", libs.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend(sketches.iter().map(|s| s.to_str().unwrap()));
     let run = fbuild(&root.join("cache"), root, &args);
     (run, read_json(&out.join("results.json")))
 }
@@ -117,13 +123,9 @@ fn examples_that_open_alike_share_one_run_through_a_stand_in() {
     write(&sk.join("D/D.ino"), &format!("#define LIB_WITH_EXTRA\n#include <Lib.h>\nint d() {{ return extra(); }}\n{body}"));
     write(&sk.join("E/E.ino"), &format!("#include \"local.h\"\n{body}"));
     write(&sk.join("E/local.h"), "#include <Lib.h>\n");
-    let (out, cache) = (t.path().join("out"), t.path().join("cache"));
-    let sketches: Vec<String> = ["A", "B", "C", "D", "E"].iter().map(|n| sk.join(n).display().to_string()).collect();
-    let mut args = vec!["compile-many", "-v", "--libraries", libs.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    args.extend(sketches.iter().map(String::as_str));
-    let run = fbuild(&cache, t.path(), &args);
+    let sketches: Vec<PathBuf> = ["A", "B", "C", "D", "E"].iter().map(|n| sk.join(n)).collect();
+    let (run, r) = discover_all(t.path(), &sketches);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let r = read_json(&out.join("results.json"));
     let libs_of = |name: &str| -> Vec<String> {
         let s = r["sketches"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
         s["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()

@@ -24,7 +24,7 @@ pub struct Output {
 pub struct Runner {
     pub verbose: bool,
     interrupted: Arc<AtomicBool>,
-    children: Arc<Mutex<HashSet<u32>>>,
+    children: Arc<Mutex<HashSet<libc::pid_t>>>,
     spawned: AtomicUsize,
 }
 
@@ -47,7 +47,7 @@ impl Runner {
     /// A runner that stops its tools when SIGINT or SIGTERM arrives.
     pub fn new(verbose: bool) -> Runner {
         let interrupted = Arc::new(AtomicBool::new(false));
-        let children: Arc<Mutex<HashSet<u32>>> = Arc::default();
+        let children: Arc<Mutex<HashSet<libc::pid_t>>> = Arc::default();
         if let Ok(mut signals) = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]) {
             let flag = interrupted.clone();
             let kids = children.clone();
@@ -57,7 +57,7 @@ impl Runner {
                     for &pid in kids.lock().unwrap().iter() {
                         // Each tool leads its own process group: stop it and its children.
                         unsafe {
-                            libc::kill(-(pid as i32), libc::SIGTERM);
+                            libc::kill(-pid, libc::SIGTERM);
                         }
                     }
                 }
@@ -81,10 +81,7 @@ impl Runner {
             Ok(c) => c,
             Err(text) => return Output { success: false, text, stdout: String::new(), signal: None },
         };
-        let pid = child.pid as u32;
-        let result = child.wait_with_output();
-        self.children.lock().unwrap().remove(&pid);
-        match result {
+        match self.wait(child) {
             Ok((status, out, err)) => {
                 let stdout = String::from_utf8_lossy(&out).into_owned();
                 let mut text = stdout.clone();
@@ -106,10 +103,7 @@ impl Runner {
             Ok(c) => c,
             Err(text) => return RawOutput { success: false, stdout_bytes: Vec::new(), stderr: text, signal: None },
         };
-        let pid = child.pid as u32;
-        let result = child.wait_with_output();
-        self.children.lock().unwrap().remove(&pid);
-        match result {
+        match self.wait(child) {
             Ok((status, out, err)) => RawOutput { success: status.success(), stdout_bytes: out, stderr: String::from_utf8_lossy(&err).into_owned(), signal: signal_of(&status) },
             Err(e) => RawOutput { success: false, stdout_bytes: Vec::new(), stderr: e.to_string(), signal: None },
         }
@@ -129,15 +123,22 @@ impl Runner {
         };
         self.spawned.fetch_add(1, Ordering::SeqCst);
         let child = spawn::spawn(args, cwd, stdout).map_err(|e| format!("cannot run {program}: {e}"))?;
-        let pid = child.pid as u32;
-        self.children.lock().unwrap().insert(pid);
+        self.children.lock().unwrap().insert(child.pid);
         // A signal may have landed between the check above and registering the child.
         if self.interrupted() {
             unsafe {
-                libc::kill(-(pid as i32), libc::SIGTERM);
+                libc::kill(-child.pid, libc::SIGTERM);
             }
         }
         Ok(child)
+    }
+
+    /// Wait for a started tool and take it off the interruption list.
+    fn wait(&self, child: spawn::Child) -> std::io::Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>)> {
+        let pid = child.pid;
+        let result = child.wait_with_output();
+        self.children.lock().unwrap().remove(&pid);
+        result
     }
 }
 

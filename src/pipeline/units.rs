@@ -100,7 +100,8 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
     if let Some(parent) = job.object.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &crate::objcache::depfile_of(&job.object)), log);
+    let depfile = crate::objcache::depfile_of(&job.object);
+    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &depfile), log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
         let _ = std::fs::remove_file(&job.object);
@@ -111,7 +112,6 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
         // and line, so the source and the object's folder must still be there, and
         // the message must not name the object or its dependency file (another job
         // may have made the folder again in the meantime).
-        let depfile = crate::objcache::depfile_of(&job.object);
         let names_output = [&job.object, &depfile].iter().any(|p| out.text.contains(p.to_string_lossy().as_ref()));
         let ordinary = out.signal.is_none()
             && !env.runner.interrupted()
