@@ -46,12 +46,15 @@ impl Step {
         }
     }
 
-    /// Among ready steps, lower runs first: discovery decides what else exists, a
-    /// unit's last step unblocks links, stage 1 feeds every link, a ready link
-    /// finishes a sketch (and frees its memory) before more sketches start.
+    /// Among ready steps, lower runs first: discovery decides what else exists, and
+    /// the core, which needs nothing from it, fills the stage-1 pool beside it (so a
+    /// core with `--framework-jobs 1` keeps one worker busy while discovery, often
+    /// waiting on a run another sketch started, holds the other); a unit's last step
+    /// unblocks links, stage 1 feeds every link, a ready link finishes a sketch (and
+    /// frees its memory) before more sketches start.
     pub fn priority(&self) -> u32 {
         match self {
-            Step::Discover(_) | Step::Plan => 0,
+            Step::Discover(_) | Step::Plan | Step::Compile(UnitId::Core, _) => 0,
             Step::Finish(_) => 1,
             Step::Compile(..) => 2,
             Step::Link(_) | Step::Run(_) => 3,
