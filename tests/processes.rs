@@ -223,3 +223,66 @@ fn scheduler_keeps_its_job_limits_and_overlaps_the_stages() {
         .count();
     assert!(sketch_compiles_during_stage1 > 0, "no sketch compiled while stage 1 ran: a core idled");
 }
+
+/// A compiler.path folder whose tools append `TOOL CPUS` (the cores the process may
+/// run on, from /proc) to `log`, then exec the real tool.
+fn affinity_recording_toolchain(dir: &Path, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    for tool in ["avr-gcc", "avr-g++", "avr-gcc-ar", "avr-objcopy", "avr-size"] {
+        let p = dir.join(tool);
+        let script = format!("#!/bin/sh\necho \"{tool} $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)\" >> '{}'\nexec /usr/bin/{tool} \"$@\"\n", log.display());
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+fn cores_of(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log).unwrap().lines().map(|l| l.split_once(' ').unwrap().1.to_string()).collect()
+}
+
+/// With as many workers as cores, each worker keeps its tools on a core of its own
+/// (exec::affinity): every tool may run on exactly one core, and the cores share
+/// the work. FBUILD_NO_PIN=1 leaves every tool free to run anywhere.
+#[test]
+fn tools_stay_on_their_worker_s_core_when_the_workers_fill_the_cores() {
+    let nproc = Command::new("nproc").output().unwrap();
+    let cores: usize = String::from_utf8_lossy(&nproc.stdout).trim().parse().unwrap();
+    if cores < 2 {
+        report_skipped("tools_stay_on_their_worker_s_core_when_the_workers_fill_the_cores", "needs at least 2 cores");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let sketches = vec![example("01.Basics/Blink"), example("01.Basics/Fade"), example("02.Digital/Button"), library_examples().join("EEPROM/eeprom_clear")];
+    let jobs = cores.to_string();
+    let run = |name: &str, no_pin: bool| {
+        let log = t.path().join(format!("{name}.log"));
+        let bin = affinity_recording_toolchain(&t.path().join(format!("{name}-bin")), &log);
+        let prop = format!("compiler.path={}/", bin.display());
+        let out = t.path().join(name);
+        let mut c = Command::new(fbuild_bin());
+        c.args(["compile-many", "--out", out.to_str().unwrap(), "--build-property", &prop, "--framework-jobs", "1", "--sketch-jobs", &jobs])
+            .args(&sketches)
+            .env("FBUILD_CACHE_DIR", t.path().join(format!("{name}-cache")))
+            .env("CI", "true");
+        if no_pin {
+            c.env("FBUILD_NO_PIN", "1");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        cores_of(&log)
+    };
+
+    let pinned = run("pinned", false);
+    // The toolchain probes run before the scheduler, where nothing is pinned.
+    let probes = pinned.iter().take_while(|c| c.contains(['-', ','])).count();
+    let in_graph = &pinned[probes..];
+    assert!(!in_graph.is_empty() && in_graph.iter().all(|c| !c.contains(['-', ','])), "every tool after the probes runs on one core: {pinned:?}");
+    let distinct: std::collections::BTreeSet<&String> = in_graph.iter().collect();
+    assert!(distinct.len() >= 2, "the workers' cores share the tools: {pinned:?}");
+
+    let free = run("free", true);
+    let all = String::from_utf8_lossy(&Command::new("sh").args(["-c", "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status"]).output().unwrap().stdout).trim().to_string();
+    assert!(free.iter().all(|c| *c == all), "FBUILD_NO_PIN=1 leaves every tool on all cores ({all}): {free:?}");
+}

@@ -1,6 +1,7 @@
 //! Running tools: one place that spawns processes, so interruption can stop them
 //! all, `--verbose` can print every command, and tests can count what ran.
 
+pub mod affinity;
 pub mod scheduler;
 pub mod spawn;
 

@@ -101,8 +101,16 @@ impl<S: Send> Scheduler<S> {
     /// Run every step (and every step added meanwhile) with `exec`, then return.
     pub fn run(&self, exec: impl Fn(&Scheduler<S>, NodeId, S) + Sync) {
         std::thread::scope(|scope| {
-            for _ in 0..self.limits.workers() {
-                scope.spawn(|| self.work(&exec));
+            let workers = self.limits.workers();
+            let cores = super::affinity::cores_for(workers);
+            for w in 0..workers {
+                let (exec, core) = (&exec, cores.as_ref().map(|c| c[w]));
+                scope.spawn(move || {
+                    if let Some(core) = core {
+                        super::affinity::pin_current_thread(core);
+                    }
+                    self.work(exec)
+                });
             }
         });
     }
