@@ -224,19 +224,8 @@ fn scheduler_keeps_its_job_limits_and_overlaps_the_stages() {
     assert!(sketch_compiles_during_stage1 > 0, "no sketch compiled while stage 1 ran: a core idled");
 }
 
-/// A compiler.path folder whose tools append `TOOL CPUS` (the cores the process may
-/// run on, from /proc) to `log`, then exec the real tool.
-fn affinity_recording_toolchain(dir: &Path, log: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).unwrap();
-    for tool in ["avr-gcc", "avr-g++", "avr-gcc-ar", "avr-objcopy", "avr-size"] {
-        let p = dir.join(tool);
-        let script = format!("#!/bin/sh\necho \"{tool} $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)\" >> '{}'\nexec /usr/bin/{tool} \"$@\"\n", log.display());
-        std::fs::write(&p, script).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    dir.to_path_buf()
-}
+/// The cores a process may run on, as /proc shows them, in shell.
+const CPUS_ALLOWED: &str = "$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)";
 
 fn cores_of(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log).unwrap().lines().map(|l| l.split_once(' ').unwrap().1.to_string()).collect()
@@ -258,7 +247,7 @@ fn tools_stay_on_their_worker_s_core_when_the_workers_fill_the_cores() {
     let jobs = cores.to_string();
     let run = |name: &str, no_pin: bool| {
         let log = t.path().join(format!("{name}.log"));
-        let bin = affinity_recording_toolchain(&t.path().join(format!("{name}-bin")), &log);
+        let bin = recording_toolchain_of(&t.path().join(format!("{name}-bin")), &log, CPUS_ALLOWED);
         let prop = format!("compiler.path={}/", bin.display());
         let out = t.path().join(name);
         let mut c = Command::new(fbuild_bin());
@@ -283,6 +272,6 @@ fn tools_stay_on_their_worker_s_core_when_the_workers_fill_the_cores() {
     assert!(distinct.len() >= 2, "the workers' cores share the tools: {pinned:?}");
 
     let free = run("free", true);
-    let all = String::from_utf8_lossy(&Command::new("sh").args(["-c", "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status"]).output().unwrap().stdout).trim().to_string();
+    let all = String::from_utf8_lossy(&Command::new("sh").args(["-c", &format!("echo {CPUS_ALLOWED}")]).output().unwrap().stdout).trim().to_string();
     assert!(free.iter().all(|c| *c == all), "FBUILD_NO_PIN=1 leaves every tool on all cores ({all}): {free:?}");
 }

@@ -390,11 +390,17 @@ pub fn report_skipped(test: &str, why: &str) {
 /// avr-size) each append one line (`TOOL ARGS`) to `log`, then exec the real tool
 /// in /usr/bin: a record of every toolchain process, kept outside fbuild.
 pub fn recording_toolchain(dir: &Path, log: &Path) -> PathBuf {
+    recording_toolchain_of(dir, log, "$*")
+}
+
+/// As [`recording_toolchain`], each line `TOOL WHAT`, where `WHAT` is expanded by
+/// the tool's shell (`$*` for its arguments).
+pub fn recording_toolchain_of(dir: &Path, log: &Path, what: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).unwrap();
     for tool in ["avr-gcc", "avr-g++", "avr-gcc-ar", "avr-objcopy", "avr-size"] {
         let p = dir.join(tool);
-        let script = format!("#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexec /usr/bin/{tool} \"$@\"\n", log.display());
+        let script = format!("#!/bin/sh\necho \"{tool} {what}\" >> '{}'\nexec /usr/bin/{tool} \"$@\"\n", log.display());
         std::fs::write(&p, script).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
