@@ -103,10 +103,9 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Start `args` (the program is looked up on `PATH` when it has no `/`) with stdin
 /// from /dev/null, stderr captured, stdout as asked, in `cwd` when given.
 pub fn spawn(args: &[String], cwd: Option<&Path>, stdout: Stdout) -> io::Result<Child> {
-    let Some(program) = args.first() else {
+    if args.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
-    };
-    let program = cstring(OsStr::new(program))?;
+    }
     let argv_c: Vec<CString> = args.iter().map(|a| cstring(OsStr::new(a))).collect::<io::Result<_>>()?;
     let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -125,7 +124,7 @@ pub fn spawn(args: &[String], cwd: Option<&Path>, stdout: Stdout) -> io::Result<
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         let mut plan = Plan {
-            program: program.as_ptr(),
+            program: argv_c[0].as_ptr(),
             argv: argv.as_ptr(),
             cwd: cwd_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             stdin: stdin.as_raw_fd(),
