@@ -32,8 +32,9 @@ fn discover_all(root: &Path, sketches: &[PathBuf]) -> (Run, serde_json::Value) {
     (run, read_json(&out.join("results.json")))
 }
 
-fn names(r: &serde_json::Value) -> Vec<String> {
-    r["sketches"][0]["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+/// The names of the libraries one sketch result uses, in order.
+fn names(sketch: &serde_json::Value) -> Vec<String> {
+    sketch["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -49,7 +50,7 @@ fn a_chain_of_libraries_is_found_in_one_run_of_the_sketch() {
     write(&sk.join("UsesChain.ino"), "#include <Chain1.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(chain1() + chain2() + chain3()); }\n");
     let (run, r) = discover(t.path(), &sk);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(names(&r), vec!["Chain1", "Chain2", "Chain3"]);
+    assert_eq!(names(&r["sketches"][0]), vec!["Chain1", "Chain2", "Chain3"]);
     assert_eq!(r["sketches"][0]["discover_runs"], 4, "one run of the sketch and one per library source, not 4 + 3");
     let preprocessed: Vec<&str> = run.stderr.lines().filter(|l| l.contains(" -E ") && l.contains(" -H ")).collect();
     assert_eq!(preprocessed.len(), 4, "{}", run.stderr);
@@ -76,7 +77,7 @@ fn a_guess_the_trace_cannot_prove_falls_back_to_the_reference_runs() {
     );
     let (run, r) = discover(t.path(), &sk);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(names(&r), vec!["Early", "Late"], "Shared.h comes from Early, so Extra is not used");
+    assert_eq!(names(&r["sketches"][0]), vec!["Early", "Late"], "Shared.h comes from Early, so Extra is not used");
     assert_eq!(r["sketches"][0]["discover_runs"], 6);
 }
 
@@ -96,7 +97,7 @@ fn sources_behind_another_platforms_guard_need_no_run() {
     write(&sk.join("UsesShelled.ino"), "#include <Shelled.h>\nvoid setup() { Serial.begin(9600); }\nvoid loop() { Serial.println(shelled()); }\n");
     let (run, r) = discover(t.path(), &sk);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(names(&r), vec!["Shelled", "Extra"], "the AVR source is live and pulls in Extra");
+    assert_eq!(names(&r["sketches"][0]), vec!["Shelled", "Extra"], "the AVR source is live and pulls in Extra");
     let preprocessed: Vec<&str> = run.stderr.lines().filter(|l| l.contains(" -E ") && l.contains(" -H ")).collect();
     assert!(!preprocessed.iter().any(|l| l.contains("ShelledEsp32.cpp") || l.contains("ShelledSamd.cpp")), "{preprocessed:?}");
     assert_eq!(run.stderr.lines().filter(|l| l.contains(" -dM")).count(), 1, "{}", run.stderr);
@@ -126,10 +127,7 @@ fn examples_that_open_alike_share_one_run_through_a_stand_in() {
     let sketches: Vec<PathBuf> = ["A", "B", "C", "D", "E"].iter().map(|n| sk.join(n)).collect();
     let (run, r) = discover_all(t.path(), &sketches);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let libs_of = |name: &str| -> Vec<String> {
-        let s = r["sketches"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
-        s["libraries"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
-    };
+    let libs_of = |name: &str| names(r["sketches"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap());
     for n in ["A", "B", "C", "E"] {
         assert_eq!(libs_of(n), vec!["Lib"], "{n}");
     }
