@@ -17,7 +17,7 @@ use crate::store::{self, Store};
 pub const DEFAULT_CACHE_MAX: u64 = 5 << 30;
 
 #[derive(Parser, Debug)]
-#[command(name = "fbuild", version, about = "Byte-identical Arduino firmware, built fast: one board, many sketches")]
+#[command(name = "fbuild", version, about = "Byte-identical Arduino firmware, built fast: many sketches, one or more boards, one process")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -67,14 +67,18 @@ pub enum Command {
         #[arg(required = true)]
         src: Vec<PathBuf>,
     },
-    /// Build many sketches for one board: core and libraries once, then every sketch in parallel.
+    /// Build many sketches (and PlatformIO projects) for one board or a matrix of boards: core
+    /// and libraries once per board, then every sketch in parallel. Writes OUT/results.json and
+    /// OUT/phases.tsv; exit 1 if any sketch failed.
     CompileMany {
         #[command(flatten)]
         common: CommonArgs,
         /// Stage-1 width (core and libraries). Default: min(cores, 2).
         #[arg(long, value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
         framework_jobs: Option<usize>,
-        /// Stage-2 width (sketches at once). Default: number of cores.
+        /// Stage-2 width (sketches at once). Default: number of cores. When the wider of the two
+        /// stages equals the cores fbuild may use, each worker is pinned to a core of its own
+        /// (FBUILD_NO_PIN=1 leaves placement to the kernel).
         #[arg(long, value_name = "N", value_parser = parse_jobs, allow_hyphen_values = true)]
         sketch_jobs: Option<usize>,
         /// Where to write the per-sketch result map. Default: OUT/results.json.
@@ -83,7 +87,7 @@ pub enum Command {
         /// Where to write the per-phase timings (TSV). Default: OUT/phases.tsv.
         #[arg(long, value_name = "FILE")]
         phases: Option<PathBuf>,
-        /// Read more sketch paths from FILE, one per line (blank lines and # comments skipped).
+        /// Read more sketch paths from FILE, one per line (blank lines and # comments skipped; repeatable).
         #[arg(long, value_name = "FILE")]
         sketches_from: Vec<PathBuf>,
         /// Build every sketch, even those whose `// @filter` comment leaves this board out
@@ -103,7 +107,8 @@ pub enum Command {
         report_md: Option<PathBuf>,
         /// Boot every firmware that built in simavr for this long in simulated time (2s,
         /// 500ms), each right after its link (a step in the same graph, every board of a
-        /// matrix on its own chip); each sketch result gains `run`.
+        /// matrix on its own chip); each sketch result gains `run`, and a run that does not
+        /// succeed makes the exit code 1.
         #[arg(long, value_name = "DURATION", value_parser = emulator::parse_duration)]
         smoke_run: Option<std::time::Duration>,
         /// With --smoke-run: a regular expression every firmware's UART output must match (repeatable).
@@ -117,13 +122,14 @@ pub enum Command {
         /// earlier results.json (unknown sketches weigh the mean).
         #[arg(long, value_name = "OLD_RESULTS", requires = "shard")]
         shard_weights: Option<PathBuf>,
-        /// Sketch folders, main .ino files, or folders holding sketches anywhere below.
+        /// Sketch folders, main .ino files, folders holding sketches anywhere below, or
+        /// PlatformIO project folders (holding platformio.ini: their default envs).
         sketches: Vec<PathBuf>,
     },
     /// Build a sketch if needed, then run its firmware in simavr for the board's MCU and clock:
     /// UART0 goes to stdout, --input to UART0's receiver. Exit 0 when every --expect matched
-    /// (or, with none, the time ran out without a crash); 1 when one did not, or the firmware
-    /// crashed or halted.
+    /// (or, with none, the time ran out without a crash); 1 when one did not, the firmware
+    /// crashed or halted, or the sketch did not build.
     Run {
         #[command(flatten)]
         common: CommonArgs,
@@ -148,7 +154,8 @@ pub enum Command {
     /// Internal: one emulator run in a child process (see src/emulator/mod.rs).
     #[command(name = "emulator-child", hide = true)]
     EmulatorChild(emulator::ChildArgs),
-    /// Join the results.json of several shards into one (exit 1 if any sketch failed).
+    /// Join the results.json of several shards into one (exit 1 if any sketch failed; 2 if two
+    /// inputs hold the same sketch or differ in board).
     MergeResults {
         /// The shards' results.json files.
         #[arg(required = true)]
@@ -159,7 +166,7 @@ pub enum Command {
     },
     /// List every board of every installed platform.
     Boards {
-        /// Extra hardware folder holding <vendor>/<arch>/boards.txt (repeatable).
+        /// Extra hardware folder holding <vendor>/<arch>/boards.txt, searched first (repeatable).
         #[arg(long, value_name = "DIR")]
         hardware: Vec<PathBuf>,
         /// Print a JSON array (id, fqbn, name, mcu, max_flash, max_ram) instead of a table.
@@ -194,13 +201,15 @@ pub enum CacheAction {
 pub struct CommonArgs {
     /// Board id (`uno`) or FQBN with menu options (`arduino:avr:nano:cpu=atmega328old`).
     /// compile-many takes it more than once (a board matrix): every sketch is built for
-    /// every board, each board into OUT/<board>/, and each result names its board.
+    /// every board, each board into OUT/<board>/, and each result names its board. For ci:
+    /// a PlatformIO board id (`uno`, `megaatmega2560`), one env each (repeatable).
     #[arg(long, short = 'b', default_value = "uno")]
     pub board: Vec<String>,
-    /// Output folder; each sketch gets its own subfolder. Default: .fbuild in the working directory.
+    /// Output folder, relative to the working directory; each sketch gets its own subfolder.
     #[arg(long, value_name = "DIR", default_value = ".fbuild")]
     pub out: PathBuf,
-    /// Hardware folder holding <vendor>/<arch>/boards.txt, searched first (repeatable).
+    /// Hardware folder holding <vendor>/<arch>/boards.txt, searched first (repeatable); then
+    /// $FBUILD_HARDWARE, ~/.arduino15/packages and /usr/share/arduino/hardware.
     #[arg(long, value_name = "DIR")]
     pub hardware: Vec<PathBuf>,
     /// One library folder, preferred over every installed library (repeatable).
@@ -212,13 +221,14 @@ pub struct CommonArgs {
     /// Override a platform property, as arduino-cli does: key=value (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_property)]
     pub build_property: Vec<(String, String)>,
-    /// Print every command run and the choices made (menu defaults, compiler quirks).
+    /// Print every command run, the choices made (menu defaults, compiler quirks) and each
+    /// sketch's `Using library` lines.
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// Print nothing but errors and the final result.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Build without reading or writing the cache.
+    /// Build without reading or writing the cache (local and remote).
     #[arg(long)]
     pub no_cache: bool,
     /// Cache folder. Default: $FBUILD_CACHE_DIR, else $XDG_CACHE_HOME/fbuild, else ~/.cache/fbuild.
@@ -227,13 +237,15 @@ pub struct CommonArgs {
     /// Cache size bound (e.g. 5G, 500M); least recently used entries go first. Default: $FBUILD_CACHE_MAX_SIZE or 5G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
     pub cache_max_size: Option<u64>,
-    /// Print results.json to stdout and nothing else there (the summary goes to stderr).
+    /// Print results.json to stdout and nothing else there (the summary goes to stderr); for
+    /// compile-many, and build of a sketch.
     #[arg(long)]
     pub json: bool,
-    /// Write OUT/compile_commands.json (every translation unit, with its real command) and stop: nothing is compiled.
+    /// Write OUT/compile_commands.json (every translation unit, with its real command) and
+    /// stop, nothing compiled; for compile-many, and build of a sketch.
     #[arg(long, conflicts_with = "json")]
     pub only_compiledb: bool,
-    /// Shared cache behind the local one: redis://HOST:PORT[/DB] or http://HOST:PORT/PREFIX
+    /// Shared cache behind the local one: redis://[:PASSWORD@]HOST:PORT[/DB] or http://HOST:PORT/PREFIX
     /// (GET/PUT, as WebDAV serves it). Lookups go local, then remote; a remote hit is kept
     /// locally. Server trouble gives one warning and the build goes on with the local cache.
     #[arg(long, value_name = "URL", env = "FBUILD_REMOTE_CACHE")]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Exit codes, documented in the README ("Errors and exit codes").
+/// Exit codes, documented in docs/reference/exit-codes.md.
 pub mod exit {
     /// Every sketch built.
     pub const OK: i32 = 0;
