@@ -336,6 +336,7 @@ fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, s
 
 /// `fbuild build PROJECT`: each env is an ordinary one-sketch build in OUT/ENV.
 fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: bool) -> Result<i32> {
+    no_compiledb(common, "a PlatformIO project", "fbuild compile-many --only-compiledb PROJECT")?;
     let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
     let builds = crate::project::prepare(project, envs, &out)?;
     if let Some(w) = builds.iter().flat_map(|b| &b.warnings).next().filter(|_| strict) {
@@ -397,6 +398,16 @@ fn project_run_request(common: &CommonArgs, project: &Path, env: Option<&str>) -
         }
     }
     env_request(common, &b, &out)
+}
+
+/// `--only-compiledb` writes the compile commands of one graph and stops; the commands
+/// that build env by env (projects, `ci`) or run the firmware have nothing to stop
+/// before, so they say which command does it instead of building anyway.
+fn no_compiledb(common: &CommonArgs, what: &str, instead: &str) -> Result<()> {
+    if common.only_compiledb {
+        return Err(Error::usage(format!("--only-compiledb does not apply to {what}; use `{instead}`")));
+    }
+    Ok(())
 }
 
 /// `build` and `run` make one firmware: one board.
@@ -503,6 +514,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
         Command::Run { common, timeout, expect, input, environment, sketch } => {
             one_board(&common)?;
+            no_compiledb(&common, "run", "fbuild build --only-compiledb SKETCH")?;
             let input = input.as_deref().map(emulator::check_input).transpose()?;
             let req = if crate::project::is_project(&sketch) {
                 project_run_request(&common, &sketch, environment.as_deref())?

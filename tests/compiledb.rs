@@ -128,3 +128,27 @@ fn only_compiledb_writes_the_database_and_builds_nothing() {
     assert!(!entries(&t.path().join("one")).is_empty());
     assert!(!t.path().join("one").join("results.json").exists());
 }
+
+/// `run`, `build PROJECT` and `ci` have no single graph to stop before: each says
+/// which command writes the database instead (exit 2), never a panic.
+#[test]
+fn only_compiledb_elsewhere_is_a_usage_error_naming_the_command_that_does_it() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("cache");
+    let blink = example("01.Basics/Blink");
+    let project = t.path().join("proj");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("platformio.ini"), "[env:uno]\nplatform = atmelavr\nboard = uno\nframework = arduino\n").unwrap();
+    std::fs::copy(blink.join("Blink.ino"), project.join("src/Blink.ino")).unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["run", "--only-compiledb", blink.to_str().unwrap()], "fbuild build --only-compiledb SKETCH"),
+        (&["build", "--only-compiledb", project.to_str().unwrap()], "fbuild compile-many --only-compiledb PROJECT"),
+        (&["ci", "--only-compiledb", blink.to_str().unwrap()], "fbuild compile-many --only-compiledb PROJECT"),
+    ];
+    for (args, instead) in cases {
+        let r = fbuild(&cache, t.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("--only-compiledb") && r.stderr.contains(instead), "{args:?}: {}", r.stderr);
+    }
+}
