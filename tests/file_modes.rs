@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Run fbuild under `umask`, with its own cache folder.
@@ -31,22 +31,10 @@ fn is_executable_elf(path: &Path) -> bool {
     bytes.starts_with(b"\x7fELF") && bytes.len() > 17 && matches!(u16::from_le_bytes([bytes[16], bytes[17]]), 2 | 3)
 }
 
-fn files_under(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, found);
-        } else {
-            found.push(path);
-        }
-    }
-}
-
 /// Every file under `out` whose mode is not what another tool would give it,
 /// and the names of all the files checked.
 fn wrong_modes(out: &Path, umask: u32) -> (Vec<String>, Vec<String>) {
-    let mut files = Vec::new();
-    files_under(out, &mut files);
+    let files = files_under(out);
     let mut wrong = Vec::new();
     for f in &files {
         let mode = std::fs::symlink_metadata(f).unwrap().permissions().mode() & 0o777;
