@@ -63,7 +63,7 @@ impl CompileDb {
         let directory = std::env::current_dir()
             .map_err(|e| Error::Environment(format!("cannot read the working directory: {e}; run fbuild from a folder that exists")))?;
         let path = dir.join(FILE_NAME);
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| unwritable(&path, e))?;
+        let tmp = crate::report::output_tempfile(dir).map_err(|e| unwritable(&path, e))?;
         Ok(CompileDb { directory, path, out: HashingWriter { inner: BufWriter::new(tmp), hash: blake3::Hasher::new() }, entries: 0 })
     }
 

@@ -72,7 +72,7 @@ fn join_compiledb<'a>(out: &Path, board_dirs: impl Iterator<Item = &'a Path>) ->
     use std::io::Write;
     let path = out.join(compiledb::FILE_NAME);
     let unwritable = |e: std::io::Error| Error::Environment(format!("cannot write {}: {e}; choose a writable --out", path.display()));
-    let tmp = tempfile::NamedTempFile::new_in(out).map_err(unwritable)?;
+    let tmp = crate::report::output_tempfile(out).map_err(unwritable)?;
     let mut w = std::io::BufWriter::new(tmp);
     let mut written = 0usize;
     for dir in board_dirs {

@@ -217,17 +217,6 @@ fn a_different_compiler_version_rebuilds_everything() {
     assert_eq!(ok(&b), 1);
 }
 
-fn cache_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            cache_files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn corrupt_cache_entries_are_detected_and_rebuilt() {
     let t = tempfile::tempdir().unwrap();
@@ -235,8 +224,7 @@ fn corrupt_cache_entries_are_detected_and_rebuilt() {
     let sketches = vec![example("01.Basics/Blink")];
     let clean = many(&cache, t.path(), &t.path().join("out0"), &[], &sketches);
     // Truncate every cached object and flip a bit in every cached link output.
-    let mut files = Vec::new();
-    cache_files(&cache, &mut files);
+    let files = files_under(&cache);
     let mut damaged = 0;
     for f in files.iter().filter(|f| f.file_name().unwrap() != "meta.json") {
         let s = f.to_string_lossy();

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use fbuild::filter::{parse_sketch, BoardFacts, BoardSpec, MemoryClass};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,165 @@ fn flash_sketch(half: usize) -> String {
 
 const BODY: &str = "void setup() { pinMode(13, OUTPUT); }\nvoid loop() { digitalWrite(13, HIGH); }\n";
 
+/// The boards of the verdict table, one of each memory class and several
+/// platforms: (spec, macros its compiles see, `--memory-class`).
+fn table_boards() -> Vec<BoardFacts> {
+    let board = |id, fqbn, vendor, arch, mcu, ram, macros: &[&str], memory: Option<MemoryClass>| {
+        let macros: Vec<(&str, &str)> = macros.iter().map(|m| (*m, "1")).collect();
+        BoardFacts::new(BoardSpec { id, fqbn, vendor, arch, mcu, ram: Some(ram) }, macros, memory)
+    };
+    vec![
+        board("attiny85", "ATTinyCore:avr:attinyx5:chip=85", "ATTinyCore", "avr", "attiny85", 512, &["__AVR__", "__AVR_ATtiny85__"], None),
+        board("attiny1604", "megaTinyCore:megaavr:atxy4:chip=1604", "megaTinyCore", "megaavr", "attiny1604", 1024, &["__AVR__", "__AVR_ATtiny1604__"], None),
+        board("atmega8", "MiniCore:avr:8", "MiniCore", "avr", "atmega8", 1024, &["__AVR__", "__AVR_ATmega8__"], None),
+        board("uno", "arduino:avr:uno", "arduino", "avr", "atmega328p", 2048, &["__AVR__", "__AVR_ATmega328P__", "ARDUINO_AVR_UNO"], None),
+        board("mega", "arduino:avr:mega:cpu=atmega2560", "arduino", "avr", "atmega2560", 8192, &["__AVR__", "__AVR_ATmega2560__", "ARDUINO_AVR_MEGA2560"], None),
+        board("teensylc", "teensy:avr:teensyLC", "teensy", "avr", "mkl26z64", 8192, &["__MKL26Z64__", "TEENSYDUINO"], None),
+        board("zero", "arduino:samd:arduino_zero_native", "arduino", "samd", "cortex-m0plus", 32768, &["__SAMD21G18A__", "ARDUINO_SAMD_ZERO"], None),
+        board("stm32f103cb", "STMicroelectronics:stm32:GenF1:pnum=MAPLEMINI_F103CB", "STMicroelectronics", "stm32", "cortex-m3", 20480, &["STM32F1xx", "ARDUINO_MAPLEMINI_F103CB"], None),
+        board("teensy41", "teensy:avr:teensy41", "teensy", "avr", "imxrt1062", 524288, &["__IMXRT1062__", "TEENSYDUINO", "ARDUINO_TEENSY41"], Some(MemoryClass::Huge)),
+        board("esp32s3", "esp32:esp32:esp32s3:PSRAM=enabled", "esp32", "esp32", "esp32s3", 327680, &["ESP32", "CONFIG_IDF_TARGET_ESP32S3"], None),
+    ]
+}
+
+/// Every form of the grammar and every distinct filter line of FastLED's
+/// examples (FastLED/FastLED at 2026-08-22, `git grep @filter -- examples`),
+/// against the boards of `table_boards`, in that order:
+///
+/// ```text
+///   attiny85 attiny1604 atmega8 | uno mega teensylc | zero stm32f103cb | teensy41 esp32s3
+///   tiny     tiny       tiny    | low low  low      | large large      | huge     huge
+/// ```
+///
+/// `B` builds, `.` is skipped. Each verdict is what FastLED's CI decides
+/// (ci/compiler/sketch_filter.py, the version with an expression tree,
+/// `_expression_matches` and `_remove_unsupported_conditions`), applied to
+/// fbuild's facts about the board (board.rs: a board answers to its id and FQBN,
+/// its architecture and PlatformIO platform, its MCU and its compile's macros;
+/// FastLED's boards answer to one name each). The rules it follows, which the
+/// third column names for each row:
+/// - a required memory class is ordered (tiny < low < large < huge): `memory is
+///   large` admits large and huge; compared by name instead (exact) under `is
+///   not`, directly under `not` (through parentheses), and as a block's exclude item;
+/// - other values compare case-insensitively, without a leading `-D`, as an
+///   fnmatch pattern when they hold a `*`;
+/// - a one-line filter's unknown keys drop out of `and`/`or`; a `not` over a
+///   group holding one is dropped too; only unknown keys: no filter;
+/// - a block's items of one key are one list; a required key no board has
+///   fails, an excluded one never matches;
+/// - a filter FastLED cannot read is no filter: the sketch builds everywhere
+///   (fbuild builds it too and warns).
+///
+/// The verdicts were checked by running those rules of sketch_filter.py over this
+/// table. Rows marked DIFFERS are where fbuild decides otherwise on purpose
+/// (docs/design.md, "Sketch filters"); FastLED's verdict is in the mark.
+const VERDICTS: &[(&str, &str, &str)] = &[
+    ("// @filter: (memory is large)", "......BBBB", "FastLED example: required class is ordered: large and huge boards"),
+    ("// @filter: (mem is large)", "......BBBB", "FastLED example: `mem` is `memory`"),
+    ("// @filter (mem is large)", "......BBBB", "FastLED example: same, without the colon"),
+    ("// @filter: (platform is native)", "..........", "FastLED example: no board here is `native`: skipped everywhere"),
+    ("// @filter: (platform is esp32)", ".........B", "FastLED example: platform compared by name"),
+    ("/// @filter: (platform is native)", "..........", r#"FastLED example: `///` holds the marker too (`//\s*@filter` matches at the second slash)"#),
+    ("/// @filter: (platform is esp32)", ".........B", "FastLED example: same"),
+    ("/// @filter (platform is teensy) or (platform is due)", ".....B..B.", "FastLED example: `or` of two platforms"),
+    ("// @filter: (board is not ATtiny1604)", "B.BBBBBBBB", "FastLED example: `is not` negates; names compare case-insensitively"),
+    ("// @filter: (board is not stm32f103cb)", "BBBBBBB.BB", "FastLED example: `is not` on a board"),
+    ("// @filter: (board is not stm32f103cb)  // Maple Mini lacks pin 5 (uses libmaple numbering)", "BBBBBBB.BB", "FastLED example: text after `//` is dropped before parsing"),
+    ("// @filter: (board is not stm32f103cb)  // Maple Mini lacks pins 1-4 (uses libmaple numbering)", "BBBBBBB.BB", "FastLED example: same"),
+    ("// @filter: (board is not atmega8*)", "BB.BBBBBBB", "FastLED example: `*` makes the value an fnmatch pattern"),
+    ("// @filter: (platform is teensy) and (memory is large)", "........B.", "FastLED example: `and`; teensylc is low, teensy41 huge"),
+    ("// @filter: (platform is teensy) and not (board is teensylc)", "........B.", "FastLED example: `not` over a board condition"),
+    ("// @filter: (mem is large) and ((platform is teensy) or (platform is esp32))", "........BB", "FastLED example: parenthesised `or` under `and`"),
+    ("// @filter: ((platform is teensy) and (memory is large)) or (platform is esp32)", "........BB", "FastLED example: parenthesised `and` under `or`"),
+    ("// @filter: ((platform is avr) and not (board is attiny*) and not (board is atmega8*)) or (platform is teensy)", "...BBB..B.", "FastLED example: Pintest: patterns under `not`"),
+    ("// @filter: (platform is teensy) and (target is Teensy40 or Teensy41)", "..........", "FastLED example: ` or ` inside a value lists alternatives; no board here has target Teensy40/41"),
+    ("// @filter: (platform is rp2040)", "..........", "FastLED example: no rp2040 board here"),
+    ("// @filter: (platform is nonexistent_disable)", "..........", "FastLED example: matches no board"),
+    ("// @filter: (platform is esp8266)", "..........", "FastLED example: no esp8266 board here"),
+    ("// @filter: (memory is large) and not (platform is stm32)", "......B.BB", "FastLED example: ordered memory, negated platform"),
+    ("// @filter: (mem is large) and (platform is esp32*)", ".........B", "FastLED example: pattern on a platform"),
+    ("// @filter (target is -D__AVR__) or (board is uno)", "BBBBB.....", "FastLED example: `-D` is dropped from a value; fbuild's target names include the compile's macros (board.rs)"),
+    ("// @filter (platform is esp32*)", ".........B", "FastLED example: pattern"),
+    ("// @filter (memory is not low)", "BBB...BBBB", "FastLED example: `is not` compares the class by name: only low boards leave"),
+    ("// @filter (memory is large) and (platform is esp32s3)", "..........", "FastLED example: no board has platform esp32s3 (it is a board): skipped everywhere"),
+    ("// @filter (memory is huge) and (platform is esp32)", ".........B", "FastLED example: huge only"),
+    ("// @filter (memory is huge)", "........BB", "FastLED example: huge only"),
+    ("// @filter (mem=large) and (plat=esp32)", ".........B", "FastLED example: `=` is `is`, `plat` is `platform`"),
+    ("// @filter (mem: large) and (plat: esp32)", ".........B", "FastLED example: `:` is `is`"),
+    ("// @filter (mem is large) and (plat is esp32*)", ".........B", "FastLED example: pattern"),
+    ("// @filter\n// require:\n//   - board: esp32s3,esp32c6,esp32p4,teensy41,teensy40,rp2350,rp2350w,lpc845,lpc845brk,lpcxpresso845max,lpcxpresso804\n// @end-filter\n", "........BB", "FastLED example: AutoResearch block: a required key matches any listed value"),
+    ("// @filter\n//   - require:\n//     - platform: esp32s3\n//     - memory: large\n//   - exclude:\n//     - platform: avr\n// @end-filter\n", "BBBBBBBBBB", "FastLED example: examples/README.md: `- require:` is no section header, so FastLED reads an empty filter; fbuild calls the block malformed and builds it too"),
+    ("// @filter: (platform is avr) and not (memory is large)", "B.BBBB..B.", "form: `not` directly over a condition compares the class by name: low and tiny AVR boards build"),
+    ("// @filter: (memory is not large)", "BBBBBB..BB", "form: by name: every class but large"),
+    ("// @filter: (memory is not huge)", "BBBBBBBB..", "form: by name: every class but huge"),
+    ("// @filter: (memory is not tiny)", "...BBBBBBB", "form: by name: every class but tiny"),
+    ("// @filter: (board is uno) or not (memory is low)", "BBBB..BBBB", "form: by name under `or`"),
+    ("// @filter: (not (memory is large))", "BBBBBB..BB", "form: a leading `(` lets FastLED read a `not` filter: by name"),
+    ("// @filter: not ((memory is large))", "BBBBBB..BB", "DIFFERS (FastLED: BBBBBBBBBB): form: FastLED does not read a filter that starts with `not` and builds everywhere"),
+    ("// @filter: not (memory is tiny)", "...BBBBBBB", "DIFFERS (FastLED: BBBBBBBBBB): form: same: FastLED builds everywhere"),
+    ("// @filter: (platform is avr) and not not (memory is large)", "..........", "form: the inner `not` makes the condition by-name; the outer one flips it back: exactly large (no AVR board)"),
+    ("// @filter: (platform is avr) and not ((memory is large) and (board is mega))", "B.BBBB..B.", "form: `not` over a group: the class inside stays ordered"),
+    ("// @filter: (platform is avr) and not (memory is not low)", "...BBB....", "form: two negations, by name: exactly low"),
+    ("// @filter: (memory is low)", "...BBBBBBB", "form: ordered: every class but tiny"),
+    ("// @filter: (memory is tiny)", "BBBBBBBBBB", "form: ordered: every board"),
+    ("// @filter: (memory matches large)", "......BBBB", "form: `matches` is `is`"),
+    ("// @filter: (memory is l*)", "..........", "form: an ordered class compares a non-class value as text: `l*` matches no board"),
+    ("// @filter: (memory is not l*)", "BBB.....BB", "form: by name a `*` value is a pattern: low and large leave"),
+    ("// @filter: (memory is high)", "......BBBB", "DIFFERS (FastLED: ..........): form: FastLED no longer knows `high` and matches no board; fbuild reads its older name for large"),
+    ("// @filter: (memory is big)", "BBBBBBBBBB", "DIFFERS (FastLED: ..........): form: FastLED matches no board; fbuild calls an unknown class malformed and builds everywhere"),
+    ("// @filter: (board is uno or mega)", "...BB.....", "form: alternatives"),
+    ("// @filter: (board is 'uno or mega')", "...BB.....", "form: quotes are stripped before the value is split at ` or `"),
+    (r#"// @filter: (board is "uno") or (board is 'esp32s3')"#, "...B.....B", "form: quoted values"),
+    ("// @filter: (board is UNO)", "...B......", "form: values compare case-insensitively"),
+    ("// @filter: (BOARD is uno) AND NOT (PLATFORM is esp32)", "...B......", "form: keys and `and`/`or`/`not` are case-insensitive"),
+    ("// @filter: (board IS uno)", "...B......", "DIFFERS (FastLED: BBBBBBBBBB): form: FastLED reads `is` in lower case only, cannot read the filter and builds everywhere"),
+    ("// @filter: (board is notebook)", "..........", "DIFFERS (FastLED: BBBBBBBBBB): form: FastLED's pattern reads `is notebook` as `is not ebook` and builds everywhere; fbuild reads the board `notebook`"),
+    ("// @filter: (board is attiny*) or (board is arduino:avr:*)", "BB.BB.....", "form: patterns; fbuild also answers to the FQBN (board.rs)"),
+    ("// @filter: (board is esp32?3)", "..........", "form: without `*` a value is plain text: `?` is no wildcard"),
+    ("// @filter: (board is esp32?3*)", ".........B", "form: with `*` the value is an fnmatch pattern: `?` is any character"),
+    ("// @filter: (board is teensy[!l]*)", ".....B..B.", "form: fnmatch sets"),
+    ("// @filter: (target is atmega328p) or (tgt is -D__AVR_ATmega2560__)", "...BB.....", "form: targets: the MCU, macros with `-D`"),
+    ("// @filter: (plat is atmelavr)", "B.BBBB..B.", "form: PlatformIO's platform name (board.rs)"),
+    ("// @filter: (color is blue)", "BBBBBBBBBB", "form: only unknown keys: FastLED reads no filter"),
+    ("// @filter: (color is blue) and (memory is large)", "......BBBB", "form: an unknown key drops out of `and`"),
+    ("// @filter: (color is blue) or (platform is esp32)", ".........B", "form: and out of `or`"),
+    ("// @filter: (platform is avr) and not (color is blue)", "B.BBBB..B.", "form: `not` over only an unknown key drops out"),
+    ("// @filter: (platform is avr) and not ((color is blue) or (memory is large))", "........B.", "form: a `not` over a group with an unknown key is dropped, the rest kept unnegated: avr and at least large (teensy41, an avr-architecture Teensy)"),
+    ("// @filter: (board is uno) (board is mega)", "BBBBBBBBBB", "form: no operator between conditions: unreadable, built everywhere (fbuild warns)"),
+    ("// @filter: (memory is large", "BBBBBBBBBB", "form: unclosed: unreadable, built everywhere (fbuild warns)"),
+    ("// @filter: memory is large", "BBBBBBBBBB", "form: no parentheses: unreadable, built everywhere (fbuild warns)"),
+    ("// @filter\n// require:\n//   - memory: large\n// exclude:\n//   - platform: esp32\n// @end-filter\n", "......BBB.", "form: block: required memory ordered, excluded platform"),
+    ("// @filter\n// exclude:\n//   - memory: large\n// @end-filter\n", "BBBBBB..BB", "form: block: an excluded class compares by name"),
+    ("// @filter\n// exclude:\n//   - mem: low|tiny\n// @end-filter\n", "......BBBB", "form: block: `|` separates alternatives"),
+    ("// @filter\n// require:\n//   - board: uno\n//   - board: mega, esp32s3\n// @end-filter\n", "...BB....B", "form: block: items of one key are one list"),
+    ("// @filter\n// require:\n//   - memory: low\n// exclude:\n//   - board: attiny*, teensy*\n// @end-filter\n", "...BB.BB.B", "form: block: pattern in exclude"),
+    ("// @filter\n// require:\n//   - colour: red\n// @end-filter\n", "..........", "form: block: a required key no board has skips everywhere"),
+    ("// @filter\n// exclude:\n//   - colour: red\n// @end-filter\n", "BBBBBBBBBB", "form: block: an excluded key no board has excludes nothing"),
+    ("// @filter:\n// require:\n//   - platform: avr\n// @end-filter\n", "B.BBBB..B.", "form: block after `@filter:`"),
+];
+
+#[test]
+fn every_filter_form_on_every_memory_class_and_platform() {
+    let boards = table_boards();
+    let classes: Vec<&str> = boards.iter().map(|b| b.memory.name()).collect();
+    assert_eq!(classes, ["tiny", "tiny", "tiny", "low", "low", "low", "large", "large", "huge", "huge"], "the table's board order");
+    let mut wrong = Vec::new();
+    for (source, want, how) in VERDICTS {
+        // As `select` reads it: a malformed filter is warned about and built.
+        let verdict: String = boards
+            .iter()
+            .map(|b| match parse_sketch(source) {
+                Ok(Some(f)) if !f.admits(b) => '.',
+                _ => 'B',
+            })
+            .collect();
+        if verdict != *want {
+            wrong.push(format!("{source:?}: got {verdict}, want {want} ({how})"));
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {} filters decided otherwise:\n{}", wrong.len(), VERDICTS.len(), wrong.join("\n"));
+}
+
 #[test]
 fn sketches_filter_themselves_out_on_uno_and_build_on_mega() {
     let t = tempfile::tempdir().unwrap();
@@ -54,13 +214,16 @@ fn sketches_filter_themselves_out_on_uno_and_build_on_mega() {
     let avr_only = sketch(&root, "AvrOnly", &format!("// @filter: (platform is atmelavr) and not (mem is tiny)\n{BODY}"), &[]);
     let broken = sketch(&root, "Broken", &format!("//\n// @filter (memory is large\n{BODY}"), &[]);
     let plain = sketch(&root, "Plain", BODY, &[]);
-    let all = vec![big_only.clone(), not_uno.clone(), mega_target.clone(), avr_only.clone(), broken.clone(), plain.clone()];
+    // Negated, a memory class is compared by name (FastLED's CI): built on low
+    // boards, left out on large ones only.
+    let small_avr = sketch(&root, "SmallAvr", &format!("// @filter: (platform is avr) and not (memory is large)\n{BODY}"), &[]);
+    let all = vec![big_only.clone(), not_uno.clone(), mega_target.clone(), avr_only.clone(), broken.clone(), plain.clone(), small_avr.clone()];
 
     // uno: three sketches say they are not for it.
     let out = t.path().join("uno");
     let (run, r) = many(&cache, t.path(), &out, &[], &all);
     assert_eq!(run.code, 0, "every sketch not skipped built: {}{}", run.stdout, run.stderr);
-    let want: BTreeMap<String, String> = [("AvrOnly", "ok"), ("BigOnly", "skipped"), ("Broken", "ok"), ("MegaTarget", "skipped"), ("NotUno", "skipped"), ("Plain", "ok")]
+    let want: BTreeMap<String, String> = [("AvrOnly", "ok"), ("BigOnly", "skipped"), ("Broken", "ok"), ("MegaTarget", "skipped"), ("NotUno", "skipped"), ("Plain", "ok"), ("SmallAvr", "ok")]
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
@@ -72,36 +235,37 @@ fn sketches_filter_themselves_out_on_uno_and_build_on_mega() {
     assert!(big["firmware"].as_object().unwrap().is_empty());
     assert!(!Path::new(big["output_dir"].as_str().unwrap()).exists(), "nothing is written for a skipped sketch");
     assert!(by[&plain.display().to_string()]["skip_reason"].is_null());
-    assert_eq!((r["totals"]["sketches"].as_u64(), r["totals"]["ok"].as_u64(), r["totals"]["skipped"].as_u64()), (Some(6), Some(3), Some(3)));
+    assert_eq!((r["totals"]["sketches"].as_u64(), r["totals"]["ok"].as_u64(), r["totals"]["skipped"].as_u64()), (Some(7), Some(4), Some(3)));
     assert!(!unit_names(&r).contains(&"SPI".to_string()), "a skipped sketch's library is not built: {:?}", unit_names(&r));
-    assert!(run.stdout.contains("6 sketches: 3 ok, 0 failed, 3 skipped"), "{}", run.stdout);
+    assert!(run.stdout.contains("7 sketches: 4 ok, 0 failed, 3 skipped"), "{}", run.stdout);
     let warning = format!("warning: {}:2: malformed @filter", broken.join("Broken.ino").display());
     assert!(run.stderr.contains(&warning), "one warning naming file and line: {}", run.stderr);
     assert_eq!(run.stderr.matches("malformed @filter").count(), 1);
     // Results stay in argument order, skipped sketches included.
     let names: Vec<&str> = r["sketches"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["BigOnly", "NotUno", "MegaTarget", "AvrOnly", "Broken", "Plain"]);
+    assert_eq!(names, ["BigOnly", "NotUno", "MegaTarget", "AvrOnly", "Broken", "Plain", "SmallAvr"]);
 
     // mega: the board and target filters admit it; it is still a low-memory board.
     let (run, r) = many(&cache, t.path(), &t.path().join("mega"), &["--board", "mega"], &all);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let st = status_of(&r);
     assert_eq!(st["BigOnly"], "skipped");
-    for name in ["NotUno", "MegaTarget", "AvrOnly", "Broken", "Plain"] {
+    for name in ["NotUno", "MegaTarget", "AvrOnly", "Broken", "Plain", "SmallAvr"] {
         assert_eq!(st[name], "ok", "{name}");
     }
     assert!(unit_names(&r).contains(&"SPI".to_string()), "NotUno's library is built on mega");
 
-    // --memory-class large: the big sketch builds on mega too.
+    // --memory-class large: the big sketch builds on mega too, the small one not.
     let (run, r) = many(&cache, t.path(), &t.path().join("mega-large"), &["--board", "mega", "--memory-class", "large"], &all);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(r["totals"]["skipped"], 0);
+    assert_eq!(r["totals"]["skipped"], 1);
     assert_eq!(r["totals"]["ok"], 6);
+    assert_eq!(status_of(&r)["SmallAvr"], "skipped");
 
     // --no-filter: everything builds on uno.
     let (run, r) = many(&cache, t.path(), &t.path().join("uno-all"), &["--no-filter"], &all);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!((r["totals"]["ok"].as_u64(), r["totals"]["skipped"].as_u64()), (Some(6), Some(0)));
+    assert_eq!((r["totals"]["ok"].as_u64(), r["totals"]["skipped"].as_u64()), (Some(7), Some(0)));
     assert!(!run.stderr.contains("malformed"), "filters are not read with --no-filter");
 
     // A bad --memory-class is a usage error.

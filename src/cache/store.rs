@@ -808,11 +808,12 @@ fn place(data: &[u8], dest: &Path) -> io::Result<()> {
     tmp_name.push(fname);
     tmp_name.push(format!(".{}", unique("fbtmp")));
     let tmp = parent.join(tmp_name);
-    match write_new_file(&tmp, data, 0o644) {
+    let mode = output_mode(data);
+    match write_new_file(&tmp, data, mode) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(parent)?;
-            write_new_file(&tmp, data, 0o644)?;
+            write_new_file(&tmp, data, mode)?;
         }
         Err(e) => return Err(e),
     }
@@ -821,6 +822,25 @@ fn place(data: &[u8], dest: &Path) -> io::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// The mode an output placed from the cache is created with (the umask then
+/// applies), the one the tool that made it gives it: the linker makes an
+/// executable or shared ELF file executable (as GNU ld does for EXEC_P|DYNAMIC),
+/// everything else is an ordinary file.
+fn output_mode(data: &[u8]) -> u32 {
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    let elf_type = match data {
+        [0x7f, b'E', b'L', b'F', _, 1, ..] if data.len() >= 18 => Some(u16::from_le_bytes([data[16], data[17]])),
+        [0x7f, b'E', b'L', b'F', _, 2, ..] if data.len() >= 18 => Some(u16::from_be_bytes([data[16], data[17]])),
+        _ => None,
+    };
+    if matches!(elf_type, Some(ET_EXEC | ET_DYN)) {
+        0o777
+    } else {
+        0o666
+    }
 }
 
 /// Set mtime to now: the LRU clock. Errors ignored (worst case: earlier eviction).

@@ -1,7 +1,7 @@
 //! The simavr backend: libsimavr linked in through a small C layer
 //! (`simavr_shim.c`), driven from fbuild's own child process (see `mod.rs` for
-//! why a child and what it says). Without libsimavr-dev at build time this
-//! module only explains how to get it.
+//! why a child and what it says). Built without the `emulator` feature
+//! (--no-default-features), this module only explains how to get it.
 
 use crate::error::{Error, Result};
 
@@ -12,10 +12,10 @@ pub const CHILD_COMMAND: &str = "emulator-child";
 
 /// Simulated time run between two looks at output, expectations and the clock:
 /// 10 ms, so streamed output lags by at most that much simulated time.
-#[cfg(fbuild_simavr)]
+#[cfg(feature = "emulator")]
 const SLICE_SECONDS: f64 = 0.01;
 
-#[cfg(fbuild_simavr)]
+#[cfg(feature = "emulator")]
 mod ffi {
     use std::os::raw::{c_char, c_int};
 
@@ -44,7 +44,7 @@ mod ffi {
 }
 
 /// Every MCU name simavr models.
-#[cfg(fbuild_simavr)]
+#[cfg(feature = "emulator")]
 pub fn supported_mcus() -> Vec<String> {
     let need = unsafe { ffi::fbsim_mcu_names(std::ptr::null_mut(), 0) };
     let mut buf = vec![0u8; need + 2];
@@ -53,16 +53,16 @@ pub fn supported_mcus() -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
 
-#[cfg(not(fbuild_simavr))]
+#[cfg(not(feature = "emulator"))]
 pub fn supported_mcus() -> Vec<String> {
     Vec::new()
 }
 
 /// Can simavr run this board's chip? A usage error naming the MCU and the list otherwise.
 pub fn check_target(target: &Target, board: &str) -> Result<()> {
-    if !cfg!(fbuild_simavr) {
+    if !cfg!(feature = "emulator") {
         return Err(Error::usage(
-            "this fbuild was built without simavr (libsimavr-dev was missing); run scripts/setup.sh, then cargo build --release",
+            "this fbuild was built without the emulator (--no-default-features); run scripts/setup.sh, then cargo build --release",
         ));
     }
     let known = supported_mcus();
@@ -95,7 +95,7 @@ pub fn child_main(args: &ChildArgs) -> i32 {
 /// aside; fds 1 and 2 then point at /dev/null so any printing inside the
 /// simulator library cannot corrupt either stream.
 struct ChildStreams {
-    #[cfg_attr(not(fbuild_simavr), allow(dead_code))]
+    #[cfg_attr(not(feature = "emulator"), allow(dead_code))]
     uart: std::sync::Mutex<std::fs::File>,
     outcome: std::sync::Mutex<std::fs::File>,
 }
@@ -122,7 +122,7 @@ impl ChildStreams {
         }
     }
 
-    #[cfg_attr(not(fbuild_simavr), allow(dead_code))]
+    #[cfg_attr(not(feature = "emulator"), allow(dead_code))]
     fn uart(&self, bytes: &[u8]) {
         use std::io::Write;
         let mut f = self.uart.lock().unwrap();
@@ -139,12 +139,12 @@ impl ChildStreams {
     }
 }
 
-#[cfg(not(fbuild_simavr))]
+#[cfg(not(feature = "emulator"))]
 fn simulate(_args: &ChildArgs, _streams: &ChildStreams) -> ChildOutcome {
-    ChildOutcome { status: RunStatus::Failed, cycles: 0, reason: Some("this fbuild was built without simavr".into()) }
+    ChildOutcome { status: RunStatus::Failed, cycles: 0, reason: Some("this fbuild was built without the emulator (--no-default-features)".into()) }
 }
 
-#[cfg(fbuild_simavr)]
+#[cfg(feature = "emulator")]
 fn simulate(args: &ChildArgs, streams: &ChildStreams) -> ChildOutcome {
     use std::ffi::{CStr, CString};
     use std::os::unix::ffi::OsStrExt;

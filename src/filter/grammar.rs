@@ -1,19 +1,21 @@
-//! Parsing `// @filter` comments.
+//! Parsing `// @filter` comments, as FastLED's CI (ci/compiler/sketch_filter.py)
+//! reads them.
 //!
-//! One line, after `@filter` and an optional colon:
+//! One line, after `@filter` and an optional colon, up to a trailing `//` comment:
 //!
 //! ```text
 //! expr   = and ("or" and)*
 //! and    = factor ("and" factor)*
-//! factor = "not" factor | "(" expr ")" | "(" KEY OP VALUE ")"
+//! factor = "not" factor | "(" expr ")" | "(" KEY OP VALUES ")"
+//! KEY    = letters, digits, `_`
 //! OP     = "is" | "is not" | "=" | ":" | "matches"
-//! VALUE  = a word (may hold `*`, `?`, `-`, `:`, `.`) or a quoted string
+//! VALUES = text up to `)`, alternatives split by ` or `, the whole may be quoted
 //! ```
 //!
 //! Or a block: `// @filter` alone, then `// require:` / `// exclude:` sections of
-//! `//   - KEY: v1|v2,v3` items, closed by `// @end-filter`. A `require:` item
-//! holds when any of its values matches; every one must hold; any `exclude:` item
-//! that matches excludes the board.
+//! `//   - KEY: v1|v2,v3` items, closed by `// @end-filter`. Items of one key in a
+//! section are one list of alternatives; every required key must match and no
+//! excluded key may.
 
 use super::{Cond, Expr, Filter, Key, MemoryClass};
 
@@ -32,7 +34,9 @@ pub fn parse_sketch(source: &str) -> Result<Option<Filter>, Malformed> {
     let lines: Vec<&str> = source.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let Some(rest) = marker(line) else { continue };
-        let rest = rest.strip_prefix(':').unwrap_or(rest).trim();
+        let rest = rest.strip_prefix(':').unwrap_or(rest);
+        // A trailing `// why` is a comment on the filter, not part of it.
+        let rest = rest.split("//").next().unwrap_or("").trim();
         let line_no = i + 1;
         return if rest.is_empty() {
             parse_block(&lines[i + 1..], line_no).map(Some)
@@ -40,15 +44,45 @@ pub fn parse_sketch(source: &str) -> Result<Option<Filter>, Malformed> {
             // Columns in messages count from the start of the line.
             let line_start = rest.as_ptr() as usize - line.as_ptr() as usize; // `rest` is a slice of `line`
             let expr = Parser { src: rest, pos: 0, line_start }.parse_line().map_err(|message| Malformed { line: line_no, message })?;
+            let expr = without_unknown_keys(expr).unwrap_or(Expr::And(Vec::new()));
             Ok(Some(Filter { expr, line: line_no, text: rest.to_string() }))
         };
     }
     Ok(None)
 }
 
-/// The text after `// @filter` (`@filters` or `@filterFoo` are not the marker).
+/// A one-line filter without its conditions on keys this version does not know,
+/// as FastLED's CI drops them: out of `and`/`or`, and a `not` over a group that
+/// held one is dropped with it (its known conditions stay, unnegated). `None`
+/// when nothing is left: the filter admits every board.
+fn without_unknown_keys(e: Expr) -> Option<Expr> {
+    match e {
+        Expr::Cond(c) if matches!(c.key, Key::Unknown(_)) => None,
+        Expr::Cond(c) => Some(Expr::Cond(c)),
+        Expr::Not(inner) => {
+            let had_unknown = inner.mentions_unknown_key();
+            let kept = without_unknown_keys(*inner)?;
+            Some(if had_unknown { kept } else { Expr::Not(Box::new(kept)) })
+        }
+        Expr::And(v) | Expr::Or(v) if v.is_empty() => None,
+        Expr::And(v) => several(v, Expr::And),
+        Expr::Or(v) => several(v, Expr::Or),
+    }
+}
+
+fn several(v: Vec<Expr>, join: fn(Vec<Expr>) -> Expr) -> Option<Expr> {
+    let mut kept: Vec<Expr> = v.into_iter().filter_map(without_unknown_keys).collect();
+    match kept.len() {
+        0 => None,
+        1 => kept.pop(),
+        _ => Some(join(kept)),
+    }
+}
+
+/// The text after `// @filter` or `/// @filter` (`@filters` or `@filterFoo` are
+/// not the marker).
 fn marker(line: &str) -> Option<&str> {
-    let rest = comment_body(line)?.strip_prefix("@filter")?;
+    let rest = comment_body(line)?.trim_start_matches('/').trim_start().strip_prefix("@filter")?;
     match rest.chars().next() {
         None | Some(':') | Some('(') => Some(rest),
         Some(c) if c.is_whitespace() => Some(rest.trim_start()),
@@ -69,7 +103,9 @@ fn parse_block(lines: &[&str], marker_line: usize) -> Result<Filter, Malformed> 
         Exclude,
     }
     let mut section = Section::None;
-    let mut conds = Vec::new();
+    // Each section's keys in the order they first appear, with all their values.
+    let mut required: Vec<(Key, Vec<String>)> = Vec::new();
+    let mut excluded: Vec<(Key, Vec<String>)> = Vec::new();
     // For skip reasons: "require: memory: large, board: a|b; exclude: ...".
     let mut text: Vec<(String, Vec<String>)> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -78,15 +114,18 @@ fn parse_block(lines: &[&str], marker_line: usize) -> Result<Filter, Malformed> 
         let Some(body) = comment_body(line) else { break };
         if body.starts_with("@end-filter") {
             let text: Vec<String> = text.into_iter().filter(|(_, items)| !items.is_empty()).map(|(s, items)| format!("{s} {}", items.join(", "))).collect();
-            return Ok(Filter { expr: Expr::And(conds), line: marker_line, text: text.join("; ") });
+            // A required key must match (memory by order, see `Cond::matches`); an
+            // excluded key must not match its class exactly.
+            let required = required.into_iter().map(|(key, values)| Expr::Cond(Cond { key, exact: false, values }));
+            let excluded = excluded.into_iter().map(|(key, values)| Expr::Not(Box::new(Expr::Cond(Cond { key, exact: true, values }))));
+            return Ok(Filter { expr: Expr::And(required.chain(excluded).collect()), line: marker_line, text: text.join("; ") });
         }
         if body.is_empty() {
             continue;
         }
-        let header = body.to_ascii_lowercase();
-        if header == "require:" || header == "exclude:" {
-            section = if header == "require:" { Section::Require } else { Section::Exclude };
-            text.push((header, Vec::new()));
+        if body == "require:" || body == "exclude:" {
+            section = if body == "require:" { Section::Require } else { Section::Exclude };
+            text.push((body.to_string(), Vec::new()));
             continue;
         }
         let Some(item) = body.strip_prefix('-') else {
@@ -108,16 +147,22 @@ fn parse_block(lines: &[&str], marker_line: usize) -> Result<Filter, Malformed> 
         if let Some((_, items)) = text.last_mut() {
             items.push(format!("{key_name}: {}", values.join("|")));
         }
-        conds.push(Expr::Cond(Cond { key, negated: section == Section::Exclude, values }));
+        let keys = if section == Section::Require { &mut required } else { &mut excluded };
+        match keys.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, known)) => known.extend(values),
+            None => keys.push((key, values)),
+        }
     }
     Err(Malformed { line: marker_line, message: "the @filter block has no `// @end-filter`".to_string() })
 }
 
-/// Memory classes are a closed set: a typo must not silently admit every board.
+/// Memory classes are a closed set: a typo must not silently change which
+/// boards build. (FastLED's CI compares an unknown class as text, so it matches
+/// no board.) A value with `*` is a pattern over class names.
 fn check_values(key: &Key, values: &[String]) -> Result<(), String> {
     if *key == Key::Memory {
         for v in values {
-            if !v.contains(['*', '?']) && MemoryClass::parse(v).is_none() {
+            if !v.contains('*') && MemoryClass::parse(v).is_none() {
                 return Err(format!("unknown memory class `{v}`; use tiny, low, large or huge"));
             }
         }
@@ -208,21 +253,28 @@ impl Parser<'_> {
 
     fn factor(&mut self) -> Result<Expr, String> {
         if self.keyword("not") {
-            return Ok(Expr::Not(Box::new(self.factor()?)));
+            // `not` directly over a condition makes it compare by name, as in
+            // FastLED's CI: `not (memory is large)` leaves out large boards only.
+            return Ok(Expr::Not(Box::new(match self.factor()? {
+                Expr::Cond(c) => Expr::Cond(Cond { exact: true, ..c }),
+                e => e,
+            })));
         }
         self.expect('(')?;
         self.skip_ws();
         let save = self.pos;
         let nested = self.peek() == Some('(') || self.keyword("not");
         self.pos = save;
-        let e = if nested { self.or()? } else { Expr::Cond(self.cond()?) };
+        let e = if nested { self.or()? } else { self.cond()? };
         self.expect(')')?;
         Ok(e)
     }
 
-    fn cond(&mut self) -> Result<Cond, String> {
+    /// `KEY OP VALUES`, up to (not including) its `)`. `is not` is the negated
+    /// condition, compared by name.
+    fn cond(&mut self) -> Result<Expr, String> {
         self.skip_ws();
-        let name_len = self.rest().find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(self.rest().len());
+        let name_len = self.rest().find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(self.rest().len());
         if name_len == 0 {
             return Err(format!("expected a key (memory, platform, board, target) at column {}", self.column()));
         }
@@ -239,40 +291,64 @@ impl Parser<'_> {
         } else {
             return Err(format!("expected `is`, `is not`, `=`, `:` or `matches` after `{name}`"));
         };
-        let value = self.value()?;
+        let values = self.values()?;
         let key = Key::parse(&name);
-        check_values(&key, std::slice::from_ref(&value))?;
-        Ok(Cond { key, negated, values: vec![value] })
+        check_values(&key, &values)?;
+        let cond = Expr::Cond(Cond { key, exact: negated, values });
+        Ok(if negated { Expr::Not(Box::new(cond)) } else { cond })
     }
 
-    fn value(&mut self) -> Result<String, String> {
+    /// The text up to the condition's `)`, trimmed, its quotes removed when it
+    /// is quoted as a whole, split into alternatives at ` or `
+    /// (`(target is Teensy40 or Teensy41)`).
+    fn values(&mut self) -> Result<Vec<String>, String> {
         self.skip_ws();
-        let quote = self.peek().filter(|c| *c == '"' || *c == '\'');
-        let value = if let Some(q) = quote {
-            let body = &self.rest()[1..];
-            let end = body.find(q).ok_or_else(|| format!("unclosed {q} in a value"))?;
-            let v = body[..end].to_string();
-            self.pos += end + 2;
-            v
-        } else {
-            let len = self.rest().find(|c: char| c == ')' || c == '(' || c.is_whitespace()).unwrap_or(self.rest().len());
-            let v = self.rest()[..len].to_string();
-            self.pos += len;
-            v
-        };
-        if value.is_empty() {
-            return Err(format!("expected a value at column {}", self.column()));
+        let column = self.column();
+        let len = self.rest().find(')').unwrap_or(self.rest().len());
+        let src = self.src;
+        let mut text = src[self.pos..self.pos + len].trim_end();
+        self.pos += len;
+        if let Some(q) = text.chars().next().filter(|c| *c == '"' || *c == '\'') {
+            if text.len() < 2 || !text.ends_with(q) {
+                return Err(format!("unclosed {q} in a value at column {column}"));
+            }
+            text = &text[1..text.len() - 1];
         }
-        Ok(value)
+        let values: Vec<String> = alternatives(text).map(String::from).collect();
+        if values.is_empty() {
+            return Err(format!("expected a value at column {column}"));
+        }
+        Ok(values)
     }
+}
+
+/// `a or b` -> `a`, `b`: split at a lower-case `or` with whitespace on both sides.
+fn alternatives(text: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let words: Vec<(usize, &str)> = text.split_whitespace().map(|w| (w.as_ptr() as usize - text.as_ptr() as usize, w)).collect();
+    for (k, (at, w)) in words.iter().enumerate() {
+        // Whitespace on both sides: not the first or last word.
+        if *w == "or" && k > 0 && k + 1 < words.len() {
+            parts.push(&text[start..*at]);
+            start = at + 2;
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cond(key: Key, negated: bool, v: &str) -> Expr {
-        Expr::Cond(Cond { key, negated, values: vec![v.to_string()] })
+    fn cond(key: Key, v: &str) -> Expr {
+        Expr::Cond(Cond { key, exact: false, values: vec![v.to_string()] })
+    }
+
+    /// `is not`: the negated condition, compared by name.
+    fn cond_not(key: Key, v: &str) -> Expr {
+        Expr::Not(Box::new(Expr::Cond(Cond { key, exact: true, values: vec![v.to_string()] })))
     }
 
     fn expr(src: &str) -> Expr {
@@ -285,36 +361,49 @@ mod tests {
 
     #[test]
     fn every_operator_spelling() {
-        let want = cond(Key::Memory, false, "large");
+        let want = cond(Key::Memory, "large");
         for src in ["// @filter: (memory is large)", "// @filter (memory is large)", "// @filter(mem=large)", "// @filter: (mem : large)", "//@filter (memory matches large)", "// @filter (MEM IS large)"] {
             assert_eq!(expr(src), want, "{src}");
         }
-        assert_eq!(expr("// @filter (board is not atmega8*)"), cond(Key::Board, true, "atmega8*"));
-        assert_eq!(expr("// @filter (board: arduino:avr:uno)"), cond(Key::Board, false, "arduino:avr:uno"));
-        assert_eq!(expr("// @filter (tgt is -D__AVR__)"), cond(Key::Target, false, "-D__AVR__"));
-        assert_eq!(expr("// @filter (board is 'my board')"), cond(Key::Board, false, "my board"));
-        assert_eq!(expr("// @filter (board is notebook)"), cond(Key::Board, false, "notebook"), "`not` only as a word");
+        assert_eq!(expr("// @filter (board is not atmega8*)"), cond_not(Key::Board, "atmega8*"));
+        assert_eq!(expr("// @filter (board: arduino:avr:uno)"), cond(Key::Board, "arduino:avr:uno"));
+        assert_eq!(expr("// @filter (tgt is -D__AVR__)"), cond(Key::Target, "-D__AVR__"));
+        assert_eq!(expr("// @filter (board is 'my board')"), cond(Key::Board, "my board"));
+        assert_eq!(expr("// @filter (board is my  board)"), cond(Key::Board, "my  board"), "a value runs to its `)`");
+        assert_eq!(expr("// @filter (board is notebook)"), cond(Key::Board, "notebook"), "`not` only as a word");
+        assert_eq!(expr("// @filter (target is Teensy40 or Teensy41)"), Expr::Cond(Cond { key: Key::Target, exact: false, values: vec!["Teensy40".into(), "Teensy41".into()] }));
+        assert_eq!(expr("// @filter: (board is not stm32f103cb)  // Maple Mini lacks pin 5"), cond_not(Key::Board, "stm32f103cb"));
     }
 
     #[test]
     fn precedence_and_nesting() {
-        let a = || cond(Key::Board, false, "a");
-        let b = || cond(Key::Board, false, "b");
-        let c = || cond(Key::Board, false, "c");
+        let a = || cond(Key::Board, "a");
+        let b = || cond(Key::Board, "b");
+        let c = || cond(Key::Board, "c");
+        let exact_a = || Expr::Cond(Cond { key: Key::Board, exact: true, values: vec!["a".into()] });
         assert_eq!(expr("// @filter (board is a) or (board is b) and (board is c)"), Expr::Or(vec![a(), Expr::And(vec![b(), c()])]));
         assert_eq!(expr("// @filter ((board is a) or (board is b)) and (board is c)"), Expr::And(vec![Expr::Or(vec![a(), b()]), c()]));
-        assert_eq!(expr("// @filter not not (board is a)"), Expr::Not(Box::new(Expr::Not(Box::new(a())))));
-        assert_eq!(expr("// @filter (not (board is a))"), Expr::Not(Box::new(a())));
+        // `not` makes the condition it stands directly before exact, through parentheses.
+        assert_eq!(expr("// @filter not not (board is a)"), Expr::Not(Box::new(Expr::Not(Box::new(exact_a())))));
+        assert_eq!(expr("// @filter (not (board is a))"), Expr::Not(Box::new(exact_a())));
+        assert_eq!(expr("// @filter not ((board is a))"), Expr::Not(Box::new(exact_a())));
+        assert_eq!(expr("// @filter not ((board is a) or (board is b))"), Expr::Not(Box::new(Expr::Or(vec![a(), b()]))));
+        assert_eq!(expr("// @filter not (board is not a)"), Expr::Not(Box::new(Expr::Not(Box::new(exact_a())))));
     }
 
     #[test]
-    fn unknown_keys_parse() {
-        assert_eq!(expr("// @filter (colour is red)"), cond(Key::Unknown("colour".into()), false, "red"));
+    fn unknown_keys_leave_one_liners() {
+        let m = || cond(Key::Memory, "large");
+        assert_eq!(expr("// @filter (colour is red)"), Expr::And(vec![]));
+        assert_eq!(expr("// @filter (colour is red) and (memory is large)"), m());
+        assert_eq!(expr("// @filter ((colour is red) or (memory is large)) and (board is a)"), Expr::And(vec![m(), cond(Key::Board, "a")]));
+        assert_eq!(expr("// @filter not ((colour is red) and (memory is large))"), m(), "the `not` goes with the unknown key");
+        assert_eq!(expr("// @filter not ((board is a) and (memory is large))"), Expr::Not(Box::new(Expr::And(vec![cond(Key::Board, "a"), m()]))));
     }
 
     #[test]
     fn not_a_marker() {
-        assert_eq!(parse_sketch("// @filters are great\n// @filterComponent(x)\nint x; // @filter\n"), Ok(None));
+        assert_eq!(parse_sketch("// @filters are great\n// @filterComponent(x)\nint x; // @filter\n//// @filtered\n"), Ok(None));
         assert_eq!(parse_sketch("void setup() {}\n"), Ok(None));
     }
 
@@ -330,8 +419,9 @@ mod tests {
         assert!(malformed("// @filter (memory is large) (board is uno)").message.contains("unexpected"));
         assert!(malformed("// @filter (memory is big)").message.contains("unknown memory class `big`"));
         assert!(malformed("// @filter (board is 'uno)").message.contains("unclosed"));
+        assert!(malformed("// @filter (my-key is x)").message.contains("expected `is`"), "a key is a word");
         assert!(malformed("// @filter (is uno)").message.contains("expected `is`"), "`is` read as a key, then no operator");
-        assert!(malformed("// @filter (memory is large and platform is avr)").message.contains("expected `)`"));
+        assert!(malformed("// @filter (memory is large and platform is avr)").message.contains("unknown memory class `large and platform is avr`"), "a value runs to its `)`");
         assert!(malformed("// @filter memory is large").message.contains("expected `(`"));
     }
 
@@ -355,14 +445,16 @@ mod tests {
 
     #[test]
     fn block_items_become_conditions() {
-        let e = expr("// @filter:\n// require:\n//   - memory: large\n//   - platform: esp32|teensy, rp2040\n//\n// exclude:\n//   - board: esp32c3\n// @end-filter\n");
+        let e = expr("// @filter:\n// require:\n//   - memory: large\n//   - platform: esp32|teensy, rp2040\n//   - plat: stm32\n//\n// exclude:\n//   - board: esp32c3\n// @end-filter\n");
         assert_eq!(
             e,
             Expr::And(vec![
-                cond(Key::Memory, false, "large"),
-                Expr::Cond(Cond { key: Key::Platform, negated: false, values: vec!["esp32".into(), "teensy".into(), "rp2040".into()] }),
-                cond(Key::Board, true, "esp32c3"),
+                cond(Key::Memory, "large"),
+                Expr::Cond(Cond { key: Key::Platform, exact: false, values: vec!["esp32".into(), "teensy".into(), "rp2040".into(), "stm32".into()] }),
+                cond_not(Key::Board, "esp32c3"),
             ])
         );
+        let e = expr("// @filter\n// require:\n//   - colour: red\n// @end-filter\n");
+        assert_eq!(e, Expr::And(vec![cond(Key::Unknown("colour".into()), "red")]), "kept: a block's unknown key is a requirement no board meets");
     }
 }

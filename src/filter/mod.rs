@@ -14,7 +14,7 @@ mod board;
 mod grammar;
 mod select;
 
-pub use board::{BoardFacts, MemoryClass};
+pub use board::{BoardFacts, BoardSpec, MemoryClass};
 pub use grammar::{parse_sketch, Malformed};
 pub use select::{in_argument_order, select, skipped_result, Selection};
 
@@ -42,13 +42,14 @@ impl Key {
     }
 }
 
-/// `KEY is VALUE` (or `is not`, `=`, `:`, `matches`): true when any value matches.
-/// A block's `exclude:` item is a negated condition.
+/// `KEY is VALUE` (or `=`, `:`, `matches`): true when any value matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cond {
     pub key: Key,
-    /// `is not`, or an `exclude:` item.
-    pub negated: bool,
+    /// Compare a memory class by name instead of by order. Set where FastLED's CI
+    /// sets it: on `is not`, on a condition that is the direct operand of `not`,
+    /// and on a block's `exclude:` items (see `Cond::matches`).
+    pub exact: bool,
     pub values: Vec<String>,
 }
 
@@ -56,6 +57,7 @@ pub struct Cond {
 pub enum Expr {
     Cond(Cond),
     Not(Box<Expr>),
+    /// All hold; the empty `And` admits every board.
     And(Vec<Expr>),
     Or(Vec<Expr>),
 }
@@ -71,102 +73,114 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Whether the sketch is for this board. A filter made only of unknown keys
-    /// says nothing, so it admits every board.
+    /// Whether the sketch is for this board.
     pub fn admits(&self, facts: &BoardFacts) -> bool {
-        self.expr.eval(facts).unwrap_or(true)
+        self.expr.eval(facts)
     }
 }
 
 impl Expr {
-    /// Three-valued: `None` for a condition on an unknown key, which `and`/`or`
-    /// drop from their operands (so it neither admits nor excludes).
-    pub fn eval(&self, facts: &BoardFacts) -> Option<bool> {
-        self.eval_in(facts, false)
+    /// Plain boolean logic: what `not` means for a memory condition was settled
+    /// when it was parsed (`Cond::exact`), and conditions on unknown keys of a
+    /// one-line filter were taken out then too (`grammar::without_unknown_keys`).
+    pub fn eval(&self, facts: &BoardFacts) -> bool {
+        match self {
+            Expr::Cond(c) => c.matches(facts),
+            Expr::Not(e) => !e.eval(facts),
+            Expr::And(v) => v.iter().all(|e| e.eval(facts)),
+            Expr::Or(v) => v.iter().any(|e| e.eval(facts)),
+        }
     }
 
-    /// `not` is pushed down to the conditions (De Morgan), because a memory
-    /// condition in a negative position means something of its own (see
-    /// `Cond::eval_memory`); for every other key it is plain negation.
-    fn eval_in(&self, facts: &BoardFacts, negate: bool) -> Option<bool> {
-        let combine = |v: &[Expr], all: bool| -> Option<bool> {
-            let known: Vec<bool> = v.iter().filter_map(|e| e.eval_in(facts, negate)).collect();
-            (!known.is_empty()).then(|| if all { known.iter().all(|&b| b) } else { known.iter().any(|&b| b) })
-        };
+    fn mentions_unknown_key(&self) -> bool {
         match self {
-            Expr::Cond(c) => c.eval(facts, c.negated != negate),
-            Expr::Not(e) => e.eval_in(facts, !negate),
-            Expr::And(v) => combine(v, !negate),
-            Expr::Or(v) => combine(v, negate),
+            Expr::Cond(c) => matches!(c.key, Key::Unknown(_)),
+            Expr::Not(e) => e.mentions_unknown_key(),
+            Expr::And(v) | Expr::Or(v) => v.iter().any(Expr::mentions_unknown_key),
         }
     }
 }
 
 impl Cond {
-    fn eval(&self, facts: &BoardFacts, negated: bool) -> Option<bool> {
+    /// As FastLED's CI (ci/compiler/sketch_filter.py) answers a condition: a
+    /// memory condition that is not `exact` states a need, so `memory is large`
+    /// admits large and huge boards; an `exact` one names one class, so
+    /// `not (memory is large)` leaves out large boards only. A key the board has
+    /// no value for (an unknown one, kept only in blocks) never matches.
+    fn matches(&self, facts: &BoardFacts) -> bool {
         let names: &[String] = match &self.key {
-            Key::Unknown(_) => return None,
-            Key::Memory => return Some(self.eval_memory(facts.memory, negated)),
+            Key::Unknown(_) => return false,
+            Key::Memory => return self.values.iter().any(|v| memory_matches(v, facts.memory, self.exact)),
             Key::Platform => &facts.platforms,
             Key::Board => &facts.boards,
             Key::Target => &facts.targets,
         };
-        let hit = self.values.iter().any(|v| {
-            // `-D__AVR__` names the macro `__AVR__`.
-            let v = if self.key == Key::Target { strip_define(v) } else { v.as_str() };
-            names.iter().any(|n| glob_match(v, n))
-        });
-        Some(hit != negated)
-    }
-
-    /// Memory classes are ordered (tiny < low < large < huge) and a memory
-    /// condition states what the sketch needs: `memory is large` admits large and
-    /// huge boards. In a negative position (`is not`, `not (...)`, an `exclude:`
-    /// item) it says which boards are too small: `memory is not low`,
-    /// `not (memory is low)` and `exclude: memory: low` all leave out low boards
-    /// and everything smaller. A value with wildcards matches class names as text.
-    fn eval_memory(&self, board: MemoryClass, negated: bool) -> bool {
-        let matches = |v: &String| -> bool {
-            if is_glob(v) {
-                return glob_match(v, board.name()) != negated;
-            }
-            match MemoryClass::parse(v) {
-                Some(c) if negated => board > c,
-                Some(c) => board >= c,
-                None => !negated, // unreachable: the parser rejects unknown classes
-            }
-        };
-        if negated {
-            self.values.iter().all(matches)
-        } else {
-            self.values.iter().any(matches)
-        }
+        self.values.iter().any(|v| names.iter().any(|n| value_matches(v, n)))
     }
 }
 
-fn strip_define(v: &str) -> &str {
-    if v.len() > 2 && v[..2].eq_ignore_ascii_case("-d") {
-        &v[2..]
+fn memory_matches(value: &str, board: MemoryClass, exact: bool) -> bool {
+    match MemoryClass::parse(value.trim()) {
+        Some(class) if exact => board == class,
+        Some(class) => board >= class,
+        // Not a class name (only values with `*` get this far, see
+        // `grammar::check_values`): compared as text, a pattern only when exact.
+        None if exact => value_matches(value, board.name()),
+        None => value.trim().eq_ignore_ascii_case(board.name()),
+    }
+}
+
+/// One filter value against one name a board answers to, as FastLED compares
+/// them: case-insensitive, a leading `-D` dropped (`-D__AVR__` names `__AVR__`),
+/// and a pattern only when the value holds a `*`.
+pub fn value_matches(value: &str, name: &str) -> bool {
+    let value = if value.len() > 2 && value[..2].eq_ignore_ascii_case("-d") { &value[2..] } else { value };
+    if value.contains('*') {
+        glob_match(value, name)
     } else {
-        v
+        value.eq_ignore_ascii_case(name)
     }
 }
 
-fn is_glob(v: &str) -> bool {
-    v.contains('*') || v.contains('?')
-}
-
-/// Case-insensitive match of `name` against `pattern`, where `*` is any run of
-/// characters and `?` any one character.
+/// Case-insensitive match of `name` against a shell pattern, as Python's
+/// `fnmatch` reads one: `*` any run, `?` any one character, `[seq]` / `[!seq]`
+/// a set; a `[` without its `]` is literal.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    if !is_glob(pattern) {
-        return pattern.eq_ignore_ascii_case(name);
-    }
-    let mut re = String::from("(?i)^");
-    for c in pattern.chars() {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut re = String::from("(?is)^");
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
         match c {
             '*' => re.push_str(".*"),
             '?' => re.push('.'),
+            '[' => {
+                // A `]` first in the set (after any `!`) is a member, not its end.
+                let mut j = i;
+                if chars.get(j) == Some(&'!') {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&']') {
+                    j += 1;
+                }
+                match chars[j.min(chars.len())..].iter().position(|&c| c == ']') {
+                    None => re.push_str(r"\["),
+                    Some(len) => {
+                        let set = &chars[i..j + len];
+                        re.push('[');
+                        for (k, &c) in set.iter().enumerate() {
+                            match c {
+                                '!' if k == 0 => re.push('^'),
+                                '-' => re.push('-'),
+                                c => re.push_str(&regex::escape(&c.to_string())),
+                            }
+                        }
+                        re.push(']');
+                        i = j + len + 1;
+                    }
+                }
+            }
             c => re.push_str(&regex::escape(&c.to_string())),
         }
     }
@@ -213,13 +227,19 @@ mod tests {
     }
 
     #[test]
-    fn glob_is_case_insensitive_and_anchored() {
-        assert!(glob_match("atmega8*", "ATmega8A"));
-        assert!(glob_match("esp32?3", "esp32s3"));
-        assert!(!glob_match("esp32", "esp32s3"));
-        assert!(!glob_match("mega*", "atmega2560"));
-        assert!(glob_match("a.b", "A.B"), "regex metacharacters are literal");
-        assert!(!glob_match("a.b", "axb"));
+    fn values_match_as_fastled_compares_them() {
+        assert!(value_matches("atmega8*", "ATmega8A"));
+        assert!(value_matches("esp32?3*", "esp32s3"), "`?` is a wildcard in a pattern");
+        assert!(!value_matches("esp32?3", "esp32s3"), "without `*` a value is plain text");
+        assert!(value_matches("esp32?3", "ESP32?3"));
+        assert!(!value_matches("esp32", "esp32s3"));
+        assert!(!value_matches("mega*", "atmega2560"), "anchored");
+        assert!(value_matches("a.b*", "A.Bc"), "regex metacharacters are literal");
+        assert!(!value_matches("a.b*", "axbc"));
+        assert!(value_matches("teensy[34]*", "teensy41") && !value_matches("teensy[34]*", "teensylc"));
+        assert!(value_matches("teensy[!l]*", "teensy41") && !value_matches("teensy[!l]*", "teensylc"), "fnmatch sets");
+        assert!(value_matches("a[*", "a[b"), "a `[` without `]` is literal");
+        assert!(value_matches("-D__AVR__", "__AVR__") && value_matches("-d__avr__", "__AVR__"));
     }
 
     #[test]
@@ -231,20 +251,23 @@ mod tests {
         assert!(admits("// @filter: (memory is large)", &e), "huge satisfies large");
         assert!(admits("// @filter: (memory is low)", &u));
         assert!(admits("// @filter: (memory is tiny)", &u), "low satisfies tiny");
-        assert!(!admits("// @filter: (memory is not low)", &u), "is not low leaves out low boards");
+        // Negated, a class is compared by name (FastLED's CI).
+        assert!(!admits("// @filter: (memory is not low)", &u));
         assert!(admits("// @filter: (memory is not low)", &e));
-        assert!(!admits("// @filter: not (memory is low)", &u), "not (...) reads like is not");
-        assert!(admits("// @filter: not (memory is low)", &e));
-        assert!(admits("// @filter: not (mem is tiny)", &u), "not on tiny boards");
-        assert!(admits("// @filter: not not (memory is low)", &u));
-        assert!(!admits("// @filter: not ((memory is low) and (platform is avr))", &u), "pushed through and/or");
-        assert!(admits("// @filter: not ((memory is low) and (platform is avr))", &e), "esp32 is not avr");
+        assert!(admits("// @filter: (memory is not large)", &e), "huge is not large");
+        assert!(admits("// @filter: not (memory is large)", &u), "low is not large");
+        assert!(admits("// @filter: not (memory is large)", &e));
+        assert!(!admits("// @filter: not (memory is low)", &u));
+        assert!(admits("// @filter: (platform is avr) and not (memory is large)", &u));
+        assert!(!admits("// @filter: not not (memory is tiny)", &u), "the inner `not` makes it exact: low is not tiny");
+        assert!(admits("// @filter: not ((memory is large) and (platform is avr))", &u), "a group keeps the order: low < large");
+        assert!(!admits("// @filter: not ((memory is large) or (platform is esp32))", &e));
         assert!(admits("// @filter: (mem = huge)", &e));
         assert!(!admits("// @filter: (mem: huge)", &u));
-        assert!(admits("// @filter: (memory is l*)", &u), "wildcards match class names");
+        assert!(!admits("// @filter: (memory is l*)", &u), "a pattern is text where the class is ordered");
+        assert!(!admits("// @filter: (memory is not l*)", &u), "and a pattern where it is compared by name");
         assert!(admits("// @filter: (memory is high)", &e), "FastLED's older name for large");
     }
-
     #[test]
     fn memory_override_wins() {
         let spec = board::BoardSpec { id: "mega", fqbn: "arduino:avr:mega", vendor: "arduino", arch: "avr", mcu: "atmega2560", ram: Some(8192) };
@@ -269,6 +292,9 @@ mod tests {
         let src = "// @filter (board is esp32s3) or (board is uno) and (memory is huge)";
         assert!(!admits(src, &u) && admits(src, &e));
         assert!(admits("// @filter (BOARD IS UNO) AND NOT (PLAT IS ESP32)", &u), "keywords and values are case-insensitive");
+        assert!(admits("// @filter (board is not stm32f103cb)  // Maple Mini lacks pin 5", &u), "a trailing comment is not the filter");
+        assert!(admits("/// @filter: (platform is avr)", &u), "a doc comment holds one too");
+        assert!(!admits("/// @filter: (platform is esp32)", &u));
     }
 
     #[test]
@@ -288,15 +314,23 @@ mod tests {
         assert!(admits("// @filter (target is -DESP32)", &esp32()));
         assert!(admits("// @filter (board is esp32s3)", &esp32()));
         assert!(admits("// @filter (board is esp32:esp32:esp32s3)", &esp32()), "FQBN without its menus");
+        assert!(admits("// @filter (board is mega or uno)", &u), "alternatives in one condition");
+        assert!(admits("// @filter (board is 'mega or uno')", &u));
+        assert!(!admits("// @filter (board is mega OR uno)", &u), "only a lower-case `or` splits a value");
     }
 
     #[test]
-    fn unknown_keys_are_ignored() {
+    fn unknown_keys_are_dropped_from_one_liners() {
         let u = uno();
         assert!(admits("// @filter (color is blue)", &u), "only unknown keys: no constraint");
         assert!(!admits("// @filter (color is blue) and (memory is large)", &u));
         assert!(!admits("// @filter (color is blue) or (memory is large)", &u), "dropped from or too");
         assert!(admits("// @filter not (color is blue)", &u));
+        assert!(admits("// @filter (board is uno) and not (color is blue)", &u));
+        // FastLED's CI drops a `not` over a group that held an unknown key, and
+        // keeps the group's known conditions as they are.
+        assert!(!admits("// @filter not ((color is blue) and (memory is large))", &u));
+        assert!(admits("// @filter not ((color is blue) or (board is uno))", &u));
     }
 
     #[test]
@@ -311,8 +345,14 @@ mod tests {
         let src = "// @filter\n// require:\n//   - board: esp32s3,teensy41\n// exclude:\n//   - memory: low\n// @end-filter\n";
         assert!(admits(src, &e), "exclude low keeps large boards");
         assert!(!admits(src, &u));
+        let src = "// @filter\n// exclude:\n//   - memory: large\n// @end-filter\n";
+        assert!(admits(src, &u) && admits(src, &e), "exclude is by name: huge and low boards stay");
+        let src = "// @filter\n// require:\n//   - board: mega\n//   - board: uno\n// @end-filter\n";
+        assert!(admits(src, &u), "items of one key are alternatives");
         let src = "// @filter\n// require:\n//   - colour: red\n// @end-filter\n";
-        assert!(admits(src, &u), "unknown keys ignored in blocks too");
+        assert!(!admits(src, &u), "a required key the board has no value for never matches");
+        let src = "// @filter\n// exclude:\n//   - colour: red\n// @end-filter\n";
+        assert!(admits(src, &u), "nor does an excluded one");
     }
 
     #[test]

@@ -202,6 +202,14 @@ impl Report {
     }
 }
 
+/// A temporary file in `dir` to become an output by `persist`, created as any
+/// other tool creates a file: 0666 less the umask, not tempfile's private 0600, so
+/// artifact uploaders and web servers running as another user can read it.
+pub fn output_tempfile(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new().permissions(std::fs::Permissions::from_mode(0o666)).tempfile_in(dir)
+}
+
 /// Write a file atomically (temp + rename) so readers never see half of it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -209,7 +217,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::Environment(format!("cannot write {}: {e}; choose a writable location", path.display()))
     };
     std::fs::create_dir_all(dir).map_err(unwritable)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(unwritable)?;
+    let mut tmp = output_tempfile(dir).map_err(unwritable)?;
     tmp.write_all(bytes).map_err(unwritable)?;
     tmp.persist(path).map_err(|e| unwritable(e.error))?;
     Ok(())
