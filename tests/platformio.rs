@@ -536,8 +536,8 @@ fn private_libraries_in_lib_match_pio_run() {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("privlibs");
     write_project(&project, "[env:uno]\nboard = uno\nframework = arduino\n");
-    // lib/Pattern needs lib/Leds; the sketch names both. (Flat library folders: a lib/NAME/src
-    // layout without library.properties is not found yet, see README.)
+    // lib/Pattern needs lib/Leds; the sketch names both (flat folders; every layout is in
+    // private_library_layouts_and_chains_match_pio_run_in_every_ldf_mode).
     let files = [
         ("lib/Leds/Leds.h", "#pragma once\nvoid leds_init();\nvoid leds_set(unsigned char v);\n"),
         ("lib/Leds/Leds.cpp", "#include <Arduino.h>\n#include \"Leds.h\"\nvoid leds_init() { for (int i = 2; i < 6; i++) pinMode(i, OUTPUT); }\nvoid leds_set(unsigned char v) { for (int i = 0; i < 4; i++) digitalWrite(i + 2, (v >> i) & 1); }\n"),

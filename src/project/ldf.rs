@@ -445,6 +445,41 @@ mod tests {
     }
 
     #[test]
+    fn library_folders_read_as_platformio_builders_read_them() {
+        let t = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(t.path()).unwrap();
+        let rel = |l: &LibBuilder, v: &[PathBuf]| v.iter().map(|p| p.strip_prefix(&l.path).unwrap().display().to_string()).collect::<Vec<_>>();
+        // No manifest, flat: the base builder, recursive but for examples/.
+        let flat = lib(&root, "Flat", &[("Flat.h", ""), ("Flat.cpp", ""), ("deep/more.c", ""), ("examples/x/x.cpp", "")]);
+        assert_eq!((rel(&flat, &flat.include_dirs), rel(&flat, &flat.sources), flat.flat), (vec![String::new()], vec!["Flat.cpp".into(), "deep/more.c".into()], false));
+        // An Arduino library (quoted "Arduino.h") without src/: the top folder and utility/.
+        let ard = lib(&root, "Ard", &[("Ard.h", "#include \"Arduino.h\"\n"), ("Ard.cpp", ""), ("utility/u.cpp", ""), ("deep/no.cpp", "")]);
+        assert_eq!((rel(&ard, &ard.include_dirs), rel(&ard, &ard.sources), ard.flat), (vec!["".into(), "utility".into()], vec!["Ard.cpp".into(), "utility/u.cpp".into()], true));
+        // <Arduino.h> does not make one (PlatformIO's pattern wants a quote or `<` after it).
+        assert!(!lib(&root, "Angle", &[("Angle.h", "#include <Arduino.h>\n"), ("Angle.cpp", "")]).flat);
+        // include/ beside src/ without a manifest: both on the path.
+        let inc = lib(&root, "Inc", &[("include/Inc.h", ""), ("src/Inc.cpp", ""), ("src/test/t.cpp", "")]);
+        assert_eq!((rel(&inc, &inc.include_dirs), rel(&inc, &inc.sources)), (vec!["include".into(), "src".into()], vec!["src/Inc.cpp".into()]));
+        // library.properties with include/ but no src/: Arduino's builder has no include dir.
+        let props = lib(&root, "Props", &[("library.properties", "name=Proper\n"), ("include/P.h", ""), ("P.h", "")]);
+        assert_eq!((props.name.as_str(), rel(&props, &props.include_dirs)), ("Proper", vec![String::new()]));
+        // library.json: its name, srcDir, includeDir, srcFilter and dependencies.
+        let json = lib(
+            &root,
+            "Json",
+            &[
+                ("library.json", r#"{"name": "JsonLib", "dependencies": {"owner/Dep": "*"}, "build": {"srcDir": "code", "includeDir": "api", "srcFilter": ["+<*>", "-<skip/>"]}}"#),
+                ("api/J.h", ""),
+                ("code/J.cpp", ""),
+                ("code/skip/s.cpp", ""),
+            ],
+        );
+        assert_eq!(json.name, "JsonLib");
+        assert_eq!((rel(&json, &json.include_dirs), rel(&json, &json.sources)), (vec!["api".into(), "code".into()], vec!["code/J.cpp".into()]));
+        assert_eq!(json.dependencies, ["Dep"]);
+    }
+
+    #[test]
     fn modes_follow_includes_as_platformio_does() {
         let t = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(t.path()).unwrap();

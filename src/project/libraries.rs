@@ -283,6 +283,42 @@ mod tests {
     }
 
     #[test]
+    fn staged_folders_compile_and_include_what_platformio_does() {
+        let t = tempfile::tempdir().unwrap();
+        let write = |rel: &str| {
+            let p = t.path().join("lib").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        };
+        // src/ without a manifest: read as its source folder.
+        write("Plain/src/Plain.h");
+        write("Plain/src/Plain.cpp");
+        // include/ beside src/: one staged folder with both; include/'s source and
+        // src/examples/ are not compiled.
+        write("Split/include/Split.h");
+        write("Split/include/stray.cpp");
+        write("Split/src/Split.cpp");
+        write("Split/src/examples/e.cpp");
+        // library.json srcDir/includeDir.
+        std::fs::create_dir_all(t.path().join("lib/Json")).unwrap();
+        std::fs::write(t.path().join("lib/Json/library.json"), r#"{"name": "Js", "build": {"srcDir": "code", "includeDir": "api"}}"#).unwrap();
+        write("Json/api/Js.h");
+        write("Json/code/Js.cpp");
+        let stage_dir = t.path().join("stage");
+        stage(&[], &[t.path().join("lib")], true, &[], CompatMode::Soft, &stage_dir).unwrap();
+        let staged = |name: &str| Library::load(&stage_dir.join(name), Location::Libraries).unwrap().unwrap();
+        let names = |l: &Library, v: Vec<PathBuf>| v.iter().map(|p| p.strip_prefix(&l.src_dir).unwrap().display().to_string()).collect::<Vec<_>>();
+        let plain = staged("Plain");
+        assert_eq!((plain.name.as_str(), plain.headers.clone(), names(&plain, plain.sources())), ("Plain", vec!["Plain.h".to_string()], vec!["Plain.cpp".to_string()]));
+        assert!(std::fs::symlink_metadata(&plain.src_dir).unwrap().is_symlink(), "a folder fbuild reads as PlatformIO does stays one link");
+        let split = staged("Split");
+        assert_eq!((split.headers.clone(), names(&split, split.sources())), (vec!["Split.h".to_string()], vec!["Split.cpp".to_string()]));
+        let json = staged("Json");
+        assert_eq!((json.name.as_str(), json.headers.clone(), names(&json, json.sources())), ("Js", vec!["Js.h".to_string()], vec!["Js.cpp".to_string()]));
+        assert!(json.dot_a_linkage);
+    }
+
+    #[test]
     fn stages_first_of_each_name_archived_with_links() {
         let t = tempfile::tempdir().unwrap();
         let write = |rel: &str, text: &str| {
