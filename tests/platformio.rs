@@ -697,30 +697,11 @@ fn every_shared_library_example_matches_pio_run_in_one_compile_many() {
             p
         })
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let want: Vec<(usize, Option<(Vec<u8>, u64, u64)>)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut got = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some(p) = projects.get(i) else { return got };
-                        got.push((i, pio_outcome_in_place(p, "b", &[libs.as_path()])));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
-    let mut args = vec!["compile-many".to_string(), "--out".into(), "out".into()];
-    args.extend(projects.iter().map(|p| p.display().to_string()));
-    let r = fbuild(&tmp.path().join("cache"), tmp.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
-    let results = read_json(&tmp.path().join("out/results.json"));
+    let want = on_two_workers(&projects, |p| pio_outcome_in_place(p, "b", &[libs.as_path()]));
+    let results = compile_many_projects(tmp.path(), &projects);
     let sketches = results["sketches"].as_array().unwrap();
     let (mut built, mut failed) = (0, 0);
-    for (i, want) in want {
+    for (i, want) in want.into_iter().enumerate() {
         let name = format!("{}:b", projects[i].file_name().unwrap().to_string_lossy());
         let s = sketches.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no result for {name}"));
         match want {
@@ -961,30 +942,11 @@ fn private_library_layouts_and_chains_match_pio_run_in_every_ldf_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let projects = write_layout_projects(tmp.path());
     let jobs: Vec<(usize, &str)> = (0..projects.len()).flat_map(|p| [(p, "uno"), (p, "mega")]).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut want: Vec<(usize, &str, Option<(Vec<u8>, u64, u64)>)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut got = Vec::new();
-                    while let Some(&(p, env)) = jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
-                        got.push((p, env, pio_outcome(&projects[p], env, &[])));
-                    }
-                    got
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
-    want.sort_by_key(|(p, env, _)| (*p, *env));
-    let mut args = vec!["compile-many".to_string(), "--out".into(), "out".into()];
-    args.extend(projects.iter().map(|p| p.display().to_string()));
-    let r = fbuild(&tmp.path().join("cache"), tmp.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
-    let results = read_json(&tmp.path().join("out/results.json"));
+    let want = on_two_workers(&jobs, |&(p, env)| pio_outcome(&projects[p], env, &[]));
+    let results = compile_many_projects(tmp.path(), &projects);
     let sketches = results["sketches"].as_array().unwrap();
     let mut distinct: Vec<Vec<u8>> = Vec::new();
-    for (p, env, want) in want {
+    for (&(p, env), want) in jobs.iter().zip(want) {
         let name = format!("{}:{env}", projects[p].file_name().unwrap().to_string_lossy());
         let s = sketches.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no result for {name}"));
         let (want_hex, want_flash, want_ram) = want.unwrap_or_else(|| panic!("{name}: pio run fails on the fixture"));
@@ -999,4 +961,37 @@ fn private_library_layouts_and_chains_match_pio_run_in_every_ldf_mode() {
     // off (every library) and deep find all; chain misses a tail; the + modes skip the
     // dead conditionals' libraries.
     assert!(distinct.len() >= 3, "the modes must find different libraries for this test to prove anything: {} kinds", distinct.len());
+}
+
+/// `f` of each item on two threads (pio run uses both cores itself only in part), the
+/// results in the items' order.
+fn on_two_workers<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut got: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(item) = items.get(i) else { return got };
+                        got.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    got.sort_by_key(|(i, _)| *i);
+    got.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `fbuild compile-many --out out PROJECT...` in `dir` (its cache beside): results.json,
+/// whether or not some env failed.
+fn compile_many_projects(dir: &Path, projects: &[PathBuf]) -> serde_json::Value {
+    let mut args = vec!["compile-many".to_string(), "--out".into(), "out".into()];
+    args.extend(projects.iter().map(|p| p.display().to_string()));
+    let r = fbuild(&dir.join("cache"), dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
+    read_json(&dir.join("out/results.json"))
 }
