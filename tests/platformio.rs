@@ -536,8 +536,8 @@ fn private_libraries_in_lib_match_pio_run() {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("privlibs");
     write_project(&project, "[env:uno]\nboard = uno\nframework = arduino\n");
-    // lib/Pattern needs lib/Leds; the sketch names both. (Flat library folders: a lib/NAME/src
-    // layout without library.properties is not found yet, see README.)
+    // lib/Pattern needs lib/Leds; the sketch names both (flat folders; every layout is in
+    // private_library_layouts_and_chains_match_pio_run_in_every_ldf_mode).
     let files = [
         ("lib/Leds/Leds.h", "#pragma once\nvoid leds_init();\nvoid leds_set(unsigned char v);\n"),
         ("lib/Leds/Leds.cpp", "#include <Arduino.h>\n#include \"Leds.h\"\nvoid leds_init() { for (int i = 2; i < 6; i++) pinMode(i, OUTPUT); }\nvoid leds_set(unsigned char v) { for (int i = 0; i < 4; i++) digitalWrite(i + 2, (v >> i) & 1); }\n"),
@@ -697,30 +697,11 @@ fn every_shared_library_example_matches_pio_run_in_one_compile_many() {
             p
         })
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let want: Vec<(usize, Option<(Vec<u8>, u64, u64)>)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut got = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some(p) = projects.get(i) else { return got };
-                        got.push((i, pio_outcome_in_place(p, "b", &[libs.as_path()])));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
-    let mut args = vec!["compile-many".to_string(), "--out".into(), "out".into()];
-    args.extend(projects.iter().map(|p| p.display().to_string()));
-    let r = fbuild(&tmp.path().join("cache"), tmp.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
-    let results = read_json(&tmp.path().join("out/results.json"));
+    let want = on_two_workers(&projects, |p| pio_outcome_in_place(p, "b", &[libs.as_path()]));
+    let results = compile_many_projects(tmp.path(), &projects);
     let sketches = results["sketches"].as_array().unwrap();
     let (mut built, mut failed) = (0, 0);
-    for (i, want) in want {
+    for (i, want) in want.into_iter().enumerate() {
         let name = format!("{}:b", projects[i].file_name().unwrap().to_string_lossy());
         let s = sketches.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no result for {name}"));
         match want {
@@ -848,4 +829,169 @@ fn build_type_debug_matches_pio_run() {
         firmwares.push(hex);
     }
     assert_ne!(firmwares[0], firmwares[1], "-Og must change the firmware");
+}
+
+/// Private library layouts as PlatformIO reads them: `flat` (headers and sources in the
+/// folder, no manifest), `src` (a `src/` folder, no manifest), `json` (library.json with
+/// `srcDir` and `includeDir`) and `include` (`include/` beside `src/`).
+const LAYOUTS: [&str; 4] = ["flat", "src", "json", "include"];
+
+/// How a library reaches the next one of its chain: 0 its header includes the next's,
+/// 1 its same-named source does, 2 another of its sources does, under a conditional that
+/// is never true (the classic modes follow it, the `+` modes do not; `chain` reads that
+/// source only of a library the project's files reached).
+const CHAINS: [(usize, usize); 8] = [(0, 1), (1, 2), (2, 0), (2, 2), (0, 0), (1, 1), (0, 2), (1, 0)];
+
+/// Write library `name` into `project/lib` in `layout`, using `next` (its name and how
+/// it is reached) if any; `value` makes its result its own.
+fn write_layout_library(project: &Path, name: &str, layout: &str, next: Option<(&str, usize)>, value: usize) {
+    let dir = project.join("lib").join(name);
+    let (header_dir, source_dir) = match layout {
+        "flat" => (dir.clone(), dir.clone()),
+        "src" => (dir.join("src"), dir.join("src")),
+        "json" => (dir.join("api"), dir.join("code")),
+        "include" => (dir.join("include"), dir.join("src")),
+        other => panic!("layout {other}"),
+    };
+    let write = |path: PathBuf, text: String| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    if layout == "json" {
+        write(dir.join("library.json"), format!("{{\"name\": \"{name}\", \"version\": \"1.0.0\", \"build\": {{\"srcDir\": \"code\", \"includeDir\": \"api\"}}}}\n"));
+    }
+    let include_next = |how: usize| match next {
+        Some((n, h)) if h == how => format!("#include <{n}.h>\n"),
+        _ => String::new(),
+    };
+    write(header_dir.join(format!("{name}.h")), format!("#pragma once\n{}int {name}_value();\n", include_next(0)));
+    let call = match next {
+        Some((n, 0 | 1)) => format!(" + {n}_value()"),
+        _ => String::new(),
+    };
+    write(source_dir.join(format!("{name}.cpp")), format!("#include \"{name}.h\"\n{}int {name}_value() {{ return {value}{call}; }}\n", include_next(1)));
+    if let Some((n, 2)) = next {
+        write(source_dir.join(format!("{name}_more.cpp")), format!("#ifdef FBUILD_TEST_NEVER_DEFINED\n#include <{n}.h>\n#endif\nint {name}_more() {{ return {value}; }}\n"));
+    }
+}
+
+/// One project per `lib_ldf_mode`, each with envs for uno and megaatmega2560 and eight
+/// chains of three libraries (`C{chain}{H,M,T}`) whose layouts walk a de Bruijn sequence,
+/// so every ordered pair of layouts is one link of a chain (the same pair in every
+/// mode). The project includes each chain's head; its `main.cpp` prints each chain's
+/// value and a mask of the libraries whose headers its own compile can see.
+fn write_layout_projects(root: &Path) -> Vec<PathBuf> {
+    // De Bruijn B(4, 2) closed into a circuit: its 16 steps are the 16 ordered pairs.
+    let walk = [0, 0, 1, 0, 2, 0, 3, 1, 1, 2, 1, 3, 2, 2, 3, 3, 0];
+    let modes = ["off", "chain", "deep", "chain+", "deep+"];
+    let mut names = Vec::new();
+    let mut projects = Vec::new();
+    for (m, mode) in modes.iter().enumerate() {
+        let project = root.join(format!("libs-{}", mode.replace('+', "plus")));
+        let _ = std::fs::remove_dir_all(&project);
+        let mut libs_tails_first: Vec<[String; 3]> = Vec::new();
+        let mut main = String::from("#include <Arduino.h>\n");
+        let mut body = String::new();
+        let mut mask = String::new();
+        for (c, &(head_how, mid_how)) in CHAINS.iter().enumerate() {
+            let layouts = [walk[2 * c], walk[2 * c + 1], walk[2 * c + 2]];
+            let lib = |pos: usize| format!("C{c}{}", ["H", "M", "T"][pos]);
+            write_layout_library(&project, &lib(0), LAYOUTS[layouts[0]], Some((&lib(1), head_how)), 100 * c + 1);
+            write_layout_library(&project, &lib(1), LAYOUTS[layouts[1]], Some((&lib(2), mid_how)), 100 * c + 10);
+            write_layout_library(&project, &lib(2), LAYOUTS[layouts[2]], None, 100 * c + 50);
+            main.push_str(&format!("#include <{}.h>\n", lib(0)));
+            body.push_str(&format!("  Serial.println({}_value());\n", lib(0)));
+            for pos in 0..3 {
+                let bit = 3 * c + pos;
+                mask.push_str(&format!("#if __has_include(<{}.h>)\n  m |= 1UL << {bit};\n#endif\n", lib(pos)));
+            }
+            libs_tails_first.push([lib(2), lib(1), lib(0)]);
+            if m == 0 {
+                names.push(format!("chain {c}: {} -> {} -> {}", LAYOUTS[layouts[0]], LAYOUTS[layouts[1]], LAYOUTS[layouts[2]]));
+            }
+        }
+        // `off` follows no include: lib_deps names every library, each after those it uses.
+        let lib_deps = if *mode == "off" {
+            let all: Vec<String> = (0..3).flat_map(|pos| libs_tails_first.iter().map(move |l| l[pos].clone())).collect();
+            format!("lib_deps = {}\n", all.join(", "))
+        } else {
+            String::new()
+        };
+        let envs: String = [("uno", "uno"), ("mega", "megaatmega2560")]
+            .iter()
+            .map(|(env, board)| format!("[env:{env}]\nboard = {board}\nframework = arduino\nlib_ldf_mode = {mode}\n{lib_deps}\n"))
+            .collect();
+        write_project(&project, &envs);
+        std::fs::write(
+            project.join("src/main.cpp"),
+            format!("{main}void setup() {{\n  Serial.begin(9600);\n{body}  unsigned long m = 0;\n{mask}  Serial.println(m);\n}}\nvoid loop() {{}}\n"),
+        )
+        .unwrap();
+        projects.push(project);
+    }
+    assert_eq!(names.len(), CHAINS.len());
+    projects
+}
+
+/// Private libraries that include one another, in every pairing of layouts, three deep,
+/// in each `lib_ldf_mode`, on uno and megaatmega2560: one compile-many over the five
+/// projects, every env byte for byte `pio run`'s (issue 25: a flat library including
+/// `<B.h>` of a `lib/B/src` library did not compile).
+#[test]
+fn private_library_layouts_and_chains_match_pio_run_in_every_ldf_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let projects = write_layout_projects(tmp.path());
+    let jobs: Vec<(usize, &str)> = (0..projects.len()).flat_map(|p| [(p, "uno"), (p, "mega")]).collect();
+    let want = on_two_workers(&jobs, |&(p, env)| pio_outcome(&projects[p], env, &[]));
+    let results = compile_many_projects(tmp.path(), &projects);
+    let sketches = results["sketches"].as_array().unwrap();
+    let mut distinct: Vec<Vec<u8>> = Vec::new();
+    for (&(p, env), want) in jobs.iter().zip(want) {
+        let name = format!("{}:{env}", projects[p].file_name().unwrap().to_string_lossy());
+        let s = sketches.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no result for {name}"));
+        let (want_hex, want_flash, want_ram) = want.unwrap_or_else(|| panic!("{name}: pio run fails on the fixture"));
+        assert_eq!(s["status"], "ok", "{name}: pio run builds it, fbuild fails: {}", s["first_error"]);
+        let hex = std::fs::read(s["firmware"]["hex"].as_str().unwrap()).unwrap();
+        assert!(hex == want_hex, "{name}: fbuild's firmware differs from pio run's");
+        assert_eq!((s["flash_used"].as_u64().unwrap(), s["ram_used"].as_u64().unwrap()), (want_flash, want_ram), "{name}: sizes");
+        if env == "uno" && !distinct.contains(&want_hex) {
+            distinct.push(want_hex);
+        }
+    }
+    // off (every library) and deep find all; chain misses a tail; the + modes skip the
+    // dead conditionals' libraries.
+    assert!(distinct.len() >= 3, "the modes must find different libraries for this test to prove anything: {} kinds", distinct.len());
+}
+
+/// `f` of each item on two threads (pio run uses both cores itself only in part), the
+/// results in the items' order.
+fn on_two_workers<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut got: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(item) = items.get(i) else { return got };
+                        got.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    got.sort_by_key(|(i, _)| *i);
+    got.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `fbuild compile-many --out out PROJECT...` in `dir` (its cache beside): results.json,
+/// whether or not some env failed.
+fn compile_many_projects(dir: &Path, projects: &[PathBuf]) -> serde_json::Value {
+    let mut args = vec!["compile-many".to_string(), "--out".into(), "out".into()];
+    args.extend(projects.iter().map(|p| p.display().to_string()));
+    let r = fbuild(&dir.join("cache"), dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
+    read_json(&dir.join("out/results.json"))
 }

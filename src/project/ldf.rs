@@ -15,7 +15,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::library::{Layout, Library};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LdfMode {
@@ -46,43 +45,165 @@ impl LdfMode {
     }
 }
 
-/// One library as the finder sees it.
+/// One library as the finder sees it: PlatformIO's `LibBuilder` for the folder.
 #[derive(Clone)]
 pub struct LibBuilder {
+    /// library.json's `name`, else library.properties', else the folder's.
     pub name: String,
     /// The library's own folder (its real path): files under it are its own.
     pub path: PathBuf,
+    /// Its include folders in PlatformIO's order (`get_include_dirs`).
     pub include_dirs: Vec<PathBuf>,
-    /// Its sources, the files `deep` reads.
+    /// The folder its sources are compiled from (`src_dir`).
+    pub src_dir: PathBuf,
+    /// Its sources as its source filter selects them: what it compiles and `deep` reads.
     pub sources: Vec<PathBuf>,
+    /// Its filter is Arduino's 1.0 one: the top folder and `utility/`, not below.
+    pub flat: bool,
     /// library.json `dependencies`, by name.
     pub dependencies: Vec<String>,
 }
 
+/// Which of PlatformIO's builder classes reads a library folder (`LibBuilderFactory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `library.json`: PlatformIOLibBuilder.
+    Json,
+    /// library.properties, keywords.txt, or a file including `<Arduino.h>`: ArduinoLibBuilder.
+    Arduino,
+    /// Anything else: the base builder.
+    Unknown,
+}
+
+/// PlatformIO's source extensions (`SRC_BUILD_EXT`) that fbuild compiles.
+const BUILD_EXT: [&str; 5] = ["c", "cc", "cpp", "cxx", "S"];
+/// The default library filter (`LibBuilderBase.src_filter`).
+const LIB_FILTER: &str = "+<*> -<.git/> -<.svn/> -<example/> -<examples/> -<test/> -<tests/>";
+
 impl LibBuilder {
-    /// PlatformIO's view of a library folder: `include/` and the source folder on the
-    /// path (`utility/` too for a flat library), library.json dependencies.
-    pub fn of(dir: &Path, lib: &Library) -> LibBuilder {
-        let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    /// PlatformIO's view of the library in `dir`: its builder class decides the source
+    /// folder, the include folders and the source filter. None when no filter can be read.
+    pub fn read(dir: &Path) -> Option<LibBuilder> {
+        let path = std::fs::canonicalize(dir).ok()?;
         let json: Option<serde_json::Value> = std::fs::read(path.join("library.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let mut include_dirs = Vec::new();
-        if path.join("include").is_dir() {
-            include_dirs.push(path.join("include"));
-        }
-        let src_dir = if path.join("src").is_dir() { path.join("src") } else { path.clone() };
+        let has = |name: &str| path.join(name).is_dir();
+        let first_dir = |names: [&str; 2]| names.iter().map(|n| path.join(n)).find(|d| d.is_dir());
+        let props = path.join("library.properties").is_file();
+        let kind = if path.join("library.json").is_file() {
+            Kind::Json
+        } else if props || path.join("keywords.txt").is_file() || includes_arduino_h(&path) {
+            Kind::Arduino
+        } else {
+            Kind::Unknown
+        };
+        let build = json.as_ref().and_then(|j| j.get("build"));
+        let manifest_dir = |key: &str| build.and_then(|b| b.get(key)).and_then(|v| v.as_str()).map(|d| normalize(&path.join(d)));
+        let src_dir = manifest_dir("srcDir").or_else(|| first_dir(["src", "Src"])).unwrap_or_else(|| path.clone());
+        let include_dir = match kind {
+            Kind::Json => manifest_dir("includeDir").or_else(|| first_dir(["include", "Include"])),
+            Kind::Arduino => (has("include") && has("src")).then(|| path.join("include")),
+            Kind::Unknown => first_dir(["include", "Include"]),
+        };
+        let mut include_dirs: Vec<PathBuf> = include_dir.into_iter().collect();
         include_dirs.push(src_dir.clone());
-        if lib.layout == Layout::Flat && path.join("utility").is_dir() {
+        let utility = !has("src") && has("utility");
+        let old_json = kind == Kind::Json && build.is_none() && props;
+        if utility && (kind == Kind::Arduino || old_json) {
             include_dirs.push(path.join("utility"));
         }
+        let arduino_filter = || -> (String, bool) {
+            if has("src") {
+                (LIB_FILTER.to_string(), false)
+            } else {
+                let with_utility = src_dir.join("utility").is_dir();
+                let items: Vec<String> = BUILD_EXT.iter().flat_map(|e| [Some(format!("+<*.{e}>")), with_utility.then(|| format!("+<utility/*.{e}>"))]).flatten().collect();
+                (items.join(" "), true)
+            }
+        };
+        let (filter, flat) = match (kind, build.and_then(|b| b.get("srcFilter"))) {
+            (Kind::Json, Some(serde_json::Value::String(f))) => (f.clone(), false),
+            (Kind::Json, Some(serde_json::Value::Array(a))) => (a.iter().filter_map(|f| f.as_str()).collect::<Vec<_>>().join(" "), false),
+            (Kind::Json, _) if props => arduino_filter(),
+            (Kind::Arduino, _) => arduino_filter(),
+            _ => (LIB_FILTER.to_string(), false),
+        };
+        let selected = super::src_filter::select(&src_dir, &filter, "library source filter").ok()?;
+        let sources = selected.into_iter().filter(|rel| BUILD_EXT.iter().any(|e| rel.extension().is_some_and(|x| x == *e))).map(|rel| src_dir.join(rel)).collect();
         let dependencies = match json.as_ref().and_then(|j| j.get("dependencies")) {
             Some(serde_json::Value::Object(m)) => m.keys().map(|k| k.rsplit('/').next().unwrap_or(k).to_string()).collect(),
             Some(serde_json::Value::Array(a)) => a.iter().filter_map(|d| d.get("name").and_then(|n| n.as_str())).map(|n| n.rsplit('/').next().unwrap_or(n).to_string()).collect(),
             _ => Vec::new(),
         };
-        // The library's sources under its real path (Library::load saw the staged links).
-        let sources = lib.sources().iter().map(|s| path.join(s.strip_prefix(&lib.path).unwrap_or(s))).collect();
-        LibBuilder { name: lib.name.clone(), path, include_dirs, sources, dependencies }
+        let folder = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let properties_name = || {
+            let text = std::fs::read_to_string(path.join("library.properties")).ok()?;
+            text.lines().find_map(|l| l.strip_prefix("name=")).map(|n| n.trim().to_string()).filter(|n| !n.is_empty())
+        };
+        let name = match kind {
+            Kind::Json => json.as_ref().and_then(|j| j.get("name")).and_then(|n| n.as_str()).map(String::from),
+            Kind::Arduino => properties_name(),
+            Kind::Unknown => None,
+        };
+        Some(LibBuilder { name: name.unwrap_or(folder), path, include_dirs, src_dir, sources, flat, dependencies })
     }
+}
+
+/// `a/./b/../c` as `a/c`, without asking the file system (Python's `abspath`).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Does a source or header anywhere in `dir` include `"Arduino.h"` at the start of a line
+/// (PlatformIO's test for an Arduino library without a manifest; its pattern wants `<` or
+/// `"` after the name, so `<Arduino.h>` does not count)?
+fn includes_arduino_h(dir: &Path) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut depth = 0;
+    while let Some(d) = stack.pop() {
+        depth += 1;
+        if depth > 10_000 {
+            return false;
+        }
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let ext = p.extension().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
+            if !["c", "cc", "cpp", "cxx", "c++", "S", "spp", "SPP", "sx", "s", "asm", "ASM", "h", "hpp"].contains(&ext.as_str()) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&p) else { continue };
+            let text = String::from_utf8_lossy(&bytes);
+            if text.contains("Arduino.h") && text.lines().any(|l| includes_arduino_line(l)) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `^#include\s+(<|")Arduino\.h(<|")`: the line as PlatformIO's pattern reads it.
+fn includes_arduino_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("#include") else { return false };
+    let trimmed = rest.trim_start();
+    if trimmed.len() == rest.len() {
+        return false;
+    }
+    let mut chars = trimmed.chars();
+    matches!(chars.next(), Some('<' | '"')) && chars.as_str().strip_prefix("Arduino.h").is_some_and(|r| r.starts_with(['<', '"']))
 }
 
 /// The project as the finder sees it: its folder, `include/` and `src/` on the path,
@@ -94,7 +215,8 @@ pub struct ProjectScan {
     pub lib_deps: Vec<usize>,
 }
 
-const HEADER_EXT: [&str; 4] = ["h", "hh", "hpp", "inc"];
+/// `SRC_HEADER_EXT`, and the C and C++ sources a header of the same name brings.
+const HEADER_EXT: [&str; 2] = ["h", "hpp"];
 const SOURCE_EXT: [&str; 5] = ["c", "cc", "cpp", "cxx", "c++"];
 
 /// The finder's state: node 0 is the project, node i+1 the library `libs[i]`.
@@ -319,8 +441,42 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
-        let l = Library::load(&dir, crate::library::Location::Libraries).unwrap().unwrap();
-        LibBuilder::of(&dir, &l)
+        LibBuilder::read(&dir).unwrap()
+    }
+
+    #[test]
+    fn library_folders_read_as_platformio_builders_read_them() {
+        let t = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(t.path()).unwrap();
+        let rel = |l: &LibBuilder, v: &[PathBuf]| v.iter().map(|p| p.strip_prefix(&l.path).unwrap().display().to_string()).collect::<Vec<_>>();
+        // No manifest, flat: the base builder, recursive but for examples/.
+        let flat = lib(&root, "Flat", &[("Flat.h", ""), ("Flat.cpp", ""), ("deep/more.c", ""), ("examples/x/x.cpp", "")]);
+        assert_eq!((rel(&flat, &flat.include_dirs), rel(&flat, &flat.sources), flat.flat), (vec![String::new()], vec!["Flat.cpp".into(), "deep/more.c".into()], false));
+        // An Arduino library (quoted "Arduino.h") without src/: the top folder and utility/.
+        let ard = lib(&root, "Ard", &[("Ard.h", "#include \"Arduino.h\"\n"), ("Ard.cpp", ""), ("utility/u.cpp", ""), ("deep/no.cpp", "")]);
+        assert_eq!((rel(&ard, &ard.include_dirs), rel(&ard, &ard.sources), ard.flat), (vec!["".into(), "utility".into()], vec!["Ard.cpp".into(), "utility/u.cpp".into()], true));
+        // <Arduino.h> does not make one (PlatformIO's pattern wants a quote or `<` after it).
+        assert!(!lib(&root, "Angle", &[("Angle.h", "#include <Arduino.h>\n"), ("Angle.cpp", "")]).flat);
+        // include/ beside src/ without a manifest: both on the path.
+        let inc = lib(&root, "Inc", &[("include/Inc.h", ""), ("src/Inc.cpp", ""), ("src/test/t.cpp", "")]);
+        assert_eq!((rel(&inc, &inc.include_dirs), rel(&inc, &inc.sources)), (vec!["include".into(), "src".into()], vec!["src/Inc.cpp".into()]));
+        // library.properties with include/ but no src/: Arduino's builder has no include dir.
+        let props = lib(&root, "Props", &[("library.properties", "name=Proper\n"), ("include/P.h", ""), ("P.h", "")]);
+        assert_eq!((props.name.as_str(), rel(&props, &props.include_dirs)), ("Proper", vec![String::new()]));
+        // library.json: its name, srcDir, includeDir, srcFilter and dependencies.
+        let json = lib(
+            &root,
+            "Json",
+            &[
+                ("library.json", r#"{"name": "JsonLib", "dependencies": {"owner/Dep": "*"}, "build": {"srcDir": "code", "includeDir": "api", "srcFilter": ["+<*>", "-<skip/>"]}}"#),
+                ("api/J.h", ""),
+                ("code/J.cpp", ""),
+                ("code/skip/s.cpp", ""),
+            ],
+        );
+        assert_eq!(json.name, "JsonLib");
+        assert_eq!((rel(&json, &json.include_dirs), rel(&json, &json.sources)), (vec!["api".into(), "code".into()], vec!["code/J.cpp".into()]));
+        assert_eq!(json.dependencies, ["Dep"]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use super::ldf::LibBuilder;
 use crate::library::{Library, Location};
 
 /// Stage `singles` (libraries, first wins) and the libraries inside `folders` (in order;
@@ -48,11 +49,17 @@ pub fn stage(singles: &[PathBuf], folders: &[PathBuf], archive: bool, ignore: &[
         if dest.exists() || name.to_string_lossy().starts_with('.') {
             continue;
         }
-        let Some(loaded) = Library::load(&lib, Location::Libraries)? else { continue };
-        if ignore.iter().any(|i| *i == loaded.name || *i == loaded.dir_name) || !compat.admits(&lib) {
+        // Every folder of a storage is a library to PlatformIO, whatever its layout.
+        let Some(view) = LibBuilder::read(&lib) else { continue };
+        if ignore.iter().any(|i| *i == view.name || *i == name.to_string_lossy()) || !compat.admits(&lib) {
             continue;
         }
-        stage_one(&lib, &dest, archive && archivable(&loaded))?;
+        stage_one(&lib, &view, &dest, archive && !view.sources.is_empty())?;
+        // A folder with no header where fbuild looks offers nothing to include.
+        if Library::load(&dest, Location::Libraries)?.is_none() {
+            std::fs::remove_dir_all(&dest).at(&dest)?;
+            continue;
+        }
         done.push((lib, dest));
     }
     staged.push((stage.to_path_buf(), inputs, done.clone()));
@@ -157,15 +164,15 @@ pub fn bad_compat_mode(ini: &str, env: &str, value: &str) -> Error {
     Error::usage(format!("{ini}: [env:{env}] lib_compat_mode = `{value}`; use off, soft or strict"))
 }
 
-/// PlatformIO archives only a library with sources: a header-only one has nothing to link.
-fn archivable(lib: &Library) -> bool {
-    !lib.sources().is_empty()
-}
-
-/// Links to every entry of `lib` but its library.properties, which is copied with
-/// `dot_a_linkage=true` appended when archiving. A library without one gets one: its
-/// sources are then read from `src/` when it has that folder, as PlatformIO reads them.
-fn stage_one(lib: &Path, dest: &Path, archive: bool) -> Result<()> {
+/// Stage `lib` at `dest` so that fbuild reads it as PlatformIO does (`view`): links to
+/// its entries, and a library.properties (`dot_a_linkage=true` appended when archiving;
+/// the manifest's name when it has none, so a `src/` folder is read as its source
+/// folder). When PlatformIO's view differs from what fbuild would read there (an
+/// `include/` folder, a library.json `srcDir`/`includeDir`/`srcFilter`, sources a filter
+/// leaves out), `src` becomes a folder merging the include folder's headers and the
+/// source folder's headers and selected sources, which is then the one folder fbuild
+/// puts on the path and compiles.
+fn stage_one(lib: &Path, view: &LibBuilder, dest: &Path, archive: bool) -> Result<()> {
     std::fs::create_dir_all(dest).at(dest)?;
     let lib = std::path::absolute(lib).map_err(|e| crate::error::Error::io(lib, e))?;
     for entry in std::fs::read_dir(&lib).at(&lib)?.flatten() {
@@ -176,13 +183,66 @@ fn stage_one(lib: &Path, dest: &Path, archive: bool) -> Result<()> {
         std::os::unix::fs::symlink(entry.path(), dest.join(&name)).at(&dest.join(&name))?;
     }
     let props = lib.join("library.properties");
-    let mut text = if props.is_file() { std::fs::read_to_string(&props).at(&props)? } else { String::new() };
+    let mut text = if props.is_file() { std::fs::read_to_string(&props).at(&props)? } else { format!("name={}\n", view.name) };
     if archive {
         text = text.lines().filter(|l| !l.trim_start().starts_with("dot_a_linkage")).collect::<Vec<_>>().join("\n");
         text.push_str("\ndot_a_linkage=true\n");
     }
     std::fs::write(dest.join("library.properties"), text).at(dest)?;
+    if !reads_as(dest, view)? {
+        let src = dest.join("src");
+        match std::fs::symlink_metadata(&src) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&src).at(&src)?,
+            Ok(_) => std::fs::remove_file(&src).at(&src)?,
+            Err(_) => {}
+        }
+        let keep = |file: &Path, from_src: bool| !is_source(file) || (from_src && view.sources.iter().any(|s| s == file));
+        for dir in view.include_dirs.iter().filter(|d| **d != view.src_dir && !d.starts_with(&view.src_dir)) {
+            merge_into(&src, dir, &|f| keep(f, false), 0)?;
+        }
+        merge_into(&src, &view.src_dir, &|f| keep(f, true), 0)?;
+    }
     Ok(())
+}
+
+/// Does fbuild read the staged `dest` as PlatformIO reads the library: the same folder
+/// on the path and the same sources?
+fn reads_as(dest: &Path, view: &LibBuilder) -> Result<bool> {
+    let Some(lib) = Library::load(dest, Location::Libraries)? else { return Ok(false) };
+    let real = |p: &Path| p.strip_prefix(dest).map(|rel| view.path.join(rel)).unwrap_or_else(|_| p.to_path_buf());
+    // A flat library's `utility/` is on its own path in fbuild too.
+    let own: Vec<&PathBuf> = view.include_dirs.iter().filter(|d| !(view.flat && **d == view.path.join("utility"))).collect();
+    let mut sources: Vec<PathBuf> = lib.sources().iter().map(|s| real(s)).collect();
+    let mut want = view.sources.clone();
+    sources.sort();
+    want.sort();
+    Ok(own == [&real(&lib.src_dir)] && sources == want)
+}
+
+/// Link every file under `from` that `keep` accepts into the same place under `into`
+/// (real folders, created as needed; a path already there wins).
+fn merge_into(into: &Path, from: &Path, keep: &dyn Fn(&Path) -> bool, depth: usize) -> Result<()> {
+    std::fs::create_dir_all(into).at(into)?;
+    // Folder links can loop; no library nests deeper than this.
+    if depth > 32 {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(from).at(from)?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let Some(name) = p.file_name() else { continue };
+        let to = into.join(name);
+        if p.is_dir() {
+            merge_into(&to, &p, keep, depth + 1)?;
+        } else if keep(&p) && std::fs::symlink_metadata(&to).is_err() {
+            std::os::unix::fs::symlink(&p, &to).at(&to)?;
+        }
+    }
+    Ok(())
+}
+
+fn is_source(p: &Path) -> bool {
+    crate::sketch::SOURCE_EXTENSIONS.contains(&crate::sketch::ext_of(p))
 }
 
 #[cfg(test)]
@@ -220,6 +280,42 @@ mod tests {
         assert_eq!(CompatMode::parse(" Strict "), Some(Strict));
         assert_eq!(CompatMode::parse("1"), None, "the ini takes names only");
         assert_eq!(CompatMode::parse("loose"), None);
+    }
+
+    #[test]
+    fn staged_folders_compile_and_include_what_platformio_does() {
+        let t = tempfile::tempdir().unwrap();
+        let write = |rel: &str| {
+            let p = t.path().join("lib").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "").unwrap();
+        };
+        // src/ without a manifest: read as its source folder.
+        write("Plain/src/Plain.h");
+        write("Plain/src/Plain.cpp");
+        // include/ beside src/: one staged folder with both; include/'s source and
+        // src/examples/ are not compiled.
+        write("Split/include/Split.h");
+        write("Split/include/stray.cpp");
+        write("Split/src/Split.cpp");
+        write("Split/src/examples/e.cpp");
+        // library.json srcDir/includeDir.
+        std::fs::create_dir_all(t.path().join("lib/Json")).unwrap();
+        std::fs::write(t.path().join("lib/Json/library.json"), r#"{"name": "Js", "build": {"srcDir": "code", "includeDir": "api"}}"#).unwrap();
+        write("Json/api/Js.h");
+        write("Json/code/Js.cpp");
+        let stage_dir = t.path().join("stage");
+        stage(&[], &[t.path().join("lib")], true, &[], CompatMode::Soft, &stage_dir).unwrap();
+        let staged = |name: &str| Library::load(&stage_dir.join(name), Location::Libraries).unwrap().unwrap();
+        let names = |l: &Library, v: Vec<PathBuf>| v.iter().map(|p| p.strip_prefix(&l.src_dir).unwrap().display().to_string()).collect::<Vec<_>>();
+        let plain = staged("Plain");
+        assert_eq!((plain.name.as_str(), plain.headers.clone(), names(&plain, plain.sources())), ("Plain", vec!["Plain.h".to_string()], vec!["Plain.cpp".to_string()]));
+        assert!(std::fs::symlink_metadata(&plain.src_dir).unwrap().is_symlink(), "a folder fbuild reads as PlatformIO does stays one link");
+        let split = staged("Split");
+        assert_eq!((split.headers.clone(), names(&split, split.sources())), (vec!["Split.h".to_string()], vec!["Split.cpp".to_string()]));
+        let json = staged("Json");
+        assert_eq!((json.name.as_str(), json.headers.clone(), names(&json, json.sources())), ("Js", vec!["Js.h".to_string()], vec!["Js.cpp".to_string()]));
+        assert!(json.dot_a_linkage);
     }
 
     #[test]

@@ -357,8 +357,8 @@ fn pio_libraries(mode: ldf::LdfMode, mut scan: ldf::ProjectScan, staged: &[(Path
         None => {
             let (mut builders, mut copies) = (Vec::new(), Vec::new());
             for (orig, copy) in staged {
-                if let Some(lib) = crate::library::Library::load(copy, crate::library::Location::Libraries)? {
-                    builders.push(ldf::LibBuilder::of(orig, &lib));
+                if let Some(lib) = ldf::LibBuilder::read(orig) {
+                    builders.push(lib);
                     copies.push(copy.clone());
                 }
             }
