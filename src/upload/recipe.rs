@@ -93,13 +93,11 @@ pub fn command(props: &Properties, tool: &str, action: &str) -> Result<Vec<Strin
     Ok(split_command_line(&line))
 }
 
-/// The first `{name}` still in an expanded line.
+/// The first `{name}` still in an expanded line (a property key, not the braces
+/// a tool's own syntax keeps, as openocd's `program {FILE}`).
 fn unexpanded(line: &str) -> Option<String> {
-    let open = line.find('{')?;
-    let rest = &line[open + 1..];
-    let close = rest.find('}')?;
-    let name = &rest[..close];
-    (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| name.to_string())
+    let re = regex::Regex::new(r"\{([A-Za-z][A-Za-z0-9_.-]*)\}").expect("valid");
+    re.captures(line).map(|c| c[1].to_string())
 }
 
 /// A command line as one copyable shell line.
