@@ -274,7 +274,7 @@ fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
-fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
+pub(crate) fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err("expected key=value, e.g. compiler.cpp.extra_flags=-DFOO".to_string()),

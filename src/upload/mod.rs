@@ -22,14 +22,6 @@ use crate::report::Status;
 /// Lines of a failed tool's output shown with the error.
 const LAST_LINES: usize = 8;
 
-/// `key=value`, as `--build-property` takes it.
-pub fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err("expected key=value, e.g. upload.speed=57600".to_string()),
-    }
-}
-
 /// A board's properties (platform, board, menus, runtime) with overrides applied.
 pub fn resolve(spec: &str, hardware: &[PathBuf], overrides: &[(String, String)]) -> Result<Board> {
     let platforms = crate::platform::discover(hardware)?;
@@ -135,7 +127,7 @@ pub fn upload(args: &UploadArgs) -> Result<(i32, Option<String>)> {
     let action = recipe::action(&opts);
     let cmd = recipe::command(&props, &tool, action)?;
     if args.dry_run {
-        crate::outln!("{}", recipe::display(&cmd));
+        crate::outln!("{}", crate::exec::display_command(&cmd));
         return Ok((exit::OK, Some(port)));
     }
     check_tool(&cmd[0], &tool, &props)?;
@@ -168,7 +160,7 @@ pub fn upload(args: &UploadArgs) -> Result<(i32, Option<String>)> {
         recipe::command(&props, &tool, action)?
     };
     if args.common.verbose {
-        crate::errln!("{}", recipe::display(&cmd));
+        crate::errln!("{}", crate::exec::display_command(&cmd));
     }
     let code = run_tool(&cmd, &tool, args.upload_timeout, args.common.verbose)?;
     Ok((code, Some(port)))

@@ -100,20 +100,6 @@ fn unexpanded(line: &str) -> Option<String> {
     re.captures(line).map(|c| c[1].to_string())
 }
 
-/// A command line as one copyable shell line.
-pub fn display(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
-                a.clone()
-            } else {
-                format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
