@@ -368,3 +368,48 @@ fn board_sim_stops_cleanly_on_ctrl_c() {
     assert!(sim.log().contains("board-sim: stopped"), "{}", sim.log());
     assert!(!Path::new(&sim.port).exists() || std::fs::File::open(&sim.port).is_err(), "the pty outlived the board");
 }
+
+/// A PlatformIO project (no PlatformIO needed to build it) holding ASCIITable.
+fn asciitable_project(dir: &Path, env: &str) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let ino = std::fs::read_to_string(example("04.Communication/ASCIITable/ASCIITable.ino")).unwrap();
+    std::fs::write(dir.join("src/main.cpp"), format!("#include <Arduino.h>\n{ino}")).unwrap();
+    std::fs::write(dir.join("platformio.ini"), format!("[env:nano]\nplatform = atmelavr\nframework = arduino\n{env}")).unwrap();
+}
+
+#[test]
+fn a_platformio_project_deploys_with_its_envs_upload_port_speed_and_monitor_speed() {
+    let t = tmp();
+    let sim = BoardSim::start(NANO_OLD, &[]);
+    let project = t.path().join("proj");
+    // PlatformIO's nanoatmega328 is the Nano with the old bootloader (57600 baud).
+    asciitable_project(&project, &format!("board = nanoatmega328\nupload_port = {}\nupload_speed = 57600\nupload_protocol = arduino\nmonitor_speed = 9600\n", sim.port));
+    let o = out(t.path());
+    let p = project.display().to_string();
+    let r = run(t.path(), &["upload", "--dry-run", "--out", &o, &p]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("/usr/bin/avrdude -C/etc/avrdude.conf -q -q -V -patmega328p -carduino"), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!(" -P{} -b57600 -D ", sim.port)), "{}", r.stdout);
+    let r = run(t.path(), &["deploy", "--out", &o, "--monitor", "--expect", r"~, dec: 126", "--timeout", "40s", &p]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, sim.log());
+    assert!(r.stderr.contains(&format!("monitor: {} at 9600 baud", sim.port)), "{}", r.stderr);
+}
+
+#[test]
+fn monitor_baud_comes_from_the_env_or_the_sketch() {
+    let t = tmp();
+    let (master, port) = test_pty();
+    let project = t.path().join("proj");
+    asciitable_project(&project, "board = uno\nmonitor_speed = 115200\n");
+    let r = run(t.path(), &["monitor", "--port", &port, "--timeout", "1s", &project.display().to_string()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("monitor: {port} at 115200 baud")), "{}", r.stderr);
+    let sketch = t.path().join("Fast");
+    std::fs::create_dir_all(&sketch).unwrap();
+    std::fs::write(sketch.join("Fast.ino"), "void setup() { Serial.begin(57600); }\nvoid loop() {}\n").unwrap();
+    let r = run(t.path(), &["monitor", "--port", &port, "--timeout", "1s", &sketch.display().to_string()]);
+    assert!(r.stderr.contains(&format!("monitor: {port} at 57600 baud")), "{}", r.stderr);
+    let r = run(t.path(), &["monitor", "--port", &port, "--timeout", "1s", "--baud", "19200", &sketch.display().to_string()]);
+    assert!(r.stderr.contains(&format!("monitor: {port} at 19200 baud")), "{}", r.stderr);
+    unsafe { libc::close(master) };
+}
