@@ -270,9 +270,15 @@ fn fake_tool(dir: &Path, body: &str) -> String {
     format!("tools.avrdude.cmd.path={}", p.display())
 }
 
+/// Live processes whose command line holds `marker` (read from /proc, as pgrep -f does).
 fn processes_with(marker: &str) -> usize {
-    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).replace('\0', " ").contains(marker))
+        .count()
 }
 
 #[test]
@@ -348,6 +354,7 @@ fn bad_ports_tools_and_sizes_fail_clearly() {
     while processes_with("sleep 418.25") == 0 && t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(processes_with("sleep 418.25") > 0, "the stand-in tool never started");
     unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
     assert_eq!(up.wait().unwrap().code(), Some(130));
     assert_eq!(processes_with("sleep 418.25"), 0, "an orphan of the interrupted tool is left");

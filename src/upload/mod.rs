@@ -288,7 +288,8 @@ fn stop_group(pid: i32, child: &mut std::process::Child) {
 /// `fbuild deploy`: upload, then (with --monitor or --expect) monitor the same port.
 pub fn deploy(args: &UploadArgs, monitor: bool, options: &monitor::MonitorOptions) -> Result<i32> {
     let (code, port) = upload(args)?;
-    if code != exit::OK || args.dry_run || !(monitor || !options.expect.is_empty()) {
+    let watch = monitor || !options.expect.is_empty();
+    if code != exit::OK || args.dry_run || !watch {
         return Ok(code);
     }
     let Some(port) = port else { return Ok(code) };
