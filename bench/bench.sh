@@ -10,6 +10,8 @@
 #   bench/bench.sh            the timing cases
 #   bench/bench.sh --memory   also peak RSS for 81 vs 810 sketches, and for
 #                             1 board vs a 3-board matrix of the 100 examples
+#   bench/bench.sh --deploy   the time from `fbuild deploy` to the first monitored byte on
+#                             the virtual board (fbuild board-sim), cold and warm
 #   --corpus DIR              another set of sketches (default: corpus/examples)
 #   --fbuild BIN              time this fbuild binary instead of building one
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
@@ -22,11 +24,12 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-memory="" samd="" third_party="" platformio="" corpus="$repo/corpus/examples" F=""
+memory="" deploy="" samd="" third_party="" platformio="" corpus="$repo/corpus/examples" F=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) memory=1 ;;
     --samd) samd=1 ;;
+    --deploy) deploy=1 ;;
     --third-party) third_party=1 ;;
     --platformio) platformio=1 ;;
     --corpus) corpus="$(cd "$2" && pwd)"; shift ;;
@@ -130,6 +133,30 @@ edit_one() {
   FBUILD_CACHE_DIR="$work/c1" "$F" compile-many -q --out "$work/o5" "$work/copy"
 }
 build_first_warm() { FBUILD_CACHE_DIR="$work/c1" "$F" build -q --out "$work/o1" "${sketches[0]}"; }
+
+# --deploy: from `fbuild deploy` to the first byte its monitor prints (--expect .), with
+# real avrdude and the real bootloader on fbuild board-sim: cold (empty cache: build,
+# upload, reset, bootloader wait) and warm (nothing to build). The board is the Nano
+# with its old bootloader: Debian's Uno optiboot image overruns the flash.
+if [ -n "$deploy" ]; then
+  board=arduino:avr:nano:cpu=atmega328old
+  "$F" board-sim --board "$board" >"$work/sim.port" 2>"$work/sim.log" &
+  sim=$!
+  trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null; rm -rf "$work"' EXIT
+  for _ in $(seq 50); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
+  port=$(head -1 "$work/sim.port")
+  printf 'case\twall_s_to_first_byte\n'
+  for c in cold warm; do
+    if [ "$c" = cold ]; then rm -rf "$work/cache" "$work/out"; fi
+    t0=$(now)
+    if ! FBUILD_CACHE_DIR="$work/cache" "$F" deploy --board "$board" --port "$port" --out "$work/out" \
+        --monitor --expect . --timeout 60s "$repo/corpus/examples/04.Communication/ASCIITable" >"$work/deploy-$c.log" 2>&1; then
+      echo "bench: deploy $c failed:" >&2; cat "$work/deploy-$c.log" "$work/sim.log" >&2; exit 1
+    fi
+    printf 'deploy_%s\t%.3f\n' "$c" "$(elapsed "$t0")"
+  done
+  exit 0
+fi
 
 # --samd: the same corpus for Arduino's SAMD core (the shared kit, or $FBUILD_SAMD_KIT),
 # compile-many cold and warm against arduino-builder one sketch at a time; then exit.

@@ -151,6 +151,25 @@ pub enum Command {
         /// The sketch folder, the path of its main .ino file, or a folder holding platformio.ini.
         sketch: PathBuf,
     },
+    /// Build a sketch or project if needed, then put it on the board at --port with the
+    /// platform's upload recipe (as arduino-cli does; `pio run -t upload` for a project).
+    Upload(crate::upload::UploadArgs),
+    /// Print a serial port's bytes as they arrive; with --expect, exit 0 once all matched
+    /// and 1 at --timeout.
+    Monitor(crate::upload::monitor::MonitorArgs),
+    /// Build, upload, then (with --monitor or --expect) monitor the port: the whole loop.
+    Deploy {
+        #[command(flatten)]
+        upload: crate::upload::UploadArgs,
+        /// Monitor the port after the upload.
+        #[arg(long)]
+        monitor: bool,
+        #[command(flatten)]
+        options: crate::upload::monitor::MonitorOptions,
+    },
+    /// A virtual board: the board's MCU in simavr, from its own bootloader, UART0 on a
+    /// pseudo-terminal whose path it prints; runs until stopped (see docs/design.md).
+    BoardSim(emulator::board_sim::BoardSimArgs),
     /// Internal: one emulator run in a child process (see src/emulator/mod.rs).
     #[command(name = "emulator-child", hide = true)]
     EmulatorChild(emulator::ChildArgs),
@@ -267,7 +286,7 @@ fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
-fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
+pub(crate) fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err("expected key=value, e.g. compiler.cpp.extra_flags=-DFOO".to_string()),
@@ -282,7 +301,7 @@ fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
     store::parse_size(s).ok_or_else(|| "expected a size like 5G, 500M or 1048576".to_string())
 }
 
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
@@ -302,7 +321,7 @@ fn cache_max(explicit: Option<u64>) -> Result<u64> {
     }
 }
 
-fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
+pub(crate) fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
     Ok(Request {
         board: common.board.first().cloned().unwrap_or_default(),
         sketches,
@@ -377,7 +396,7 @@ fn env_request(common: &CommonArgs, b: &crate::project::EnvBuild, out: &Path) ->
 /// `fbuild run PROJECT [-e ENV]`: one env, the named one or the project's only default.
 /// Its `monitor_speed` and `upload_port` say where a board would talk; the simulated
 /// UART needs neither, so they are reported under --verbose and otherwise kept.
-fn project_run_request(common: &CommonArgs, project: &Path, env: Option<&str>) -> Result<Request> {
+pub(crate) fn project_run_request(common: &CommonArgs, project: &Path, env: Option<&str>) -> Result<Request> {
     let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
     let envs: Vec<String> = env.map(String::from).into_iter().collect();
     let mut builds = crate::project::prepare(project, &envs, &out)?;
@@ -411,7 +430,7 @@ fn no_compiledb(common: &CommonArgs, what: &str, instead: &str) -> Result<()> {
 }
 
 /// `build` and `run` make one firmware: one board.
-fn one_board(common: &CommonArgs) -> Result<()> {
+pub(crate) fn one_board(common: &CommonArgs) -> Result<()> {
     match common.board.len() {
         0 | 1 => Ok(()),
         _ => Err(Error::usage("--board is given more than once; build and run take one board (compile-many takes several)")),
@@ -512,6 +531,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             build_project(&common, &dir, &environment, strict)
         }
         Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
+        Command::Upload(args) => crate::upload::upload(&args).map(|(code, _)| code),
+        Command::Monitor(args) => crate::upload::monitor::main(&args),
+        Command::Deploy { upload, monitor, options } => crate::upload::deploy(&upload, monitor, &options),
+        Command::BoardSim(args) => emulator::board_sim::main(&args),
         Command::Run { common, timeout, expect, input, environment, sketch } => {
             one_board(&common)?;
             no_compiledb(&common, "run", "fbuild build --only-compiledb SKETCH")?;

@@ -16,6 +16,7 @@
 //! Time is simulated time: the budget is a number of CPU cycles, so the same
 //! firmware and input give the same output however loaded the machine is.
 
+pub mod board_sim;
 pub mod simavr;
 
 use std::io::Read;

@@ -16,7 +16,7 @@ pub const CHILD_COMMAND: &str = "emulator-child";
 const SLICE_SECONDS: f64 = 0.01;
 
 #[cfg(feature = "emulator")]
-mod ffi {
+pub(super) mod ffi {
     use std::os::raw::{c_char, c_int};
 
     #[repr(C)]
@@ -40,6 +40,10 @@ mod ffi {
         pub fn fbsim_input_left(s: *mut Sim) -> usize;
         pub fn fbsim_reason(s: *mut Sim) -> *const c_char;
         pub fn fbsim_free(s: *mut Sim);
+        // board-sim (board_sim.rs)
+        pub fn fbsim_append_input(s: *mut Sim, data: *const u8, len: usize);
+        pub fn fbsim_reset(s: *mut Sim, reset_pc: u32, mcusr_flags: u8);
+        pub fn fbsim_flash_write(s: *mut Sim, addr: u32, value: u8);
     }
 }
 

@@ -21,6 +21,7 @@
 #include "sim_hex.h"
 #include "avr_uart.h"
 #include "avr_eeprom.h"
+#include "avr_watchdog.h"
 
 /* The UART's receive FIFO accessors (static inline in simavr's header). */
 DEFINE_FIFO(uint16_t, uart_fifo);
@@ -313,4 +314,57 @@ void fbsim_free(fbsim *s)
 	free(s->input);
 	free(s->out);
 	free(s);
+}
+
+/*
+ * board-sim support (src/emulator/board_sim.rs): a board whose chip keeps
+ * running, is reset by its serial port, and is written by its own bootloader.
+ */
+
+/* Queue bytes for UART0's receiver behind any not yet taken (the serial line
+ * of a board that runs for as long as it is connected). */
+void fbsim_append_input(fbsim *s, const uint8_t *data, size_t len)
+{
+	size_t left = s->input_len - s->input_pos;
+	uint8_t *grown = malloc(left + len ? left + len : 1);
+	if (!grown)
+		return;
+	if (left)
+		memcpy(grown, s->input + s->input_pos, left);
+	memcpy(grown + left, data, len);
+	free(s->input);
+	s->input = grown;
+	s->input_len = left + len;
+	s->input_pos = 0;
+}
+
+/* Reset the chip as its reset pin, a power-up or a crash does: the CPU starts
+ * at `reset_pc` (the boot section when BOOTRST is programmed), bytes on the
+ * line are lost, and MCUSR gains `mcusr_flags` (EXTRF for the reset pin, PORF
+ * at power-up) so the bootloader can tell a reset from a watchdog expiry. */
+void fbsim_reset(fbsim *s, uint32_t reset_pc, uint8_t mcusr_flags)
+{
+	avr_t *avr = s->avr;
+	avr->reset_pc = reset_pc;
+	avr_reset(avr);
+	avr->pc = reset_pc;
+	avr->state = cpu_Running;
+	s->crashed = 0;
+	s->reason[0] = 0;
+	s->input_pos = s->input_len;
+	for (avr_io_t *io = avr->io_port; io; io = io->next) {
+		if (strcmp(io->kind, "watchdog"))
+			continue;
+		avr_watchdog_t *wd = (avr_watchdog_t *)io;
+		if (wd->wdrf.reg)
+			avr->data[wd->wdrf.reg] |= mcusr_flags;
+	}
+}
+
+/* Flash written from outside the CPU: the bootloader image, and the test seam
+ * of a cell stuck at one value (board-sim's SIGUSR1). */
+void fbsim_flash_write(fbsim *s, uint32_t addr, uint8_t value)
+{
+	if (addr <= s->avr->flashend)
+		s->avr->flash[addr] = value;
 }
