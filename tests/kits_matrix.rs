@@ -82,8 +82,10 @@ fn one_matrix_over_the_kits_matches_arduino_builder_per_board() {
     assert_eq!(results["boards"].as_array().unwrap().len(), boards.len());
     let all = results["sketches"].as_array().unwrap();
     assert_eq!(all.len(), sketches.len() * boards.len());
-    for b in &boards {
-        let of_board: Vec<serde_json::Value> = all.iter().filter(|s| s["board"] == b.board.as_str()).cloned().collect();
+    for (b, listed) in boards.iter().zip(results["boards"].as_array().unwrap()) {
+        // results.json names each board as it lists it in `boards[]`, in the order given.
+        assert!(listed["fqbn"].as_str().unwrap().starts_with(&b.board), "{listed}");
+        let of_board: Vec<serde_json::Value> = all.iter().filter(|s| s["board"] == listed["board"]).cloned().collect();
         assert_eq!(of_board.len(), sketches.len(), "{}: every sketch once", b.board);
         let c = compare_with_reference(&b.spec, b.firmware, &of_board, &sketches);
         assert!(c.mismatches.is_empty(), "{}: {} mismatches:\n{}", b.board, c.mismatches.len(), c.mismatches.join("\n"));
