@@ -68,22 +68,30 @@ fn all_125() -> Vec<PathBuf> {
 // CI budget (issue 30): the reference builds one sketch at a time, so the 86 library
 // examples run on one board per kit (attiny85, Nano Every); 01-05 run on every board.
 
+// 85 of 125 build. The 40 that fail fail as in the reference: 10 do not fit the 8 KiB
+// and 512 bytes (link errors), the rest need what ATTinyCore lacks (Serial1, Printable
+// for ArduinoJson, PORTD for SD, 16-bit timers for Servo) or a library not installed.
 #[test]
 fn attiny85_examples_and_library_examples_match_arduino_builder() {
     let got = differential("attiny85_examples_and_library_examples_match_arduino_builder", Some(attiny85()), &all_125());
-    eprintln!("{got:?}");
+    assert_eq!(got, Some((85, 40)));
 }
 
+// 37 of 39: MultiSerial and SerialPassthrough need Serial1.
 #[test]
 fn attiny88_examples_match_arduino_builder() {
     let got = differential("attiny88_examples_match_arduino_builder", Some(attiny88()), &basics_to_control());
-    eprintln!("{got:?}");
+    assert_eq!(got, Some((37, 2)));
 }
 
+// 115 of 125; the 10 that fail fail as in the reference, each for a library not
+// installed (Ethernet, ArduinoBLE, BLEPeripheral, HID, ESP8266WiFi, Adafruit_ILI9341).
 #[test]
 fn nano_every_examples_and_library_examples_match_arduino_builder() {
     let got = differential("nano_every_examples_and_library_examples_match_arduino_builder", nano_every(), &all_125());
-    eprintln!("{got:?}");
+    if got.is_some() {
+        assert_eq!(got, Some((115, 10)));
+    }
 }
 
 /// A sketch folder NAME/NAME.ino under `root`.
