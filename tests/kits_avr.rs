@@ -203,3 +203,33 @@ fn a_missing_megaavr_compiler_names_the_property_and_where_fbuild_looked() {
     assert!(err.contains("uses {runtime.tools.avr-gcc.path}, which is not set"), "{err}");
     assert!(err.contains(&format!("(no {}/.arduino15/packages/*/tools/avr-gcc/<version>)", home.path().display())), "{err}");
 }
+
+/// `// @filter` on the kits' boards: the ATtiny85 (512 bytes of RAM) is `tiny`, the Nano
+/// Every `low` and `megaavr`; a sketch needing `low` memory is skipped on the first and
+/// built on the second, one asking for `platform is megaavr` only on the second.
+#[test]
+fn filters_see_each_kit_boards_memory_class_and_platform() {
+    let Some(every) = nano_every() else {
+        report_skipped("filters_see_each_kit_boards_memory_class_and_platform", "avr-gcc 7.3 is not installed: run scripts/setup.sh");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let needs_low = sketch(t.path(), "NeedsLow", "// @filter: (memory is low)\nvoid setup() {}\nvoid loop() {}\n");
+    let mega_only = sketch(t.path(), "MegaAvrOnly", "// @filter: (platform is megaavr)\nvoid setup() {}\nvoid loop() {}\n");
+    for (board, want_low, want_mega) in [(attiny85(), "skipped", "skipped"), (every, "ok", "ok")] {
+        let out = t.path().join(board.fqbn.replace(':', "_"));
+        let mut args: Vec<String> = vec!["compile-many".into(), "-q".into(), "--board".into(), board.fqbn.into(), "--out".into(), out.display().to_string()];
+        args.extend(board.fbuild_args());
+        args.extend([needs_low.display().to_string(), mega_only.display().to_string()]);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = fbuild(&t.path().join("cache"), t.path(), &argv);
+        assert_eq!(run.code, 0, "{}: {}", board.fqbn, run.stderr);
+        let by = sketches_by_path(&read_json(&out.join("results.json")));
+        let low = &by[&needs_low.display().to_string()];
+        assert_eq!((low["status"].as_str(), by[&mega_only.display().to_string()]["status"].as_str()), (Some(want_low), Some(want_mega)), "{}", board.fqbn);
+        if want_low == "skipped" {
+            let reason = low["skip_reason"].as_str().unwrap();
+            assert!(reason.contains("(memory tiny, platform avr, mcu attiny85)"), "{reason}");
+        }
+    }
+}
