@@ -28,12 +28,10 @@ fn library_examples_86() -> Vec<PathBuf> {
 }
 
 /// One compile-many for the board over `sketches` (with the shared libraries), then the
-/// comparison with arduino-builder; returns (built, failed) after asserting no mismatch.
-fn differential(test: &str, board: Option<AvrBoard>, sketches: &[PathBuf]) -> Option<(usize, usize)> {
-    let Some(board) = board else {
-        report_skipped(test, "avr-gcc 7.3 is not installed: run scripts/setup.sh");
-        return None;
-    };
+/// comparison with arduino-builder; returns (built, failed) after asserting no mismatch
+/// (None when the board is not installed here).
+fn differential(board: Option<AvrBoard>, sketches: &[PathBuf]) -> Option<(usize, usize)> {
+    let board = board?;
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
     let libraries = shared_libraries();
@@ -59,6 +57,15 @@ fn differential(test: &str, board: Option<AvrBoard>, sketches: &[PathBuf]) -> Op
     Some((c.built, c.failed))
 }
 
+/// The Nano Every, or None after saying the test is skipped (no avr-gcc 7.3 here).
+fn nano_every_or_skip(test: &str) -> Option<AvrBoard> {
+    let board = nano_every();
+    if board.is_none() {
+        report_skipped(test, "avr-gcc 7.3 is not installed: run scripts/setup.sh");
+    }
+    board
+}
+
 fn all_125() -> Vec<PathBuf> {
     let mut s = basics_to_control();
     s.extend(library_examples_86());
@@ -73,14 +80,14 @@ fn all_125() -> Vec<PathBuf> {
 // for ArduinoJson, PORTD for SD, 16-bit timers for Servo) or a library not installed.
 #[test]
 fn attiny85_examples_and_library_examples_match_arduino_builder() {
-    let got = differential("attiny85_examples_and_library_examples_match_arduino_builder", Some(attiny85()), &all_125());
+    let got = differential(Some(attiny85()), &all_125());
     assert_eq!(got, Some((85, 40)));
 }
 
 // 37 of 39: MultiSerial and SerialPassthrough need Serial1.
 #[test]
 fn attiny88_examples_match_arduino_builder() {
-    let got = differential("attiny88_examples_match_arduino_builder", Some(attiny88()), &basics_to_control());
+    let got = differential(Some(attiny88()), &basics_to_control());
     assert_eq!(got, Some((37, 2)));
 }
 
@@ -88,7 +95,7 @@ fn attiny88_examples_match_arduino_builder() {
 // installed (Ethernet, ArduinoBLE, BLEPeripheral, HID, ESP8266WiFi, Adafruit_ILI9341).
 #[test]
 fn nano_every_examples_and_library_examples_match_arduino_builder() {
-    let got = differential("nano_every_examples_and_library_examples_match_arduino_builder", nano_every(), &all_125());
+    let got = differential(nano_every_or_skip("nano_every_examples_and_library_examples_match_arduino_builder"), &all_125());
     if got.is_some() {
         assert_eq!(got, Some((115, 10)));
     }
@@ -142,10 +149,7 @@ fn smoke_run_on_attiny85() {
 /// Every is refused up front with the existing one-line error, exit 2.
 #[test]
 fn smoke_run_on_nano_every_names_the_unmodelled_mcu() {
-    let Some(board) = nano_every() else {
-        report_skipped("smoke_run_on_nano_every_names_the_unmodelled_mcu", "avr-gcc 7.3 is not installed: run scripts/setup.sh");
-        return;
-    };
+    let Some(board) = nano_every_or_skip("smoke_run_on_nano_every_names_the_unmodelled_mcu") else { return };
     let t = tempfile::tempdir().unwrap();
     let blink = example("01.Basics/Blink").display().to_string();
     let out = t.path().join("out").display().to_string();
@@ -209,10 +213,7 @@ fn a_missing_megaavr_compiler_names_the_property_and_where_fbuild_looked() {
 /// built on the second, one asking for `platform is megaavr` only on the second.
 #[test]
 fn filters_see_each_kit_boards_memory_class_and_platform() {
-    let Some(every) = nano_every() else {
-        report_skipped("filters_see_each_kit_boards_memory_class_and_platform", "avr-gcc 7.3 is not installed: run scripts/setup.sh");
-        return;
-    };
+    let Some(every) = nano_every_or_skip("filters_see_each_kit_boards_memory_class_and_platform") else { return };
     let t = tempfile::tempdir().unwrap();
     let needs_low = sketch(t.path(), "NeedsLow", "// @filter: (memory is low)\nvoid setup() {}\nvoid loop() {}\n");
     let mega_only = sketch(t.path(), "MegaAvrOnly", "// @filter: (platform is megaavr)\nvoid setup() {}\nvoid loop() {}\n");
