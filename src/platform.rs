@@ -32,6 +32,8 @@ pub struct BoardInfo {
     pub mcu: String,
     pub max_flash: Option<u64>,
     pub max_ram: Option<u64>,
+    /// The memory class `// @filter` sees on this board (`tiny`, `low`, `large`, `huge`).
+    pub memory: &'static str,
 }
 
 /// A fully resolved board: the platform it lives in and its merged properties.
@@ -170,13 +172,15 @@ impl Platform {
         for (menu, option) in self.default_menu_choices(id) {
             effective.merge(&props.subtree(&format!("menu.{menu}.{option}")));
         }
+        let max_ram = ram_of(&effective);
         BoardInfo {
             id: id.to_string(),
             fqbn: format!("{}:{}:{}", self.vendor, self.arch, id),
             name: props.get_or_empty("name").to_string(),
-            mcu: effective.get_or_empty("build.mcu").to_string(),
-            max_flash: effective.get("upload.maximum_size").and_then(|v| v.parse().ok()),
-            max_ram: effective.get("upload.maximum_data_size").and_then(|v| v.parse().ok()),
+            mcu: mcu_of(&effective).to_string(),
+            max_flash: effective.get("upload.maximum_size").and_then(|v| v.trim().parse().ok()),
+            max_ram,
+            memory: crate::filter::MemoryClass::of(&self.arch, max_ram).name(),
         }
     }
 
@@ -204,6 +208,22 @@ impl Platform {
             .filter_map(|m| self.options_of(board, &m).into_iter().next().map(|o| (m, o)))
             .collect()
     }
+}
+
+/// A board's MCU: `build.mcu`, or `build.chip` where the platform names its chip only
+/// there (arduino-pico: `rp2040`, `rp2350`).
+pub fn mcu_of(board: &Properties) -> &str {
+    match board.get_or_empty("build.mcu").trim() {
+        "" => board.get_or_empty("build.chip").trim(),
+        mcu => mcu,
+    }
+}
+
+/// A board's RAM in bytes, from `upload.maximum_data_size` (what arduino-builder checks
+/// global variables against); None when unset or 0 (STM32's generic boards set 0 until
+/// a part is chosen).
+pub fn ram_of(board: &Properties) -> Option<u64> {
+    board.get("upload.maximum_data_size").and_then(|v| v.trim().parse().ok()).filter(|&n| n > 0)
 }
 
 /// `<board>.menu.<menu>.<option>=Label` lines in file order (BTreeMap loses it).

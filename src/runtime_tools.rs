@@ -156,6 +156,51 @@ pub fn check_referenced(props: &Properties, platform: &str, packages: Option<&Pa
     )))
 }
 
+/// A tool a recipe names is missing. When the recipe reaches it through a
+/// `runtime.tools.*.path` property (`compiler.path={runtime.tools.avr-gcc.path}/bin/`),
+/// say which property, its value and the file looked for there, in one line; otherwise
+/// the plain "not installed" error.
+pub fn missing_tool(props: &Properties, recipe: &str, tool: &Path) -> Error {
+    let mut seen = Vec::new();
+    let through = tool_properties_used(props, recipe, &mut seen).into_iter().find_map(|property| {
+        let value = props.expanded(&property);
+        let rest = tool.strip_prefix(value.trim()).ok().filter(|_| !value.trim().is_empty())?;
+        Some((property, value, rest.to_path_buf()))
+    });
+    let Some((property, value, rest)) = through else { return crate::toolchain::not_installed(tool) };
+    Error::usage(format!(
+        "compiler {} is not installed: {recipe} finds it through {property}={}, which has no {}; pass --build-property {property}=DIR with DIR holding {}",
+        tool.display(),
+        value.trim(),
+        rest.display(),
+        rest.display()
+    ))
+}
+
+/// The `runtime.tools.*.path` properties `key`'s value reaches through `{...}` references,
+/// in the order they appear (each property followed once).
+fn tool_properties_used(props: &Properties, key: &str, seen: &mut Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    if seen.iter().any(|k| k == key) {
+        return out;
+    }
+    seen.push(key.to_string());
+    let Some(value) = props.get(key) else { return out };
+    let mut rest = value;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let Some(end) = after.find('}') else { break };
+        let name = &after[..end];
+        if name.starts_with("runtime.tools.") && name.ends_with(".path") {
+            out.push(name.to_string());
+        } else {
+            out.extend(tool_properties_used(props, name, seen));
+        }
+        rest = &after[end + 1..];
+    }
+    out
+}
+
 /// `{runtime.tools.X.path}` references left in an expanded recipe.
 fn unset_tool_references(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -264,6 +309,26 @@ mod tests {
         props.set("runtime.tools.arm-none-eabi-gcc-7-2017q4.path", "/usr");
         props.set("runtime.tools.CMSIS-4.5.0.path", "/k");
         assert!(check_referenced(&props, "arduino:samd", None).is_ok());
+    }
+
+    #[test]
+    fn a_tool_missing_from_a_given_folder_names_the_property() {
+        let mut props = Properties::new();
+        props.set("compiler.path", "{runtime.tools.avr-gcc.path}/bin/");
+        props.set("compiler.cpp.cmd", "avr-g++");
+        props.set("recipe.cpp.o.pattern", "\"{compiler.path}{compiler.cpp.cmd}\" -c");
+        props.set("runtime.tools.avr-gcc.path", "/empty");
+        let e = missing_tool(&props, "recipe.cpp.o.pattern", Path::new("/empty/bin/avr-g++"));
+        assert_eq!(
+            e.to_string(),
+            "compiler /empty/bin/avr-g++ is not installed: recipe.cpp.o.pattern finds it through runtime.tools.avr-gcc.path=/empty, \
+             which has no bin/avr-g++; pass --build-property runtime.tools.avr-gcc.path=DIR with DIR holding bin/avr-g++"
+        );
+        assert_eq!(e.exit_code(), 2);
+        // A compiler named without a tool property keeps the plain error.
+        props.set("compiler.path", "/opt/x/bin/");
+        let e = missing_tool(&props, "recipe.cpp.o.pattern", Path::new("/opt/x/bin/avr-g++"));
+        assert!(e.to_string().starts_with("compiler /opt/x/bin/avr-g++ is not installed; install Debian package gcc-avr"), "{e}");
     }
 
     #[test]

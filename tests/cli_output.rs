@@ -95,7 +95,7 @@ fn boards_align_for_every_id_and_json_lists_the_same_boards() {
         let starts: Vec<usize> = l.match_indices(|c: char| c != ' ').filter(|(i, _)| *i == 0 || l.as_bytes()[i - 1] == b' ').map(|(i, _)| i).collect();
         assert_eq!(starts[1], fqbn_at, "fqbn column misaligned:\n{header}\n{l}");
         assert_eq!(starts[2], mcu_at, "mcu column misaligned:\n{header}\n{l}");
-        assert_eq!(starts[5], name_at, "name column misaligned:\n{header}\n{l}");
+        assert_eq!(starts[6], name_at, "name column misaligned:\n{header}\n{l}");
         assert!(!l.ends_with(' '));
     }
     assert!(lines.iter().any(|l| l.starts_with("an_uncommonly_long_board_identifier ")));

@@ -119,8 +119,8 @@ impl BoardFacts {
             fqbn: &board.fqbn,
             vendor: &board.platform.vendor,
             arch: &board.platform.arch,
-            mcu: props.get_or_empty("build.mcu"),
-            ram: props.get("upload.maximum_data_size").and_then(|v| v.trim().parse().ok()),
+            mcu: crate::platform::mcu_of(props),
+            ram: crate::platform::ram_of(props),
         };
         let defined: Vec<(&str, &str)> = macros.map(|m| m.iter().collect()).unwrap_or_default();
         BoardFacts::new(spec, defined, memory)
@@ -148,6 +148,66 @@ mod tests {
         assert_eq!(MemoryClass::of("avr", None), MemoryClass::Low);
         assert_eq!(MemoryClass::of("stm32", None), MemoryClass::Large);
         assert!(MemoryClass::Tiny < MemoryClass::Low && MemoryClass::Low < MemoryClass::Large && MemoryClass::Large < MemoryClass::Huge);
+    }
+
+    /// The shared platform kits (../shared/platforms beside the clone, as CI lays it out).
+    fn kit_platform(kit: &str, vendor: &str, arch: &str) -> crate::platform::Platform {
+        let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/platforms");
+        let root = if beside.is_dir() { beside } else { std::path::PathBuf::from("/work/shared/platforms") };
+        let path = root.join(kit).join("hardware").join(vendor).join(arch);
+        crate::platform::Platform::load(vendor, arch, &path).unwrap_or_else(|e| panic!("kit {kit} at {}: {e}", path.display()))
+    }
+
+    /// The facts a build of `board` sees, from the kit's real boards.txt and platform.txt.
+    fn facts_of(platform: &crate::platform::Platform, board: &str) -> BoardFacts {
+        let b = crate::platform::resolve_board(std::slice::from_ref(platform), board).unwrap();
+        BoardFacts::of_build(&b, &b.properties, None, None)
+    }
+
+    #[test]
+    fn kit_boards_get_their_class_from_their_ram() {
+        let attiny = kit_platform("attiny", "ATTinyCore", "avr");
+        let megaavr = kit_platform("megaavr", "arduino", "megaavr");
+        let samd = kit_platform("samd", "arduino", "samd");
+        let rp2040 = kit_platform("rp2040", "rp2040", "rp2040");
+        let stm32 = kit_platform("stm32", "STMicroelectronics", "stm32");
+        let cases: [(&crate::platform::Platform, &str, &str, &str, &str); 8] = [
+            (&attiny, "ATTinyCore:avr:attinyx5", "tiny", "avr", "attiny85"),
+            (&attiny, "ATTinyCore:avr:attinyx8", "tiny", "avr", "attiny88"),
+            (&attiny, "ATTinyCore:avr:attiny1634", "tiny", "avr", "attiny1634"), // 1 KiB: the boundary
+            (&megaavr, "arduino:megaavr:nona4809", "low", "megaavr", "atmega4809"),
+            (&samd, "arduino:samd:arduino_zero_native", "large", "samd", "cortex-m0plus"),
+            (&stm32, "STMicroelectronics:stm32:GenF1:pnum=BLUEPILL_F103C8", "large", "stm32", "cortex-m3"),
+            (&rp2040, "rp2040:rp2040:rpipico", "huge", "rp2040", "rp2040"),
+            (&rp2040, "rp2040:rp2040:rpipico2", "huge", "rp2040", "rp2350"),
+        ];
+        for (platform, board, memory, arch, mcu) in cases {
+            let f = facts_of(platform, board);
+            assert_eq!((f.memory.name(), f.platforms[0].as_str(), f.mcu.as_str()), (memory, arch, mcu), "{board}");
+        }
+        // The listing shows the same class, from the default menu options.
+        let info = |p: &crate::platform::Platform, id: &str| {
+            let i = p.board_info(id);
+            (i.mcu, i.max_flash, i.max_ram, i.memory)
+        };
+        assert_eq!(info(&attiny, "attinyx5"), ("attiny85".into(), Some(8192), Some(512), "tiny"));
+        assert_eq!(info(&megaavr, "nona4809"), ("atmega4809".into(), Some(49152), Some(6144), "low"));
+        assert_eq!(info(&samd, "arduino_zero_native"), ("cortex-m0plus".into(), Some(262144), Some(32768), "large"));
+        assert_eq!(info(&rp2040, "rpipico"), ("rp2040".into(), Some(2093056), Some(262144), "huge"));
+        // GenF1's first part number is not the Blue Pill; its class is still its own RAM's.
+        let genf1 = stm32.board_info("GenF1");
+        assert_eq!(genf1.memory, MemoryClass::of("stm32", genf1.max_ram).name());
+        assert!(facts_of(&megaavr, "arduino:megaavr:nona4809").platforms.contains(&"atmelmegaavr".to_string()));
+    }
+
+    #[test]
+    fn ram_given_as_zero_is_unknown_not_tiny() {
+        // STM32's generic boards set upload.maximum_data_size=0 until a part is chosen.
+        let mut props = crate::properties::Properties::new();
+        props.set("upload.maximum_data_size", "0");
+        assert_eq!(crate::platform::ram_of(&props), None);
+        props.set("upload.maximum_data_size", " 2048 ");
+        assert_eq!(crate::platform::ram_of(&props), Some(2048));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::platform::{self, Board};
 use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
 use crate::sketch::Sketch;
 use crate::store::Store;
-use crate::toolchain::{self, Compiler, Toolchain};
+use crate::toolchain::{Compiler, Toolchain};
 use sketch::{Prepared, SketchEnv, SketchWork};
 use units::{CompileEnv, Unit};
 
@@ -251,6 +251,9 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
     let toolchain = Toolchain::new();
     let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
     let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
+    if !tool_exists(&cpp[0]) {
+        return Err(crate::runtime_tools::missing_tool(&props, "recipe.cpp.o.pattern", Path::new(&cpp[0])));
+    }
     let cpp_compiler = toolchain.probe(Path::new(&cpp[0]), store.as_ref())?;
     let user_set_cpp_flags = req.build_properties.iter().any(|(k, _)| k == "compiler.cpp.extra_flags");
     if cpp_compiler.gcc_major().is_some_and(|m| m < 6) && !user_set_cpp_flags && !props.get_or_empty("compiler.cpp.extra_flags").contains("DECIMAL_DIG") {
@@ -267,16 +270,16 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
     for recipe in ["recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"] {
         if props.contains(recipe) {
             if let Some(t) = probe_ctx.command(recipe, &[])?.into_iter().next() {
-                tools.push(t);
+                tools.push((recipe, t));
             }
         }
     }
     for t in probe_ctx.objcopies()?.into_iter().filter_map(|c| c.into_iter().next()) {
-        tools.push(t);
+        tools.push(("recipe.objcopy.*", t));
     }
-    for t in tools {
+    for (recipe, t) in tools {
         if !tool_exists(&t) {
-            return Err(toolchain::not_installed(Path::new(&t)));
+            return Err(crate::runtime_tools::missing_tool(&props, recipe, Path::new(&t)));
         }
     }
     Ok(Loaded { board, props, store, toolchain, cpp_compiler, notes })

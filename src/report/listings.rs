@@ -6,14 +6,14 @@ use crate::store::DiskStats;
 
 use super::table;
 
-/// `fbuild boards`: one aligned row per board.
+/// `fbuild boards`: one aligned row per board; `memory` is the class `// @filter` sees.
 pub fn boards_table(boards: &[BoardInfo]) -> String {
     let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
     let rows: Vec<Vec<String>> = boards
         .iter()
-        .map(|b| vec![b.id.clone(), b.fqbn.clone(), b.mcu.clone(), n(b.max_flash), n(b.max_ram), b.name.clone()])
+        .map(|b| vec![b.id.clone(), b.fqbn.clone(), b.mcu.clone(), n(b.max_flash), n(b.max_ram), b.memory.to_string(), b.name.clone()])
         .collect();
-    table::render(&["id", "fqbn", "mcu", "flash", "ram", "name"], &rows, &[3, 4])
+    table::render(&["id", "fqbn", "mcu", "flash", "ram", "memory", "name"], &rows, &[3, 4])
 }
 
 /// Bytes for people: `12.3 MiB`.

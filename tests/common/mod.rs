@@ -425,3 +425,4 @@ pub fn recording_toolchain_of(dir: &Path, log: &Path, what: &str) -> PathBuf {
 pub fn line_count(path: &Path) -> usize {
     std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
 }
+pub mod avr_kits;
