@@ -2,13 +2,18 @@
 //! forward declaration for every function it defines at file scope and does not
 //! already declare, so functions can be called before they are defined.
 //!
-//! Where arduino-cli runs ctags over preprocessed code, we parse the unpreprocessed
-//! text with `cpp_lex`. Consequences, chosen deliberately:
-//! - a function defined under `#if`/`#ifdef`/`#else` gets its prototype wrapped in
-//!   the same chain of directives, so it is declared exactly when it is defined;
-//!   a signature that itself straddles such a directive gets no prototype;
-//! - brace counting follows the first branch of an undecided `#if`, so
+//! arduino-builder runs ctags over the preprocessed sketch; we parse the
+//! unpreprocessed text with `cpp_lex`, deciding `#if`s with the board's macros, and
+//! follow its rules (docs/design.md, "Prototypes"):
+//! - the prototypes go right before the first definition in a live branch, even
+//!   inside an `#if` (after that block's includes); a condition the macros leave open
+//!   is taken as true there, and prototypes under such conditions are wrapped in
+//!   their directives; a signature that itself straddles a directive gets none;
+//! - brace counting follows the first live branch of an undecided `#if`, so
 //!   `#ifdef X` / `void f(int a) {` / `#else` / `void f(long a) {` / `#endif` works;
+//! - the text is ctags' (return type without `inline`, `static ` from the name's
+//!   line, a template's line up to its `{`), and a prototype not on the name's line is
+//!   dropped, as arduino-builder drops it;
 //! - a function with default arguments gets no prototype, as arduino-builder's ctags
 //!   pass gives none (so the same sketches compile, and fail, as with the reference);
 //! - functions in an `extern "C" {` block get `extern "C"` prototypes (a C++
