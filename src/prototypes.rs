@@ -249,7 +249,7 @@ impl Scanner {
             return Some(v);
         }
         let m = self.macros.as_ref()?;
-        if tokenize(rest).iter().any(|w| w.kind == Kind::Word && self.uncertain.contains(&w.text)) {
+        if !self.uncertain.is_empty() && tokenize(rest).iter().any(|w| w.kind == Kind::Word && self.uncertain.contains(&w.text)) {
             return None;
         }
         let name = rest.split_whitespace().next().unwrap_or("");

@@ -76,3 +76,61 @@ fn prototype_fixtures_on_uno_match_arduino_builder() {
     // prototypes split a definition / name a template parameter out of scope).
     assert_eq!(built, ["ClosedBefore", "ElseBranch", "IfDefinedAnd", "IfdefAvr", "Modifiers", "Nested", "Quirks"]);
 }
+
+/// The prototype arduino-builder 1.3.25 makes from one line of ctags output (its
+/// `ctags_parser.go`, restated): `static ` when the tag's code line holds it, then
+/// `returntype name signature;`, or for a template the code line up to its `{`; none
+/// when the prototype (spaces aside) is not in the code line, or has a default.
+fn reference_prototype(tag: &str) -> Option<String> {
+    let code = tag.split_once("/^")?.1.split_once("$/;")?.0;
+    let field = |f: &str| tag.split('\t').find_map(|p| p.strip_prefix(f)).unwrap_or("");
+    if field("kind:") != "function" || ["class:", "struct:", "namespace:"].iter().any(|f| !field(f).is_empty()) {
+        return None;
+    }
+    let name = tag.split('\t').next()?;
+    let core = format!("{} {name}{}", field("returntype:"), field("signature:"));
+    let squeeze = |s: &str| s.replace([' ', '\t'], "");
+    let text = if core.starts_with("template") {
+        format!("{};", code.split('{').next().unwrap_or(code))
+    } else if squeeze(code).contains(&squeeze(&core)) {
+        format!("{}{core};", if code.contains("static ") { "static " } else { "" })
+    } else {
+        return None;
+    };
+    (!text.contains('=')).then_some(text)
+}
+
+#[test]
+fn prototype_text_matches_what_arduino_builder_makes_of_ctags_tags() {
+    let Ok(version) = std::process::Command::new("arduino-ctags").arg("--version").output() else {
+        report_skipped("prototype_text_matches_what_arduino_builder_makes_of_ctags_tags", "arduino-ctags (a dependency of arduino-builder) is not installed");
+        return;
+    };
+    assert!(version.status.success());
+    // One definition per line or two: the return-type spellings ctags writes its own
+    // way, specifiers it leaves out, and definitions arduino-builder keeps no
+    // prototype for.
+    let source = "const char *a1() { return 0; }\nconst char* a2() { return 0; }\nchar ** a3() { return 0; }\n\
+        const char * const a4() { return 0; }\nEEPROMClass &b1() { }\nString & b2(String &s) { }\nint& b3() { }\n\
+        unsigned   long  c1(int   x,  char *p) { }\ninline int d1() {}\nstatic inline int d2() {}\ninline static int d3() {}\n\
+        volatile uint8_t *f1() {}\nuint8_t const * f2() {}\nstatic const uint8_t * const f3() {}\nstd::vector<int> g1() {}\n\
+        unsigned long\nh1(int a) {}\nvoid __attribute__((noinline)) i1() {}\n__attribute__((weak)) void i2() {}\n\
+        struct Point i3() {}\nint const & j1() {}\nvoid k1(int a[], int (*cb)(int)) {}\nconstexpr int l1() { return 1; }\n\
+        uint8_t m1(uint8_t*p,const char * q) {}\nsigned char n1() {}\nsize_t n2(byte b, word w) {}\nenum E n3() {}\n\
+        SECTION(\".x\") void n4() {}\n[[nodiscard]] int n5() {}\nvoid n6(int a=3) {}\nshort n7(double d, float f) {}\n\
+        template <typename T> T t1(T a) { return a; }\ntemplate <class T>\nT t2(T a) { return a; }\n\
+        int s1() { static int x; return x; }\nvoid IRAM_ATTR s2() {}\nMYMACRO void s3() {}\nvirtual void s4() {}\n";
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("defs.cpp");
+    std::fs::write(&file, source).unwrap();
+    let o = std::process::Command::new("arduino-ctags")
+        .args(["-u", "--language-force=c++", "-f", "-", "--c++-kinds=svpf", "--fields=KSTtzns", "--line-directives"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().filter_map(reference_prototype).collect();
+    let ours: Vec<String> = fbuild::prototypes::find_prototypes(source).into_iter().map(|p| p.text).collect();
+    assert_eq!(ours, want);
+    assert!(want.len() >= 30, "most definitions keep a prototype: {want:?}");
+}
