@@ -2,13 +2,18 @@
 //! forward declaration for every function it defines at file scope and does not
 //! already declare, so functions can be called before they are defined.
 //!
-//! Where arduino-cli runs ctags over preprocessed code, we parse the unpreprocessed
-//! text with `cpp_lex`. Consequences, chosen deliberately:
-//! - a function defined under `#if`/`#ifdef`/`#else` gets its prototype wrapped in
-//!   the same chain of directives, so it is declared exactly when it is defined;
-//!   a signature that itself straddles such a directive gets no prototype;
-//! - brace counting follows the first branch of an undecided `#if`, so
+//! arduino-builder runs ctags over the preprocessed sketch; we parse the
+//! unpreprocessed text with `cpp_lex`, deciding `#if`s with the board's macros, and
+//! follow its rules (docs/design.md, "Prototypes"):
+//! - the prototypes go right before the first definition in a live branch, even
+//!   inside an `#if` (after that block's includes); a condition the macros leave open
+//!   is taken as true there, and prototypes under such conditions are wrapped in
+//!   their directives; a signature that itself straddles a directive gets none;
+//! - brace counting follows the first live branch of an undecided `#if`, so
 //!   `#ifdef X` / `void f(int a) {` / `#else` / `void f(long a) {` / `#endif` works;
+//! - the text is ctags' (return type without `inline`, `static ` from the name's
+//!   line, a template's line up to its `{`), and a prototype not on the name's line is
+//!   dropped, as arduino-builder drops it;
 //! - a function with default arguments gets no prototype, as arduino-builder's ctags
 //!   pass gives none (so the same sketches compile, and fail, as with the reference);
 //! - functions in an `extern "C" {` block get `extern "C"` prototypes (a C++
@@ -21,6 +26,7 @@
 use std::collections::HashSet;
 
 use crate::cpp_lex::{directive_parts, tokenize, Conditionals, Kind, Token};
+use crate::macros::Macros;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prototype {
@@ -92,14 +98,21 @@ fn line_directive(file: &str, line: usize) -> String {
 
 /// The prototypes `add_prototypes` would insert (for tests and tools).
 pub fn find_prototypes(merged: &str) -> Vec<Prototype> {
-    plan(merged).prototypes
+    plan(merged, None).prototypes
+}
+
+/// `add_prototypes_for` with no board: only literal conditions are decided.
+pub fn add_prototypes(merged: &str) -> String {
+    add_prototypes_for(merged, None)
 }
 
 /// Insert prototypes before the first function definition, each preceded by a
 /// `#line` pointing at its definition, then a `#line` to resume the user's numbering.
-/// Text without functions needing prototypes comes back unchanged.
-pub fn add_prototypes(merged: &str) -> String {
-    let plan = plan(merged);
+/// `macros` (the board's) decide which `#if` branches are live, as the preprocessor
+/// run before arduino-builder's ctags does. Text without functions needing
+/// prototypes comes back unchanged.
+pub fn add_prototypes_for(merged: &str, macros: Option<&Macros>) -> String {
+    let plan = plan(merged, macros);
     if plan.prototypes.is_empty() {
         return merged.to_string();
     }
@@ -141,8 +154,6 @@ struct Pending<'a> {
     tokens: Vec<&'a Token>,
     /// `Scanner::cond_id()` when the statement started.
     cond_id: (usize, u64),
-    /// Merged line of the outermost open `#if` when it started, if any.
-    outer_if_line: Option<usize>,
     /// Tokens came from different conditional branches: no sound prototype.
     mixed: bool,
     /// Open parentheses: a `{` inside them (`int b = {}`) is no body.
@@ -152,9 +163,14 @@ struct Pending<'a> {
 /// One open `#if` as brace counting sees it.
 struct BraceFrame {
     depth_at_if: usize,
-    /// Depth at the end of the first branch, once an `#elif`/`#else` is seen.
+    /// Depth at the end of the first live branch, once an `#elif`/`#else` ends it.
     depth_after_first: Option<usize>,
-    if_line: usize,
+    /// Numbers this `#if` apart from every other one.
+    instance: u64,
+    /// Every condition of this `#if` so far was decided (by the board's macros, the
+    /// sketch's own `#define`s or a literal): the live branch is known, as the
+    /// preprocessor that arduino-builder runs before ctags knows it.
+    decided: bool,
 }
 
 #[derive(Default)]
@@ -168,33 +184,46 @@ struct Scanner {
     /// equal (depth, top id) means equal open conditions, without comparing them.
     frame_ids: Vec<u64>,
     next_id: u64,
+    /// The board's macros plus the sketch's own `#define`s; None: only literal
+    /// conditions (`#if 0`) are decided.
+    macros: Option<Macros>,
+    /// Names the sketch `#undef`s or redefines: conditions naming them stay undecided.
+    uncertain: HashSet<String>,
 }
 
 impl Scanner {
     fn directive(&mut self, t: &Token) {
-        if !self.cond.dead() {
+        let live_before = !self.cond.dead();
+        if live_before {
             self.map.note(t);
+            self.note_definition(t);
         }
-        if !self.cond.apply(&t.text) {
+        let (kind, rest) = directive_parts(&t.text);
+        let known = self.evaluate(kind, rest);
+        let macros = self.macros.as_ref().filter(|_| known.is_some());
+        if !self.cond.apply_with(&t.text, macros) {
             return;
         }
         self.next_id += 1;
-        match directive_parts(&t.text).0 {
+        match kind {
             "if" | "ifdef" | "ifndef" => {
-                self.frames.push(BraceFrame { depth_at_if: self.depth, depth_after_first: None, if_line: t.line });
+                self.frames.push(BraceFrame { depth_at_if: self.depth, depth_after_first: None, instance: self.next_id, decided: known.is_some() });
                 self.frame_ids.push(self.next_id);
             }
             "elif" | "else" => {
                 if let Some(f) = self.frames.last_mut() {
-                    f.depth_after_first.get_or_insert(self.depth);
+                    if live_before {
+                        f.depth_after_first.get_or_insert(self.depth);
+                    }
                     self.depth = f.depth_at_if;
+                    f.decided &= known.is_some();
                 }
                 if let Some(id) = self.frame_ids.last_mut() {
                     *id = self.next_id;
                 }
             }
             _ => {
-                // #endif: continue with the first branch's braces.
+                // #endif: continue with the first live branch's braces.
                 if let Some(d) = self.frames.pop().and_then(|f| f.depth_after_first) {
                     self.depth = d;
                 }
@@ -203,26 +232,90 @@ impl Scanner {
         }
     }
 
+    /// The value of a conditional directive's condition, when it is certain.
+    fn evaluate(&self, kind: &str, rest: &str) -> Option<bool> {
+        let literal = || match rest.trim_start_matches('(').trim_end_matches(')').trim() {
+            "0" | "false" => Some(false),
+            "1" | "true" => Some(true),
+            _ => None,
+        };
+        if kind == "else" {
+            return Some(true);
+        }
+        if !matches!(kind, "if" | "elif" | "ifdef" | "ifndef") {
+            return None;
+        }
+        if let Some(v) = literal() {
+            return Some(v);
+        }
+        let m = self.macros.as_ref()?;
+        if !self.uncertain.is_empty() && tokenize(rest).iter().any(|w| w.kind == Kind::Word && self.uncertain.contains(&w.text)) {
+            return None;
+        }
+        let name = rest.split_whitespace().next().unwrap_or("");
+        match kind {
+            "ifdef" => m.defined(name),
+            "ifndef" => m.defined(name).map(|d| !d),
+            _ => m.eval(rest),
+        }
+    }
+
+    /// Follow the sketch's own `#define`/`#undef` lines in live code.
+    fn note_definition(&mut self, t: &Token) {
+        let Some(m) = self.macros.as_mut() else { return };
+        let (kind, rest) = directive_parts(&t.text);
+        let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let (name, value) = (&rest[..end], rest[end..].trim());
+        match kind {
+            // A plain new macro is known from here on; anything else (a function-like
+            // macro, a redefinition, an #undef) makes conditions on it undecided.
+            "define" if m.defined(name) != Some(true) && !rest[end..].starts_with('(') => m.add_definitions(&format!("#define {name} {value}")),
+            "define" | "undef" => {
+                self.uncertain.insert(name.to_string());
+            }
+            _ => {}
+        }
+    }
+
     fn cond_id(&self) -> (usize, u64) {
         (self.frame_ids.len(), self.frame_ids.last().copied().unwrap_or(0))
     }
 
-    fn conditions(&self) -> Vec<String> {
-        self.cond.frames.iter().flat_map(|f| f.directives.iter().cloned()).collect()
+    /// The open `#if`s, outermost first.
+    fn path(&self) -> Vec<OpenIf> {
+        self.cond
+            .frames
+            .iter()
+            .zip(&self.frames)
+            .zip(&self.frame_ids)
+            .map(|((f, b), &branch)| OpenIf { instance: b.instance, branch, directives: if b.decided { Vec::new() } else { f.directives.clone() } })
+            .collect()
     }
+}
+
+/// An `#if` open around a definition, in the branch it is in.
+#[derive(Clone, PartialEq)]
+struct OpenIf {
+    instance: u64,
+    branch: u64,
+    /// Its directives to replay (none when the board's macros decide it).
+    directives: Vec<String>,
 }
 
 struct Definition {
     name: String,
+    /// The `#if`s around it.
+    path: Vec<OpenIf>,
     /// None for a function with default arguments: it gets no prototype.
     proto: Option<Prototype>,
     /// Merged line before which its prototype could go.
     insert_line: usize,
 }
 
-fn plan(merged: &str) -> Plan {
+fn plan(merged: &str, macros: Option<&Macros>) -> Plan {
     let tokens = tokenize(merged);
-    let mut sc = Scanner::default();
+    let lines: Vec<&str> = merged.split('\n').collect();
+    let mut sc = Scanner { macros: macros.cloned(), ..Scanner::default() };
     let mut declared: HashSet<String> = HashSet::new();
     let mut defined: Vec<Definition> = Vec::new();
     let mut pending = Pending::default();
@@ -246,7 +339,6 @@ fn plan(merged: &str) -> Plan {
         }
         if pending.tokens.is_empty() {
             pending.cond_id = sc.cond_id();
-            pending.outer_if_line = sc.frames.first().map(|f| f.if_line);
             pending.mixed = false;
             pending.parens = 0;
         } else {
@@ -276,12 +368,11 @@ fn plan(merged: &str) -> Plan {
                 continue;
             }
             let extern_c = extern_blocks.last() == Some(&true);
-            if let Some((name, text, first_line)) = function_definition(&head, extern_c).filter(|_| !pending.mixed) {
+            if let Some((name, text, first_line)) = function_definition(&head, extern_c, &lines).filter(|_| !pending.mixed) {
                 let (file, line) = sc.map.map(first_line);
-                let insert_line = pending.outer_if_line.unwrap_or(first_line).min(first_line);
                 // Not mixed: the conditions now are those the head started under.
-                let proto = text.map(|text| Prototype { text, file, line, conditions: sc.conditions() });
-                defined.push(Definition { name, proto, insert_line });
+                let proto = text.map(|text| Prototype { text, file, line, conditions: Vec::new() });
+                defined.push(Definition { name, path: sc.path(), proto, insert_line: first_line });
             }
             // Skip the body (function, class, namespace, initialiser).
             sc.depth = 1;
@@ -290,12 +381,29 @@ fn plan(merged: &str) -> Plan {
             pending.tokens.push(t);
         }
     }
-    let insert_line = defined.iter().map(|d| d.insert_line).min().unwrap_or(1);
+    // The prototypes go right before the first definition the build compiles, even
+    // inside an `#if` (after that block's includes), as arduino-builder puts them
+    // before ctags' first function. A condition the board's macros leave open is
+    // taken as true there.
+    let Some(first) = defined.iter().min_by_key(|d| d.insert_line) else {
+        return Plan { insert_line: 1, prototypes: Vec::new(), map: sc.map };
+    };
+    let (insert_line, at) = (first.insert_line, first.path.clone());
     let mut seen: HashSet<(String, Vec<String>)> = HashSet::new();
     let prototypes = defined
         .into_iter()
         .filter(|d| !declared.contains(&d.name))
-        .filter_map(|d| d.proto)
+        .filter_map(|d| {
+            // The `#if`s open at the insertion point are in force there; a definition
+            // in another branch of one of them cannot be compiled with it.
+            let shared = d.path.iter().zip(&at).take_while(|(a, b)| a == b).count();
+            if matches!((d.path.get(shared), at.get(shared)), (Some(a), Some(b)) if a.instance == b.instance) {
+                return None;
+            }
+            let mut p = d.proto?;
+            p.conditions = d.path[shared..].iter().flat_map(|f| f.directives.iter().cloned()).collect();
+            Some(p)
+        })
         .filter(|p| seen.insert((p.text.clone(), p.conditions.clone())))
         .collect();
     Plan { insert_line, prototypes, map: sc.map }
@@ -341,6 +449,8 @@ struct Declarator {
     params: usize,
     /// Words before the name outside attribute/macro prefixes (0: `ISR(x) {`).
     type_words: usize,
+    /// The name is inside parentheses: a function returning a function pointer.
+    nested: bool,
 }
 
 /// Find the declarator: the identifier before the first top-level `(` that is not
@@ -388,16 +498,16 @@ fn declarator(toks: &[&Token]) -> Option<Declarator> {
         let inner = &toks[p + 1..close];
         let q = inner.iter().position(|t| t.is("("))?;
         let name = q.checked_sub(1)?;
-        return (inner[name].kind == Kind::Word).then_some(Declarator { name: p + 1 + name, params: p + 1 + q, type_words });
+        return (inner[name].kind == Kind::Word).then_some(Declarator { name: p + 1 + name, params: p + 1 + q, type_words, nested: true });
     }
     let name = p.checked_sub(1)?;
-    (toks[name].kind == Kind::Word).then(|| Declarator { name, params: p, type_words: type_words.saturating_sub(1) })
+    (toks[name].kind == Kind::Word).then(|| Declarator { name, params: p, type_words: type_words.saturating_sub(1), nested: false })
 }
 
 /// If the tokens before a file-scope `{` start a function definition: its name,
 /// prototype text (none for a function with default arguments) and the merged line
 /// where the declaration starts.
-fn function_definition(head: &[&Token], extern_c: bool) -> Option<(String, Option<String>, usize)> {
+fn function_definition(head: &[&Token], extern_c: bool, lines: &[&str]) -> Option<(String, Option<String>, usize)> {
     let mut head = strip_macro_statements(head);
     if head.last().is_some_and(|t| t.is("try")) {
         head = &head[..head.len() - 1]; // function-try-block
@@ -429,16 +539,134 @@ fn function_definition(head: &[&Token], extern_c: bool) -> Option<(String, Optio
             _ => {}
         }
     }
+    let c_linkage = extern_c || matches!(head, [e, l, ..] if e.is("extern") && l.text == "\"C\"");
+    let Some((text, line)) = ctags_prototype(head, &d, params_close, c_linkage, lines) else {
+        // ctags would give a prototype the code does not contain: arduino-builder
+        // drops it, but the definition still places the prototypes (at its name).
+        return Some((name.text.clone(), None, name.line));
+    };
     if has_default_argument(head, d.params, params_close) {
         // A definition all the same: prototypes still go above it.
-        return Some((name.text.clone(), None, first.line));
+        return Some((name.text.clone(), None, line));
     }
-    let mut text = prototype_text(head);
-    if extern_c && !first.is("extern") {
-        text.insert_str(0, "extern \"C\" ");
+    Some((name.text.clone(), Some(text), line))
+}
+
+/// Words ctags' C++ parser knows as keywords: in a return type each is followed by
+/// a space, while names and `*`/`&` are written with none (`const char *`,
+/// `EEPROMClass&`, `uint8_tconst *`).
+const CTAGS_KEYWORDS: &[&str] = &[
+    "auto", "bool", "char", "class", "const", "constexpr", "double", "enum", "explicit", "float", "friend", "int", "long", "mutable", "register", "short",
+    "signed", "struct", "template", "union", "unsigned", "virtual", "void", "volatile", "wchar_t",
+];
+/// Specifiers ctags leaves out of a return type, dropping what it collected before
+/// them (`const static int` gives `int`); arduino-builder adds back only `static`.
+const CTAGS_RESETS: &[&str] = &["static", "inline", "__inline", "__inline__", "extern", "typename"];
+
+/// The return type as ctags writes it in its `returntype:` field: specifiers,
+/// attributes and macro calls left out, template arguments dropped (`std::vector`).
+fn ctags_return_type(toks: &[&Token]) -> String {
+    let mut out = String::new();
+    let mut j = 0;
+    while let Some(t) = toks.get(j) {
+        j += 1;
+        if t.kind == Kind::Literal {
+            continue; // extern "C"
+        }
+        if CTAGS_RESETS.contains(&t.text.as_str()) {
+            out.clear();
+            continue;
+        }
+        let group = |open: &str, close: &str| {
+            let mut depth = 0i32;
+            let mut k = j - 1;
+            while let Some(u) = toks.get(k) {
+                depth += i32::from(u.is(open)) - i32::from(u.is(close));
+                k += 1;
+                if depth <= 0 {
+                    break;
+                }
+            }
+            k
+        };
+        if t.is("<") {
+            j = group("<", ">");
+        } else if t.is("[") {
+            j = group("[", "]"); // [[attributes]]
+        } else if toks.get(j).is_some_and(|n| n.is("(")) && t.kind == Kind::Word {
+            j = group_after(toks, j); // __attribute__((..)), SECTION(".x")
+        } else {
+            out.push_str(&t.text);
+            if t.kind == Kind::Word && CTAGS_KEYWORDS.contains(&t.text.as_str()) {
+                out.push(' ');
+            }
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// Index after the parenthesised group that opens at `open`.
+fn group_after(toks: &[&Token], open: usize) -> usize {
+    matching_paren(toks, open).map_or(toks.len(), |c| c + 1)
+}
+
+/// The prototype arduino-builder makes from ctags' tag for this definition, and the
+/// merged line its `#line` names, or None when it drops the tag because the
+/// prototype does not occur in the code:
+/// - `template` functions: the source line of the name, up to its `{`, and `;`;
+/// - others: `static ` when that line holds `static `, then ctags' return type,
+///   the name and the parameter list (so `inline` goes);
+/// - the line is the name's (ctags' line for the tag).
+fn ctags_prototype(head: &[&Token], d: &Declarator, params_close: usize, extern_c: bool, lines: &[&str]) -> Option<(String, usize)> {
+    let name = head[d.name];
+    let name_line = lines.get(name.line - 1).map_or("", |l| l.trim_end_matches('\r'));
+    if d.nested {
+        // A function returning a function pointer: ctags has no tag for it; ours
+        // keeps the declaration as written.
+        let mut text = prototype_text(head);
+        if extern_c && !head[0].is("extern") {
+            text.insert_str(0, "extern \"C\" ");
+        }
+        text.push(';');
+        return Some((text, head[0].line));
+    }
+    let return_type = ctags_return_type(&head[..d.name]);
+    if return_type.starts_with("template") {
+        let code = match name_line.find('{') {
+            Some(b) => &name_line[..b],
+            None => &name_line[..name_line.rfind(')').map_or(name_line.len(), |c| c + 1)],
+        };
+        return Some((format!("{code};"), name.line));
+    }
+    let core = format!("{return_type} {}{}", name.text, prototype_text(&head[d.params..=params_close]));
+    // arduino-builder keeps a prototype only when its text (spaces and tabs aside)
+    // is in the code: the name's whole line as written, or when it has no `)`, that
+    // line and the next ones up to its `)`, comments removed. A return type on an
+    // earlier line is not in it.
+    let squeeze = |s: &str| s.chars().filter(|c| *c != ' ' && *c != '\t').collect::<String>();
+    let mut code = squeeze(name_line);
+    if !code.contains(')') {
+        let params_end = head[params_close].line;
+        code = head.iter().filter(|t| t.line >= name.line && t.line <= params_end).map(|t| squeeze(&t.text)).collect();
+    }
+    if !code.contains(&squeeze(&core)) {
+        return None;
+    }
+    let mut text = String::new();
+    if extern_c {
+        text.push_str("extern \"C\" ");
+    }
+    if name_line.contains("static ") {
+        text.push_str("static ");
+    }
+    text.push_str(&core);
+    let trailing = &head[params_close + 1..];
+    if !trailing.is_empty() {
+        text.push(' ');
+        text.push_str(&prototype_text(trailing));
     }
     text.push(';');
-    Some((name.text.clone(), Some(text), first.line))
+    Some((text, name.line))
 }
 
 /// A `=` directly inside the parameter list `params_open..=params_close`.
@@ -523,17 +751,28 @@ mod tests {
     }
 
     #[test]
-    fn templates_keep_their_header() {
-        let src = "template <typename T> T twice(T x) { return x + x; }\n";
-        assert_eq!(protos(src), vec!["template <typename T> T twice(T x);"]);
+    fn templates_keep_their_line_up_to_the_brace() {
+        // As arduino-builder writes them: the name's line cut at `{`, space and all;
+        // a `template` line above the name is not part of it.
+        let src = "template <typename T> T twice(T x) { return x + x; }\ntemplate <class T>\nT half(T x) { return x / 2; }\n";
+        assert_eq!(protos(src), vec!["template <typename T> T twice(T x) ;", "T half(T x) ;"]);
     }
 
     #[test]
-    fn multi_line_signature_with_comments() {
-        let src = "unsigned long\nmeasure(int pin, /* the pin ) { */\n        int samples) // count\n{\n  return 0;\n}\n";
+    fn parameters_over_several_lines_with_comments() {
+        let src = "unsigned long measure(int pin, // the pin\n        int samples) // count\n{\n  return 0;\n}\n";
         assert_eq!(protos(src), vec!["unsigned long measure(int pin, int samples);"]);
         let p = &find_prototypes(src)[0];
         assert_eq!(p.line, 1);
+    }
+
+    #[test]
+    fn a_return_type_above_the_name_gives_no_prototype_but_places_them() {
+        // ctags' line is the name's and its code does not hold the return type:
+        // arduino-builder drops the prototype and inserts the others at that line.
+        let src = "#line 1 \"/s/R/R.ino\"\nstatic unsigned long\nmeasure(int pin) {\n  return 0;\n}\nvoid later() {}\n";
+        let want = "#line 1 \"/s/R/R.ino\"\nstatic unsigned long\n#line 5 \"/s/R/R.ino\"\nvoid later();\n#line 2 \"/s/R/R.ino\"\nmeasure(int pin) {\n  return 0;\n}\nvoid later() {}\n";
+        assert_eq!(add_prototypes(src), want);
     }
 
     #[test]
@@ -573,10 +812,42 @@ mod tests {
     }
 
     #[test]
-    fn first_definition_inside_if_moves_insertion_above_it() {
-        let src = "#line 1 \"/s/D/D.ino\"\n#ifdef A\nvoid a() {}\n#endif\nvoid b() {}\n";
-        let out = add_prototypes(src);
-        assert!(out.starts_with("#line 1 \"/s/D/D.ino\"\n#ifdef A\n#line 2 \"/s/D/D.ino\"\nvoid a();\n#endif\n#line 4 \"/s/D/D.ino\"\nvoid b();\n#line 1 \"/s/D/D.ino\"\n#ifdef A\nvoid a() {}"), "{out}");
+    fn first_definition_inside_an_undecided_if_places_them_inside_it() {
+        // Taken as true, as the block's own includes must come first.
+        let src = "#line 1 \"/s/D/D.ino\"\n#ifdef A\n#include <A.h>\nvoid a() {}\n#endif\nvoid b() {}\n";
+        let want = "#line 1 \"/s/D/D.ino\"\n#ifdef A\n#include <A.h>\n#line 3 \"/s/D/D.ino\"\nvoid a();\n#line 5 \"/s/D/D.ino\"\nvoid b();\n#line 3 \"/s/D/D.ino\"\nvoid a() {}\n#endif\nvoid b() {}\n";
+        assert_eq!(add_prototypes(src), want);
+    }
+
+    fn avr() -> Macros {
+        Macros::from_args(&["-DARDUINO_ARCH_AVR".into(), "-D__AVR__".into(), "-DARDUINO=10600".into()])
+    }
+
+    #[test]
+    fn board_macros_decide_which_branch_places_the_prototypes() {
+        let src = "#line 1 \"/s/E/E.ino\"\n#if defined(ARDUINO_ARCH_SAMD)\n#include <S.h>\nint s() {}\n#else\n#include <A.h>\nint a() {}\n#endif\nvoid setup() {}\n";
+        let want = "#line 1 \"/s/E/E.ino\"\n#if defined(ARDUINO_ARCH_SAMD)\n#include <S.h>\nint s() {}\n#else\n#include <A.h>\n\
+                    #line 6 \"/s/E/E.ino\"\nint a();\n#line 8 \"/s/E/E.ino\"\nvoid setup();\n#line 6 \"/s/E/E.ino\"\nint a() {}\n#endif\nvoid setup() {}\n";
+        assert_eq!(add_prototypes_for(src, Some(&avr())), want);
+        // Decided conditions are in force, not replayed; undecided ones still are.
+        let src = "void setup() {}\n#if ARDUINO >= 100 && defined(__AVR__)\nvoid a() {}\n#ifdef OWN\nvoid own() {}\n#endif\n#endif\n";
+        let p = plan(src, Some(&avr())).prototypes;
+        let got: Vec<(&str, &[String])> = p.iter().map(|p| (p.text.as_str(), &p.conditions[..])).collect();
+        assert_eq!(got, vec![("void setup();", &[][..]), ("void a();", &[][..]), ("void own();", &["#ifdef OWN".to_string()][..])]);
+    }
+
+    #[test]
+    fn the_sketchs_own_defines_decide_and_undefs_undecide() {
+        let src = "#define USE_A\n#ifdef USE_A\nvoid a() {}\n#else\nvoid b() {}\n#endif\n#undef USE_A\n#ifdef USE_A\nvoid c() {}\n#endif\n";
+        let p = plan(src, Some(&avr())).prototypes;
+        let got: Vec<(&str, usize)> = p.iter().map(|p| (p.text.as_str(), p.conditions.len())).collect();
+        assert_eq!(got, vec![("void a();", 0), ("void c();", 1)]);
+    }
+
+    #[test]
+    fn braces_follow_the_live_branch_when_the_first_is_dead() {
+        let src = "#if defined(ARDUINO_ARCH_SAMD)\nvoid f(long a) {\n#else\nvoid f(int a) {\n#endif\n  a++;\n}\nvoid g() {}\n";
+        assert_eq!(plan(src, Some(&avr())).prototypes.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(), vec!["void f(int a);", "void g();"]);
     }
 
     #[test]
@@ -596,8 +867,8 @@ mod tests {
 
     #[test]
     fn references_pointers_statics_and_qualifiers() {
-        let src = "static inline const char *name(uint8_t &x) { return 0; }\nString& ref(String &s) { return s; }\nint noex() noexcept { return 1; }\n";
-        assert_eq!(protos(src), vec!["static inline const char *name(uint8_t &x);", "String& ref(String &s);", "int noex() noexcept;"]);
+        let src = "static inline const char *name(uint8_t &x) { return 0; }\nString &ref(String &s) { return s; }\nint noex() noexcept { return 1; }\ninline int in() { return 2; }\n";
+        assert_eq!(protos(src), vec!["static const char * name(uint8_t &x);", "String& ref(String &s);", "int noex() noexcept;", "int in();"]);
     }
 
     #[test]
@@ -614,8 +885,8 @@ mod tests {
 
     #[test]
     fn multi_line_signature_exact_output() {
-        let src = "#line 1 \"/s/M/M.ino\"\n// note\nstatic unsigned long\nmeasure(int pin,\n        int samples) {\n  return 0;\n}\n";
-        let want = "#line 1 \"/s/M/M.ino\"\n// note\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long measure(int pin, int samples);\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long\nmeasure(int pin,\n        int samples) {\n  return 0;\n}\n";
+        let src = "#line 1 \"/s/M/M.ino\"\n// note\nstatic unsigned long measure(int pin,\n        int samples) {\n  return 0;\n}\n";
+        let want = "#line 1 \"/s/M/M.ino\"\n// note\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long measure(int pin, int samples);\n#line 2 \"/s/M/M.ino\"\nstatic unsigned long measure(int pin,\n        int samples) {\n  return 0;\n}\n";
         assert_eq!(add_prototypes(src), want);
     }
 
@@ -633,8 +904,9 @@ mod tests {
         let src = "#ifdef WIDE\nvoid f(long a) {\n#else\nvoid f(int a) {\n#endif\n  a++;\n}\nvoid g() {}\n";
         let p = find_prototypes(src);
         let got: Vec<(&str, &[String])> = p.iter().map(|p| (p.text.as_str(), &p.conditions[..])).collect();
-        let (ifdef, els) = ("#ifdef WIDE".to_string(), "#else".to_string());
-        assert_eq!(got, vec![("void f(long a);", &[ifdef.clone()][..]), ("void f(int a);", &[ifdef, els][..]), ("void g();", &[][..])]);
+        // The prototypes go inside the first branch: the other's definition is not
+        // compiled with them.
+        assert_eq!(got, vec![("void f(long a);", &[][..]), ("void g();", &[][..])]);
     }
 
     #[test]
@@ -645,10 +917,10 @@ mod tests {
 
     #[test]
     fn identical_definitions_in_branches_are_declared_per_branch() {
-        let src = "#if defined(A)\nvoid f() {}\n#elif defined(B)\nvoid f() {}\n#else\nvoid f() {}\nvoid f() {}\n#endif\n";
+        let src = "void setup() {}\n#if defined(A)\nvoid f() {}\n#elif defined(B)\nvoid f() {}\n#else\nvoid f() {}\nvoid f() {}\n#endif\n";
         let p = find_prototypes(src);
-        assert_eq!(p.len(), 3);
-        assert_eq!(p[2].conditions, vec!["#if defined(A)", "#elif defined(B)", "#else"]);
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[3].conditions, vec!["#if defined(A)", "#elif defined(B)", "#else"]);
     }
 
     #[test]
@@ -656,7 +928,7 @@ mod tests {
         let src = "__attribute__((weak)) void w() {}\n[[nodiscard]] int n() { return 0; }\nSECTION(\".x\") void s() {}\nREGISTER(thing)\nvoid after_macro() {}\nvoid IRAM_ATTR isr_handler() {}\n";
         assert_eq!(
             protos(src),
-            vec!["__attribute__((weak)) void w();", "[[nodiscard]] int n();", "SECTION(\".x\") void s();", "void after_macro();", "void IRAM_ATTR isr_handler();"]
+            vec!["void w();", "int n();", "void s();", "void after_macro();", "void IRAM_ATTR isr_handler();"]
         );
         assert_eq!(find_prototypes(src)[3].line, 5);
     }

@@ -114,6 +114,12 @@ impl Sketch {
     /// The merged C++ of all `.ino` files with `#include <Arduino.h>`, `#line`
     /// directives and generated prototypes, as bytes (non-UTF-8 sources keep their bytes).
     pub fn merged_cpp(&self) -> Result<Vec<u8>> {
+        self.merged_cpp_for(None)
+    }
+
+    /// As `merged_cpp`, for a board whose macros decide which `#if` branches are
+    /// live: prototypes go where arduino-builder puts them for that board.
+    pub fn merged_cpp_for(&self, macros: Option<&crate::macros::Macros>) -> Result<Vec<u8>> {
         if self.dir.join(PLAIN_CPP_MAIN_MARKER).is_file() {
             return std::fs::read(&self.main_ino).map_err(|e| Error::io(&self.main_ino, e));
         }
@@ -127,7 +133,7 @@ impl Sketch {
             };
             parts.push((named, bytes));
         }
-        Ok(merge_inos(&parts))
+        Ok(merge_inos_for(&parts, macros))
     }
 }
 
@@ -140,6 +146,11 @@ impl Sketch {
 /// a `#line 1` for the main .ino, then each .ino as `#line 1 "PATH"`, its text and a
 /// newline.
 pub fn merge_inos(parts: &[(PathBuf, Vec<u8>)]) -> Vec<u8> {
+    merge_inos_for(parts, None)
+}
+
+/// `merge_inos` for a board whose macros decide the sketch's `#if` branches.
+pub fn merge_inos_for(parts: &[(PathBuf, Vec<u8>)], macros: Option<&crate::macros::Macros>) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     let line_1 = |merged: &mut Vec<u8>, path: &Path| {
         merged.extend_from_slice(b"#line 1 \"");
@@ -159,10 +170,10 @@ pub fn merge_inos(parts: &[(PathBuf, Vec<u8>)]) -> Vec<u8> {
         merged.push(b'\n');
     }
     match String::from_utf8(merged) {
-        Ok(text) => crate::prototypes::add_prototypes(&text).into_bytes(),
+        Ok(text) => crate::prototypes::add_prototypes_for(&text, macros).into_bytes(),
         Err(e) => {
             let latin1: String = e.into_bytes().iter().map(|&b| b as char).collect();
-            let out = crate::prototypes::add_prototypes(&latin1);
+            let out = crate::prototypes::add_prototypes_for(&latin1, macros);
             out.chars().map(|c| c as u32 as u8).collect()
         }
     }

@@ -171,14 +171,15 @@ pub struct Loaded {
 }
 
 /// What a board matrix (matrix.rs) loads once for all its boards: the installed
-/// platforms, the sketches, and each sketch's merged `.ino` (the same for every board).
+/// platforms, the sketches, and each sketch's merged `.ino` (per sketch and board
+/// framework folder: the board's macros decide where prototypes go).
 #[derive(Default)]
 pub struct Shared {
     pub platforms: Option<Vec<platform::Platform>>,
     pub sketches: Option<Vec<Sketch>>,
     /// Keep merged `.ino`s for the next board (a single board never needs them again).
     pub remember_merged: bool,
-    merged: Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<Vec<u8>>>>,
+    merged: Mutex<std::collections::HashMap<(PathBuf, PathBuf), std::sync::Arc<Vec<u8>>>>,
 }
 
 impl Shared {
@@ -192,13 +193,15 @@ impl Shared {
         Shared { platforms: Some(platforms), ..Default::default() }
     }
 
-    fn merged_cpp(&self, sketch: &Sketch) -> Result<std::sync::Arc<Vec<u8>>> {
-        if let Some(m) = self.merged.lock().unwrap().get(&sketch.dir) {
+    /// `board` names the board's framework folder, whose `macros` they are.
+    fn merged_cpp(&self, sketch: &Sketch, board: &Path, macros: Option<&crate::macros::Macros>) -> Result<std::sync::Arc<Vec<u8>>> {
+        let key = (sketch.dir.clone(), board.to_path_buf());
+        if let Some(m) = self.merged.lock().unwrap().get(&key) {
             return Ok(m.clone());
         }
-        let m = std::sync::Arc::new(sketch.merged_cpp()?);
+        let m = std::sync::Arc::new(sketch.merged_cpp_for(macros)?);
         if self.remember_merged {
-            self.merged.lock().unwrap().insert(sketch.dir.clone(), m.clone());
+            self.merged.lock().unwrap().insert(key, m.clone());
         }
         Ok(m)
     }
@@ -942,7 +945,7 @@ impl Build<'_> {
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
         let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
-        let merged = self.shared.merged_cpp(sketch)?;
+        let merged = self.shared.merged_cpp(sketch, &self.setup.fw_dir, self.setup.includes.macros())?;
         if write_if_changed(&merged_path, &merged)? {
             self.cache.invalidate(&merged_path);
         }
