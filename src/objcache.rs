@@ -497,7 +497,7 @@ mod tests {
         if today(unix_now()) == today(unix_now() - 1) {
             assert_eq!(Some(lookup.hash), key);
         }
-        let u = cache.untimed(&base, &[c.header.clone()], |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
         assert_ne!(cache.timed(&base, &u, unix_now() + 86_400), cache.timed(&base, &u, unix_now()));
 
         // __TIME__ in the header: keyed by the second; a compile whose clock moved on
@@ -507,7 +507,7 @@ mod tests {
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
         let (key, time) = cache.record(&base, &c.job, unix_now() - 5);
         assert!(time.time && key.is_none(), "started 5 s ago: which second the compiler read is unknown");
-        let u = cache.untimed(&base, &[c.header.clone()], |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
         let now = unix_now();
         assert_ne!(cache.timed(&base, &u, now), cache.timed(&base, &u, now + 1));
         let lookup = cache.local_full_key(&base).expect("the manifest was stored");
@@ -520,7 +520,7 @@ mod tests {
         for (compiler, honours) in [(gcc12(), true), (compiler(1), false)] {
             let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1700000000".into()));
             let base = cache.base_key(&compiler, &c.job).unwrap();
-            let u = cache.untimed(&base, &[c.header.clone()], |p| cache.file(p)).unwrap();
+            let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
             let (now, later) = (cache.timed(&base, &u, unix_now()).unwrap(), cache.timed(&base, &u, unix_now() + 86_400 * 30).unwrap());
             assert_eq!(now == later, honours, "{}", compiler.version);
             let other = ObjectCache::with_source_date_epoch(None, Some("1600000000".into()));
@@ -535,13 +535,13 @@ mod tests {
         age(&c.header, 3600);
         let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1".into()));
         let base = cache.base_key(&gcc12(), &c.job).unwrap();
-        let u = cache.untimed(&base, &[c.header.clone()], |p| cache.current_file(p)).unwrap();
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.current_file(p)).unwrap();
         assert!(u.time.timestamp && !u.time.read_clock());
         let k = cache.timed(&base, &u, unix_now()).unwrap();
         assert_eq!(Some(k), cache.timed(&base, &u, unix_now() + 86_400), "the clock does not matter");
         // Touched, same bytes: another key.
         age(&c.header, 60);
-        let u2 = cache.untimed(&base, &[c.header.clone()], |p| cache.current_file(p)).unwrap();
+        let u2 = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.current_file(p)).unwrap();
         assert_ne!(Some(k), cache.timed(&base, &u2, unix_now()));
         assert_eq!(u.full, u2.full, "the bytes did not change");
     }
@@ -570,9 +570,9 @@ mod tests {
         let h = t.path().join("h.h");
         std::fs::write(&h, "1").unwrap();
         let base = untimed_base([7u8; 32]);
-        let k1 = ObjectCache::new(None).key_from(&base, &[h.clone()]).unwrap();
+        let k1 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h)).unwrap();
         std::fs::write(&h, "2").unwrap();
-        let k2 = ObjectCache::new(None).key_from(&base, &[h.clone()]).unwrap();
+        let k2 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h)).unwrap();
         assert_ne!(k1, k2);
         std::fs::remove_file(&h).unwrap();
         assert!(ObjectCache::new(None).key_from(&base, &[h]).is_none(), "a vanished header is a miss");

@@ -190,6 +190,7 @@ fn time_units_rebuild_each_second_date_units_each_day_and_the_rest_stay_warm() {
         assert_eq!((by_name(&warm, name)["link"].as_str(), by_name(&warm, name)["objects_compiled"].as_u64()), (Some("up_to_date"), Some(0)), "{name}");
         assert_eq!(firmware(&warm, name, "hex"), firmware(&cold, name, "hex"), "{name}");
     }
+    assert_eq!(by_name(&warm, "Clock")["discover_runs"], 0, "discovery answers do not follow the clock");
     assert_eq!(unit(&warm, "Stamped")["up_to_date"], true);
     assert_eq!(unit(&warm, "Ticking")["objects_compiled"], 1);
     assert_eq!(by_name(&warm, "UsesTicking")["objects_compiled"], 0, "its own source names no time macro");

@@ -120,7 +120,7 @@ pub fn time_words(macros: TimeMacros, epoch: Option<&str>, now: i64, timestamp_m
 
 /// `YYYY-MM-DD hh:mm:ss` in the local time zone (TZ), as the compiler's clock reads it.
 pub fn local_time(secs: i64) -> Option<String> {
-    let t: libc::time_t = secs.try_into().ok()?;
+    let t = secs as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, and returns null on failure.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::units::{compile_one, compiler_for, run_into_log, CompileEnv, Compiled, Unit};
 use super::FolderLock;
+use crate::cache::keys::TimeMacros;
 use crate::diagnostics;
 use crate::discover::DiscoveryError;
 use crate::exec::{display_command, Runner};
@@ -18,7 +19,6 @@ use crate::hash::{hex, Hash};
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex};
 use crate::link_failure::{self, LinkFailure};
-use crate::cache::keys::TimeMacros;
 use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::properties::Properties;

@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::cache::keys::TimeMacros;
 use crate::diagnostics;
 use crate::error::{Error, Result};
 use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash};
 use crate::launcher;
 use crate::library::IncludeCache;
-use crate::cache::keys::TimeMacros;
 use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
