@@ -4,6 +4,9 @@
 //!   paths replaced by placeholders) + the source bytes;
 //! * a manifest, stored under the base key, lists the headers the last compile of
 //!   that base read (from its depfile); the full key adds each header's path and bytes;
+//! * when the source or a header names `__DATE__`, `__TIME__` or `__TIMESTAMP__`
+//!   (found in the bytes read to hash them), the object is keyed by the timed key:
+//!   the full key and the clock as the compiler reads it (`keys::time_words`);
 //! * archive and link keys combine the keys of their inputs with their own commands.
 //!
 //! Headers GCC calls "system" (avr-libc) are not in `-MMD` depfiles; the compiler
@@ -13,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::cache::keys::{self, TimeMacros};
 use crate::hash::{Hash, Hasher};
 use crate::plan::CompileJob;
 use crate::store::Store;
@@ -23,13 +27,45 @@ pub struct ObjectCache<'a> {
     /// Content hashes of files read this run: each header is hashed once per run,
     /// and re-read later only when its stat says it may have changed.
     file_hashes: Mutex<HashMap<PathBuf, Hashed>>,
+    /// SOURCE_DATE_EPOCH as this process (and so every compiler it starts) sees it.
+    source_date_epoch: Option<String>,
 }
 
-/// A file's content hash and the stat it had when it was read.
+/// A file's content hash, the time macros its bytes name, and the stat it had when
+/// it was read.
 #[derive(Clone, Copy)]
 struct Hashed {
     hash: Option<Hash>,
+    macros: TimeMacros,
     stamp: Option<Stamp>,
+}
+
+/// An object's base key, with what its full key needs from the compiler and the
+/// source besides the headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseKey {
+    pub hash: Hash,
+    /// The time macros the source names, and its mtime (for `__TIMESTAMP__`).
+    source_macros: TimeMacros,
+    source_mtime: Option<i64>,
+    /// The compiler expands `__DATE__` and `__TIME__` from SOURCE_DATE_EPOCH: it is
+    /// set and the compiler honours it.
+    epoch: bool,
+}
+
+/// An object's key, and the time macros its files name (`any()`: a timed key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectKey {
+    pub hash: Hash,
+    pub time: TimeMacros,
+}
+
+/// The clock-free part of an object's key: the full key, the time macros of the
+/// source and headers, and the mtimes of those that name `__TIMESTAMP__`.
+struct Untimed {
+    full: Hash,
+    time: TimeMacros,
+    timestamp_mtimes: Vec<i64>,
 }
 
 /// What changes when a file is rewritten in place or replaced (as git's index
@@ -128,37 +164,55 @@ pub fn depfile_of(object: &Path) -> PathBuf {
 
 impl<'a> ObjectCache<'a> {
     pub fn new(store: Option<&'a Store>) -> ObjectCache<'a> {
-        ObjectCache { store, file_hashes: Mutex::default() }
+        Self::with_source_date_epoch(store, std::env::var("SOURCE_DATE_EPOCH").ok())
+    }
+
+    /// `new`, with SOURCE_DATE_EPOCH given instead of read from the environment.
+    pub fn with_source_date_epoch(store: Option<&'a Store>, source_date_epoch: Option<String>) -> ObjectCache<'a> {
+        ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch }
     }
 
     /// A file's content hash, read once per run.
     pub fn file_hash(&self, path: &Path) -> Option<Hash> {
-        if let Some(h) = self.file_hashes.lock().unwrap().get(path) {
-            return h.hash;
-        }
-        self.read_hash(path)
+        self.file(path).hash
     }
 
     /// A file's content hash as it is now: for keys recorded after a tool read the
-    /// file, which may have been edited since our lookup hashed it. A stat shows
-    /// whether the memo still holds; only a changed (or racy) file is read again.
+    /// file, which may have been edited since our lookup hashed it.
     pub fn current_hash(&self, path: &Path) -> Option<Hash> {
-        let memo = self.file_hashes.lock().unwrap().get(path).copied();
-        if let Some(Hashed { hash, stamp: Some(old) }) = memo {
-            if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
-                return hash;
-            }
-        }
-        self.read_hash(path)
+        self.current_file(path).hash
     }
 
-    fn read_hash(&self, path: &Path) -> Option<Hash> {
+    fn file(&self, path: &Path) -> Hashed {
+        if let Some(h) = self.file_hashes.lock().unwrap().get(path) {
+            return *h;
+        }
+        self.read_file(path)
+    }
+
+    /// The file as it is now. A stat shows whether the memo still holds; only a
+    /// changed (or racy) file is read again.
+    fn current_file(&self, path: &Path) -> Hashed {
+        let memo = self.file_hashes.lock().unwrap().get(path).copied();
+        if let Some(h @ Hashed { stamp: Some(old), .. }) = memo {
+            if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
+                return h;
+            }
+        }
+        self.read_file(path)
+    }
+
+    fn read_file(&self, path: &Path) -> Hashed {
         // Stat before reading: a change after the stat gives a newer stamp later.
         let stamp = stamp_of(path);
-        let hash = std::fs::read(path).ok().map(|b| *blake3::hash(&b).as_bytes());
+        let bytes = std::fs::read(path).ok();
+        // The time macros are looked for in the bytes read for the hash: no second read.
+        let macros = bytes.as_deref().map(TimeMacros::scan).unwrap_or_default();
+        let hash = bytes.map(|b| *blake3::hash(&b).as_bytes());
         let stamp = stamp.filter(|_| hash.is_some());
-        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), Hashed { hash, stamp });
-        hash
+        let hashed = Hashed { hash, macros, stamp };
+        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), hashed);
+        hashed
     }
 
     /// Forget a file's hash (we just rewrote it).
@@ -166,47 +220,72 @@ impl<'a> ObjectCache<'a> {
         self.file_hashes.lock().unwrap().remove(path);
     }
 
-    pub fn base_key(&self, compiler: &Compiler, job: &CompileJob) -> Option<Hash> {
-        let source = self.file_hash(&job.source)?;
+    pub fn base_key(&self, compiler: &Compiler, job: &CompileJob) -> Option<BaseKey> {
+        let source = self.file(&job.source);
         let args = normalize_args(&job.args, &[(&job.object, "\u{0}OBJ"), (&job.source, "\u{0}SRC")]);
         let mut h = Hasher::new("object-base-v1");
-        h.bytes(&compiler.identity).bytes(&source);
+        h.bytes(&compiler.identity).bytes(&source.hash?);
         for a in &args {
             h.str(a);
         }
-        Some(h.finish())
+        Some(BaseKey {
+            hash: h.finish(),
+            source_macros: source.macros,
+            source_mtime: source.stamp.map(|s| s.mtime.0),
+            epoch: self.source_date_epoch.is_some() && compiler.honours_source_date_epoch(),
+        })
     }
 
-    fn full_key_from(&self, base: &Hash, headers: &[PathBuf]) -> Option<Hash> {
-        self.full_key_with(base, headers, |p| self.file_hash(p))
-    }
-
-    fn full_key_with(&self, base: &Hash, headers: &[PathBuf], hash_of: impl Fn(&Path) -> Option<Hash>) -> Option<Hash> {
-        let mut h = Hasher::new("object-full-v1");
-        h.bytes(base);
-        for header in headers {
-            h.path(header).bytes(&hash_of(header)?);
+    /// The full key and what the time macros need, from each header as `read` finds it.
+    fn untimed(&self, base: &BaseKey, headers: &[PathBuf], read: impl Fn(&Path) -> Hashed) -> Option<Untimed> {
+        let mut time = base.source_macros;
+        let mut timestamp_mtimes = Vec::new();
+        if time.timestamp {
+            timestamp_mtimes.push(base.source_mtime?);
         }
-        Some(h.finish())
+        let mut hashed = Vec::with_capacity(headers.len());
+        for header in headers {
+            let f = read(header);
+            hashed.push((header.as_path(), f.hash?));
+            time |= f.macros;
+            if f.macros.timestamp {
+                timestamp_mtimes.push(f.stamp?.mtime.0);
+            }
+        }
+        Some(Untimed { full: keys::object_full(&base.hash, hashed), time, timestamp_mtimes })
+    }
+
+    /// The object's key with its clock read at `at` (whole seconds since the epoch).
+    fn timed(&self, base: &BaseKey, u: &Untimed, at: i64) -> Option<ObjectKey> {
+        if !u.time.any() {
+            return Some(ObjectKey { hash: u.full, time: u.time });
+        }
+        let epoch = self.source_date_epoch.as_deref().filter(|_| base.epoch);
+        let words = keys::time_words(u.time, epoch, at, &u.timestamp_mtimes)?;
+        Some(ObjectKey { hash: keys::object_timed(&u.full, &words), time: u.time })
+    }
+
+    fn key_from(&self, base: &BaseKey, headers: &[PathBuf]) -> Option<ObjectKey> {
+        self.timed(base, &self.untimed(base, headers, |p| self.file(p))?, unix_now())
     }
 
     /// The full key when the manifest of a previous compile is known (locally or in
     /// the remote tier) and every header it lists still exists; `None` means "compile
     /// to find out".
-    pub fn full_key(&self, base: &Hash) -> Option<Hash> {
-        self.full_key_from_manifest(base, self.store?.get_record("manifest", base)?)
+    pub fn full_key(&self, base: &BaseKey) -> Option<ObjectKey> {
+        self.full_key_from_manifest(base, self.store?.get_record("manifest", &base.hash)?)
     }
 
     /// `full_key` from the local store only: what a warm run needs, without a remote
     /// round trip for sources that have no manifest (their compile failed before).
-    pub fn local_full_key(&self, base: &Hash) -> Option<Hash> {
-        self.full_key_from_manifest(base, self.store?.get_local_record("manifest", base)?)
+    pub fn local_full_key(&self, base: &BaseKey) -> Option<ObjectKey> {
+        self.full_key_from_manifest(base, self.store?.get_local_record("manifest", &base.hash)?)
     }
 
-    fn full_key_from_manifest(&self, base: &Hash, manifest: Vec<u8>) -> Option<Hash> {
+    fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
         let text = String::from_utf8(manifest).ok()?;
         let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
-        self.full_key_from(base, &headers)
+        self.key_from(base, &headers)
     }
 
     /// Place a cached object for `key` at the job's object path.
@@ -217,22 +296,33 @@ impl<'a> ObjectCache<'a> {
         }
     }
 
-    /// After a successful compile: record the manifest from the depfile and store
-    /// the object. Returns the full key, or `None` when the result cannot be keyed
-    /// (no depfile), in which case nothing is cached.
-    pub fn record(&self, base: &Hash, job: &CompileJob) -> Option<Hash> {
-        let depfile = depfile_of(&job.object);
-        let text = std::fs::read_to_string(&depfile).ok()?;
+    /// After a successful compile that started at `started` (whole seconds since the
+    /// epoch): record the manifest from the depfile and store the object. Returns its
+    /// key, or `None` when the result cannot be keyed, in which case the object is not
+    /// stored: no depfile, or a time macro whose clock moved on during the compile (a
+    /// `__TIME__` compile that crossed a second, a `__DATE__` one that crossed
+    /// midnight), so which reading the compiler took is unknown. The time macros the
+    /// files name are returned either way.
+    pub fn record(&self, base: &BaseKey, job: &CompileJob, started: i64) -> (Option<Hash>, TimeMacros) {
+        let Ok(text) = std::fs::read_to_string(depfile_of(&job.object)) else { return (None, base.source_macros) };
         let headers: Vec<PathBuf> = parse_depfile(&text).into_iter().filter(|p| p != &job.source).collect();
         // Each header as the compiler read it, not as our lookup hashed it before.
-        let full = self.full_key_with(base, &headers, |p| self.current_hash(p))?;
+        let Some(untimed) = self.untimed(base, &headers, |p| self.current_file(p)) else { return (None, base.source_macros) };
+        let key = self.timed(base, &untimed, started).filter(|k| self.timed(base, &untimed, unix_now()) == Some(*k));
         if let Some(store) = self.store {
             let manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
-            let _ = store.put_record("manifest", base, manifest.as_bytes());
-            let _ = store.put_files("object", &full, &[("o", &job.object)]);
+            let _ = store.put_record("manifest", &base.hash, manifest.as_bytes());
+            if let Some(k) = key {
+                let _ = store.put_files("object", &k.hash, &[("o", &job.object)]);
+            }
         }
-        Some(full)
+        (key.map(|k| k.hash), untimed.time)
     }
+}
+
+/// Now, in whole seconds since the epoch: the resolution of `__TIME__`.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `-I` folders of a compile command, in order.
@@ -321,6 +411,141 @@ mod tests {
         Compiler { path: PathBuf::from("/usr/bin/avr-gcc"), version: "5.4".into(), identity: [id; 32], system_dirs: Vec::new() }
     }
 
+    /// Debian's arm-none-eabi-gcc 12: it honours SOURCE_DATE_EPOCH.
+    fn gcc12() -> Compiler {
+        Compiler { path: PathBuf::from("/usr/bin/arm-none-eabi-g++"), version: "arm-none-eabi-g++ (15:12.2.rel1-1) 12.2.1 20221205\n".into(), identity: [9; 32], system_dirs: Vec::new() }
+    }
+
+    fn untimed_base(hash: Hash) -> BaseKey {
+        BaseKey { hash, source_macros: TimeMacros::default(), source_mtime: None, epoch: false }
+    }
+
+    /// A source (with `text`) and a header (`a.h`, with `header`) compiled once through
+    /// a real store: the depfile the compiler would write, then `record`.
+    struct Compiled {
+        dir: tempfile::TempDir,
+        store: Store,
+        job: CompileJob,
+        header: PathBuf,
+    }
+
+    fn compiled(text: &str, header: &str) -> Compiled {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("s.cpp");
+        let header_path = dir.path().join("a.h");
+        std::fs::write(&src, text).unwrap();
+        std::fs::write(&header_path, header).unwrap();
+        let obj = dir.path().join("s.cpp.o");
+        std::fs::write(&obj, "object").unwrap();
+        std::fs::write(depfile_of(&obj), format!("{}: {} {}\n", obj.display(), src.display(), header_path.display())).unwrap();
+        let store = Store::open(&dir.path().join("cache"), 1 << 30).unwrap();
+        Compiled { job: job(&src, &obj.display().to_string(), "-Os"), store, header: header_path, dir }
+    }
+
+    impl Compiled {
+        fn dir(&self) -> &Path {
+            self.dir.path()
+        }
+    }
+
+    /// The object keys of a job that uses no time macro are those of before timed keys
+    /// existed (`object-base-v1`, `object-full-v1`): their cache entries stay valid.
+    #[test]
+    fn objects_without_time_macros_keep_their_keys() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("a.cpp");
+        std::fs::write(&src, "int x;\n").unwrap();
+        let obj = t.path().join("a.cpp.o");
+        let job = CompileJob { source: src.clone(), object: obj.clone(), args: vec!["avr-g++".into(), "-c".into(), "-Os".into(), src.display().to_string(), "-o".into(), obj.display().to_string()] };
+        // The compiler honours SOURCE_DATE_EPOCH and it is set: still no effect.
+        let cache = ObjectCache::with_source_date_epoch(None, Some("1700000000".into()));
+        let mut c = compiler(1);
+        c.version = gcc12().version;
+        let base = cache.base_key(&c, &job).unwrap();
+        // Values computed by the code before this change.
+        assert_eq!(crate::hash::hex(&base.hash), "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100");
+        let header = Hashed { hash: Some(*blake3::hash(b"A").as_bytes()), macros: TimeMacros::default(), stamp: None };
+        let untimed = cache.untimed(&base, &[PathBuf::from("/fixed/a.h")], |_| header).unwrap();
+        let old_full = "1ef4387c74aa155c392dac28192ea1f786001d648c5d628f6d9cc4ed3100fbcf";
+        for at in [0, unix_now(), unix_now() + 86_400 * 3] {
+            let key = cache.timed(&base, &untimed, at).unwrap();
+            assert_eq!((crate::hash::hex(&key.hash).as_str(), key.time.any()), (old_full, false));
+        }
+        // Through a real store: record, then the lookup of a later run.
+        let c = compiled("int x;\n", "#define A 1\n");
+        let cache = ObjectCache::new(Some(&c.store));
+        let base = cache.base_key(&compiler(1), &c.job).unwrap();
+        let (recorded, time) = cache.record(&base, &c.job, unix_now() - 100_000);
+        assert!(!time.any());
+        let expected = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"#define A 1\n").as_bytes())]);
+        assert_eq!(recorded, Some(expected));
+        assert_eq!(ObjectCache::new(Some(&c.store)).local_full_key(&base).map(|k| k.hash), Some(expected));
+    }
+
+    #[test]
+    fn date_keys_by_the_day_and_time_by_the_second() {
+        let c = compiled("#include \"a.h\"\nconst char d[] = __DATE__;\n", "");
+        let cache = ObjectCache::with_source_date_epoch(Some(&c.store), None);
+        let base = cache.base_key(&compiler(1), &c.job).unwrap();
+        let (key, time) = cache.record(&base, &c.job, unix_now());
+        assert!(time.date && !time.time && !time.timestamp);
+        let untimed = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"").as_bytes())]);
+        assert!(key.is_some_and(|k| k != untimed), "a __DATE__ object has a timed key");
+        // Later today: the same key (unless midnight passed in between); another day: not.
+        let lookup = cache.local_full_key(&base).unwrap();
+        let today = |at: i64| keys::local_time(at).unwrap()[..10].to_string();
+        if today(unix_now()) == today(unix_now() - 1) {
+            assert_eq!(Some(lookup.hash), key);
+        }
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
+        assert_ne!(cache.timed(&base, &u, unix_now() + 86_400), cache.timed(&base, &u, unix_now()));
+
+        // __TIME__ in the header: keyed by the second; a compile whose clock moved on
+        // during it is not stored.
+        let c = compiled("#include \"a.h\"\n", "const char t[] = __TIME__;\n");
+        let cache = ObjectCache::with_source_date_epoch(Some(&c.store), None);
+        let base = cache.base_key(&compiler(1), &c.job).unwrap();
+        let (key, time) = cache.record(&base, &c.job, unix_now() - 5);
+        assert!(time.time && key.is_none(), "started 5 s ago: which second the compiler read is unknown");
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
+        let now = unix_now();
+        assert_ne!(cache.timed(&base, &u, now), cache.timed(&base, &u, now + 1));
+        let lookup = cache.local_full_key(&base).expect("the manifest was stored");
+        assert!(!c.store.get_files("object", &lookup.hash, &[("o", &c.dir().join("fetched.o"))]), "nothing stored under a timed key");
+    }
+
+    #[test]
+    fn source_date_epoch_replaces_the_clock_only_for_a_compiler_that_honours_it() {
+        let c = compiled("const char t[] = __TIME__ __DATE__;\n", "");
+        for (compiler, honours) in [(gcc12(), true), (compiler(1), false)] {
+            let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1700000000".into()));
+            let base = cache.base_key(&compiler, &c.job).unwrap();
+            let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
+            let (now, later) = (cache.timed(&base, &u, unix_now()).unwrap(), cache.timed(&base, &u, unix_now() + 86_400 * 30).unwrap());
+            assert_eq!(now == later, honours, "{}", compiler.version);
+            let other = ObjectCache::with_source_date_epoch(None, Some("1600000000".into()));
+            let other_key = other.timed(&base, &u, unix_now()).unwrap();
+            assert_eq!(other_key != now, honours, "another SOURCE_DATE_EPOCH is another key");
+        }
+    }
+
+    #[test]
+    fn timestamp_keys_by_the_files_mtime_not_the_clock() {
+        let c = compiled("#include \"a.h\"\n", "const char s[] = __TIMESTAMP__;\n");
+        age(&c.header, 3600);
+        let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1".into()));
+        let base = cache.base_key(&gcc12(), &c.job).unwrap();
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.current_file(p)).unwrap();
+        assert!(u.time.timestamp && !u.time.read_clock());
+        let k = cache.timed(&base, &u, unix_now()).unwrap();
+        assert_eq!(Some(k), cache.timed(&base, &u, unix_now() + 86_400), "the clock does not matter");
+        // Touched, same bytes: another key.
+        age(&c.header, 60);
+        let u2 = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.current_file(p)).unwrap();
+        assert_ne!(Some(k), cache.timed(&base, &u2, unix_now()));
+        assert_eq!(u.full, u2.full, "the bytes did not change");
+    }
+
     #[test]
     fn key_ignores_paths_but_not_content_flags_or_compiler() {
         let t = tempfile::tempdir().unwrap();
@@ -329,14 +554,14 @@ mod tests {
         std::fs::write(&a, "int x;").unwrap();
         std::fs::write(&b, "int x;").unwrap();
         let c = ObjectCache::new(None);
-        let ka = c.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-Os")).unwrap();
-        let kb = c.base_key(&compiler(1), &job(&b, "/out2/b.c.o", "-Os")).unwrap();
+        let ka = c.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-Os")).unwrap().hash;
+        let kb = c.base_key(&compiler(1), &job(&b, "/out2/b.c.o", "-Os")).unwrap().hash;
         assert_eq!(ka, kb, "same bytes and flags at other paths share a key");
-        assert_ne!(ka, c.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-O2")).unwrap(), "flags matter");
-        assert_ne!(ka, c.base_key(&compiler(2), &job(&a, "/out1/a.c.o", "-Os")).unwrap(), "compiler matters");
+        assert_ne!(ka, c.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-O2")).unwrap().hash, "flags matter");
+        assert_ne!(ka, c.base_key(&compiler(2), &job(&a, "/out1/a.c.o", "-Os")).unwrap().hash, "compiler matters");
         std::fs::write(&a, "int y;").unwrap();
         let c2 = ObjectCache::new(None);
-        assert_ne!(ka, c2.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-Os")).unwrap(), "content matters");
+        assert_ne!(ka, c2.base_key(&compiler(1), &job(&a, "/out1/a.c.o", "-Os")).unwrap().hash, "content matters");
     }
 
     #[test]
@@ -344,13 +569,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let h = t.path().join("h.h");
         std::fs::write(&h, "1").unwrap();
-        let base = [7u8; 32];
-        let k1 = ObjectCache::new(None).full_key_from(&base, &[h.clone()]).unwrap();
+        let base = untimed_base([7u8; 32]);
+        let k1 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h)).unwrap();
         std::fs::write(&h, "2").unwrap();
-        let k2 = ObjectCache::new(None).full_key_from(&base, &[h.clone()]).unwrap();
+        let k2 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h)).unwrap();
         assert_ne!(k1, k2);
         std::fs::remove_file(&h).unwrap();
-        assert!(ObjectCache::new(None).full_key_from(&base, &[h]).is_none(), "a vanished header is a miss");
+        assert!(ObjectCache::new(None).key_from(&base, &[h]).is_none(), "a vanished header is a miss");
     }
 
     /// Set a file's modification time `secs_ago` seconds in the past.

@@ -41,6 +41,12 @@ impl Compiler {
             })
             .next_back()
     }
+
+    /// GCC 7 and later expand `__DATE__` and `__TIME__` from SOURCE_DATE_EPOCH when
+    /// it is set; older GCC (avr-gcc 5.4) and compilers that are not GCC read the clock.
+    pub fn honours_source_date_epoch(&self) -> bool {
+        self.gcc_major().is_some_and(|m| m >= 7)
+    }
 }
 
 /// Debian packages that provide well-known tool names, for "not installed" errors.
@@ -251,6 +257,9 @@ mod tests {
         assert_eq!(compiler("avr-gcc (GCC) 5.4.0\nCopyright").gcc_major(), Some(5));
         assert_eq!(compiler("g++ (Debian 12.2.0-14) 12.2.0\n").gcc_major(), Some(12));
         assert_eq!(compiler("clang version 14.0.6\n").gcc_major(), None);
+        assert!(!compiler("avr-gcc (GCC) 5.4.0\n").honours_source_date_epoch());
+        assert!(compiler("arm-none-eabi-g++ (15:12.2.rel1-1) 12.2.1 20221205\n").honours_source_date_epoch());
+        assert!(!compiler("clang version 14.0.6\n").honours_source_date_epoch());
     }
 
     #[test]

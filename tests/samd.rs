@@ -10,17 +10,6 @@ use std::path::{Path, PathBuf};
 const ZERO: &str = "arduino:samd:arduino_zero_native";
 const MKRZERO: &str = "arduino:samd:mkrzero";
 
-/// fbuild's arguments for the kit given by hand, as a new user would: `--hardware` and
-/// the `runtime.tools.*` properties the reference builder is given too.
-fn kit_args() -> Vec<String> {
-    let mut args = vec!["--hardware".to_string(), samd_kit().join("hardware").display().to_string()];
-    for p in samd_tool_properties() {
-        args.push("--build-property".into());
-        args.push(p);
-    }
-    args
-}
-
 fn compile_many(tmp: &Path, fqbn: &str, extra: &[String], sketches: &[PathBuf]) -> (Run, serde_json::Value) {
     let out = tmp.join("out");
     let mut args: Vec<String> = vec!["compile-many".into(), "--board".into(), fqbn.into(), "--out".into(), out.display().to_string()];
@@ -54,7 +43,7 @@ struct Outcome {
 /// .with_bootloader.hex must be byte-identical, with the same flash and RAM use.
 fn compare(fqbn: &str, sketches: &[PathBuf], libraries: Option<&Path>) -> Outcome {
     let tmp = tempfile::tempdir().unwrap();
-    let mut extra = kit_args();
+    let mut extra = samd_kit_args();
     let mut spec = ReferenceSpec::samd(fqbn);
     if let Some(l) = libraries {
         extra.push("--libraries".into());
@@ -349,10 +338,10 @@ fn nested_library_and_sketch_folders_link_in_the_reference_order() {
 #[test]
 fn a_warm_run_starts_no_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cold, results) = compile_many(tmp.path(), MKRZERO, &kit_args(), &handful());
+    let (cold, results) = compile_many(tmp.path(), MKRZERO, &samd_kit_args(), &handful());
     assert_eq!(cold.code, 0, "{}", cold.stderr);
     assert!(results["totals"]["tool_processes"].as_u64().unwrap() > 0);
-    let (warm, results) = compile_many(tmp.path(), MKRZERO, &kit_args(), &handful());
+    let (warm, results) = compile_many(tmp.path(), MKRZERO, &samd_kit_args(), &handful());
     assert_eq!(warm.code, 0, "{}", warm.stderr);
     let t = &results["totals"];
     assert_eq!((t["tool_processes"].as_u64(), t["links_run"].as_u64(), t["ok"].as_u64()), (Some(0), Some(0), Some(4)), "{t}");

@@ -5,7 +5,8 @@
 //! |---|---|---|---|
 //! | compiler identity | `compiler-identity-v2` | driver bytes, `-v` output | toolchain.rs |
 //! | object, base | `object-base-v1` | compiler, normalised command, source bytes | objcache.rs |
-//! | object, full | `object-full-v1` | base + every header the depfile names | objcache.rs |
+//! | object, full | `object-full-v1` | base + every header the depfile names | here |
+//! | object, timed | `object-time-v1` | full + the clock its time macros read (`time_words`) | here |
 //! | compile failure | `compile-failure-v1` | base + headers the include scan finds | objcache.rs |
 //! | discovery record | `preprocess-*` | compiler, command, source bytes (+ `-H` trace check) | discover/preprocess.rs |
 //! | unit | `unit-v1` | its objects' keys, archive commands | here |
@@ -14,10 +15,119 @@
 //!
 //! Commands in keys have this build's folders replaced by placeholders (`normalize`
 //! in objcache.rs), so two output folders or two machines share entries.
+//!
+//! An object whose source or headers name `__DATE__`, `__TIME__` or `__TIMESTAMP__`
+//! (as ccache scans for them) is keyed by the timed key instead of the full one;
+//! every other object keeps its full key, so their cache entries stay valid. Units
+//! and links combine their objects' keys, so a timed object makes them timed too.
 
 use std::path::{Path, PathBuf};
 
 use crate::hash::{Hash, Hasher};
+
+/// The object's full key: its base key and every header the depfile names, each
+/// with its path and content hash.
+pub fn object_full<'p>(base: &Hash, headers: impl IntoIterator<Item = (&'p Path, Hash)>) -> Hash {
+    let mut h = Hasher::new("object-full-v1");
+    h.bytes(base);
+    for (path, hash) in headers {
+        h.path(path).bytes(&hash);
+    }
+    h.finish()
+}
+
+/// The key of an object whose files name time macros: its full key and `time_words`.
+pub fn object_timed(full: &Hash, words: &[String]) -> Hash {
+    combine("object-time-v1", &[*full], &[words.to_vec()])
+}
+
+/// The time macros a file's bytes name, found by a plain scan (comments and
+/// strings included, as ccache does: a false alarm only costs reuse).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeMacros {
+    pub date: bool,
+    pub time: bool,
+    pub timestamp: bool,
+}
+
+impl TimeMacros {
+    pub fn scan(bytes: &[u8]) -> TimeMacros {
+        static RE: std::sync::OnceLock<regex::bytes::Regex> = std::sync::OnceLock::new();
+        // `\b`: `X__DATE__` or `__DATE__X` is another identifier.
+        let re = RE.get_or_init(|| regex::bytes::Regex::new(r"(?-u)\b__(DATE|TIME|TIMESTAMP)__\b").expect("valid regex"));
+        let mut found = TimeMacros::default();
+        for m in re.captures_iter(bytes) {
+            match &m[1] {
+                b"DATE" => found.date = true,
+                b"TIME" => found.time = true,
+                _ => found.timestamp = true,
+            }
+            if found.date && found.time && found.timestamp {
+                break;
+            }
+        }
+        found
+    }
+
+    pub fn any(self) -> bool {
+        self.date || self.time || self.timestamp
+    }
+
+    /// `__DATE__` or `__TIME__`: the ones that read the clock (or SOURCE_DATE_EPOCH).
+    pub fn read_clock(self) -> bool {
+        self.date || self.time
+    }
+}
+
+impl std::ops::BitOr for TimeMacros {
+    type Output = TimeMacros;
+    fn bitor(self, o: TimeMacros) -> TimeMacros {
+        TimeMacros { date: self.date || o.date, time: self.time || o.time, timestamp: self.timestamp || o.timestamp }
+    }
+}
+
+impl std::ops::BitOrAssign for TimeMacros {
+    fn bitor_assign(&mut self, o: TimeMacros) {
+        *self = *self | o;
+    }
+}
+
+/// What a timed object's key holds for its time macros, as the compiler expands them:
+/// * `__TIME__`: the local date and time to the second (`now`);
+/// * `__DATE__` (without `__TIME__`): the local date;
+/// * both, when the compiler takes them from SOURCE_DATE_EPOCH (`epoch`, given only
+///   for a compiler that honours it): the variable's value instead of the clock;
+/// * `__TIMESTAMP__`: the local modification time of each file that names it
+///   (`timestamp_mtimes`, source first), as ccache keys it; GCC expands it from the
+///   file's mtime, never from SOURCE_DATE_EPOCH.
+///
+/// Local time, as GCC's: two machines sharing a remote cache in other time zones
+/// expand the same instant differently. `None` when the local time is unknown.
+pub fn time_words(macros: TimeMacros, epoch: Option<&str>, now: i64, timestamp_mtimes: &[i64]) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    if macros.read_clock() {
+        words.push(match epoch {
+            Some(e) => format!("SOURCE_DATE_EPOCH={e}"),
+            None if macros.time => format!("second {}", local_time(now)?),
+            None => format!("date {}", &local_time(now)?[..10]),
+        });
+    }
+    for &mtime in timestamp_mtimes {
+        words.push(format!("timestamp {}", local_time(mtime)?));
+    }
+    Some(words)
+}
+
+/// `YYYY-MM-DD hh:mm:ss` in the local time zone (TZ), as the compiler's clock reads it.
+pub fn local_time(secs: i64) -> Option<String> {
+    let t = secs as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, and returns null on failure.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    Some(format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", tm.tm_year as i64 + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec))
+}
 
 /// A key over input keys and command lines, each argument length-delimited.
 pub fn combine(domain: &str, inputs: &[Hash], commands: &[Vec<String>]) -> Hash {
@@ -90,5 +200,43 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(unit(&[a], &[]), link(&[a], &[]));
         assert_ne!(stage1([Some(a)].into_iter()), stage1([None].into_iter()));
+    }
+
+    /// Units and links of objects without time macros keep the keys they had.
+    #[test]
+    fn unit_and_link_keys_are_unchanged() {
+        // An object key (the one objcache's test pins), and values computed by the
+        // code before timed keys existed.
+        let hex = "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100";
+        let input: Hash = std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap());
+        assert_eq!(crate::hash::hex(&unit(&[input], &[vec!["ar".into()]])), "9d8fdbb458cec64b91d6c548288a54b582a6302ca7b2f83a0290a88447c17c61");
+        assert_eq!(crate::hash::hex(&link(&[input], &[vec!["ld".into()]])), "7717d8986e5a171f5aea7c1f64b24565d2574264b4b1225b7e1854fe95b8a50e");
+    }
+
+    #[test]
+    fn time_macros_are_found_as_whole_identifiers() {
+        let scan = |s: &str| TimeMacros::scan(s.as_bytes());
+        assert_eq!(scan("int x;"), TimeMacros::default());
+        assert_eq!(scan("Serial.println(__DATE__);"), TimeMacros { date: true, ..Default::default() });
+        assert_eq!(scan("x(__TIME__)\n// __TIMESTAMP__"), TimeMacros { time: true, timestamp: true, ..Default::default() });
+        assert_eq!(scan("MY__DATE__ __TIME__S ___DATE__ __DATE___"), TimeMacros::default(), "other identifiers");
+        assert!(scan("__DATE__").date && scan("\"__TIME__\"").time, "at the ends, in a string (ccache counts these too)");
+        assert!(!TimeMacros { timestamp: true, ..Default::default() }.read_clock());
+    }
+
+    #[test]
+    fn time_words_follow_what_the_compiler_reads() {
+        let date = TimeMacros { date: true, ..Default::default() };
+        let time = TimeMacros { time: true, ..Default::default() };
+        let stamp = TimeMacros { timestamp: true, ..Default::default() };
+        let t = 1_700_000_000;
+        let local = local_time(t).unwrap();
+        assert_eq!(time_words(date, None, t, &[]).unwrap(), vec![format!("date {}", &local[..10])]);
+        assert_eq!(time_words(time, None, t, &[]).unwrap(), vec![format!("second {local}")]);
+        assert_ne!(time_words(time, None, t, &[]), time_words(time, None, t + 1, &[]));
+        assert_eq!(time_words(date | time, Some("5"), t, &[]), time_words(date | time, Some("5"), t + 99_999, &[]));
+        assert_eq!(time_words(stamp, Some("5"), t, &[t - 60]).unwrap(), vec![format!("timestamp {}", local_time(t - 60).unwrap())]);
+        assert_eq!(time_words(stamp, None, t, &[t - 60]), time_words(stamp, None, t + 86_400, &[t - 60]), "not the clock");
+        assert_eq!(local.len(), "2023-11-14 22:13:20".len());
     }
 }

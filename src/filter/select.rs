@@ -73,6 +73,7 @@ pub fn skipped_result(sketch: &Sketch, output_dir: &Path, reason: String) -> Ske
         link: LinkSource::None,
         size_delta: None,
         run: None,
+        time_dependent: Vec::new(),
     }
 }
 

@@ -268,6 +268,12 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
             cpp_compiler.gcc_major().unwrap_or(0)
         ));
     }
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() && !cpp_compiler.honours_source_date_epoch() {
+        notes.push(format!(
+            "SOURCE_DATE_EPOCH is set, but {} expands __DATE__ and __TIME__ from the clock (GCC 7 and later read the variable): objects that use them are keyed by the clock",
+            cpp_compiler.path.display()
+        ));
+    }
     // Every other tool the recipes name must exist too: say so now, not per sketch.
     let mut tools = Vec::new();
     for recipe in ["recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"] {

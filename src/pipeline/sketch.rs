@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::units::{compile_one, compiler_for, run_into_log, CompileEnv, Compiled, Unit};
 use super::FolderLock;
+use crate::cache::keys::TimeMacros;
 use crate::diagnostics;
 use crate::discover::DiscoveryError;
 use crate::exec::{display_command, Runner};
@@ -18,7 +19,7 @@ use crate::hash::{hex, Hash};
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex};
 use crate::link_failure::{self, LinkFailure};
-use crate::objcache::{normalize_args, ObjectCache};
+use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::properties::Properties;
 use crate::report::{self, LibraryUse, LinkSource, SketchResult, Status};
@@ -47,7 +48,9 @@ pub(super) struct SketchWork {
 #[derive(Default)]
 pub(super) struct SketchState {
     keys: Vec<Option<Hash>>,
-    bases: Vec<Option<Hash>>,
+    bases: Vec<Option<BaseKey>>,
+    /// Per job: the time macros its files name.
+    times: Vec<TimeMacros>,
     /// Each compile's log and, when it failed, its output.
     compiled: Vec<Option<(String, Option<String>)>>,
     objects_compiled: usize,
@@ -138,6 +141,7 @@ impl SketchEnv<'_> {
             link: LinkSource::None,
             size_delta: None,
             run: None,
+            time_dependent: Vec::new(),
         }
     }
 
@@ -232,8 +236,10 @@ impl SketchEnv<'_> {
                     Err(e) => return Some(Err(e.to_string())),
                 };
                 let b = self.cache.base_key(&c, j);
+                let key = b.and_then(|b| self.cache.local_full_key(&b));
                 st.bases.push(b);
-                st.keys.push(b.and_then(|b| self.cache.local_full_key(&b)));
+                st.keys.push(key.map(|k| k.hash));
+                st.times.push(key.map(|k| k.time).unwrap_or_default());
                 st.compiled.push(None);
             }
             keys.clone_from(&st.keys);
@@ -279,7 +285,7 @@ impl SketchEnv<'_> {
         let t = Instant::now();
         let (full, base) = {
             let st = w.state.lock().unwrap();
-            (st.keys[i], st.bases[i])
+            (st.keys[i].map(|hash| ObjectKey { hash, time: st.times[i] }), st.bases[i])
         };
         let cenv = CompileEnv { cache: self.cache, runner: self.runner, includes: self.includes, system_dirs: self.system_dirs, launcher: self.launcher };
         let mut log = String::new();
@@ -291,12 +297,14 @@ impl SketchEnv<'_> {
         let failed = match outcome {
             Compiled::Hit(k) => {
                 st.objects_cached += 1;
-                st.keys[i] = k;
+                st.keys[i] = Some(k.hash);
+                st.times[i] = k.time;
                 None
             }
-            Compiled::Built(k) => {
+            Compiled::Built(k, time) => {
                 st.objects_compiled += 1;
                 st.keys[i] = k;
+                st.times[i] = time;
                 None
             }
             Compiled::Failed(text) => Some(text),
@@ -462,11 +470,32 @@ impl SketchEnv<'_> {
         if !log.is_empty() {
             let _ = report::write_atomic(&r.log, log.as_bytes());
         }
+        r.time_dependent = self.time_dependent(w);
         let mut st = w.state.lock().unwrap();
         st.busy += t.elapsed().as_secs_f64();
         r.stage2_seconds = st.busy;
         r.seconds = r.stage2_seconds + w.discover_seconds;
         r
+    }
+
+    /// What of the sketch's firmware follows the clock (results.json `time_dependent`):
+    /// `sketch` for its own sources, `core`, `lib:NAME` for a library, each when one
+    /// of its objects' files names `__DATE__`, `__TIME__` or `__TIMESTAMP__`.
+    fn time_dependent(&self, w: &SketchWork) -> Vec<String> {
+        let mut parts = Vec::new();
+        if w.state.lock().unwrap().times.iter().any(|t| t.any()) {
+            parts.push("sketch".to_string());
+        }
+        if self.core.time_dependent() {
+            parts.push("core".to_string());
+        }
+        for &ui in &w.units {
+            let u = &self.libs[ui];
+            if u.time_dependent() {
+                parts.push(format!("lib:{}", u.name));
+            }
+        }
+        parts
     }
 
     /// A link that failed before with exactly these inputs fails again, without

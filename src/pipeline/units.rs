@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::cache::keys::TimeMacros;
 use crate::diagnostics;
 use crate::error::{Error, Result};
 use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash};
 use crate::launcher;
 use crate::library::IncludeCache;
-use crate::objcache::{normalize_args, ObjectCache};
+use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
 use crate::store::Store;
@@ -35,7 +36,9 @@ pub(super) struct Unit {
 #[derive(Default)]
 pub(super) struct UnitState {
     pub keys: Vec<Option<Hash>>,
-    pub bases: Vec<Option<Hash>>,
+    pub bases: Vec<Option<BaseKey>>,
+    /// Per job: the time macros its files name (any: its key follows the clock).
+    pub times: Vec<TimeMacros>,
     /// Each job's log, kept in job order whatever order the jobs ran in.
     pub logs: Vec<String>,
     pub key: Option<Hash>,
@@ -53,8 +56,9 @@ pub(super) fn compiler_for(toolchain: &Toolchain, store: Option<&Store>, job: &C
 
 /// What happened to one compile job.
 pub(super) enum Compiled {
-    Hit(Option<Hash>),
-    Built(Option<Hash>),
+    Hit(ObjectKey),
+    /// Its key (`None`: not cached), and the time macros its files name.
+    Built(Option<Hash>, TimeMacros),
     Failed(String),
 }
 
@@ -71,16 +75,17 @@ pub(super) struct CompileEnv<'a> {
 
 /// Get-or-compile one object: "compute the key, look up, else run and store".
 /// A compile that failed before with the same inputs fails again without running.
-pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>, base: Option<Hash>, log: &mut String) -> Compiled {
+pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<ObjectKey>, base: Option<BaseKey>, log: &mut String) -> Compiled {
     if let Some(k) = full {
-        if env.cache.fetch(&k, &job.object) {
-            return Compiled::Hit(Some(k));
+        if env.cache.fetch(&k.hash, &job.object) {
+            return Compiled::Hit(k);
         }
     }
     // The failure key scans the source's includes: worth it only for a source whose
     // compile failed before with these flags (a marker under the base key says so).
+    let base_hash = base.map(|b| b.hash);
     let failure_key = |b: &Hash| env.cache.failure_key(b, job, env.includes, env.system_dirs);
-    let failed_before = base.filter(|b| env.cache.failed_before(b));
+    let failed_before = base_hash.filter(|b| env.cache.failed_before(b));
     if let Some(text) = failed_before.and_then(|b| env.cache.cached_failure(&failure_key(&b))) {
         log.push_str(&display_command(&job.args));
         log.push_str("\n(same inputs failed before; output from the cache)\n");
@@ -92,8 +97,8 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
     // is the remote tier worth a round trip for the manifest.
     if full.is_none() {
         if let Some(k) = base.and_then(|b| env.cache.full_key(&b)) {
-            if env.cache.fetch(&k, &job.object) {
-                return Compiled::Hit(Some(k));
+            if env.cache.fetch(&k.hash, &job.object) {
+                return Compiled::Hit(k);
             }
         }
     }
@@ -101,6 +106,7 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
         let _ = std::fs::create_dir_all(parent);
     }
     let depfile = crate::objcache::depfile_of(&job.object);
+    let started = crate::objcache::unix_now();
     let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &depfile), log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
@@ -113,18 +119,27 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Hash>
         // the message must not name the object or its dependency file (another job
         // may have made the folder again in the meantime).
         let names_output = [&job.object, &depfile].iter().any(|p| out.text.contains(p.to_string_lossy().as_ref()));
+        // SOURCE_DATE_EPOCH's value is not an input of the key: an error about it
+        // (GCC 7+ refuses a value that is not a number) would outlive its fix.
         let ordinary = out.signal.is_none()
+            && !out.text.contains("SOURCE_DATE_EPOCH")
             && !env.runner.interrupted()
             && !names_output
             && job.source.is_file()
             && job.object.parent().is_some_and(Path::is_dir)
             && diagnostics::parse(&out.text).iter().any(|d| d.severity == "error");
-        if let (true, Some(b)) = (ordinary, base.filter(|_| env.cache.store.is_some())) {
+        if let (true, Some(b)) = (ordinary, base_hash.filter(|_| env.cache.store.is_some())) {
             env.cache.record_failure(&b, &failure_key(&b), &out.text);
         }
         return Compiled::Failed(out.text);
     }
-    Compiled::Built(base.and_then(|b| env.cache.record(&b, job)))
+    match base {
+        Some(b) => {
+            let (key, time) = env.cache.record(&b, job, started);
+            Compiled::Built(key, time)
+        }
+        None => Compiled::Built(None, TimeMacros::default()),
+    }
 }
 
 /// Run a tool, appending its command line and output to a build log.
@@ -154,8 +169,10 @@ impl Unit {
         for j in &self.jobs {
             let compiler = compiler_for(toolchain, store, j)?;
             let base = cache.base_key(&compiler, j);
+            let key = base.and_then(|b| cache.local_full_key(&b));
             st.bases.push(base);
-            st.keys.push(base.and_then(|b| cache.local_full_key(&b)));
+            st.keys.push(key.map(|k| k.hash));
+            st.times.push(key.map(|k| k.time).unwrap_or_default());
             st.logs.push(String::new());
         }
         if let Some(k) = self.key(fw_ctx, &st.keys)? {
@@ -177,7 +194,7 @@ impl Unit {
     pub fn compile(&self, ji: usize, cenv: &CompileEnv) {
         let (full, base) = {
             let st = self.state.lock().unwrap();
-            (st.keys[ji], st.bases[ji])
+            (st.keys[ji].map(|hash| ObjectKey { hash, time: st.times[ji] }), st.bases[ji])
         };
         let mut log = String::new();
         let r = compile_one(cenv, &self.jobs[ji], full, base, &mut log);
@@ -186,11 +203,13 @@ impl Unit {
         match r {
             Compiled::Hit(k) => {
                 st.cached += 1;
-                st.keys[ji] = k;
+                st.keys[ji] = Some(k.hash);
+                st.times[ji] = k.time;
             }
-            Compiled::Built(k) => {
+            Compiled::Built(k, time) => {
                 st.compiled += 1;
                 st.keys[ji] = k;
+                st.times[ji] = time;
             }
             Compiled::Failed(_) => st.failed = true,
         }
@@ -249,6 +268,11 @@ impl Unit {
             }
         }
         Ok(Some(crate::cache::keys::unit(&keys, &commands)))
+    }
+
+    /// Whether an object of the unit names a time macro (its key follows the clock).
+    pub fn time_dependent(&self) -> bool {
+        self.state.lock().unwrap().times.iter().any(|t| t.any())
     }
 
     /// Why a sketch that needs this unit cannot link, when the unit failed.

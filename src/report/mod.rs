@@ -77,6 +77,11 @@ pub struct SketchResult {
     pub objects_compiled: usize,
     pub objects_cached: usize,
     pub link: LinkSource,
+    /// What of the firmware embeds the build's time (`__DATE__`, `__TIME__`,
+    /// `__TIMESTAMP__`), so its cache keys follow the clock: `sketch`, `core`,
+    /// `lib:NAME`. Absent when nothing does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub time_dependent: Vec<String>,
     /// Flash and RAM change against `--compare-to`'s file (absent without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_delta: Option<size_delta::SizeDelta>,

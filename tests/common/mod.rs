@@ -161,6 +161,17 @@ pub fn samd_tool_properties() -> Vec<String> {
     ]
 }
 
+/// fbuild's arguments for the SAMD kit given by hand, as a new user would: `--hardware`
+/// and the `runtime.tools.*` properties the reference builder is given too.
+pub fn samd_kit_args() -> Vec<String> {
+    let mut args = vec!["--hardware".to_string(), samd_kit().join("hardware").display().to_string()];
+    for p in samd_tool_properties() {
+        args.push("--build-property".into());
+        args.push(p);
+    }
+    args
+}
+
 /// The third-party libraries of the shared test corpus (read-only).
 pub fn shared_libraries() -> PathBuf {
     let p = std::env::var_os("FBUILD_SHARED_LIBRARIES").map(PathBuf::from).unwrap_or_else(|| shared("libraries"));
