@@ -303,9 +303,20 @@ impl<'a> ObjectCache<'a> {
     /// `__TIME__` compile that crossed a second, a `__DATE__` one that crossed
     /// midnight), so which reading the compiler took is unknown. The time macros the
     /// files name are returned either way.
-    pub fn record(&self, base: &BaseKey, job: &CompileJob, started: i64) -> (Option<Hash>, TimeMacros) {
-        let Ok(text) = std::fs::read_to_string(depfile_of(&job.object)) else { return (None, base.source_macros) };
-        let headers: Vec<PathBuf> = parse_depfile(&text).into_iter().filter(|p| p != &job.source).collect();
+    ///
+    /// A compile whose recipe asks for no depfile (ATTinyCore's `compiler.S.flags` has
+    /// no `-MMD`) takes its headers from `scanned` instead: our include scan, a superset
+    /// of what the compiler read (conditionals ignored), so any edit still changes the
+    /// key; it gives `None`, and nothing is stored, when a named header was found
+    /// nowhere, since one appearing later could change the compile.
+    pub fn record(&self, base: &BaseKey, job: &CompileJob, started: i64, scanned: impl FnOnce() -> Option<Vec<PathBuf>>) -> (Option<Hash>, TimeMacros) {
+        let headers: Vec<PathBuf> = match std::fs::read_to_string(depfile_of(&job.object)) {
+            Ok(text) => parse_depfile(&text).into_iter().filter(|p| p != &job.source).collect(),
+            Err(_) => match scanned() {
+                Some(h) => h,
+                None => return (None, base.source_macros),
+            },
+        };
         // Each header as the compiler read it, not as our lookup hashed it before.
         let Some(untimed) = self.untimed(base, &headers, |p| self.current_file(p)) else { return (None, base.source_macros) };
         let key = self.timed(base, &untimed, started).filter(|k| self.timed(base, &untimed, unix_now()) == Some(*k));
@@ -325,6 +336,59 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// What the include scan reaches from a compile's source, in the order it finds it.
+enum Reached {
+    /// A header found on the search path; `system` when it lies in the compiler's own
+    /// folders (avr-libc), which count by path only, as in a `-MMD` depfile.
+    Header { path: PathBuf, system: bool },
+    /// An included name no folder has.
+    Missing(String),
+}
+
+/// Every header reachable from the job's source through its search path (the source's
+/// folder, each `-I`, then the compiler's own folders), ignoring conditionals, so a
+/// superset of what the compiler reads; the compiler's own headers are not followed.
+fn reachable_headers(job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Vec<Reached> {
+    let mut search = include_dirs(&job.args);
+    search.extend(system_dirs.iter().cloned());
+    let mut reached = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = std::collections::VecDeque::from([job.source.clone()]);
+    while let Some(file) = queue.pop_front() {
+        let here = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        for name in scanner.includes_of(&file).iter() {
+            match std::iter::once(&here).chain(search.iter()).map(|d| d.join(name)).find(|p| p.is_file()) {
+                Some(p) => {
+                    if !seen.insert(p.clone()) {
+                        continue;
+                    }
+                    let system = system_dirs.iter().any(|d| p.starts_with(d));
+                    if !system {
+                        queue.push_back(p.clone());
+                    }
+                    reached.push(Reached::Header { path: p, system });
+                }
+                None => reached.push(Reached::Missing(name.to_string())),
+            }
+        }
+    }
+    reached
+}
+
+/// The headers a compile without a depfile is keyed by: the scan's non-system
+/// headers, or `None` when it names a header found nowhere.
+pub fn scanned_headers(job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    let mut headers = Vec::new();
+    for r in reachable_headers(job, scanner, system_dirs) {
+        match r {
+            Reached::Header { path, system: false } => headers.push(path),
+            Reached::Header { system: true, .. } => {}
+            Reached::Missing(_) => return None,
+        }
+    }
+    Some(headers)
+}
+
 /// `-I` folders of a compile command, in order.
 pub fn include_dirs(args: &[String]) -> Vec<PathBuf> {
     args.iter().filter_map(|a| a.strip_prefix("-I")).filter(|d| !d.is_empty()).map(PathBuf::from).collect()
@@ -339,30 +403,18 @@ impl ObjectCache<'_> {
     /// Headers in the compiler's own folders (avr-libc) count by path only: like the
     /// object manifest, they belong to the toolchain's identity.
     pub fn failure_key(&self, base: &Hash, job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Hash {
-        let mut search = include_dirs(&job.args);
-        search.extend(system_dirs.iter().cloned());
         let mut h = Hasher::new("compile-failure-v1");
         h.bytes(base);
-        let mut seen = std::collections::HashSet::new();
-        let mut queue = std::collections::VecDeque::from([job.source.clone()]);
-        while let Some(file) = queue.pop_front() {
-            let here = file.parent().map(Path::to_path_buf).unwrap_or_default();
-            for name in scanner.includes_of(&file).iter() {
-                let found = std::iter::once(&here).chain(search.iter()).map(|d| d.join(name)).find(|p| p.is_file());
-                match found {
-                    Some(p) => {
-                        if !seen.insert(p.clone()) {
-                            continue;
-                        }
-                        h.path(&p);
-                        if !system_dirs.iter().any(|d| p.starts_with(d)) {
-                            h.bytes(&self.file_hash(&p).unwrap_or([0; 32]));
-                            queue.push_back(p);
-                        }
+        for reached in reachable_headers(job, scanner, system_dirs) {
+            match reached {
+                Reached::Header { path, system } => {
+                    h.path(&path);
+                    if !system {
+                        h.bytes(&self.file_hash(&path).unwrap_or([0; 32]));
                     }
-                    None => {
-                        h.str("missing").str(name);
-                    }
+                }
+                Reached::Missing(name) => {
+                    h.str("missing").str(&name);
                 }
             }
         }
@@ -448,6 +500,28 @@ mod tests {
         }
     }
 
+    /// A compile that writes no depfile (an assembler recipe without `-MMD`) is keyed
+    /// by the headers the include scan reaches: stored, found again by a later run, and
+    /// missed once one of those headers changes; with no scan result, nothing is stored.
+    #[test]
+    fn a_compile_without_a_depfile_is_keyed_by_the_scanned_headers() {
+        let c = compiled("#include \"a.h\"\nint x;\n", "#define A 1\n");
+        std::fs::remove_file(depfile_of(&c.job.object)).unwrap();
+        let cache = ObjectCache::new(Some(&c.store));
+        let base = cache.base_key(&compiler(1), &c.job).unwrap();
+        assert_eq!(cache.record(&base, &c.job, unix_now(), || None).0, None);
+        assert!(cache.full_key(&base).is_none(), "nothing was stored without headers");
+        let (key, _) = cache.record(&base, &c.job, unix_now(), || Some(vec![c.header.clone()]));
+        let key = key.expect("keyed by the scanned headers");
+        let later = ObjectCache::new(Some(&c.store));
+        let base = later.base_key(&compiler(1), &c.job).unwrap();
+        assert_eq!(later.full_key(&base).map(|k| k.hash), Some(key));
+        std::fs::write(&c.header, "#define A 2\n").unwrap();
+        let after_edit = ObjectCache::new(Some(&c.store));
+        let base = after_edit.base_key(&compiler(1), &c.job).unwrap();
+        assert_ne!(after_edit.full_key(&base).map(|k| k.hash), Some(key), "an edited header must miss");
+    }
+
     /// The object keys of a job that uses no time macro are those of before timed keys
     /// existed (`object-base-v1`, `object-full-v1`): their cache entries stay valid.
     #[test]
@@ -475,7 +549,7 @@ mod tests {
         let c = compiled("int x;\n", "#define A 1\n");
         let cache = ObjectCache::new(Some(&c.store));
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
-        let (recorded, time) = cache.record(&base, &c.job, unix_now() - 100_000);
+        let (recorded, time) = cache.record(&base, &c.job, unix_now() - 100_000, || None);
         assert!(!time.any());
         let expected = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"#define A 1\n").as_bytes())]);
         assert_eq!(recorded, Some(expected));
@@ -487,7 +561,7 @@ mod tests {
         let c = compiled("#include \"a.h\"\nconst char d[] = __DATE__;\n", "");
         let cache = ObjectCache::with_source_date_epoch(Some(&c.store), None);
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
-        let (key, time) = cache.record(&base, &c.job, unix_now());
+        let (key, time) = cache.record(&base, &c.job, unix_now(), || None);
         assert!(time.date && !time.time && !time.timestamp);
         let untimed = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"").as_bytes())]);
         assert!(key.is_some_and(|k| k != untimed), "a __DATE__ object has a timed key");
@@ -505,7 +579,7 @@ mod tests {
         let c = compiled("#include \"a.h\"\n", "const char t[] = __TIME__;\n");
         let cache = ObjectCache::with_source_date_epoch(Some(&c.store), None);
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
-        let (key, time) = cache.record(&base, &c.job, unix_now() - 5);
+        let (key, time) = cache.record(&base, &c.job, unix_now() - 5, || None);
         assert!(time.time && key.is_none(), "started 5 s ago: which second the compiler read is unknown");
         let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
         let now = unix_now();

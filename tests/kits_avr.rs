@@ -50,6 +50,12 @@ fn differential(board: Option<AvrBoard>, sketches: &[PathBuf]) -> Option<(usize,
     assert!(c.mismatches.is_empty(), "{}: {} mismatches:\n{}", board.fqbn, c.mismatches.len(), c.mismatches.join("\n"));
     assert_eq!(run.code, if c.failed > 0 { 1 } else { 0 }, "exit code follows the failures");
     assert!(c.files_compared >= c.built * board.firmware.len(), "{}: only {} firmware files compared", board.fqbn, c.files_compared);
+    // Warm, nothing changed: no tool starts, not even for ATTinyCore's `.S` files,
+    // whose recipe writes no depfile.
+    let warm = fbuild(&t.path().join("cache"), t.path(), &argv);
+    assert_eq!(warm.code, run.code, "{}: warm exit: {}", board.fqbn, warm.stderr);
+    let totals = &read_json(&out.join("results.json"))["totals"];
+    assert_eq!(totals["tool_processes"].as_u64(), Some(0), "{}: a warm run started tools: {totals}", board.fqbn);
     eprintln!(
         "{}: {} built (identical, {} firmware files), {} failed as the reference; fbuild {fbuild_seconds:.1}s",
         board.fqbn, c.built, c.files_compared, c.failed

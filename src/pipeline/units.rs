@@ -135,7 +135,7 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Objec
     }
     match base {
         Some(b) => {
-            let (key, time) = env.cache.record(&b, job, started);
+            let (key, time) = env.cache.record(&b, job, started, || crate::objcache::scanned_headers(job, env.includes, env.system_dirs));
             Compiled::Built(key, time)
         }
         None => Compiled::Built(None, TimeMacros::default()),
