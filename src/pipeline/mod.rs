@@ -72,6 +72,9 @@ pub struct Request {
     pub local_jobs: usize,
     /// `--smoke-run`: boot each firmware that built in simavr, as a step after its link.
     pub smoke_run: Option<crate::emulator::RunSpec>,
+    /// `--optimize-for-debug`: `compiler.optimization_flags` from its `.debug` variant
+    /// instead of `.release` (see `platform::apply_build_profile`).
+    pub optimize_for_debug: bool,
 }
 
 /// A sketch's own build properties (`Request::sketch_properties`).
@@ -225,6 +228,7 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
         notes.push(format!("board {}: menu '{menu}' not given, using its first option '{option}'", board.id));
     }
     let mut props = board.properties.clone();
+    platform::apply_build_profile(&mut props, req.optimize_for_debug);
     for (k, v) in &req.build_properties {
         props.set(k.clone(), v.clone());
     }
