@@ -5,6 +5,7 @@
 //! wide) beside each sketch's compiles, links and sizes (stage-2 pool, `sketch_jobs`
 //! wide) -> report.
 
+mod hooks;
 mod sketch;
 mod units;
 
@@ -32,6 +33,11 @@ use crate::store::Store;
 use crate::toolchain::{self, Compiler, Toolchain};
 use sketch::{Prepared, SketchEnv, SketchWork};
 use units::{CompileEnv, Unit};
+
+/// The hook stages that prepare a build folder before its first compile, in the
+/// reference's order; a sketch's folder gets the first two (see `Build::discover`).
+const FRAMEWORK_HOOKS: &[&str] = &["prebuild", "sketch.prebuild", "libraries.prebuild", "core.prebuild"];
+const SKETCH_HOOKS: &[&str] = &["prebuild", "sketch.prebuild"];
 
 /// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
 pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
@@ -453,6 +459,17 @@ impl<'r> Setup<'r> {
             None => None,
         };
         let overlays = selection.kept.iter().map(|sk| Overlay::for_sketch(req, sk, &props, &fw_dir)).collect();
+        let runner = Runner::new(req.verbose);
+        let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
+        // The framework folder is the build folder of the core and the libraries: what
+        // the platform's hooks prepare in a build folder before compiling (STM32duino's
+        // sketch/build.opt, read by every compile; arduino-pico's core/Updater_Signing.h,
+        // included by a library) is prepared here too, as for a sketch without the
+        // files those hooks look for.
+        if !req.only_compiledb && !selection.kept.is_empty() {
+            hooks::prepare(&runner, &fw_ctx, FRAMEWORK_HOOKS, None, &[])
+                .map_err(|e| Error::usage(format!("board {}: a platform hook failed in {}: {e}", board.fqbn, fw_dir.display())))?;
+        }
         Ok(Setup {
             req,
             overlays,
@@ -460,13 +477,13 @@ impl<'r> Setup<'r> {
             target,
             phases,
             preprocess_ctx: Context::new(&props, &fw_dir, "discover", &fw_dir),
-            fw_ctx: Context::new(&props, &fw_dir, "core", &fw_dir),
+            fw_ctx,
             board,
             props,
             store,
             toolchain,
             cpp_compiler,
-            runner: Runner::new(req.verbose),
+            runner,
             fw_dir,
             framework_dirs,
             core_path,
@@ -793,7 +810,7 @@ struct Build<'a> {
     core: Unit,
     libs: OnceLock<Vec<Unit>>,
     works: OnceLock<Vec<SketchWork>>,
-    discovered: Mutex<BTreeMap<usize, (PathBuf, PathBuf, SketchDiscovery)>>,
+    discovered: Mutex<BTreeMap<usize, (PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)>>,
     results: Mutex<BTreeMap<usize, SketchResult>>,
     core_done: OnceLock<NodeId>,
     planned_only: AtomicBool,
@@ -937,11 +954,29 @@ impl Build<'_> {
 
     /// Write the sketch's build folder (merged `.ino.cpp`, its other files) and find
     /// its libraries as the reference does.
-    fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, SketchDiscovery)> {
+    fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)> {
         let sketch = &self.setup.sketches[i];
         let dir = self.setup.req.sketch_dir(sketch);
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
+        // The platform's pre-build hooks first, as in the reference: what they write in
+        // sketch/ is compiled with the sketch and searched for its libraries.
+        let own: Vec<PathBuf> = sketch.sources().cloned().chain(std::iter::once(PathBuf::from(format!("{}.ino.cpp", sketch.name)))).collect();
+        let hook_ctx = Context::new(self.setup.sketch_props(i), &dir, &format!("{}.ino", sketch.name), &sketch.dir);
+        let generated = match hooks::prepare(&self.setup.runner, &hook_ctx, SKETCH_HOOKS, Some(&sketch.dir), &own) {
+            Ok(p) => {
+                if p.ran {
+                    for s in &p.sources {
+                        self.cache.invalidate(&sketch_build.join(s));
+                    }
+                }
+                p.sources
+            }
+            Err(message) => {
+                let error = crate::discover::DiscoveryError { missing: String::new(), command: Vec::new(), message };
+                return Ok((dir, sketch_build, Vec::new(), SketchDiscovery { error: Some(error), ..Default::default() }));
+            }
+        };
         let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
         let merged = self.shared.merged_cpp(sketch)?;
         if write_if_changed(&merged_path, &merged)? {
@@ -962,7 +997,7 @@ impl Build<'_> {
         // sketch is preprocessed through its stand-in when it has one (examples of
         // one library share it, and so one run); a stop the stand-in cannot explain
         // is told in the sketch's own words, from a run of the sketch itself.
-        let others = sketch_sources(sketch, &sketch_build);
+        let others = sketch_sources(sketch, &sketch_build, &generated);
         let ctx = self.setup.preprocess_ctx(i);
         let queue = |first: &Path| std::iter::once(first.to_path_buf()).chain(others.iter().cloned()).collect::<Vec<_>>();
         let stand_in = self.stand_in(&merged, &sketch_build)?;
@@ -980,7 +1015,7 @@ impl Build<'_> {
                 eprintln!("{}: Using library {} at version {} in folder: {}", sketch.name, lib.dir_name, lib.version, lib.path.display());
             }
         }
-        Ok((dir, merged_path, d))
+        Ok((dir, merged_path, generated, d))
     }
 
     /// The stand-in source for a merged sketch's discovery (`discover::stand_in`),
@@ -1006,11 +1041,11 @@ impl Build<'_> {
         if discovered.len() != self.setup.sketches.len() {
             return Ok(()); // a discovery failed; its error ends the run
         }
-        let discovered: Vec<(PathBuf, PathBuf, SketchDiscovery)> = discovered.into_values().collect();
+        let discovered: Vec<(PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)> = discovered.into_values().collect();
         // A unit per library, include path and sketch settings (the first sketch using
         // it stands for the settings).
         let mut lib_units: Vec<((usize, Vec<PathBuf>, String), usize)> = Vec::new();
-        for (i, (_, _, d)) in discovered.iter().enumerate() {
+        for (i, (_, _, _, d)) in discovered.iter().enumerate() {
             for &l in &d.libraries {
                 let unit = (l, d.library_includes[&l].clone(), self.setup.overlay_id(i).to_string());
                 if !lib_units.iter().any(|(u, _)| *u == unit) {
@@ -1046,11 +1081,11 @@ impl Build<'_> {
         }
 
         let mut works: Vec<SketchWork> = Vec::new();
-        for (i, (sketch, (dir, merged, disc))) in self.setup.sketches.iter().zip(discovered).enumerate() {
+        for (i, (sketch, (dir, merged, generated, disc))) in self.setup.sketches.iter().zip(discovered).enumerate() {
             let ctx = Context::new(self.setup.sketch_props(i), &dir, &format!("{}.ino", sketch.name), &sketch.dir);
             let build = dir.join("sketch");
             let mut sources: Vec<PathBuf> = vec![merged.clone()];
-            sources.extend(sketch.sources().map(|rel| build.join(rel)));
+            sources.extend(sketch.sources().chain(&generated).map(|rel| build.join(rel)));
             plan::sketch_order(&mut sources, &build);
             let mut jobs = Vec::new();
             if disc.error.is_none() {
@@ -1125,8 +1160,8 @@ impl Build<'_> {
 /// A sketch's translation units besides the merged `.ino.cpp`, in the build folder, in
 /// the order the reference queues them for discovery: the sketch folder's own, then
 /// `src/`, each by name.
-fn sketch_sources(sketch: &Sketch, build: &Path) -> Vec<PathBuf> {
-    let mut rel: Vec<&PathBuf> = sketch.sources().collect();
+fn sketch_sources(sketch: &Sketch, build: &Path, generated: &[PathBuf]) -> Vec<PathBuf> {
+    let mut rel: Vec<&PathBuf> = sketch.sources().chain(generated).collect();
     rel.sort_by_key(|p| (p.components().count() > 1, (*p).clone()));
     rel.into_iter().map(|p| build.join(p)).collect()
 }

@@ -148,6 +148,11 @@ impl SketchEnv<'_> {
         if let Some(rel) = self.core.archive.as_deref().and_then(|a| relative(&w.dir, a)) {
             ctx.props.set("archive_file", rel.display().to_string());
         }
+        // arduino-cli gives the link both: `{build.path}/{archive_file}` (AVR, SAMD,
+        // arduino-pico) and `{archive_file_path}` (STM32duino).
+        if let Some(a) = self.core.archive.as_deref() {
+            ctx.props.set("archive_file_path", a.display().to_string());
+        }
         ctx
     }
 
@@ -248,10 +253,8 @@ impl SketchEnv<'_> {
                 return Some(done);
             }
         }
+        // (The pre-build hooks ran before discovery: see `hooks::prepare`.)
         let _ = std::fs::remove_file(w.dir.join(".fbuild-link"));
-        if let Err(e) = ["prebuild", "sketch.prebuild"].iter().try_for_each(|stage| self.hooks(&ctx, stage, log)) {
-            return Some(Err(e));
-        }
         None
     }
 
@@ -388,6 +391,8 @@ impl SketchEnv<'_> {
             if let Some(b) = &plan.bootloader {
                 merge_bootloader(&w.dir.join(format!("{project}.hex")), b, &w.dir.join(format!("{project}.with_bootloader.hex")))?;
             }
+            // The reference's last stage before it measures the firmware.
+            self.hooks(&ctx, "postbuild", log)?;
             run_logged(self.runner, &plan.size, log)
         })();
         let paths = link_failure::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir);
