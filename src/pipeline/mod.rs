@@ -260,6 +260,22 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
     };
     let toolchain = Toolchain::new();
     let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
+    // Every tool the recipes name must exist: say so now, not per sketch, naming the
+    // runtime.tools property that placed it when one did.
+    let mut recipes: Vec<String> = ["recipe.cpp.o.pattern", "recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"]
+        .iter()
+        .filter(|r| !props.get_or_empty(r).is_empty())
+        .map(|r| r.to_string())
+        .collect();
+    recipes.extend(plan::recipe_keys(&props, "recipe.objcopy.", ".pattern"));
+    for recipe in recipes {
+        let Some(t) = probe_ctx.command(&recipe, &[])?.into_iter().next() else { continue };
+        if !tool_exists(&t) {
+            let packages = crate::runtime_tools::packages_dir();
+            return Err(crate::runtime_tools::missing_tool(&props, &platform_id, &recipe, Path::new(&t), packages.as_deref())
+                .unwrap_or_else(|| toolchain::not_installed(Path::new(&t))));
+        }
+    }
     let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
     let cpp_compiler = toolchain.probe(Path::new(&cpp[0]), store.as_ref())?;
     let user_set_cpp_flags = req.build_properties.iter().any(|(k, _)| k == "compiler.cpp.extra_flags");
@@ -271,23 +287,6 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
             cpp_compiler.path.display(),
             cpp_compiler.gcc_major().unwrap_or(0)
         ));
-    }
-    // Every other tool the recipes name must exist too: say so now, not per sketch.
-    let mut tools = Vec::new();
-    for recipe in ["recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"] {
-        if props.contains(recipe) {
-            if let Some(t) = probe_ctx.command(recipe, &[])?.into_iter().next() {
-                tools.push(t);
-            }
-        }
-    }
-    for t in probe_ctx.objcopies()?.into_iter().filter_map(|c| c.into_iter().next()) {
-        tools.push(t);
-    }
-    for t in tools {
-        if !tool_exists(&t) {
-            return Err(toolchain::not_installed(Path::new(&t)));
-        }
     }
     Ok(Loaded { board, props, store, toolchain, cpp_compiler, notes })
 }
@@ -466,7 +465,7 @@ impl<'r> Setup<'r> {
         // sketch/build.opt, read by every compile; arduino-pico's core/Updater_Signing.h,
         // included by a library) is prepared here too, as for a sketch without the
         // files those hooks look for.
-        if !req.only_compiledb && !selection.kept.is_empty() {
+        if !selection.kept.is_empty() {
             hooks::prepare(&runner, &fw_ctx, FRAMEWORK_HOOKS, None, &[])
                 .map_err(|e| Error::usage(format!("board {}: a platform hook failed in {}: {e}", board.fqbn, fw_dir.display())))?;
         }
@@ -751,7 +750,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
             jobs.push(compile(s, &obj)?);
         }
     }
-    Ok(Unit { name: "core".into(), kind: "core", archive: Some(core_dir.join("core.a")), dir: core_dir, jobs, link_objects, state: Mutex::default() })
+    Ok(Unit { name: "core".into(), kind: "core", archive: Some(core_dir.join("core.a")), dir: core_dir, jobs, link_objects, precompiled: None, state: Mutex::default() })
 }
 
 /// The `-IDIR` words of `flags` whose folders hold no file at a path (relative to the
@@ -1063,7 +1062,25 @@ impl Build<'_> {
             }
             let dir = self.setup.fw_dir.join("libraries").join(name);
             let unit_ctx = self.setup.unit_ctx(*first);
-            let mut sources = lib.sources();
+            // A precompiled library, on a platform that links them (it has
+            // compiler.libraries.ldflags), as arduino-cli: its archives for this MCU go on
+            // the link, and with `precompiled=full` its sources are then not compiled.
+            let precompiled = match self.setup.props.contains("compiler.libraries.ldflags") {
+                true => lib.precompiled_folder(unit_ctx.props.get_or_empty("build.mcu"), &unit_ctx.command("recipe.cpp.o.pattern", &[])?),
+                false => None,
+            };
+            let (precompiled, precompiled_objects) = match &precompiled {
+                Some(folder) => {
+                    let (flags, objects) = lib.precompiled_link(folder);
+                    let mut h = crate::hash::Hasher::new("precompiled-v1");
+                    for f in crate::library::files_in(folder) {
+                        h.str(&f.display().to_string()).bytes(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
+                    }
+                    (Some((flags, h.finish())), objects)
+                }
+                None => (None, Vec::new()),
+            };
+            let mut sources = if precompiled.is_some() && lib.precompiled_with_sources { Vec::new() } else { lib.sources() };
             plan::reference_order(&mut sources);
             let mut jobs = Vec::new();
             for src in &sources {
@@ -1071,13 +1088,14 @@ impl Build<'_> {
                 jobs.push(unit_ctx.compile(src, &object_path(&dir, rel), inc)?);
             }
             let objects: Vec<PathBuf> = jobs.iter().map(|j| j.object.clone()).collect();
-            let (archive, link_objects) = if lib.dot_a_linkage {
+            let (archive, mut link_objects) = if lib.dot_a_linkage && !jobs.is_empty() {
                 (Some(dir.join(format!("{}.a", slug(&lib.dir_name)))), Vec::new())
             } else {
                 (None, objects)
             };
+            link_objects.extend(precompiled_objects);
             lib_unit_index.insert((*l, inc.clone(), overlay.clone()), libs.len());
-            libs.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, state: Mutex::default() });
+            libs.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, precompiled, state: Mutex::default() });
         }
 
         let mut works: Vec<SketchWork> = Vec::new();

@@ -153,6 +153,12 @@ impl SketchEnv<'_> {
         if let Some(a) = self.core.archive.as_deref() {
             ctx.props.set("archive_file_path", a.display().to_string());
         }
+        // Precompiled libraries, in the order the sketch uses them (see `Library::precompiled_link`).
+        let precompiled: String = w.units.iter().filter_map(|&u| self.libs[u].precompiled.as_ref()).map(|(flags, _)| flags.as_str()).collect();
+        if !precompiled.is_empty() {
+            let flags = format!("{}{precompiled}", ctx.props.get_or_empty("compiler.libraries.ldflags"));
+            ctx.props.set("compiler.libraries.ldflags", flags);
+        }
         ctx
     }
 
