@@ -265,11 +265,11 @@ fn a_missing_stm32_compiler_names_its_property() {
     assert!(line.contains("pass --build-property runtime.tools.xpack-arm-none-eabi-gcc-12.2.1-1.2.path=DIR"), "{line}");
 }
 
-/// A library shipping `src/cortex-m0plus/libadder.a` (made here by the real compiler)
-/// and a source that must not compile when the archive is used.
+/// A library shipping `src/cortex-m4/fpv4-sp-d16-hard/libadder.a` (made here by the real
+/// compiler for the Black Pill's FPU) and a source that must not compile when it is used.
 fn precompiled_library(root: &Path, precompiled: &str) -> PathBuf {
     let lib = root.join("Adder");
-    let arch = lib.join("src/cortex-m0plus");
+    let arch = lib.join("src/cortex-m4/fpv4-sp-d16-hard");
     std::fs::create_dir_all(&arch).unwrap();
     std::fs::write(lib.join("library.properties"), format!("name=Adder\nversion=1.0.0\narchitectures=*\nprecompiled={precompiled}\nldflags=-lm\n")).unwrap();
     std::fs::write(lib.join("src/Adder.h"), "#pragma once\n#ifdef __cplusplus\nextern \"C\"\n#endif\nint adder_add(int a, int b);\n").unwrap();
@@ -278,18 +278,26 @@ fn precompiled_library(root: &Path, precompiled: &str) -> PathBuf {
     let c = root.join("adder.c");
     std::fs::write(&c, "int adder_add(int a, int b) { return a + b + 40; }\n").unwrap();
     let o = root.join("adder.o");
-    let ok = std::process::Command::new("arm-none-eabi-gcc").args(["-mcpu=cortex-m0plus", "-mthumb", "-Os", "-c"]).arg(&c).arg("-o").arg(&o).status().unwrap();
+    let ok = std::process::Command::new("arm-none-eabi-gcc")
+        .args(["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-Os", "-c"])
+        .arg(&c)
+        .arg("-o")
+        .arg(&o)
+        .status()
+        .unwrap();
     assert!(ok.success());
     let ok = std::process::Command::new("arm-none-eabi-ar").arg("rcs").arg(arch.join("libadder.a")).arg(&o).status().unwrap();
     assert!(ok.success());
     lib
 }
 
-// precompiled=full: the archive for the board's MCU is linked through
+// precompiled=full: the archive for the board's MCU and FPU (the C++ recipe's -mfpu and
+// -mfloat-abi pick `cortex-m4/fpv4-sp-d16-hard`) is linked through
 // compiler.libraries.ldflags (`"-L<folder>" -lm -ladder`) and the sources are not
 // compiled; precompiled=true compiles them too (here they fail, as they would in
 // arduino-cli). arduino-builder 1.3 predates precompiled libraries, so the check is the
 // symbol in the firmware. Before this work the sources always compiled (and failed).
+// (arduino-pico sets no build.mcu, so its precompiled folder would be src/ itself.)
 #[test]
 fn a_precompiled_library_links_its_archive_for_the_mcu() {
     let tmp = tempfile::tempdir().unwrap();
@@ -300,16 +308,17 @@ fn a_precompiled_library_links_its_archive_for_the_mcu() {
         let work = tmp.path().join(mode);
         std::fs::create_dir_all(&work).unwrap();
         let lib = precompiled_library(&work, mode);
-        let mut extra = arm_kits::fbuild_args(Kit::Rp2040);
+        let mut extra = arm_kits::fbuild_args(Kit::Stm32);
         extra.extend(["--library".to_string(), lib.display().to_string()]);
-        let (_, results) = compile_many(&work, arm_kits::rpipico().fqbn, &extra, &[sketch.clone()]);
+        // One cache for both modes: the core compiles once.
+        let (_, results) = compile_many(tmp.path(), arm_kits::blackpill().fqbn, &extra, &[sketch.clone()]);
         let r = &results["sketches"][0];
         assert_eq!(r["status"] == "ok", ok, "precompiled={mode}: {r}");
         if ok {
             let nm = std::process::Command::new("arm-none-eabi-nm").arg(r["firmware"]["elf"].as_str().unwrap()).output().unwrap();
             assert!(String::from_utf8_lossy(&nm.stdout).lines().any(|l| l.ends_with(" T adder_add")), "adder_add not linked");
             let log = std::fs::read_to_string(r["log"].as_str().unwrap()).unwrap();
-            assert!(log.contains(&format!("-L{}", lib.join("src/cortex-m0plus").display())) && log.contains("-ladder"), "{log}");
+            assert!(log.contains(&format!("-L{}", lib.join("src/cortex-m4/fpv4-sp-d16-hard").display())) && log.contains("-ladder"), "{log}");
         } else {
             assert!(r["first_error"].as_str().unwrap_or("").contains("sources_of_a_precompiled_library_compiled"), "{r}");
         }
