@@ -15,6 +15,8 @@
 #   --corpus DIR              another set of sketches (default: corpus/examples)
 #   --fbuild BIN              time this fbuild binary instead of building one
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
+#   bench/bench.sh --arm      the ARM kits only: Raspberry Pi Pico (arduino-pico) and Blue
+#                             Pill (STM32duino) on 01.Basics..05.Control (or --corpus DIR)
 #   bench/bench.sh --third-party  the 86 examples of ../shared/libraries on uno only
 #   bench/bench.sh --kits avr the AVR platform kits of ../shared/platforms: ATtiny85
 #                             (ATTinyCore) and Nano Every (megaAVR, avr-gcc 7.3 from
@@ -27,12 +29,13 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-memory="" deploy="" samd="" third_party="" platformio="" kits="" corpus="$repo/corpus/examples" F=""
+memory="" deploy="" samd="" arm="" third_party="" platformio="" kits="" corpus="$repo/corpus/examples" F=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) memory=1 ;;
     --samd) samd=1 ;;
     --deploy) deploy=1 ;;
+    --arm) arm=1 ;;
     --third-party) third_party=1 ;;
     --platformio) platformio=1 ;;
     --kits) kits="$2"; shift ;;
@@ -49,6 +52,12 @@ if [ -z "$F" ]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+if [ -n "$arm" ] && [ "$corpus" = "$repo/corpus/examples" ]; then
+  # The classic API's examples, which both ARM cores build (as tests/kits_arm.rs).
+  mkdir -p "$work/arm-corpus"
+  for g in 01.Basics 02.Digital 03.Analog 04.Communication 05.Control; do ln -s "$corpus/$g" "$work/arm-corpus/$g"; done
+  corpus="$work/arm-corpus"
+fi
 mapfile -t sketches < <(find "$corpus" -name '*.ino' -printf '%h\n' | sort | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }')
 export CI=true
 
@@ -247,6 +256,67 @@ if [ -n "$kits" ]; then
   done
   [ "$broken" -eq 0 ] || exit 1
   exit 0
+fi
+
+# --arm: one board of each ARM kit (their READMEs give the flags), compile-many cold and
+# warm against arduino-builder one sketch at a time on the same sketches; both must build
+# as many, and the warm run must start no process. picotool is built once, as the tests
+# build it (~/.cache/fbuild-tools). Then exit.
+if [ -n "$arm" ]; then
+  shared="$repo/../shared"; [ -d "$shared" ] || shared=/work/shared
+  pico="$shared/platforms/rp2040" stm="$shared/platforms/stm32"
+  key=$(cd "$pico/tools" && find picotool-src build-picotool.sh -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+  picotool="${XDG_CACHE_HOME:-$HOME/.cache}/fbuild-tools/picotool-sha-$key"
+  bash "$pico/tools/build-picotool.sh" "$picotool" >/dev/null
+  for board in pico bluepill; do
+    case $board in
+      pico) kit=$pico fqbn=rp2040:rp2040:rpipico
+        ab_fqbn=rp2040:rp2040:rpipico:flash=2097152_0,freq=133,opt=Small,rtti=Disabled,stackprotect=Disabled,exceptions=Disabled,dbgport=Disabled,dbglvl=None,usbstack=picosdk,ipbtstack=ipv4only,uploadmethod=default
+        props=(runtime.tools.pqt-gcc.path=/usr runtime.tools.pqt-python3.path=/usr/bin "runtime.tools.pqt-picotool.path=$picotool")
+        ab_extra=() ;;
+      bluepill) kit=$stm fqbn=STMicroelectronics:stm32:GenF1:pnum=BLUEPILL_F103C8
+        ab_fqbn=STMicroelectronics:stm32:GenF1:pnum=BLUEPILL_F103C8,upload_method=swdMethod,xserial=generic,usb=none,xusb=FS,opt=osstd,dbg=none,rtlib=nano
+        props=(runtime.tools.xpack-arm-none-eabi-gcc-12.2.1-1.2.path=/usr "runtime.tools.CMSIS-5.9.0.path=$stm/tools/CMSIS-5.9.0")
+        ab_extra=('-prefs=compiler.optimization_flags={compiler.optimization_flags.release}') ;;
+    esac
+    fb_props=(); ab_props=()
+    for p in "${props[@]}"; do fb_props+=(--build-property "$p"); ab_props+=("-prefs=$p"); done
+    arm_cm() { FBUILD_CACHE_DIR="$work/c_$board" "$F" compile-many -q --board "$fqbn" --hardware "$kit/hardware" "${fb_props[@]}" --out "$work/o_$board" "$corpus"; }
+    arm_cold() { fresh "c_$board" >/dev/null; fresh "o_$board" >/dev/null; arm_cm; }
+    arm_ab_one() {
+      local core; core="$(fresh "abcore_$board")"
+      local n=0
+      for s in "${sketches[@]}"; do
+        arduino-builder -compile -hardware "$kit/hardware" -hardware /usr/share/arduino-builder -tools /usr/bin \
+          -fqbn "$ab_fqbn" -build-path "$(fresh ab)" -build-cache "$core" "${ab_props[@]}" "${ab_extra[@]}" "$s/$(basename "$s").ino" && n=$((n + 1))
+      done
+      echo "$n" > "$work/built_ab_$board"
+    }
+    run "arm_${board}_compile_many_cold" arm_cold
+    compile_many_case "arm_${board}_compile_many_cold" "$work/o_$board"
+    run "arm_${board}_arduino_builder_one_at_a_time" arm_ab_one
+    built[arm_${board}_arduino_builder_one_at_a_time]=$(cat "$work/built_ab_$board" 2>/dev/null || echo -1)
+    run "arm_${board}_compile_many_warm_nothing_changed" arm_cm
+    compile_many_case "arm_${board}_compile_many_warm_nothing_changed" "$work/o_$board"
+    warm_processes=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['tool_processes'])" "$work/o_$board/results.json")
+    [ "$warm_processes" = 0 ] || status[arm_${board}_compile_many_warm_nothing_changed]="${status[arm_${board}_compile_many_warm_nothing_changed]}, $warm_processes processes"
+    cold=${wall[arm_${board}_compile_many_cold]} ab=${wall[arm_${board}_arduino_builder_one_at_a_time]}
+    printf 'arm_%s_speedup_cold\t%.2f\narm_%s_speedup_warm\t%.2f\n' "$board" "$(echo "$ab / $cold" | bc -l)" "$board" "$(echo "$ab / ${wall[arm_${board}_compile_many_warm_nothing_changed]}" | bc -l)" >> "$work/arm_speedups"
+  done
+  broken=0
+  printf 'case\twall_s\tstatus\tbuilt\n'
+  for k in $(printf '%s\n' "${!wall[@]}" | sort); do
+    printf '%s\t%.3f\t%s\t%s\n' "$k" "${wall[$k]}" "${status[$k]}" "${built[$k]:-}"
+    case "${status[$k]}" in 0|1) ;; *) broken=1 ;; esac
+  done
+  cat "$work/arm_speedups"
+  for board in pico bluepill; do
+    if [ "${built[arm_${board}_compile_many_cold]}" != "${built[arm_${board}_arduino_builder_one_at_a_time]}" ]; then
+      echo "arm_$board: compile-many built ${built[arm_${board}_compile_many_cold]}, arduino-builder ${built[arm_${board}_arduino_builder_one_at_a_time]}" >&2
+      broken=1
+    fi
+  done
+  exit $broken
 fi
 
 # --platformio: every example of corpus/ as a PlatformIO project (src/NAME.ino) for uno.

@@ -277,6 +277,10 @@ pub struct CommonArgs {
     /// discovery, links and objcopy stay within them.
     #[arg(long, value_name = "CMD", env = "FBUILD_COMPILER_LAUNCHER")]
     pub compiler_launcher: Option<String>,
+    /// Build with the platform's debug profile, as arduino-cli's --optimize-for-debug:
+    /// compiler.optimization_flags takes compiler.optimization_flags.debug, not .release.
+    #[arg(long)]
+    pub optimize_for_debug: bool,
 }
 
 fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
@@ -349,6 +353,7 @@ pub(crate) fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_job
         },
         local_jobs: cores(),
         smoke_run: None,
+        optimize_for_debug: common.optimize_for_debug,
         sketch_properties: Vec::new(),
     })
 }

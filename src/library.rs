@@ -56,6 +56,13 @@ pub struct Library {
     pub architectures: Vec<String>,
     /// `dot_a_linkage=true`: linked through an archive, as the spec asks.
     pub dot_a_linkage: bool,
+    /// `precompiled=true` or `full`: the library ships archives for some MCUs in
+    /// `src/<build.mcu>[/<fpu>-<float-abi>]/` (see `precompiled_folder`).
+    pub precompiled: bool,
+    /// `precompiled=full`: with an archive for this MCU, its sources are not compiled.
+    pub precompiled_with_sources: bool,
+    /// `ldflags=`: added to the link with the precompiled archives.
+    pub ldflags: String,
     pub location: Location,
     /// Header files directly in `src_dir`: what `#include <X.h>` can find.
     pub headers: Vec<String>,
@@ -96,9 +103,54 @@ impl Library {
             layout,
             architectures,
             dot_a_linkage: props.get("dot_a_linkage") == Some("true"),
+            precompiled: matches!(props.get("precompiled"), Some("true" | "full")),
+            precompiled_with_sources: props.get("precompiled") == Some("full"),
+            ldflags: props.get("ldflags").unwrap_or("").trim().to_string(),
             location,
             headers,
         }))
+    }
+
+    /// The folder of archives a precompiled library ships for this build, as arduino-cli
+    /// finds it: `src/<build.mcu>/<fpu>-<float-abi>` when the C++ recipe has `-mfpu=`
+    /// and `-mfloat-abi=` and that folder holds a file, else `src/<build.mcu>`.
+    pub fn precompiled_folder(&self, mcu: &str, cpp_args: &[String]) -> Option<PathBuf> {
+        if !self.precompiled {
+            return None;
+        }
+        let value_of = |needle: &str| cpp_args.iter().find(|a| a.contains(needle)).and_then(|a| a.split('=').nth(1)).map(str::trim);
+        let specs: Vec<&str> = [value_of("fpu"), value_of("float-abi")].into_iter().flatten().collect();
+        let holds_a_file = |d: &Path| std::fs::read_dir(d).map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.path().is_file())).unwrap_or(false);
+        if !specs.is_empty() {
+            let full = self.src_dir.join(mcu).join(specs.join("-"));
+            if holds_a_file(&full) {
+                return Some(full);
+            }
+        }
+        let plain = self.src_dir.join(mcu);
+        holds_a_file(&plain).then_some(plain)
+    }
+
+    /// What a precompiled folder adds to the link, as arduino-cli adds it: to
+    /// `compiler.libraries.ldflags`, ` "-L<folder>" <ldflags> -l<name> ... ` for every
+    /// `lib<name>.a`/`.so` there; and the `.a` files not named `lib*`, linked as objects.
+    pub fn precompiled_link(&self, folder: &Path) -> (String, Vec<PathBuf>) {
+        let files = files_in(folder);
+        let mut flags = format!(" \"-L{}\" {} ", folder.display(), self.ldflags);
+        let mut objects = Vec::new();
+        for f in &files {
+            let (stem, ext) = (f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), ext_of(f));
+            if ext != "a" && ext != "so" {
+                continue;
+            }
+            match stem.strip_prefix("lib") {
+                Some(name) => flags.push_str(&format!("-l{name} ")),
+                None if ext == "a" => objects.push(f.clone()),
+                None => {}
+            }
+        }
+        flags.push(' ');
+        (flags, objects)
     }
 
     pub fn supports(&self, arch: &str) -> bool {
@@ -194,6 +246,13 @@ fn simplify(s: &str) -> String {
 
 fn is_source(p: &Path) -> bool {
     SOURCE_EXTENSIONS.contains(&ext_of(p))
+}
+
+/// The files directly in `dir`, sorted.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = list_entries(dir).into_iter().filter(|p| p.is_file()).collect();
+    v.sort();
+    v
 }
 
 fn list_entries(dir: &Path) -> Vec<PathBuf> {
@@ -334,6 +393,34 @@ impl IncludeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precompiled_folder_and_link_flags_as_arduino_cli() {
+        let t = tempfile::tempdir().unwrap();
+        let root = lib(t.path(), "Fast", Some("name=Fast\nprecompiled=full\nldflags=-lm\n"), "Fast.h");
+        for f in ["cortex-m4/libfast.a", "cortex-m4/fpv4-sp-d16-hard/libfast.a", "cortex-m4/fpv4-sp-d16-hard/odd.a", "cortex-m4/fpv4-sp-d16-hard/notes.txt"] {
+            let p = root.join("src").join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "!<arch>\n").unwrap();
+        }
+        let l = Library::load(&root, Location::Libraries).unwrap().unwrap();
+        assert!(l.precompiled && l.precompiled_with_sources);
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The C++ recipe's -mfpu and -mfloat-abi pick the FPU-specific folder...
+        let hard = l.precompiled_folder("cortex-m4", &args(&["g++", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"])).unwrap();
+        assert_eq!(hard, root.join("src/cortex-m4/fpv4-sp-d16-hard"));
+        // ...which falls back to the MCU's folder, and no folder means none.
+        assert_eq!(l.precompiled_folder("cortex-m4", &args(&["g++", "-mfloat-abi=soft"])).unwrap(), root.join("src/cortex-m4"));
+        assert_eq!(l.precompiled_folder("cortex-m0plus", &args(&["g++"])), None);
+        let (flags, objects) = l.precompiled_link(&hard);
+        assert_eq!(flags, format!(" \"-L{}\" -lm -lfast  ", hard.display()));
+        assert_eq!(objects, vec![hard.join("odd.a")]);
+        // Through the recipe splitter, the folder stays one argument.
+        let words = crate::properties::split_command_line(&format!("gcc{flags}-o x"));
+        assert_eq!(words, vec!["gcc".to_string(), format!("-L{}", hard.display()), "-lm".into(), "-lfast".into(), "-o".into(), "x".into()]);
+        let plain = lib(t.path(), "Plain", Some("name=Plain\n"), "Plain.h");
+        assert_eq!(Library::load(&plain, Location::Libraries).unwrap().unwrap().precompiled_folder("cortex-m4", &[]), None);
+    }
 
     fn lib(root: &Path, dir: &str, props: Option<&str>, header: &str) -> PathBuf {
         let p = root.join(dir);

@@ -408,6 +408,17 @@ pub fn resolve_board(platforms: &[Platform], spec: &str) -> Result<Board> {
     })
 }
 
+/// The build profile arduino-cli picks: `compiler.optimization_flags` set from
+/// `compiler.optimization_flags.release` (or `.debug` with `--optimize-for-debug`) when
+/// the platform has that variant; a platform without it keeps its own value. Applied
+/// before `--build-property`, so a property given by the user wins.
+pub fn apply_build_profile(props: &mut Properties, debug: bool) {
+    let variant = if debug { "compiler.optimization_flags.debug" } else { "compiler.optimization_flags.release" };
+    if let Some(flags) = props.get(variant).map(str::to_string) {
+        props.set("compiler.optimization_flags", flags);
+    }
+}
+
 /// `build.core=arduino` or `build.core=vendor:arduino` (a core of another platform
 /// of the same architecture), likewise for variants.
 fn resolve_referenced(platforms: &[Platform], own: &Platform, name: &str, kind: &str) -> Option<PathBuf> {
@@ -504,6 +515,28 @@ mod tests {
         assert!(b.properties.get_or_empty("build.core.path").ends_with("cores/arduino"));
         let info = b.platform.board_info("uno");
         assert_eq!(info.max_flash, Some(32256));
+    }
+
+    #[test]
+    fn build_profile_resolves_optimization_flags_as_arduino_cli() {
+        // STM32duino's platform.txt: the key refers to itself until a profile sets it.
+        let text = "compiler.optimization_flags={compiler.optimization_flags}\n\
+            compiler.optimization_flags.release={build.flags.optimize} {build.flags.debug}\n\
+            compiler.optimization_flags.debug=-Og -g\n\
+            build.flags.optimize=-Os\nbuild.flags.debug=\n\
+            compiler.c.flags=-c {compiler.optimization_flags} -MMD\n";
+        let base = Properties::parse(text, "t").unwrap();
+        assert_eq!(base.expanded("compiler.c.flags"), "-c {compiler.optimization_flags} -MMD");
+        let mut release = base.clone();
+        apply_build_profile(&mut release, false);
+        assert_eq!(release.expanded("compiler.c.flags"), "-c -Os  -MMD");
+        let mut debug = base.clone();
+        apply_build_profile(&mut debug, true);
+        assert_eq!(debug.expanded("compiler.c.flags"), "-c -Og -g -MMD");
+        // A platform without the variants keeps its value.
+        let mut plain = Properties::parse("compiler.optimization_flags=-O2\n", "t").unwrap();
+        apply_build_profile(&mut plain, true);
+        assert_eq!(plain.get("compiler.optimization_flags"), Some("-O2"));
     }
 
     #[test]

@@ -168,35 +168,51 @@ impl Properties {
     }
 }
 
-/// Split an expanded recipe into arguments the way Arduino tools do: whitespace
-/// separates, and double or single quotes group (without escapes inside).
+/// Split an expanded recipe into arguments as arduino-cli does
+/// (`properties.SplitQuotedString(line, "\"'", false)`): words are separated by single
+/// spaces; a word that *starts* with a quote opens a quoted argument that runs to the
+/// first word *ending* with the same quote, and those two quotes are removed. Quotes
+/// inside a word stay, so `-DVARIANT_H="variant.h"` reaches the compiler with its
+/// quotes. Empty words and empty quoted arguments are dropped; an unclosed quote keeps
+/// what it gathered as the last argument.
 pub fn split_command_line(line: &str) -> Vec<String> {
     let mut args = Vec::new();
-    let mut current = String::new();
-    let mut in_arg = false;
-    let mut quote: Option<char> = None;
-    for c in line.chars() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => current.push(c),
-            None if c == '"' || c == '\'' => {
-                quote = Some(c);
-                in_arg = true;
-            }
-            None if c.is_whitespace() => {
-                if in_arg {
-                    args.push(std::mem::take(&mut current));
-                    in_arg = false;
+    let mut open: Option<char> = None;
+    let mut quoted = String::new();
+    for word in line.split(' ') {
+        let mut word = word;
+        if open.is_none() {
+            match word.chars().next() {
+                Some(q @ ('"' | '\'')) => {
+                    open = Some(q);
+                    word = &word[1..];
+                    quoted.clear();
+                }
+                _ => {
+                    if !word.trim().is_empty() {
+                        args.push(word.to_string());
+                    }
+                    continue;
                 }
             }
+        }
+        let q = open.expect("inside a quoted argument");
+        match word.strip_suffix(q) {
+            Some(last) => {
+                quoted.push_str(last);
+                if !quoted.trim().is_empty() {
+                    args.push(std::mem::take(&mut quoted));
+                }
+                open = None;
+            }
             None => {
-                current.push(c);
-                in_arg = true;
+                quoted.push_str(word);
+                quoted.push(' ');
             }
         }
     }
-    if in_arg {
-        args.push(current);
+    if open.is_some() && !quoted.trim().is_empty() {
+        args.push(quoted.trim_end_matches(' ').to_string());
     }
     args
 }
@@ -271,7 +287,23 @@ mod tests {
     }
 
     #[test]
-    fn empty_quoted_argument_is_kept() {
-        assert_eq!(split_command_line(r#"a "" b"#), vec!["a", "", "b"]);
+    fn quotes_inside_a_word_are_kept() {
+        // STM32duino's build.info.flags: the macro's value must keep its quotes.
+        let args = split_command_line(r#"gcc -DBOARD_NAME="BLUEPILL_F103C8" -DVARIANT_H="variant_PILL_F103Cx.h" "-I/v/F103C8T_F103CB(T-U)""#);
+        assert_eq!(args, vec!["gcc", "-DBOARD_NAME=\"BLUEPILL_F103C8\"", "-DVARIANT_H=\"variant_PILL_F103Cx.h\"", "-I/v/F103C8T_F103CB(T-U)"]);
+        // A quoted argument runs to the word that ends with its quote; inner ones stay.
+        assert_eq!(split_command_line(r#""-D__getreent()=_impure_ptr" '-DX="a b"' y"#), vec!["-D__getreent()=_impure_ptr", "-DX=\"a b\"", "y"]);
+    }
+
+    #[test]
+    fn empty_words_and_empty_quotes_are_dropped() {
+        // `{build.extra_flags}` expanding to nothing leaves double spaces and `""`.
+        assert_eq!(split_command_line(r#"a  "" b   c"#), vec!["a", "b", "c"]);
+        assert_eq!(split_command_line("   "), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unclosed_quote_keeps_what_it_gathered() {
+        assert_eq!(split_command_line(r#"a "b c"#), vec!["a", "b c"]);
     }
 }

@@ -156,11 +156,11 @@ pub fn check_referenced(props: &Properties, platform: &str, packages: Option<&Pa
     )))
 }
 
-/// A tool a recipe names is missing. When the recipe reaches it through a
+/// The compiler a recipe names is missing. When the recipe reaches it through a
 /// `runtime.tools.*.path` property (`compiler.path={runtime.tools.avr-gcc.path}/bin/`),
 /// say which property, its value and the file looked for there, in one line; otherwise
-/// the plain "not installed" error.
-pub fn missing_tool(props: &Properties, recipe: &str, tool: &Path) -> Error {
+/// the plain "not installed" error. (Other tools: `missing_tool`.)
+pub fn missing_compiler(props: &Properties, recipe: &str, tool: &Path) -> Error {
     let mut seen = Vec::new();
     let through = tool_properties_used(props, recipe, &mut seen).into_iter().find_map(|property| {
         let value = props.expanded(&property);
@@ -199,6 +199,30 @@ fn tool_properties_used(props: &Properties, key: &str, seen: &mut Vec<String>) -
         rest = &after[end + 1..];
     }
     out
+}
+
+/// A recipe's program is missing and lies under a `runtime.tools.*.path` folder (set by
+/// platform.txt's default, as arduino-pico's `{runtime.platform.path}/system/picotool`, or
+/// by the user): one line naming the recipe, the property, where fbuild looked and how
+/// to give the tool. `None` when no such property explains the program's path.
+pub fn missing_tool(props: &Properties, platform: &str, recipe: &str, program: &Path, packages: Option<&Path>) -> Option<Error> {
+    let (property, dir) = props
+        .iter()
+        .filter(|(k, _)| k.starts_with("runtime.tools.") && k.ends_with(".path"))
+        .map(|(k, _)| (k.clone(), PathBuf::from(props.expanded(k))))
+        .filter(|(_, dir)| !dir.as_os_str().is_empty() && program.starts_with(dir))
+        .max_by_key(|(k, dir)| (dir.components().count(), std::cmp::Reverse(k.len())))?;
+    let tool = property.trim_start_matches("runtime.tools.").trim_end_matches(".path");
+    let (name, version) = split_tool_id(tool);
+    let installed = match packages {
+        Some(dir) => format!(" nor {}", dir.join("*/tools").join(name).join(version.unwrap_or("<version>")).display()),
+        None => String::new(),
+    };
+    Some(Error::usage(format!(
+        "platform {platform}: {recipe} runs {}, which does not exist ({{{property}}} is {}; no {name} there{installed}); install the tool or pass --build-property {property}=DIR",
+        program.display(),
+        dir.display()
+    )))
 }
 
 /// `{runtime.tools.X.path}` references left in an expanded recipe.
@@ -318,7 +342,7 @@ mod tests {
         props.set("compiler.cpp.cmd", "avr-g++");
         props.set("recipe.cpp.o.pattern", "\"{compiler.path}{compiler.cpp.cmd}\" -c");
         props.set("runtime.tools.avr-gcc.path", "/empty");
-        let e = missing_tool(&props, "recipe.cpp.o.pattern", Path::new("/empty/bin/avr-g++"));
+        let e = missing_compiler(&props, "recipe.cpp.o.pattern", Path::new("/empty/bin/avr-g++"));
         assert_eq!(
             e.to_string(),
             "compiler /empty/bin/avr-g++ is not installed: recipe.cpp.o.pattern finds it through runtime.tools.avr-gcc.path=/empty, \
@@ -327,8 +351,29 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         // A compiler named without a tool property keeps the plain error.
         props.set("compiler.path", "/opt/x/bin/");
-        let e = missing_tool(&props, "recipe.cpp.o.pattern", Path::new("/opt/x/bin/avr-g++"));
+        let e = missing_compiler(&props, "recipe.cpp.o.pattern", Path::new("/opt/x/bin/avr-g++"));
         assert!(e.to_string().starts_with("compiler /opt/x/bin/avr-g++ is not installed; install Debian package gcc-avr"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_program_names_the_tool_property_that_placed_it() {
+        // arduino-pico's platform.txt places picotool below the platform by default.
+        let props = Properties::parse(
+            "runtime.platform.path=/k/rp2040\n\
+             runtime.tools.pqt-picotool.path={runtime.platform.path}/system/picotool\n\
+             runtime.tools.pqt-gcc.path=/usr\n",
+            "t",
+        )
+        .unwrap();
+        let e = missing_tool(&props, "rp2040:rp2040", "recipe.objcopy.uf2.pattern", Path::new("/k/rp2040/system/picotool/picotool"), Some(Path::new("/h/.arduino15/packages"))).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "platform rp2040:rp2040: recipe.objcopy.uf2.pattern runs /k/rp2040/system/picotool/picotool, which does not exist \
+             ({runtime.tools.pqt-picotool.path} is /k/rp2040/system/picotool; no pqt-picotool there nor /h/.arduino15/packages/*/tools/pqt-picotool/<version>); \
+             install the tool or pass --build-property runtime.tools.pqt-picotool.path=DIR"
+        );
+        assert_eq!(e.exit_code(), 2);
+        assert!(missing_tool(&props, "p", "r", Path::new("/opt/x/picotool"), None).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! wide) beside each sketch's compiles, links and sizes (stage-2 pool, `sketch_jobs`
 //! wide) -> report.
 
+mod hooks;
 mod sketch;
 mod units;
 
@@ -32,6 +33,11 @@ use crate::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
 use sketch::{Prepared, SketchEnv, SketchWork};
 use units::{CompileEnv, Unit};
+
+/// The hook stages that prepare a build folder before its first compile, in the
+/// reference's order; a sketch's folder gets the first two (see `Build::discover`).
+const FRAMEWORK_HOOKS: &[&str] = &["prebuild", "sketch.prebuild", "libraries.prebuild", "core.prebuild"];
+const SKETCH_HOOKS: &[&str] = &["prebuild", "sketch.prebuild"];
 
 /// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
 pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
@@ -72,6 +78,9 @@ pub struct Request {
     pub local_jobs: usize,
     /// `--smoke-run`: boot each firmware that built in simavr, as a step after its link.
     pub smoke_run: Option<crate::emulator::RunSpec>,
+    /// `--optimize-for-debug`: `compiler.optimization_flags` from its `.debug` variant
+    /// instead of `.release` (see `platform::apply_build_profile`).
+    pub optimize_for_debug: bool,
 }
 
 /// A sketch's own build properties (`Request::sketch_properties`).
@@ -228,6 +237,7 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
         notes.push(format!("board {}: menu '{menu}' not given, using its first option '{option}'", board.id));
     }
     let mut props = board.properties.clone();
+    platform::apply_build_profile(&mut props, req.optimize_for_debug);
     for (k, v) in &req.build_properties {
         props.set(k.clone(), v.clone());
     }
@@ -253,10 +263,27 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
     };
     let toolchain = Toolchain::new();
     let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
-    let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
-    if !tool_exists(&cpp[0]) {
-        return Err(crate::runtime_tools::missing_tool(&props, "recipe.cpp.o.pattern", Path::new(&cpp[0])));
+    // The compiler first (naming the tool property that should hold it), then every
+    // tool the recipes name must exist: say so now, not per sketch, naming the
+    // runtime.tools property that placed it when one did.
+    if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !tool_exists(c)) {
+        return Err(crate::runtime_tools::missing_compiler(&props, "recipe.cpp.o.pattern", Path::new(cc)));
     }
+    let mut recipes: Vec<String> = ["recipe.cpp.o.pattern", "recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"]
+        .iter()
+        .filter(|r| !props.get_or_empty(r).is_empty())
+        .map(|r| r.to_string())
+        .collect();
+    recipes.extend(plan::recipe_keys(&props, "recipe.objcopy.", ".pattern"));
+    for recipe in recipes {
+        let Some(t) = probe_ctx.command(&recipe, &[])?.into_iter().next() else { continue };
+        if !tool_exists(&t) {
+            let packages = crate::runtime_tools::packages_dir();
+            return Err(crate::runtime_tools::missing_tool(&props, &platform_id, &recipe, Path::new(&t), packages.as_deref())
+                .unwrap_or_else(|| crate::toolchain::not_installed(Path::new(&t))));
+        }
+    }
+    let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
     let cpp_compiler = toolchain.probe(Path::new(&cpp[0]), store.as_ref())?;
     let user_set_cpp_flags = req.build_properties.iter().any(|(k, _)| k == "compiler.cpp.extra_flags");
     if cpp_compiler.gcc_major().is_some_and(|m| m < 6) && !user_set_cpp_flags && !props.get_or_empty("compiler.cpp.extra_flags").contains("DECIMAL_DIG") {
@@ -273,23 +300,6 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
             "SOURCE_DATE_EPOCH is set, but {} expands __DATE__ and __TIME__ from the clock (GCC 7 and later read the variable): objects that use them are keyed by the clock",
             cpp_compiler.path.display()
         ));
-    }
-    // Every other tool the recipes name must exist too: say so now, not per sketch.
-    let mut tools = Vec::new();
-    for recipe in ["recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"] {
-        if props.contains(recipe) {
-            if let Some(t) = probe_ctx.command(recipe, &[])?.into_iter().next() {
-                tools.push((recipe, t));
-            }
-        }
-    }
-    for t in probe_ctx.objcopies()?.into_iter().filter_map(|c| c.into_iter().next()) {
-        tools.push(("recipe.objcopy.*", t));
-    }
-    for (recipe, t) in tools {
-        if !tool_exists(&t) {
-            return Err(crate::runtime_tools::missing_tool(&props, recipe, Path::new(&t)));
-        }
     }
     Ok(Loaded { board, props, store, toolchain, cpp_compiler, notes })
 }
@@ -461,6 +471,17 @@ impl<'r> Setup<'r> {
             None => None,
         };
         let overlays = selection.kept.iter().map(|sk| Overlay::for_sketch(req, sk, &props, &fw_dir)).collect();
+        let runner = Runner::new(req.verbose);
+        let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
+        // The framework folder is the build folder of the core and the libraries: what
+        // the platform's hooks prepare in a build folder before compiling (STM32duino's
+        // sketch/build.opt, read by every compile; arduino-pico's core/Updater_Signing.h,
+        // included by a library) is prepared here too, as for a sketch without the
+        // files those hooks look for.
+        if !selection.kept.is_empty() {
+            hooks::prepare(&runner, &fw_ctx, FRAMEWORK_HOOKS, None, &[])
+                .map_err(|e| Error::usage(format!("board {}: a platform hook failed in {}: {e}", board.fqbn, fw_dir.display())))?;
+        }
         Ok(Setup {
             req,
             overlays,
@@ -468,13 +489,13 @@ impl<'r> Setup<'r> {
             target,
             phases,
             preprocess_ctx: Context::new(&props, &fw_dir, "discover", &fw_dir),
-            fw_ctx: Context::new(&props, &fw_dir, "core", &fw_dir),
+            fw_ctx,
             board,
             props,
             store,
             toolchain,
             cpp_compiler,
-            runner: Runner::new(req.verbose),
+            runner,
             fw_dir,
             framework_dirs,
             core_path,
@@ -742,7 +763,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
             jobs.push(compile(s, &obj)?);
         }
     }
-    Ok(Unit { name: "core".into(), kind: "core", archive: Some(core_dir.join("core.a")), dir: core_dir, jobs, link_objects, state: Mutex::default() })
+    Ok(Unit { name: "core".into(), kind: "core", archive: Some(core_dir.join("core.a")), dir: core_dir, jobs, link_objects, precompiled: None, state: Mutex::default() })
 }
 
 /// The `-IDIR` words of `flags` whose folders hold no file at a path (relative to the
@@ -801,7 +822,7 @@ struct Build<'a> {
     core: Unit,
     libs: OnceLock<Vec<Unit>>,
     works: OnceLock<Vec<SketchWork>>,
-    discovered: Mutex<BTreeMap<usize, (PathBuf, PathBuf, SketchDiscovery)>>,
+    discovered: Mutex<BTreeMap<usize, (PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)>>,
     results: Mutex<BTreeMap<usize, SketchResult>>,
     core_done: OnceLock<NodeId>,
     planned_only: AtomicBool,
@@ -945,11 +966,29 @@ impl Build<'_> {
 
     /// Write the sketch's build folder (merged `.ino.cpp`, its other files) and find
     /// its libraries as the reference does.
-    fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, SketchDiscovery)> {
+    fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)> {
         let sketch = &self.setup.sketches[i];
         let dir = self.setup.req.sketch_dir(sketch);
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
+        // The platform's pre-build hooks first, as in the reference: what they write in
+        // sketch/ is compiled with the sketch and searched for its libraries.
+        let own: Vec<PathBuf> = sketch.sources().cloned().chain(std::iter::once(PathBuf::from(format!("{}.ino.cpp", sketch.name)))).collect();
+        let hook_ctx = Context::new(self.setup.sketch_props(i), &dir, &format!("{}.ino", sketch.name), &sketch.dir);
+        let generated = match hooks::prepare(&self.setup.runner, &hook_ctx, SKETCH_HOOKS, Some(&sketch.dir), &own) {
+            Ok(p) => {
+                if p.ran {
+                    for s in &p.sources {
+                        self.cache.invalidate(&sketch_build.join(s));
+                    }
+                }
+                p.sources
+            }
+            Err(message) => {
+                let error = crate::discover::DiscoveryError { missing: String::new(), command: Vec::new(), message };
+                return Ok((dir, sketch_build, Vec::new(), SketchDiscovery { error: Some(error), ..Default::default() }));
+            }
+        };
         let merged_path = sketch_build.join(format!("{}.ino.cpp", sketch.name));
         let merged = self.shared.merged_cpp(sketch, &self.setup.fw_dir, self.setup.includes.macros())?;
         if write_if_changed(&merged_path, &merged)? {
@@ -970,7 +1009,7 @@ impl Build<'_> {
         // sketch is preprocessed through its stand-in when it has one (examples of
         // one library share it, and so one run); a stop the stand-in cannot explain
         // is told in the sketch's own words, from a run of the sketch itself.
-        let others = sketch_sources(sketch, &sketch_build);
+        let others = sketch_sources(sketch, &sketch_build, &generated);
         let ctx = self.setup.preprocess_ctx(i);
         let queue = |first: &Path| std::iter::once(first.to_path_buf()).chain(others.iter().cloned()).collect::<Vec<_>>();
         let stand_in = self.stand_in(&merged, &sketch_build)?;
@@ -988,7 +1027,7 @@ impl Build<'_> {
                 eprintln!("{}: Using library {} at version {} in folder: {}", sketch.name, lib.dir_name, lib.version, lib.path.display());
             }
         }
-        Ok((dir, merged_path, d))
+        Ok((dir, merged_path, generated, d))
     }
 
     /// The stand-in source for a merged sketch's discovery (`discover::stand_in`),
@@ -1014,11 +1053,11 @@ impl Build<'_> {
         if discovered.len() != self.setup.sketches.len() {
             return Ok(()); // a discovery failed; its error ends the run
         }
-        let discovered: Vec<(PathBuf, PathBuf, SketchDiscovery)> = discovered.into_values().collect();
+        let discovered: Vec<(PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)> = discovered.into_values().collect();
         // A unit per library, include path and sketch settings (the first sketch using
         // it stands for the settings).
         let mut lib_units: Vec<((usize, Vec<PathBuf>, String), usize)> = Vec::new();
-        for (i, (_, _, d)) in discovered.iter().enumerate() {
+        for (i, (_, _, _, d)) in discovered.iter().enumerate() {
             for &l in &d.libraries {
                 let unit = (l, d.library_includes[&l].clone(), self.setup.overlay_id(i).to_string());
                 if !lib_units.iter().any(|(u, _)| *u == unit) {
@@ -1036,7 +1075,25 @@ impl Build<'_> {
             }
             let dir = self.setup.fw_dir.join("libraries").join(name);
             let unit_ctx = self.setup.unit_ctx(*first);
-            let mut sources = lib.sources();
+            // A precompiled library, on a platform that links them (it has
+            // compiler.libraries.ldflags), as arduino-cli: its archives for this MCU go on
+            // the link, and with `precompiled=full` its sources are then not compiled.
+            let precompiled = match self.setup.props.contains("compiler.libraries.ldflags") {
+                true => lib.precompiled_folder(unit_ctx.props.get_or_empty("build.mcu"), &unit_ctx.command("recipe.cpp.o.pattern", &[])?),
+                false => None,
+            };
+            let (precompiled, precompiled_objects) = match &precompiled {
+                Some(folder) => {
+                    let (flags, objects) = lib.precompiled_link(folder);
+                    let mut h = crate::hash::Hasher::new("precompiled-v1");
+                    for f in crate::library::files_in(folder) {
+                        h.str(&f.display().to_string()).bytes(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
+                    }
+                    (Some((flags, h.finish())), objects)
+                }
+                None => (None, Vec::new()),
+            };
+            let mut sources = if precompiled.is_some() && lib.precompiled_with_sources { Vec::new() } else { lib.sources() };
             plan::reference_order(&mut sources);
             let mut jobs = Vec::new();
             for src in &sources {
@@ -1044,21 +1101,22 @@ impl Build<'_> {
                 jobs.push(unit_ctx.compile(src, &object_path(&dir, rel), inc)?);
             }
             let objects: Vec<PathBuf> = jobs.iter().map(|j| j.object.clone()).collect();
-            let (archive, link_objects) = if lib.dot_a_linkage {
+            let (archive, mut link_objects) = if lib.dot_a_linkage && !jobs.is_empty() {
                 (Some(dir.join(format!("{}.a", slug(&lib.dir_name)))), Vec::new())
             } else {
                 (None, objects)
             };
+            link_objects.extend(precompiled_objects);
             lib_unit_index.insert((*l, inc.clone(), overlay.clone()), libs.len());
-            libs.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, state: Mutex::default() });
+            libs.push(Unit { name: lib.name.clone(), kind: "library", dir, jobs, archive, link_objects, precompiled, state: Mutex::default() });
         }
 
         let mut works: Vec<SketchWork> = Vec::new();
-        for (i, (sketch, (dir, merged, disc))) in self.setup.sketches.iter().zip(discovered).enumerate() {
+        for (i, (sketch, (dir, merged, generated, disc))) in self.setup.sketches.iter().zip(discovered).enumerate() {
             let ctx = Context::new(self.setup.sketch_props(i), &dir, &format!("{}.ino", sketch.name), &sketch.dir);
             let build = dir.join("sketch");
             let mut sources: Vec<PathBuf> = vec![merged.clone()];
-            sources.extend(sketch.sources().map(|rel| build.join(rel)));
+            sources.extend(sketch.sources().chain(&generated).map(|rel| build.join(rel)));
             plan::sketch_order(&mut sources, &build);
             let mut jobs = Vec::new();
             if disc.error.is_none() {
@@ -1133,8 +1191,8 @@ impl Build<'_> {
 /// A sketch's translation units besides the merged `.ino.cpp`, in the build folder, in
 /// the order the reference queues them for discovery: the sketch folder's own, then
 /// `src/`, each by name.
-fn sketch_sources(sketch: &Sketch, build: &Path) -> Vec<PathBuf> {
-    let mut rel: Vec<&PathBuf> = sketch.sources().collect();
+fn sketch_sources(sketch: &Sketch, build: &Path, generated: &[PathBuf]) -> Vec<PathBuf> {
+    let mut rel: Vec<&PathBuf> = sketch.sources().chain(generated).collect();
     rel.sort_by_key(|p| (p.components().count() > 1, (*p).clone()));
     rel.into_iter().map(|p| build.join(p)).collect()
 }

@@ -152,6 +152,17 @@ impl SketchEnv<'_> {
         if let Some(rel) = self.core.archive.as_deref().and_then(|a| relative(&w.dir, a)) {
             ctx.props.set("archive_file", rel.display().to_string());
         }
+        // arduino-cli gives the link both: `{build.path}/{archive_file}` (AVR, SAMD,
+        // arduino-pico) and `{archive_file_path}` (STM32duino).
+        if let Some(a) = self.core.archive.as_deref() {
+            ctx.props.set("archive_file_path", a.display().to_string());
+        }
+        // Precompiled libraries, in the order the sketch uses them (see `Library::precompiled_link`).
+        let precompiled: String = w.units.iter().filter_map(|&u| self.libs[u].precompiled.as_ref()).map(|(flags, _)| flags.as_str()).collect();
+        if !precompiled.is_empty() {
+            let flags = format!("{}{precompiled}", ctx.props.get_or_empty("compiler.libraries.ldflags"));
+            ctx.props.set("compiler.libraries.ldflags", flags);
+        }
         ctx
     }
 
@@ -254,10 +265,8 @@ impl SketchEnv<'_> {
                 return Some(done);
             }
         }
+        // (The pre-build hooks ran before discovery: see `hooks::prepare`.)
         let _ = std::fs::remove_file(w.dir.join(".fbuild-link"));
-        if let Err(e) = ["prebuild", "sketch.prebuild"].iter().try_for_each(|stage| self.hooks(&ctx, stage, log)) {
-            return Some(Err(e));
-        }
         None
     }
 
@@ -396,6 +405,8 @@ impl SketchEnv<'_> {
             if let Some(b) = &plan.bootloader {
                 merge_bootloader(&w.dir.join(format!("{project}.hex")), b, &w.dir.join(format!("{project}.with_bootloader.hex")))?;
             }
+            // The reference's last stage before it measures the firmware.
+            self.hooks(&ctx, "postbuild", log)?;
             run_logged(self.runner, &plan.size, log)
         })();
         let paths = link_failure::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir);

@@ -30,6 +30,9 @@ pub(super) struct Unit {
     pub archive: Option<PathBuf>,
     /// Objects that go on the link line one by one (library objects, variant objects).
     pub link_objects: Vec<PathBuf>,
+    /// A precompiled library's share of `compiler.libraries.ldflags`, and the hash of
+    /// its archives (in the unit's key, so a new archive relinks).
+    pub precompiled: Option<(String, Hash)>,
     pub state: Mutex<UnitState>,
 }
 
@@ -266,6 +269,9 @@ impl Unit {
                 let cmd = fw_ctx.archive(archive, &j.object)?;
                 commands.push(normalize_args(&cmd, &[(&self.dir, "\u{0}UNIT")]));
             }
+        }
+        if let Some((flags, archives)) = &self.precompiled {
+            commands.push(vec!["precompiled".to_string(), flags.clone(), hex(archives)]);
         }
         Ok(Some(crate::cache::keys::unit(&keys, &commands)))
     }

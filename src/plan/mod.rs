@@ -244,35 +244,37 @@ impl Context {
         self.command("recipe.c.combine.pattern", &[objects])
     }
 
-    /// `recipe.objcopy.<name>.pattern` commands (eep, hex, bin, ...), in key order.
+    /// `recipe.objcopy.*.pattern` commands (eep, hex, bin, uf2, ...).
     pub fn objcopies(&self) -> Result<Vec<Vec<String>>> {
-        let keys: Vec<String> = self
-            .props
-            .iter()
-            .map(|(k, _)| k.clone())
-            .filter(|k| k.starts_with("recipe.objcopy.") && k.ends_with(".pattern"))
-            .collect();
-        keys.iter().map(|k| self.command(k, &[])).collect()
+        self.recipes_like("recipe.objcopy.", ".pattern")
     }
 
     pub fn size(&self) -> Result<Vec<String>> {
         self.command("recipe.size.pattern", &[])
     }
 
-    /// `recipe.hooks.<stage>.<N>.pattern` commands, in numeric order.
+    /// The hooks of a stage (`prebuild`, `linking.prelink`, ...): `recipe.hooks.<stage>*.pattern`,
+    /// numbered (`.1.pattern`) or not (`recipe.hooks.sketch.prebuild.pattern`).
     pub fn hooks(&self, stage: &str) -> Result<Vec<Vec<String>>> {
-        let prefix = format!("recipe.hooks.{stage}.");
-        let mut keys: Vec<(u32, String)> = self
-            .props
-            .iter()
-            .filter_map(|(k, _)| {
-                let n = k.strip_prefix(&prefix)?.strip_suffix(".pattern")?;
-                Some((n.parse().unwrap_or(u32::MAX), k.clone()))
-            })
-            .collect();
-        keys.sort();
-        keys.iter().map(|(_, k)| self.command(k, &[])).collect()
+        self.recipes_like(&format!("recipe.hooks.{stage}"), ".pattern")
     }
+
+    /// Every recipe whose key has `prefix` and `suffix`, as arduino-cli finds them: an
+    /// empty one (`recipe.objcopy.eep.pattern=`, the mbed cores' way to turn a step off)
+    /// is skipped, and the rest run in the keys' string order (so `.10.` before `.2.`).
+    fn recipes_like(&self, prefix: &str, suffix: &str) -> Result<Vec<Vec<String>>> {
+        recipe_keys(&self.props, prefix, suffix).iter().map(|k| self.command(k, &[])).collect()
+    }
+}
+
+/// The non-empty recipes with `prefix` and `suffix`, in string order (arduino-cli's
+/// `findRecipes`).
+pub fn recipe_keys(props: &Properties, prefix: &str, suffix: &str) -> Vec<String> {
+    props
+        .iter()
+        .filter(|(k, v)| k.starts_with(prefix) && k.ends_with(suffix) && !v.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Flash, RAM and EEPROM use parsed from the size recipe's output with its regexes.
@@ -381,6 +383,27 @@ mod tests {
         let ctx = Context::new(&props, Path::new("/b"), "S.ino", Path::new("/s"));
         let job = ctx.compile(Path::new("/s p/a.cpp"), Path::new("/b/a.cpp.o"), &[PathBuf::from("/core dir")]).unwrap();
         assert_eq!(job.args, vec!["/usr/bin/avr-g++", "-c", "-I/core dir", "/s p/a.cpp", "-o", "/b/a.cpp.o"]);
+    }
+
+    #[test]
+    fn hooks_and_objcopies_as_arduino_cli_finds_them() {
+        // arduino-pico's un-numbered sketch.prebuild hook and numbered objcopy steps,
+        // an empty recipe as the mbed cores write it, and more than nine hooks.
+        let props = Properties::parse(
+            "recipe.hooks.sketch.prebuild.pattern=sign header\n\
+             recipe.hooks.prebuild.2.pattern=two\nrecipe.hooks.prebuild.10.pattern=ten\nrecipe.hooks.prebuild.1.pattern=one\n\
+             recipe.hooks.prebuild.3.pattern=\n\
+             recipe.objcopy.eep.pattern=\n\
+             recipe.objcopy.uf2.pattern=\"/t/picotool\" uf2 convert \"{build.path}/{build.project_name}.elf\"\n\
+             recipe.objcopy.bin.1.pattern=objcopy -Obinary\nrecipe.objcopy.bin.2.pattern=sign bin\n",
+            "t",
+        )
+        .unwrap();
+        let ctx = Context::new(&props, Path::new("/b"), "S.ino", Path::new("/s"));
+        let words = |v: Vec<Vec<String>>| v.into_iter().map(|c| c.join(" ")).collect::<Vec<_>>();
+        assert_eq!(words(ctx.hooks("sketch.prebuild").unwrap()), vec!["sign header"]);
+        assert_eq!(words(ctx.hooks("prebuild").unwrap()), vec!["one", "ten", "two"]);
+        assert_eq!(words(ctx.objcopies().unwrap()), vec!["objcopy -Obinary", "sign bin", "/t/picotool uf2 convert /b/S.ino.elf"]);
     }
 
     #[test]

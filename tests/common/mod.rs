@@ -2,6 +2,8 @@
 //! the real avr-gcc and, for differential tests, the real arduino-builder.
 #![allow(dead_code)]
 
+pub mod arm_kits;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
