@@ -2,7 +2,7 @@
 //! reaching hundreds of headers): a warm run starts no process and reports every
 //! sketch as the cold one did; a header touched without a change costs no
 //! rediscovery; a header changed in content reruns discovery only for the sources
-//! that read it. The corpus is small here (500 headers, 5 examples) to keep the test
+//! that read it. The corpus is small here (500 headers, 8 examples) to keep the test
 //! short; the bench (`bench/bench.sh --heavy`) runs the 2,000+ header one.
 
 mod common;
@@ -89,7 +89,7 @@ fn readers(src: &Path, header: &str) -> BTreeSet<PathBuf> {
 #[test]
 fn warm_runs_over_a_heavy_library_start_nothing_and_rediscover_only_what_a_change_reaches() {
     let t = tempfile::tempdir().unwrap();
-    let mut sketches = generate(t.path(), 500, 5);
+    let mut sketches = generate(t.path(), 500, 8);
     // A sketch that reads none of the heavy library's headers.
     let sweep = shared_libraries().join("Servo/examples/Sweep");
     sketches.push(sweep.clone());

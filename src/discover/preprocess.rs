@@ -418,8 +418,9 @@ impl<'a> Preprocessor<'a> {
             let bytes = self.store?.get_record("discover", &key)?;
             let rec: SetRecord = serde_json::from_slice(&bytes).ok()?;
             for (path, hash) in &rec.headers {
+                // Parsing the stored hex is cheaper than formatting thousands of hashes.
                 if let Some(hash) = hash {
-                    if self.files.file_hash(path).map(|h| hex(&h)).as_ref() != Some(hash) {
+                    if self.files.file_hash(path)? != key_from_hex(hash)? {
                         return None;
                     }
                 }
