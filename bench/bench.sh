@@ -25,11 +25,19 @@
 #                             build PROJECT one after the other, fbuild compile-many over
 #                             all of them, vs pio run on each (the
 #                             offline PlatformIO of ../shared/platformio), cold and warm
+#   bench/bench.sh --heavy    a generated heavy-header library (bench/heavy_corpus.py,
+#                             2,325 headers behind one umbrella, 40 examples) with
+#                             ../shared/libraries on uno: cold with
+#                             --framework-jobs 1 --sketch-jobs 2 and with defaults, the
+#                             floor, warm; then warm time at 500, 2,000 and 5,000
+#                             headers (FBUILD_HEAVY_HEADERS, _SIZES, _EXAMPLES change
+#                             them); with --memory also peak RSS against the built-in
+#                             examples'
 # Every cold case starts from an empty cache and output folder.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-memory="" deploy="" samd="" arm="" third_party="" platformio="" kits="" corpus="$repo/corpus/examples" F=""
+memory="" deploy="" samd="" arm="" third_party="" platformio="" kits="" heavy="" corpus="$repo/corpus/examples" F=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) memory=1 ;;
@@ -39,6 +47,7 @@ while [ $# -gt 0 ]; do
     --third-party) third_party=1 ;;
     --platformio) platformio=1 ;;
     --kits) kits="$2"; shift ;;
+    --heavy) heavy=1 ;;
     --corpus) corpus="$(cd "$2" && pwd)"; shift ;;
     --fbuild) F="$2"; shift ;;
     *) echo "bench: unknown argument $1 (see the comment at the top of bench/bench.sh)" >&2; exit 2 ;;
@@ -370,6 +379,103 @@ if [ -n "$platformio" ]; then
     "$(echo "${wall[p_pio_run_each_cold]} / ${wall[p_fbuild_compile_many_cold]}" | bc -l)" "${wall[p_fbuild_compile_many_warm_nothing_changed]}"
   [ "$cm_mismatch" -eq 0 ] || { echo "bench: compile-many and pio run disagree on $cm_mismatch project(s)" >&2; exit 1; }
   [ "$mismatch" -eq 0 ] && [ "$fb_ok" -gt 0 ] || { echo "bench: fbuild and pio run disagree on $mismatch project(s)" >&2; exit 1; }
+  exit 0
+fi
+
+# --heavy: the generated heavy-header library (see the comment at the top); then exit.
+# Every case must build what the cold run built, and a warm run must start no
+# process: anything else is a broken case and exits 1 after saying which.
+if [ -n "$heavy" ]; then
+  libs="${FBUILD_SHARED_LIBRARIES:-$repo/../shared/libraries}"
+  [ -d "$libs" ] || libs=/work/shared/libraries
+  libs="$(cd "$libs" && pwd)"
+  examples="${FBUILD_HEAVY_EXAMPLES:-40}"
+  # gen DIR HEADERS: the library under DIR, its examples listed in DIR.list.
+  gen() {
+    rm -rf "$1"; python3 "$repo/bench/heavy_corpus.py" "$1" --headers "$2" --examples "$examples" --seed 1
+    find "$1/HeavyLED/examples" -name '*.ino' -printf '%h\n' | sort > "$1.list"
+  }
+  # hv CACHE OUT DIR [FLAGS...]: compile-many over DIR's examples, with ../shared/libraries.
+  hv() {
+    local cache="$1" out="$2" dir="$3"; shift 3
+    mapfile -t hs < "$dir.list"
+    FBUILD_CACHE_DIR="$cache" "$F" compile-many -q --libraries "$dir" --libraries "$libs" "$@" --out "$out" "${hs[@]}"
+  }
+  hv_narrow_cold() { fresh hc1 >/dev/null; hv "$work/hc1" "$(fresh ho1)" "$work/hv" --framework-jobs 1 --sketch-jobs 2; }
+  hv_default_cold() { fresh hc2 >/dev/null; hv "$work/hc2" "$(fresh ho2)" "$work/hv"; }
+  hv_warm() { hv "$work/hc1" "$work/ho1" "$work/hv" --framework-jobs 1 --sketch-jobs 2; }
+  builtin_cold() { FBUILD_CACHE_DIR="$(fresh hmc)" "$F" compile-many -q --out "$(fresh hmo)" "$corpus"; }
+  builtin_warm() { FBUILD_CACHE_DIR="$work/hmc" "$F" compile-many -q --out "$work/hmo" "$corpus"; }
+  # timed NAME COMMAND...: wall and CPU (user+sys) seconds and peak RSS of one case.
+  declare -A cpu rss
+  # The cases are shell functions: /usr/bin/time runs them in a bash that has them.
+  export F work libs examples corpus
+  export -f fresh hv hv_narrow_cold hv_default_cold hv_warm builtin_cold builtin_warm
+  timed() {
+    local name="$1"; shift
+    run "$name" /usr/bin/time -f '%e %U %S %M' -o "$work/$name.time" bash -c '"$@"' _ "$@"
+    read -r _ u s m < <(tail -1 "$work/$name.time")
+    cpu[$name]=$(echo "$u + $s" | bc); rss[$name]=$m
+  }
+  # check NAME OUT WANT_OK WANT_PROCESSES: the case built WANT_OK sketches (and, when
+  # WANT_PROCESSES is a number, started that many tools), or it is broken.
+  broken=0
+  check() {
+    local ok procs
+    ok=$(ok_of "$2/results.json")
+    procs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['tool_processes'])" "$2/results.json" 2>/dev/null || echo -1)
+    if [ "${status[$1]}" -gt 1 ] || [ "$ok" != "$3" ] || { [ -n "${4:-}" ] && [ "$procs" != "${4:-}" ]; }; then
+      echo "bench: case $1 is BROKEN (exit ${status[$1]}, built $ok of $3, tool processes $procs${4:+, want ${4:-}}); its output:" >&2
+      tail -5 "$work/$1.log" >&2; broken=$((broken + 1))
+    fi
+  }
+  gen "$work/hv" "${FBUILD_HEAVY_HEADERS:-2325}"
+  printf 'heavy_headers\t%s\nheavy_examples\t%s\n' "$(find "$work/hv/HeavyLED/src" -name '*.h' | wc -l)" "$examples"
+  fresh hfc >/dev/null
+  hv "$work/hfc" "$(fresh hfo)" "$work/hv" -v --framework-jobs 1 --sketch-jobs 2 2>"$work/hfloor.cmds" >/dev/null || true
+  want=$(ok_of "$work/hfo/results.json")
+  [ "$want" -gt 0 ] || { echo "bench: the heavy corpus built nothing; its output:" >&2; tail -5 "$work/hfloor.cmds" >&2; exit 1; }
+  grep -E '^"?/[^ ]*/(avr|arm-none-eabi)-[a-z+-]+"? ' "$work/hfloor.cmds" | grep -v -e ' -E ' -e '"-E"' > "$work/hfloor.sh" || true
+  timed h_heavy_cold_fj1_sj2 hv_narrow_cold; check h_heavy_cold_fj1_sj2 "$work/ho1" "$want"
+  timed h_heavy_cold_default hv_default_cold; check h_heavy_cold_default "$work/ho2" "$want"
+  timed h_heavy_floor_sequential bash "$work/hfloor.sh"
+  timed h_heavy_warm_nothing_changed hv_warm; check h_heavy_warm_nothing_changed "$work/ho1" "$want" 0
+  printf 'case\twall_s\tcpu_s\tpeak_rss_kb\n'
+  for k in h_heavy_cold_fj1_sj2 h_heavy_cold_default h_heavy_floor_sequential h_heavy_warm_nothing_changed; do
+    printf '%s\t%.3f\t%.2f\t%s\n' "$k" "${wall[$k]}" "${cpu[$k]}" "${rss[$k]}"
+  done
+  cores=$(nproc)
+  printf 'heavy_ok\t%s\nheavy_floor_commands\t%s\nheavy_floor_per_core_s\t%.2f\n' "$want" "$(wc -l < "$work/hfloor.sh")" "$(echo "${wall[h_heavy_floor_sequential]} / $cores" | bc -l)"
+  printf 'heavy_cold_fj1_sj2_over_floor_per_core\t%.2f\n' "$(echo "${wall[h_heavy_cold_fj1_sj2]} * $cores / ${wall[h_heavy_floor_sequential]}" | bc -l)"
+  printf 'heavy_cold_default_over_floor_per_core\t%.2f\n' "$(echo "${wall[h_heavy_cold_default]} * $cores / ${wall[h_heavy_floor_sequential]}" | bc -l)"
+  # Scaling: the same examples over 500, 2,000 and 5,000 headers; warm wall and CPU
+  # (median of three) must not grow with the headers.
+  printf '\nheaders\tsketches_built\twarm_wall_s\twarm_cpu_s\twarm_tool_processes\n'
+  for n in ${FBUILD_HEAVY_SIZES:-500 2000 5000}; do
+    gen "$work/hs$n" "$n"
+    fresh hsc$n >/dev/null
+    hv "$work/hsc$n" "$(fresh hso$n)" "$work/hs$n" --framework-jobs 1 --sketch-jobs 2 >/dev/null 2>&1 || true
+    ok=$(ok_of "$work/hso$n/results.json")
+    ws=() cs=()
+    for _ in 1 2 3; do
+      timed hs_tmp hv "$work/hsc$n" "$work/hso$n" "$work/hs$n" --framework-jobs 1 --sketch-jobs 2
+      check hs_tmp "$work/hso$n" "$ok" 0
+      ws+=("${wall[hs_tmp]}"); cs+=("${cpu[hs_tmp]}")
+    done
+    [ "$ok" -gt 0 ] || { echo "bench: the $n-header corpus built nothing" >&2; broken=$((broken + 1)); }
+    printf '%s\t%s\t%.3f\t%.2f\t0\n' "$n" "$ok" "$(printf '%s\n' "${ws[@]}" | sort -n | sed -n 2p)" "$(printf '%s\n' "${cs[@]}" | sort -n | sed -n 2p)"
+  done
+  if [ -n "$memory" ]; then
+    # Peak RSS against the built-in examples' cold and warm runs (target: at most 1.5x).
+    timed b_builtin_cold builtin_cold
+    timed b_builtin_warm builtin_warm
+    printf '\npeak_rss_kb_builtin_cold\t%s\npeak_rss_kb_heavy_cold\t%s\nheavy_over_builtin_cold\t%.2f\n' "${rss[b_builtin_cold]}" "${rss[h_heavy_cold_fj1_sj2]}" "$(echo "${rss[h_heavy_cold_fj1_sj2]} / ${rss[b_builtin_cold]}" | bc -l)"
+    printf 'peak_rss_kb_builtin_warm\t%s\npeak_rss_kb_heavy_warm\t%s\nheavy_over_builtin_warm\t%.2f\n' "${rss[b_builtin_warm]}" "${rss[h_heavy_warm_nothing_changed]}" "$(echo "${rss[h_heavy_warm_nothing_changed]} / ${rss[b_builtin_warm]}" | bc -l)"
+  fi
+  if [ "$broken" -gt 0 ]; then
+    echo "bench: $broken heavy case(s) broken: their times mean nothing" >&2
+    exit 1
+  fi
   exit 0
 fi
 

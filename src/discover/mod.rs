@@ -14,8 +14,9 @@ mod stand_in;
 
 pub use stand_in::stand_in;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::error::Result;
@@ -59,6 +60,53 @@ pub struct SketchDiscovery {
     pub seconds: f64,
     /// Preprocessor processes started for this sketch (0 on a warm run).
     pub runs: usize,
+}
+
+/// A header list compared by identity: `HeaderSets::intern` makes every answer that
+/// read the same headers hold one list, so the work done on a list is keyed by it.
+/// Holding the `Arc` keeps the list, and so its address, alive as long as the key.
+#[derive(Clone)]
+pub(crate) struct SameList(pub Arc<Vec<PathBuf>>);
+
+impl PartialEq for SameList {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for SameList {}
+impl std::hash::Hash for SameList {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state)
+    }
+}
+
+/// What discovery works out per sketch from answers and paths that many sketches
+/// share (a library's examples: the same umbrella header, the same library sources
+/// under the same path). Worked out once per run, so a warm run's cost does not grow
+/// with headers times sketches. Each value is a pure function of its key.
+#[derive(Default)]
+pub(crate) struct Memos {
+    /// `Discoverer::guess`, by the file's folder and include list, the libraries
+    /// used and the path (the walk reads nothing else of the file).
+    guesses: Mutex<HashMap<(PathBuf, Arc<Vec<String>>, Vec<usize>, Vec<PathBuf>), Vec<usize>>>,
+    /// `Discoverer::replay` of an answer without `__has_include`, by its headers,
+    /// the two paths and the libraries used.
+    replays: Mutex<HashMap<(SameList, Vec<PathBuf>, Vec<PathBuf>, Vec<usize>), Option<Vec<usize>>>>,
+    /// The include folders that supplied an answer's headers, by headers and path.
+    suppliers: Mutex<HashMap<(SameList, Vec<PathBuf>), Arc<BTreeSet<PathBuf>>>>,
+    /// Each library's sources: listing a big library's folders is a walk of
+    /// thousands of entries, the same for every sketch that uses it.
+    sources: Mutex<HashMap<usize, Arc<Vec<PathBuf>>>>,
+}
+
+/// What a guess for a command came to, stored under the command.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum StoredGuess {
+    /// These library folders; the run on the path plus them proved the chain (or
+    /// the guess found no library, and the run was made on the path itself).
+    Proven(Vec<PathBuf>),
+    /// The run on the guessed path could not prove the chain: runs went one by one.
+    Unprovable,
 }
 
 /// Where a queued source file comes from.
@@ -127,7 +175,17 @@ impl Discoverer<'_> {
                 // One run on a guessed wider path, when its trace proves which runs
                 // the reference would make (speculate.rs); else one run on this path.
                 let mut outcome = None;
-                let guess = if guessing { self.guess(&file, &found.libraries, &includes) } else { Vec::new() };
+                let (guess, fresh) = match guessing {
+                    true => match self.guess_for(&file, &found.libraries, &includes, ctx)? {
+                        Some(g) => g,
+                        // Last time the guess failed its check: run by run at once.
+                        None => {
+                            guessing = false;
+                            (Vec::new(), false)
+                        }
+                    },
+                    false => (Vec::new(), false),
+                };
                 if !guess.is_empty() {
                     let mut wide = includes.clone();
                     wide.extend(guess.iter().map(|&l| self.index.libraries[l].src_dir.clone()));
@@ -136,6 +194,10 @@ impl Discoverer<'_> {
                         let (o, ran) = self.preprocessor.run(runner, &args, &file);
                         found.runs += ran;
                         if let Some(added) = self.replay(&file, &o, &includes, &wide, &found.libraries) {
+                            if fresh {
+                                let dirs: Vec<PathBuf> = guess.iter().map(|&l| self.index.libraries[l].src_dir.clone()).collect();
+                                self.preprocessor.remember_guess(&ctx.preprocess(&file, &includes)?, &file, StoredGuess::Proven(dirs));
+                            }
                             for l in added {
                                 self.add_library(l, &mut found, &mut queue, &mut queued);
                             }
@@ -145,6 +207,9 @@ impl Discoverer<'_> {
                             }
                             outcome = Some(o);
                         } else {
+                            if fresh {
+                                self.preprocessor.remember_guess(&ctx.preprocess(&file, &includes)?, &file, StoredGuess::Unprovable);
+                            }
                             guessing = false;
                         }
                         tried = Some(wide);
@@ -163,7 +228,7 @@ impl Discoverer<'_> {
                     if let Origin::Library(l) = origin {
                         let r = reads.entry(l).or_default();
                         r.has_include |= outcome.has_include;
-                        r.dirs.extend(outcome.headers.iter().filter_map(|h| supplier(&includes, h)));
+                        r.dirs.extend(self.suppliers(&outcome.headers, &includes).iter().cloned());
                     }
                     break;
                 };
@@ -193,14 +258,64 @@ impl Discoverer<'_> {
         Ok(found)
     }
 
+    /// The libraries to guess for `file` on `includes`, and whether they were worked
+    /// out now; None when the guess made last time failed its check. What a guess
+    /// came to is stored under the command it widens (`StoredGuess`) and taken again
+    /// while the store still answers the command it leads to (every header read
+    /// unchanged), so a warm run walks no includes. Otherwise (or when the stored
+    /// folders are no library's now) the includes are walked.
+    fn guess_for(&self, file: &Path, used: &[usize], includes: &[PathBuf], ctx: &Context) -> Result<Option<(Vec<usize>, bool)>> {
+        let narrow = ctx.preprocess(file, includes)?;
+        match self.preprocessor.stored_guess(&narrow, file).as_deref() {
+            Some(StoredGuess::Proven(dirs)) => {
+                let libs: Option<Vec<usize>> = dirs.iter().map(|d| self.index.libraries.iter().position(|l| l.src_dir == *d)).collect();
+                if let Some(libs) = libs.filter(|ls| ls.iter().all(|l| !used.contains(l))) {
+                    let mut wide = includes.to_vec();
+                    wide.extend(dirs.iter().cloned());
+                    if self.preprocessor.remembered(&ctx.preprocess(file, &wide)?, file) {
+                        return Ok(Some((libs, false)));
+                    }
+                }
+            }
+            Some(StoredGuess::Unprovable) if self.preprocessor.remembered(&narrow, file) => return Ok(None),
+            _ => {}
+        }
+        let guess = self.guess(file, used, includes);
+        // Most library sources reach no new library: that is remembered too.
+        if guess.is_empty() {
+            self.preprocessor.remember_guess(&narrow, file, StoredGuess::Proven(Vec::new()));
+        }
+        Ok(Some((guess, true)))
+    }
+
+    /// The include folders among `includes` that supplied `headers`, worked out once
+    /// per run for each list and path.
+    fn suppliers(&self, headers: &Arc<Vec<PathBuf>>, includes: &[PathBuf]) -> Arc<BTreeSet<PathBuf>> {
+        let memo = &self.preprocessor.memos.suppliers;
+        let key = (SameList(headers.clone()), includes.to_vec());
+        if let Some(d) = memo.lock().unwrap().get(&key) {
+            return d.clone();
+        }
+        let dirs: Arc<BTreeSet<PathBuf>> = Arc::new(headers.iter().filter_map(|h| supplier(includes, h)).collect());
+        memo.lock().unwrap().insert(key, dirs.clone());
+        dirs
+    }
+
     /// Put a found library on the sketch's path and queue its sources.
     fn add_library(&self, l: usize, found: &mut SketchDiscovery, queue: &mut VecDeque<(PathBuf, Origin)>, queued: &mut HashSet<PathBuf>) {
         found.libraries.push(l);
         let lib = &self.index.libraries[l];
         found.include_dirs.push(lib.src_dir.clone());
-        for s in lib.sources() {
+        let memo = &self.preprocessor.memos.sources;
+        let sources = memo.lock().unwrap().get(&l).cloned();
+        let sources = sources.unwrap_or_else(|| {
+            let s = Arc::new(lib.sources());
+            memo.lock().unwrap().insert(l, s.clone());
+            s
+        });
+        for s in sources.iter() {
             if queued.insert(s.clone()) {
-                queue.push_back((s, Origin::Library(l)));
+                queue.push_back((s.clone(), Origin::Library(l)));
             }
         }
     }

@@ -8,6 +8,12 @@
 //! lookup only counts when every one of them is unchanged and a header that was
 //! missing is still missing. Headers in the compiler's own folders belong to the
 //! compiler's identity, as for objects.
+//!
+//! The header list is stored apart from the answer, as a set keyed by its paths and
+//! hashes: the examples of a library read the same few thousand headers through its
+//! umbrella header, and every answer that read them points at one set, which a run
+//! checks once (`HeaderSets`), however many answers share it. The check itself is the
+//! object cache's: each header hashed once per run.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +25,7 @@ use crate::hash::{hex, Hash, Hasher};
 use crate::library::IncludeCache;
 use super::shell;
 use super::speculate::Queries;
+use super::StoredGuess;
 use crate::cpp_lex::{directive_parts, tokenize, Kind};
 use crate::objcache::{include_dirs, normalize_args, ObjectCache};
 use crate::store::Store;
@@ -31,8 +38,9 @@ pub struct Outcome {
     pub missing: Option<String>,
     /// What the preprocessor said besides its header trace (for error messages).
     pub message: String,
-    /// Every header the run opened, in order (system headers included).
-    pub headers: Vec<PathBuf>,
+    /// Every header the run opened, in order (system headers included); answers
+    /// that read the same headers share one list (`HeaderSets::intern`).
+    pub headers: Arc<Vec<PathBuf>>,
     /// A file the run read (source or non-system header) uses `__has_include`, whose
     /// answer depends on the include path itself, not only on the headers found.
     pub has_include: bool,
@@ -40,9 +48,38 @@ pub struct Outcome {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Record {
+    /// The answer, its `headers` left empty: they are the set's.
     outcome: Outcome,
-    /// Hashes of the non-system headers in `outcome.headers`, hex, in the same order.
-    hashes: Vec<(PathBuf, String)>,
+    /// The key (hex) of the header set the run read.
+    set: String,
+}
+
+/// A stored header set: every header in the order the run opened it, with the hash
+/// (hex) of each one outside the compiler's folders.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SetRecord {
+    headers: Vec<(PathBuf, Option<String>)>,
+}
+
+/// The header sets of this run: one list per distinct set of headers, and one check
+/// per stored set.
+#[derive(Default)]
+pub(super) struct HeaderSets {
+    /// By the hash of the paths alone: lists read by several answers are one `Arc`.
+    lists: Mutex<HashMap<Hash, Arc<Vec<PathBuf>>>>,
+    /// Stored sets checked this run, by key: the list when every header is unchanged.
+    checked: Mutex<HashMap<Hash, Option<Arc<Vec<PathBuf>>>>>,
+}
+
+impl HeaderSets {
+    /// The run's one copy of this list of headers.
+    pub(super) fn intern(&self, headers: Vec<PathBuf>) -> Arc<Vec<PathBuf>> {
+        let mut h = Hasher::new("discover-header-list-v1");
+        for p in &headers {
+            h.path(p);
+        }
+        self.lists.lock().unwrap().entry(h.finish()).or_insert_with(|| Arc::new(headers)).clone()
+    }
 }
 
 /// Runs (or remembers) discovery preprocessor runs; shared by every sketch of a build.
@@ -62,6 +99,13 @@ pub struct Preprocessor<'a> {
     /// scanned once per build however many sketches reach them.
     pub(super) scans: IncludeCache,
     queries: Mutex<HashMap<PathBuf, Arc<Queries>>>,
+    /// Stored guesses read this run, by the command they widen.
+    guesses: Mutex<HashMap<Hash, Option<Arc<StoredGuess>>>>,
+    /// Header lists shared by answers, and the checks of stored ones.
+    pub(super) sets: HeaderSets,
+    /// Per-run memos of the work discovery repeats per sketch on the same answers
+    /// (`speculate.rs`, `mod.rs`): warm, a sketch's discovery is these lookups.
+    pub(super) memos: super::Memos,
     /// Whether a path exists, asked once per build: guesses and their checks
     /// (`speculate.rs`) ask about the same header names for every sketch.
     exists: Mutex<HashMap<PathBuf, bool>>,
@@ -73,7 +117,7 @@ pub struct Preprocessor<'a> {
 
 impl<'a> Preprocessor<'a> {
     pub fn new(store: Option<&'a Store>, files: &'a ObjectCache<'a>, compiler: Compiler) -> Preprocessor<'a> {
-        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), scans: IncludeCache::default(), queries: Mutex::default(), in_flight: Mutex::default(), exists: Mutex::default(), defined: Mutex::default() }
+        Preprocessor { store, files, compiler, memo: Mutex::default(), clean: Mutex::default(), runs: AtomicUsize::new(0), scans: IncludeCache::default(), queries: Mutex::default(), sets: HeaderSets::default(), guesses: Mutex::default(), memos: Default::default(), in_flight: Mutex::default(), exists: Mutex::default(), defined: Mutex::default() }
     }
 
     /// The files a run read whose `__has_include` questions count: the source and
@@ -112,7 +156,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn key(&self, args: &[String], source: &Path) -> Option<Hash> {
-        self.key_of("discover-preprocess-v2", args.iter(), source)
+        self.key_of("discover-preprocess-v3", args.iter(), source)
     }
 
     /// The key of the command without its include folders: runs that differ only in
@@ -172,15 +216,8 @@ impl<'a> Preprocessor<'a> {
         // Sketches that reach the same library file at once wait for one run of it.
         let gate = key.map(|k| self.in_flight.lock().unwrap().entry(k).or_default().clone());
         let _turn = gate.as_ref().map(|g| g.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(k) = key {
-            if let Some(o) = self.memo.lock().unwrap().get(&k) {
-                return (o.clone(), 0);
-            }
-            if let Some(o) = self.lookup(&k, args, source) {
-                let o = Arc::new(o);
-                self.memo.lock().unwrap().insert(k, o.clone());
-                return (o, 0);
-            }
+        if let Some(o) = key.and_then(|k| self.known(&k, args, source)) {
+            return (o, 0);
         }
         let includes = include_dirs(args);
         let shape = self.shape(args, source);
@@ -201,6 +238,7 @@ impl<'a> Preprocessor<'a> {
         self.runs.fetch_add(1, Ordering::Relaxed);
         let out = runner.run(&cmd, None);
         let mut outcome = parse_output(&out.text);
+        outcome.headers = self.sets.intern(std::mem::take(Arc::make_mut(&mut outcome.headers)));
         if out.success {
             outcome.missing = None;
         }
@@ -220,6 +258,46 @@ impl<'a> Preprocessor<'a> {
             }
         }
         (outcome, 1 + listed)
+    }
+
+    /// The answer this run or the store has for the command, if any: no process.
+    fn known(&self, key: &Hash, args: &[String], source: &Path) -> Option<Arc<Outcome>> {
+        if let Some(o) = self.memo.lock().unwrap().get(key) {
+            return Some(o.clone());
+        }
+        let o = Arc::new(self.lookup(key, args, source)?);
+        self.memo.lock().unwrap().insert(*key, o.clone());
+        Some(o)
+    }
+
+    /// Whether `run` would answer the command without starting a process.
+    pub(super) fn remembered(&self, args: &[String], source: &Path) -> bool {
+        self.key(args, source).is_some_and(|k| self.known(&k, args, source).is_some())
+    }
+
+    /// The folders a guess (`speculate.rs`) added to this command's include path
+    /// the last time its run proved the reference's chain: a warm run looks that
+    /// wider command up instead of walking the includes again.
+    pub(super) fn stored_guess(&self, args: &[String], source: &Path) -> Option<Arc<StoredGuess>> {
+        let key = self.key_of("discover-guess-v1", args.iter(), source)?;
+        if let Some(g) = self.guesses.lock().unwrap().get(&key) {
+            return g.clone();
+        }
+        let g = self.store.and_then(|s| s.get_record("discover", &key)).and_then(|b| serde_json::from_slice::<StoredGuess>(&b).ok()).map(Arc::new);
+        self.guesses.lock().unwrap().insert(key, g.clone());
+        g
+    }
+
+    pub(super) fn remember_guess(&self, args: &[String], source: &Path, guess: StoredGuess) {
+        let Some(key) = self.key_of("discover-guess-v1", args.iter(), source) else { return };
+        let guess = Arc::new(guess);
+        let old = self.guesses.lock().unwrap().insert(key, Some(guess.clone()));
+        if old.flatten() == Some(guess.clone()) {
+            return;
+        }
+        if let (Some(store), Ok(bytes)) = (self.store, serde_json::to_vec(&*guess)) {
+            let _ = store.put_record("discover", &key, &bytes);
+        }
     }
 
     /// The answer for a source that includes nothing with this command (`shell.rs`),
@@ -317,12 +395,8 @@ impl<'a> Preprocessor<'a> {
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
         let bytes = self.store?.get_record("discover", key)?;
-        let rec: Record = serde_json::from_slice(&bytes).ok()?;
-        for (path, hash) in &rec.hashes {
-            if self.files.file_hash(path).map(|h| hex(&h)) != Some(hash.clone()) {
-                return None;
-            }
-        }
+        let mut rec: Record = serde_json::from_slice(&bytes).ok()?;
+        rec.outcome.headers = self.checked_set(&rec.set)?;
         if let Some(missing) = &rec.outcome.missing {
             // A header that was missing and has appeared since changes the answer.
             let here = source.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -334,34 +408,87 @@ impl<'a> Preprocessor<'a> {
         Some(rec.outcome)
     }
 
+    /// The headers of a stored set when every one is unchanged; checked once per run.
+    fn checked_set(&self, set: &str) -> Option<Arc<Vec<PathBuf>>> {
+        let key = key_from_hex(set)?;
+        if let Some(c) = self.sets.checked.lock().unwrap().get(&key) {
+            return c.clone();
+        }
+        let check = || -> Option<Arc<Vec<PathBuf>>> {
+            let bytes = self.store?.get_record("discover", &key)?;
+            let rec: SetRecord = serde_json::from_slice(&bytes).ok()?;
+            for (path, hash) in &rec.headers {
+                // Parsing the stored hex is cheaper than formatting thousands of hashes.
+                if let Some(hash) = hash {
+                    if self.files.file_hash(path)? != key_from_hex(hash)? {
+                        return None;
+                    }
+                }
+            }
+            Some(self.sets.intern(rec.headers.into_iter().map(|(p, _)| p).collect()))
+        };
+        let c = check();
+        self.sets.checked.lock().unwrap().insert(key, c.clone());
+        c
+    }
+
     fn remember(&self, key: &Hash, outcome: &Outcome) {
         let Some(store) = self.store else { return };
-        let mut hashes = Vec::new();
-        for h in outcome.headers.iter().filter(|h| !self.is_system(h)) {
+        let mut headers = Vec::with_capacity(outcome.headers.len());
+        let mut h = Hasher::new("discover-header-set-v1");
+        for p in outcome.headers.iter() {
             // As the preprocessor read it: it may have changed since a lookup hashed it.
-            match self.files.current_hash(h) {
-                Some(x) => hashes.push((h.clone(), hex(&x))),
-                None => return,
-            }
+            let hash = if self.is_system(p) {
+                None
+            } else {
+                match self.files.current_hash(p) {
+                    Some(x) => Some(hex(&x)),
+                    None => return,
+                }
+            };
+            h.path(p).str(hash.as_deref().unwrap_or(""));
+            headers.push((p.clone(), hash));
         }
-        let rec = Record { outcome: outcome.clone(), hashes };
+        let set = h.finish();
+        // Another answer of this run may have stored the same set already.
+        let known = self.sets.checked.lock().unwrap().get(&set).is_some_and(Option::is_some);
+        if !known {
+            let Ok(bytes) = serde_json::to_vec(&SetRecord { headers }) else { return };
+            if store.put_record("discover", &set, &bytes).is_err() {
+                return;
+            }
+            self.sets.checked.lock().unwrap().insert(set, Some(outcome.headers.clone()));
+        }
+        let rec = Record { outcome: Outcome { headers: Arc::default(), ..outcome.clone() }, set: hex(&set) };
         if let Ok(bytes) = serde_json::to_vec(&rec) {
             let _ = store.put_record("discover", key, &bytes);
         }
     }
 }
 
+/// A key written by `hex`.
+fn key_from_hex(text: &str) -> Option<Hash> {
+    let mut key = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
 
 /// Split the preprocessor's stderr into its `-H` trace (". /path/header.h", one dot
 /// per nesting level), the header it could not find, and everything else.
 pub fn parse_output(text: &str) -> Outcome {
     let mut o = Outcome::default();
+    let mut headers = Vec::new();
     let mut in_guard_list = false;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix('.') {
             let path = rest.trim_start_matches('.');
             if let Some(path) = path.strip_prefix(' ') {
-                o.headers.push(PathBuf::from(path));
+                headers.push(PathBuf::from(path));
                 continue;
             }
         }
@@ -385,6 +512,7 @@ pub fn parse_output(text: &str) -> Outcome {
         o.message.push_str(line);
         o.message.push('\n');
     }
+    o.headers = Arc::new(headers);
     o
 }
 
@@ -398,7 +526,7 @@ mod tests {
 /s/S.ino.cpp:3:21: fatal error: OneWire.h: No such file or directory\n #include <OneWire.h>\n                     ^\ncompilation terminated.\n\
 Multiple include guards may be useful for:\n/usr/lib/avr/include/avr/portpins.h\n";
         let o = parse_output(text);
-        assert_eq!(o.headers, vec![PathBuf::from("/core/Arduino.h"), PathBuf::from("/usr/lib/avr/include/stdlib.h"), PathBuf::from("/usr/lib/gcc/avr/5.4.0/include/stddef.h")]);
+        assert_eq!(*o.headers, vec![PathBuf::from("/core/Arduino.h"), PathBuf::from("/usr/lib/avr/include/stdlib.h"), PathBuf::from("/usr/lib/gcc/avr/5.4.0/include/stddef.h")]);
         assert_eq!(o.missing.as_deref(), Some("OneWire.h"));
         assert!(o.message.starts_with("/s/S.ino.cpp:3:21: fatal error: OneWire.h"));
         assert!(!o.message.contains("portpins"));
@@ -415,7 +543,7 @@ Multiple include guards may be useful for:\n/usr/lib/avr/include/avr/portpins.h\
         let files = ObjectCache::new(None);
         let compiler = Compiler { path: PathBuf::from("/usr/bin/avr-g++"), version: String::new(), identity: [0; 32], system_dirs: Vec::new() };
         let p = Preprocessor::new(None, &files, compiler);
-        let o = Outcome { headers: vec![a.join("x.h")], ..Default::default() };
+        let o = Outcome { headers: Arc::new(vec![a.join("x.h")]), ..Default::default() };
         let theirs = vec![a.clone()];
         assert!(p.same_headers(&o, &theirs, &[b.clone(), a.clone()]), "a folder ahead without x.h changes nothing");
         assert!(p.same_headers(&o, &theirs, &[a.clone(), c.clone()]), "folders after it change nothing");

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::preprocess::Outcome;
-use super::Discoverer;
+use super::{Discoverer, SameList};
 
 /// At most this many files are scanned for one guess (a guess only has to be good
 /// enough to save runs; its answer is checked, never trusted).
@@ -28,6 +28,23 @@ impl Discoverer<'_> {
     /// Libraries not in `used` that a plain include scan reaches from `file`, in the
     /// order it meets them. `includes` is the path the file would be preprocessed with.
     pub(super) fn guess(&self, file: &Path, used: &[usize], includes: &[PathBuf]) -> Vec<usize> {
+        let here = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let key = (here, self.preprocessor.scans.includes_of(file), used.to_vec(), includes.to_vec());
+        let memo = &self.preprocessor.memos.guesses;
+        if let Some(g) = memo.lock().unwrap().get(&key) {
+            return g.clone();
+        }
+        let (libs, reenters) = self.walk(file, used, includes);
+        // A walk that came back to the file itself depends on its name too: not shared.
+        if !reenters {
+            memo.lock().unwrap().insert(key, libs.clone());
+        }
+        libs
+    }
+
+    /// `guess`'s include walk, and whether it reached `file` again.
+    fn walk(&self, file: &Path, used: &[usize], includes: &[PathBuf]) -> (Vec<usize>, bool) {
+        let mut reenters = false;
         let mut dirs: Vec<PathBuf> = includes.to_vec();
         let mut libs: Vec<usize> = Vec::new();
         let mut seen: HashSet<PathBuf> = HashSet::new();
@@ -55,9 +72,10 @@ impl Discoverer<'_> {
                     libs.push(l);
                 }
             }
+            reenters |= next.iter().any(|n| n == file);
             stack.extend(next.into_iter().rev());
         }
-        libs
+        (libs, reenters)
     }
 
     /// What the reference's runs on a file would have done, told from one run on a
@@ -66,6 +84,22 @@ impl Discoverer<'_> {
     /// libraries the reference would add, in order, after which its run on `base`
     /// plus their folders gives `outcome` itself; none when that cannot be proven.
     pub(super) fn replay(&self, file: &Path, outcome: &Outcome, base: &[PathBuf], wide: &[PathBuf], used: &[usize]) -> Option<Vec<usize>> {
+        // Without `__has_include` the replay reads nothing of the file: answers that
+        // read the same headers share it.
+        if outcome.has_include {
+            return self.replay_trace(file, outcome, base, wide, used);
+        }
+        let key = (SameList(outcome.headers.clone()), base.to_vec(), wide.to_vec(), used.to_vec());
+        let memo = &self.preprocessor.memos.replays;
+        if let Some(r) = memo.lock().unwrap().get(&key) {
+            return r.clone();
+        }
+        let r = self.replay_trace(file, outcome, base, wide, used);
+        memo.lock().unwrap().insert(key, r.clone());
+        r
+    }
+
+    fn replay_trace(&self, file: &Path, outcome: &Outcome, base: &[PathBuf], wide: &[PathBuf], used: &[usize]) -> Option<Vec<usize>> {
         if outcome.has_include {
             // `__has_include` answers alike on both paths when no guessed folder
             // holds a header it asks about (every other folder is on both).
@@ -91,7 +125,7 @@ impl Discoverer<'_> {
         let mut used = used.to_vec();
         let mut added = Vec::new();
         let mut seen: HashSet<&Path> = HashSet::new();
-        for h in &outcome.headers {
+        for h in outcome.headers.iter() {
             if !seen.insert(h) {
                 continue;
             }
