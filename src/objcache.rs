@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::cache::keys;
 use crate::hash::{Hash, Hasher};
 use crate::plan::CompileJob;
 use crate::store::Store;
@@ -25,12 +26,29 @@ pub struct ObjectCache<'a> {
     file_hashes: Mutex<HashMap<PathBuf, Hashed>>,
 }
 
-/// A file's content hash and the stat it had when it was read.
+/// A file's content hash (of its bytes with the base folder written as a mark,
+/// `keys::relative_bytes`), the stat it had when it was read, and whether it may put
+/// a file's own path into the object.
 #[derive(Clone, Copy)]
 struct Hashed {
     hash: Option<Hash>,
     stamp: Option<Stamp>,
+    names_own_path: bool,
 }
+
+/// Text that may expand to the path of the file being compiled: the macros, and the
+/// system header whose `assert` expands `__FILE__` (avr-libc's, with
+/// `__ASSERT_USE_STDERR`). System headers are not in `-MMD` depfiles, so their
+/// includers are caught by name; a superset, costing only relocation hits.
+const OWN_PATH_TOKENS: [&[u8]; 4] = [b"__FILE__", b"__BASE_FILE__", b"assert.h", b"<cassert>"];
+
+fn names_own_path(bytes: &[u8]) -> bool {
+    OWN_PATH_TOKENS.iter().any(|t| bytes.windows(t.len()).any(|w| w == *t))
+}
+
+/// The manifest line that says the object holds its own path: its full key then
+/// includes the absolute base folder, so a relocated tree compiles it again.
+const OWN_PATH_LINE: &str = "\u{0}OWN-PATH";
 
 /// What changes when a file is rewritten in place or replaced (as git's index
 /// compares): device, inode, size, modification and change times in nanoseconds.
@@ -144,7 +162,7 @@ impl<'a> ObjectCache<'a> {
     /// whether the memo still holds; only a changed (or racy) file is read again.
     pub fn current_hash(&self, path: &Path) -> Option<Hash> {
         let memo = self.file_hashes.lock().unwrap().get(path).copied();
-        if let Some(Hashed { hash, stamp: Some(old) }) = memo {
+        if let Some(Hashed { hash, stamp: Some(old), .. }) = memo {
             if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
                 return hash;
             }
@@ -155,10 +173,17 @@ impl<'a> ObjectCache<'a> {
     fn read_hash(&self, path: &Path) -> Option<Hash> {
         // Stat before reading: a change after the stat gives a newer stamp later.
         let stamp = stamp_of(path);
-        let hash = std::fs::read(path).ok().map(|b| *blake3::hash(&b).as_bytes());
+        let bytes = std::fs::read(path).ok();
+        let hash = bytes.as_ref().map(|b| *blake3::hash(&keys::relative_bytes(b)).as_bytes());
+        let names_own_path = bytes.as_ref().is_some_and(|b| names_own_path(b));
         let stamp = stamp.filter(|_| hash.is_some());
-        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), Hashed { hash, stamp });
+        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), Hashed { hash, stamp, names_own_path });
         hash
+    }
+
+    /// Whether a file read this run may put its own path into an object.
+    fn may_name_own_path(&self, path: &Path) -> bool {
+        self.file_hashes.lock().unwrap().get(path).is_some_and(|h| h.names_own_path)
     }
 
     /// Forget a file's hash (we just rewrote it).
@@ -172,20 +197,23 @@ impl<'a> ObjectCache<'a> {
         let mut h = Hasher::new("object-base-v1");
         h.bytes(&compiler.identity).bytes(&source);
         for a in &args {
-            h.str(a);
+            h.str(&keys::relative_text(a));
         }
         Some(h.finish())
     }
 
-    fn full_key_from(&self, base: &Hash, headers: &[PathBuf]) -> Option<Hash> {
-        self.full_key_with(base, headers, |p| self.file_hash(p))
+    fn full_key_from(&self, base: &Hash, headers: &[PathBuf], own_path: bool) -> Option<Hash> {
+        self.full_key_with(base, headers, own_path, |p| self.file_hash(p))
     }
 
-    fn full_key_with(&self, base: &Hash, headers: &[PathBuf], hash_of: impl Fn(&Path) -> Option<Hash>) -> Option<Hash> {
+    fn full_key_with(&self, base: &Hash, headers: &[PathBuf], own_path: bool, hash_of: impl Fn(&Path) -> Option<Hash>) -> Option<Hash> {
         let mut h = Hasher::new("object-full-v1");
         h.bytes(base);
         for header in headers {
-            h.path(header).bytes(&hash_of(header)?);
+            h.str(&keys::relative_text(&header.to_string_lossy())).bytes(&hash_of(header)?);
+        }
+        if own_path {
+            h.str("own-path").str(keys::base_dir().unwrap_or(""));
         }
         Some(h.finish())
     }
@@ -204,9 +232,10 @@ impl<'a> ObjectCache<'a> {
     }
 
     fn full_key_from_manifest(&self, base: &Hash, manifest: Vec<u8>) -> Option<Hash> {
-        let text = String::from_utf8(manifest).ok()?;
-        let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
-        self.full_key_from(base, &headers)
+        let text = String::from_utf8(keys::absolute_record(manifest)).ok()?;
+        let own_path = text.lines().any(|l| l == OWN_PATH_LINE);
+        let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(PathBuf::from).collect();
+        self.full_key_from(base, &headers, own_path)
     }
 
     /// Place a cached object for `key` at the job's object path.
@@ -225,10 +254,16 @@ impl<'a> ObjectCache<'a> {
         let text = std::fs::read_to_string(&depfile).ok()?;
         let headers: Vec<PathBuf> = parse_depfile(&text).into_iter().filter(|p| p != &job.source).collect();
         // Each header as the compiler read it, not as our lookup hashed it before.
-        let full = self.full_key_with(base, &headers, |p| self.current_hash(p))?;
+        let full = self.full_key_with(base, &headers, false, |p| self.current_hash(p))?;
+        let own_path = std::iter::once(&job.source).chain(&headers).any(|p| self.may_name_own_path(p));
+        let full = if own_path { self.full_key_with(base, &headers, true, |p| self.current_hash(p))? } else { full };
         if let Some(store) = self.store {
-            let manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
-            let _ = store.put_record("manifest", base, manifest.as_bytes());
+            let mut manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
+            if own_path {
+                manifest.push_str(OWN_PATH_LINE);
+                manifest.push('\n');
+            }
+            let _ = store.put_record("manifest", base, &keys::relative_record(manifest.as_bytes()));
             let _ = store.put_files("object", &full, &[("o", &job.object)]);
         }
         Some(full)
@@ -264,7 +299,7 @@ impl ObjectCache<'_> {
                         if !seen.insert(p.clone()) {
                             continue;
                         }
-                        h.path(&p);
+                        h.str(&keys::relative_text(&p.to_string_lossy()));
                         if !system_dirs.iter().any(|d| p.starts_with(d)) {
                             h.bytes(&self.file_hash(&p).unwrap_or([0; 32]));
                             queue.push_back(p);
@@ -345,12 +380,12 @@ mod tests {
         let h = t.path().join("h.h");
         std::fs::write(&h, "1").unwrap();
         let base = [7u8; 32];
-        let k1 = ObjectCache::new(None).full_key_from(&base, &[h.clone()]).unwrap();
+        let k1 = ObjectCache::new(None).full_key_from(&base, &[h.clone()], false).unwrap();
         std::fs::write(&h, "2").unwrap();
-        let k2 = ObjectCache::new(None).full_key_from(&base, &[h.clone()]).unwrap();
+        let k2 = ObjectCache::new(None).full_key_from(&base, &[h.clone()], false).unwrap();
         assert_ne!(k1, k2);
         std::fs::remove_file(&h).unwrap();
-        assert!(ObjectCache::new(None).full_key_from(&base, &[h]).is_none(), "a vanished header is a miss");
+        assert!(ObjectCache::new(None).full_key_from(&base, &[h], false).is_none(), "a vanished header is a miss");
     }
 
     /// Set a file's modification time `secs_ago` seconds in the past.

@@ -127,7 +127,7 @@ impl<'a> Preprocessor<'a> {
         h.bytes(&self.compiler.identity).bytes(&bytes);
         let args: Vec<String> = args.cloned().collect();
         for a in normalize_args(&args, &[(source, "\u{0}SRC")]) {
-            h.str(&a);
+            h.str(&crate::cache::keys::relative_text(&a));
         }
         Some(h.finish())
     }
@@ -316,7 +316,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
-        let bytes = self.store?.get_record("discover", key)?;
+        let bytes = crate::cache::keys::absolute_record(self.store?.get_record("discover", key)?);
         let rec: Record = serde_json::from_slice(&bytes).ok()?;
         for (path, hash) in &rec.hashes {
             if self.files.file_hash(path).map(|h| hex(&h)) != Some(hash.clone()) {
@@ -346,7 +346,7 @@ impl<'a> Preprocessor<'a> {
         }
         let rec = Record { outcome: outcome.clone(), hashes };
         if let Ok(bytes) = serde_json::to_vec(&rec) {
-            let _ = store.put_record("discover", key, &bytes);
+            let _ = store.put_record("discover", key, &crate::cache::keys::relative_record(&bytes));
         }
     }
 }
