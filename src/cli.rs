@@ -308,7 +308,7 @@ fn cache_max(explicit: Option<u64>) -> Result<u64> {
 }
 
 fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
-    let base = match &common.base_dir {
+    let base = match common.base_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
         Some(d) => std::path::absolute(d).map_err(|e| Error::io(d, e))?,
         None => std::env::current_dir().unwrap_or_default(),
     };
