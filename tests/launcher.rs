@@ -143,3 +143,43 @@ fn missing_launcher_is_a_usage_error() {
     assert_eq!(r.stderr.trim().lines().count(), 1);
     assert!(r.stderr.contains("compiler launcher no-such-launcher is not installed"), "{}", r.stderr);
 }
+
+/// The AVR platform's own flags (`-flto`): distcc runs every compile here, and fbuild
+/// says so in one line instead of looking distributed.
+#[test]
+fn distcc_declining_lto_compiles_is_said_once() {
+    let t = tempfile::tempdir().unwrap();
+    let distccd = servers::distccd(&t.path().join("distccd"));
+    let cache = t.path().join("d-cache");
+    let out = t.path().join("lto-out");
+    let state = t.path().join("distcc-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut a: Vec<String> = vec!["compile-many".into(), "--out".into(), out.display().to_string(), "--compiler-launcher".into(), "distcc".into()];
+    a.extend(sketches().iter().map(|p| p.display().to_string()));
+    let o = Command::new(fbuild_bin())
+        .args(&a)
+        .env("FBUILD_CACHE_DIR", &cache)
+        .env("DISTCC_HOSTS", format!("127.0.0.1:{}/8", distccd.port))
+        .env("DISTCC_DIR", &state)
+        .env("CI", "true")
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r = read_json(&out.join("results.json"));
+    let compiled = r["totals"]["objects_compiled"].as_u64().unwrap();
+    assert!(compiled > 20);
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("declined")).collect();
+    assert_eq!(notes, vec![format!("note: distcc declined {compiled} of {compiled} compiles: -flto (they ran on this machine)").as_str()], "{stderr}");
+    assert_eq!(settled_jobs(&distccd.dir), 0, "distccd received no job");
+    // Stock flags, local build: the same firmware.
+    let local_out = t.path().join("local-lto");
+    let mut l: Vec<String> = vec!["compile-many".into(), "--out".into(), local_out.display().to_string()];
+    l.extend(sketches().iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = l.iter().map(String::as_str).collect();
+    let local = fbuild(&t.path().join("local-cache"), t.path(), &argv);
+    assert_eq!(local.code, 0);
+    assert!(!local.stderr.contains("declined"), "no launcher, no note");
+    assert_eq!(ok_hexes(&r), ok_hexes(&read_json(&local_out.join("results.json"))));
+}
