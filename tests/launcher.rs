@@ -183,3 +183,45 @@ fn distcc_declining_lto_compiles_is_said_once() {
     assert!(!local.stderr.contains("declined"), "no launcher, no note");
     assert_eq!(ok_hexes(&r), ok_hexes(&read_json(&local_out.join("results.json"))));
 }
+
+/// The SAMD kit compiles without `-flto`: distcc distributes its compiles (the
+/// daemon's log shows them arriving), no note is printed, and the firmware equals a
+/// local build's.
+#[test]
+fn distcc_distributes_samd_compiles_with_identical_firmware() {
+    let t = tempfile::tempdir().unwrap();
+    let distccd = servers::distccd(&t.path().join("distccd"));
+    let state = t.path().join("distcc-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let build = |out: &Path, cache: &Path, launcher: bool| {
+        let mut a: Vec<String> = vec!["compile-many".into(), "--board".into(), "arduino:samd:arduino_zero_native".into(), "--out".into(), out.display().to_string()];
+        a.extend(["--hardware".to_string(), samd_kit().join("hardware").display().to_string()]);
+        for p in samd_tool_properties() {
+            a.extend(["--build-property".to_string(), p]);
+        }
+        if launcher {
+            a.extend(["--compiler-launcher", "distcc", "--sketch-jobs", "4"].map(String::from));
+        }
+        a.extend(sketches()[..2].iter().map(|p| p.display().to_string()));
+        let o = Command::new(fbuild_bin())
+            .args(&a)
+            .env("FBUILD_CACHE_DIR", cache)
+            .env("DISTCC_HOSTS", format!("127.0.0.1:{}/8", distccd.port))
+            .env("DISTCC_DIR", &state)
+            .env("CI", "true")
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        (read_json(&out.join("results.json")), stderr)
+    };
+    let (local, _) = build(&t.path().join("local"), &t.path().join("local-cache"), false);
+    let (dist, stderr) = build(&t.path().join("dist"), &t.path().join("dist-cache"), true);
+    assert!(!stderr.contains("declined"), "{stderr}");
+    let compiled = dist["totals"]["objects_compiled"].as_u64().unwrap() as usize;
+    let jobs = settled_jobs(&distccd.dir);
+    assert!(compiled > 20 && jobs > compiled / 2, "distccd ran {jobs} of {compiled} compiles");
+    assert_eq!(ok_hexes(&dist).values().collect::<Vec<_>>(), ok_hexes(&local).values().collect::<Vec<_>>());
+    assert_eq!(ok_hexes(&dist).len(), 2);
+}
