@@ -144,6 +144,25 @@ fn missing_launcher_is_a_usage_error() {
     assert!(r.stderr.contains("compiler launcher no-such-launcher is not installed"), "{}", r.stderr);
 }
 
+/// fbuild with `args` from `dir`, DISTCC_HOSTS naming only the distccd on `port`;
+/// it must exit 0. Returns its stderr.
+fn fbuild_through_distcc(args: &[String], cache: &Path, port: u16, dir: &Path) -> String {
+    let state = dir.join("distcc-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let o = Command::new(fbuild_bin())
+        .args(args)
+        .env("FBUILD_CACHE_DIR", cache)
+        .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/8"))
+        .env("DISTCC_DIR", &state)
+        .env("CI", "true")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
 /// The AVR platform's own flags (`-flto`): distcc runs every compile here, and fbuild
 /// says so in one line instead of looking distributed.
 #[test]
@@ -152,21 +171,9 @@ fn distcc_declining_lto_compiles_is_said_once() {
     let distccd = servers::distccd(&t.path().join("distccd"));
     let cache = t.path().join("d-cache");
     let out = t.path().join("lto-out");
-    let state = t.path().join("distcc-state");
-    std::fs::create_dir_all(&state).unwrap();
     let mut a: Vec<String> = vec!["compile-many".into(), "--out".into(), out.display().to_string(), "--compiler-launcher".into(), "distcc".into()];
     a.extend(sketches().iter().map(|p| p.display().to_string()));
-    let o = Command::new(fbuild_bin())
-        .args(&a)
-        .env("FBUILD_CACHE_DIR", &cache)
-        .env("DISTCC_HOSTS", format!("127.0.0.1:{}/8", distccd.port))
-        .env("DISTCC_DIR", &state)
-        .env("CI", "true")
-        .current_dir(t.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let stderr = fbuild_through_distcc(&a, &cache, distccd.port, t.path());
     let r = read_json(&out.join("results.json"));
     let compiled = r["totals"]["objects_compiled"].as_u64().unwrap();
     assert!(compiled > 20);
@@ -191,8 +198,6 @@ fn distcc_declining_lto_compiles_is_said_once() {
 fn distcc_distributes_samd_compiles_with_identical_firmware() {
     let t = tempfile::tempdir().unwrap();
     let distccd = servers::distccd(&t.path().join("distccd"));
-    let state = t.path().join("distcc-state");
-    std::fs::create_dir_all(&state).unwrap();
     let build = |out: &Path, cache: &Path, launcher: bool| {
         let mut a: Vec<String> = vec!["compile-many".into(), "--board".into(), "arduino:samd:arduino_zero_native".into(), "--out".into(), out.display().to_string()];
         a.extend(["--hardware".to_string(), samd_kit().join("hardware").display().to_string()]);
@@ -203,17 +208,7 @@ fn distcc_distributes_samd_compiles_with_identical_firmware() {
             a.extend(["--compiler-launcher", "distcc", "--sketch-jobs", "4"].map(String::from));
         }
         a.extend(sketches()[..2].iter().map(|p| p.display().to_string()));
-        let o = Command::new(fbuild_bin())
-            .args(&a)
-            .env("FBUILD_CACHE_DIR", cache)
-            .env("DISTCC_HOSTS", format!("127.0.0.1:{}/8", distccd.port))
-            .env("DISTCC_DIR", &state)
-            .env("CI", "true")
-            .current_dir(t.path())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        let stderr = fbuild_through_distcc(&a, cache, distccd.port, t.path());
         (read_json(&out.join("results.json")), stderr)
     };
     let (local, _) = build(&t.path().join("local"), &t.path().join("local-cache"), false);

@@ -165,16 +165,19 @@ pub fn framework_folder<'a>(props: impl Iterator<Item = (&'a String, &'a String)
     h.finish()
 }
 
+/// Relative to the base folder like keys, so a relocated tree builds into folders of
+/// the same names: a sketch's own headers are copied into its folder, and their paths
+/// are in its object's key.
 pub fn library_unit_folder(include_dirs: &[PathBuf]) -> Hash {
     let mut h = Hasher::new("library-unit-dir-v1");
     for d in include_dirs {
-        h.path(d);
+        h.str(&relative_text(&d.to_string_lossy()));
     }
     h.finish()
 }
 
 pub fn sketch_folder(sketch_dir: &Path) -> Hash {
-    Hasher::new("sketch-dir-v1").path(sketch_dir).finish()
+    Hasher::new("sketch-dir-v1").str(&relative_text(&sketch_dir.to_string_lossy())).finish()
 }
 
 #[cfg(test)]
