@@ -17,6 +17,10 @@
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
 #   bench/bench.sh --arm      the ARM kits only: Raspberry Pi Pico (arduino-pico) and Blue
 #                             Pill (STM32duino) on 01.Basics..05.Control (or --corpus DIR)
+#   bench/bench.sh --distributed  cold builds through distcc with 2 and 4 simulated
+#                             helpers (distccd on 127.0.0.1) vs local, for SAMD and for
+#                             AVR (whose -flto compiles distcc declines): wall and CPU
+#                             seconds, and the jobs each daemon's log shows
 #   bench/bench.sh --third-party  the 86 examples of ../shared/libraries on uno only
 #   bench/bench.sh --kits avr the AVR platform kits of ../shared/platforms: ATtiny85
 #                             (ATTinyCore) and Nano Every (megaAVR, avr-gcc 7.3 from
@@ -37,13 +41,14 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-memory="" deploy="" samd="" arm="" third_party="" platformio="" kits="" heavy="" corpus="$repo/corpus/examples" F=""
+memory="" deploy="" distributed="" samd="" arm="" third_party="" platformio="" kits="" heavy="" corpus="$repo/corpus/examples" F=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --memory) memory=1 ;;
     --samd) samd=1 ;;
     --deploy) deploy=1 ;;
     --arm) arm=1 ;;
+    --distributed) distributed=1 ;;
     --third-party) third_party=1 ;;
     --platformio) platformio=1 ;;
     --kits) kits="$2"; shift ;;
@@ -177,6 +182,58 @@ if [ -n "$deploy" ]; then
     fi
     printf 'deploy_%s\t%.3f\n' "$c" "$(elapsed "$t0")"
   done
+  exit 0
+fi
+
+# --distributed: N distccd helpers on loopback (2 job slots each, as a small runner
+# has), DISTCC_HOSTS naming only them; every case cold. Prints a TSV row per case:
+# wall and CPU seconds (user+sys of fbuild and its children, not the daemons), the
+# compiles fbuild ran, and the jobs each daemon logged (COMPILE_OK). Then exits.
+if [ -n "$distributed" ]; then
+  kit="${FBUILD_SAMD_KIT:-$repo/../shared/platforms/samd}"
+  samd_args=(--board arduino:samd:arduino_zero_native --hardware "$kit/hardware"
+    --build-property runtime.tools.arm-none-eabi-gcc-7-2017q4.path=/usr
+    --build-property "runtime.tools.CMSIS-4.5.0.path=$kit/tools/CMSIS-4.5.0"
+    --build-property "runtime.tools.CMSIS-Atmel-1.2.0.path=$kit/tools/CMSIS-Atmel-1.2.0")
+  daemons=()
+  stop_daemons() { for p in "${daemons[@]}"; do kill "$p" 2>/dev/null || true; done; daemons=(); }
+  trap 'stop_daemons; rm -rf "$work"' EXIT
+  # start_helpers N: N distccd on free ports; sets DISTCC_HOSTS and $helper_logs.
+  start_helpers() {
+    stop_daemons; helper_logs=(); local hosts=""
+    for i in $(seq 1 "$1"); do
+      local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+      local d; d="$(fresh "helper$1-$i")"; chmod 777 "$d"; chmod 755 "$work"
+      distccd --daemon --no-detach --listen 127.0.0.1 --allow 127.0.0.1 --port "$port" --jobs 2 \
+        --log-file="$d/distccd.log" --log-level=info --enable-tcp-insecure & daemons+=($!)
+      helper_logs+=("$d/distccd.log"); hosts="$hosts 127.0.0.1:$port/2"
+    done
+    export DISTCC_HOSTS="$hosts" DISTCC_DIR="$(fresh distcc-state)"
+    sleep 1
+  }
+  # dist_case NAME ARCH HELPERS: one cold build; HELPERS 0 is the local build.
+  dist_case() {
+    local name="$1" arch="$2" n="$3" extra=() launcher=()
+    [ "$arch" = samd ] && extra=("${samd_args[@]}")
+    if [ "$n" -gt 0 ]; then start_helpers "$n"; launcher=(--compiler-launcher distcc --sketch-jobs $((2 * n + 2)) --framework-jobs $((2 * n + 2))); fi
+    local rc=0
+    FBUILD_CACHE_DIR="$(fresh "dc-$name")" /usr/bin/time -f '%e %U %S' -o "$work/$name.time" \
+      "$F" compile-many -q --out "$(fresh "do-$name")" "${extra[@]}" "${launcher[@]}" "$corpus" >"$work/$name.log" 2>&1 || rc=$?
+    sleep 1
+    local jobs="-"
+    if [ "$n" -gt 0 ]; then jobs=""; for l in "${helper_logs[@]}"; do jobs="$jobs$(grep -c COMPILE_OK "$l" || true),"; done; jobs="${jobs%,}"; fi
+    read -r e u s < "$work/$name.time"
+    local compiled; compiled=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['totals']['objects_compiled'])" "$work/do-$name/results.json" 2>/dev/null || echo "?")
+    local note; note=$(grep -o 'distcc declined.*' "$work/$name.log" || true)
+    printf '%s\t%s\t%.2f\t%s\t%s\t%s\t%s\n' "$name" "$e" "$(echo "$u + $s" | bc)" "$rc" "$compiled" "$jobs" "$note"
+  }
+  printf 'case\twall_s\tcpu_s\texit\tcompiled\tjobs_per_helper\tnote\n'
+  for arch in samd avr; do
+    dist_case "${arch}_local_cold" "$arch" 0
+    dist_case "${arch}_distcc_2_helpers_cold" "$arch" 2
+    dist_case "${arch}_distcc_4_helpers_cold" "$arch" 4
+  done
+  stop_daemons
   exit 0
 fi
 

@@ -7,10 +7,11 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 # python3-venv: tests/platformio.rs installs the offline PlatformIO reference in a venv.
 # cmake make g++: tests/kits_arm.rs builds arduino-pico's picotool from the rp2040 kit's
 # source (its .uf2 step); python3: that core's hooks run Python scripts.
-# redis-server, nginx-light (WebDAV PUT) and distcc: real servers the remote-cache and
-# compiler-launcher tests start on 127.0.0.1 themselves.
+# redis-server, nginx-light (WebDAV PUT), distcc (with distcc-pump) and icecc: real servers
+# the remote-cache and compiler-launcher tests and the --distributed bench start on
+# 127.0.0.1 themselves.
 packages=(gcc-avr avr-libc binutils-avr arduino-core-avr arduino-builder simavr libsimavr-dev avrdude time bc strace
-  redis-server nginx-light distcc
+  redis-server nginx-light distcc distcc-pump icecc
   python3-venv
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
   cmake make g++ python3)

@@ -281,6 +281,11 @@ pub struct CommonArgs {
     /// compiler.optimization_flags takes compiler.optimization_flags.debug, not .release.
     #[arg(long)]
     pub optimize_for_debug: bool,
+    /// Paths under DIR enter cache keys relative to it, so the same tree at another path
+    /// (another checkout, another runner) hits the cache. Default: the working folder;
+    /// `/` keys absolute paths.
+    #[arg(long, value_name = "DIR", env = "FBUILD_BASE_DIR")]
+    pub base_dir: Option<PathBuf>,
 }
 
 fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
@@ -326,6 +331,11 @@ fn cache_max(explicit: Option<u64>) -> Result<u64> {
 }
 
 pub(crate) fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
+    let base = match common.base_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => std::path::absolute(d).map_err(|e| Error::io(d, e))?,
+        None => std::env::current_dir().unwrap_or_default(),
+    };
+    crate::cache::keys::set_base_dir(&base);
     Ok(Request {
         board: common.board.first().cloned().unwrap_or_default(),
         sketches,

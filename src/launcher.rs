@@ -7,6 +7,7 @@
 //! local cores; what always runs here (discovery, links, objcopy, size) is held to
 //! the cores by `LocalSlots`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
@@ -48,6 +49,11 @@ pub fn wrap(launcher: &[String], args: &[String], depfile: &std::path::Path) -> 
     if launcher.is_empty() {
         return args.to_vec();
     }
+    COMPILES.fetch_add(1, Ordering::Relaxed);
+    let _ = LAUNCHER.set(launcher.to_vec());
+    if declined_for(launcher, args).is_some() {
+        DECLINED.fetch_add(1, Ordering::Relaxed);
+    }
     let mut cmd: Vec<String> = launcher.iter().chain(args).cloned().collect();
     let wants_deps = args.iter().any(|a| a == "-MMD" || a == "-MD");
     if wants_deps && !args.iter().any(|a| a.starts_with("-MF")) {
@@ -55,6 +61,31 @@ pub fn wrap(launcher: &[String], args: &[String], depfile: &std::path::Path) -> 
         cmd.push(depfile.display().to_string());
     }
     cmd
+}
+
+/// Compiles handed to the launcher this run, and those it will run here instead.
+static COMPILES: AtomicUsize = AtomicUsize::new(0);
+static DECLINED: AtomicUsize = AtomicUsize::new(0);
+static LAUNCHER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Why the launcher will compile this command on this machine, if it will: distcc
+/// (plain or pump mode) runs an `-flto` compile locally ("LTO cc invocations are not
+/// worth distributing", distcc 3.4's arg.c), and the AVR platform compiles everything
+/// with `-flto`. icecc distributes them (docs/reference/cache.md).
+pub fn declined_for(launcher: &[String], args: &[String]) -> Option<&'static str> {
+    let program = std::path::Path::new(launcher.first()?).file_name()?.to_str()?;
+    let distcc = matches!(program, "distcc" | "pump" | "distcc-pump") || launcher.iter().any(|w| w.ends_with("/distcc") || w == "distcc");
+    (distcc && args.iter().any(|a| a.starts_with("-flto") && !a.starts_with("-flto-"))).then_some("-flto")
+}
+
+/// The run's one line about compiles a launcher ran locally, e.g.
+/// `distcc declined 22 of 22 compiles: -flto (they ran on this machine)`.
+pub fn declined_summary() -> Option<String> {
+    let (declined, all) = (DECLINED.load(Ordering::Relaxed), COMPILES.load(Ordering::Relaxed));
+    let launcher = LAUNCHER.get()?;
+    let name = launcher.iter().find(|w| w.contains("distcc")).or(launcher.first())?;
+    let name = std::path::Path::new(name).file_name()?.to_string_lossy().into_owned();
+    (declined > 0).then(|| format!("{name} declined {declined} of {all} compiles: -flto (they ran on this machine)"))
 }
 
 /// A counting semaphore for work that must run on this machine.
@@ -93,7 +124,6 @@ impl Drop for Slot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn launcher_words_and_missing_program() {
@@ -106,6 +136,18 @@ mod tests {
         assert_eq!(wrap(&["distcc".into()], &["gcc".into(), "-MMD".into()], d), vec!["distcc", "gcc", "-MMD", "-MF", "/o/x.cpp.d"]);
         assert_eq!(wrap(&[], &["gcc".into(), "-MMD".into()], d), vec!["gcc", "-MMD"], "no launcher: the command as planned");
         assert_eq!(wrap(&["ccache".into()], &["gcc".into(), "-MMD".into(), "-MFx.d".into()], d).len(), 4);
+    }
+
+    #[test]
+    fn distcc_declines_lto_compiles_and_icecc_does_not() {
+        let lto: Vec<String> = ["avr-g++", "-c", "-Os", "-flto", "x.cpp"].map(String::from).to_vec();
+        let plain: Vec<String> = ["arm-none-eabi-g++", "-c", "-Os", "x.cpp"].map(String::from).to_vec();
+        assert_eq!(declined_for(&["distcc".into()], &lto), Some("-flto"));
+        assert_eq!(declined_for(&["pump".into(), "distcc".into()], &lto), Some("-flto"));
+        assert_eq!(declined_for(&["/usr/bin/distcc".into()], &lto), Some("-flto"));
+        assert_eq!(declined_for(&["distcc".into()], &plain), None);
+        assert_eq!(declined_for(&["icecc".into()], &lto), None);
+        assert_eq!(declined_for(&[], &lto), None);
     }
 
     #[test]

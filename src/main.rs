@@ -24,7 +24,12 @@ fn main() {
             std::process::exit(fbuild::error::exit::USAGE);
         }
     };
-    match fbuild::cli::run(cli) {
+    let result = fbuild::cli::run(cli);
+    // Compiles a launcher ran here instead of distributing: said once, not hidden.
+    if let Some(line) = fbuild::launcher::declined_summary() {
+        fbuild::errln!("note: {line}");
+    }
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             fbuild::errln!("error: {e}");

@@ -31,13 +31,15 @@ pub struct ObjectCache<'a> {
     source_date_epoch: Option<String>,
 }
 
-/// A file's content hash, the time macros its bytes name, and the stat it had when
-/// it was read.
+/// A file's content hash (of its bytes with the base folder written as a mark,
+/// `keys::relative_bytes`), the time macros its bytes name, the stat it had when it
+/// was read, and whether it may put a file's own path into the object.
 #[derive(Clone, Copy)]
 struct Hashed {
     hash: Option<Hash>,
     macros: TimeMacros,
     stamp: Option<Stamp>,
+    names_own_path: bool,
 }
 
 /// An object's base key, with what its full key needs from the compiler and the
@@ -67,6 +69,20 @@ struct Untimed {
     time: TimeMacros,
     timestamp_mtimes: Vec<i64>,
 }
+
+/// Text that may expand to the path of the file being compiled: the macros, and the
+/// system header whose `assert` expands `__FILE__` (avr-libc's, with
+/// `__ASSERT_USE_STDERR`). System headers are not in `-MMD` depfiles, so their
+/// includers are caught by name; a superset, costing only relocation hits.
+const OWN_PATH_TOKENS: [&[u8]; 4] = [b"__FILE__", b"__BASE_FILE__", b"assert.h", b"<cassert>"];
+
+fn names_own_path(bytes: &[u8]) -> bool {
+    OWN_PATH_TOKENS.iter().any(|t| bytes.windows(t.len()).any(|w| w == *t))
+}
+
+/// The manifest line that says the object holds its own path: its full key then
+/// includes the absolute base folder, so a relocated tree compiles it again.
+const OWN_PATH_LINE: &str = "\u{0}OWN-PATH";
 
 /// What changes when a file is rewritten in place or replaced (as git's index
 /// compares): device, inode, size, modification and change times in nanoseconds.
@@ -208,11 +224,17 @@ impl<'a> ObjectCache<'a> {
         let bytes = std::fs::read(path).ok();
         // The time macros are looked for in the bytes read for the hash: no second read.
         let macros = bytes.as_deref().map(TimeMacros::scan).unwrap_or_default();
-        let hash = bytes.map(|b| *blake3::hash(&b).as_bytes());
+        let names_own_path = bytes.as_deref().is_some_and(names_own_path);
+        let hash = bytes.map(|b| *blake3::hash(&keys::relative_bytes(&b)).as_bytes());
         let stamp = stamp.filter(|_| hash.is_some());
-        let hashed = Hashed { hash, macros, stamp };
+        let hashed = Hashed { hash, macros, stamp, names_own_path };
         self.file_hashes.lock().unwrap().insert(path.to_path_buf(), hashed);
         hashed
+    }
+
+    /// Whether a file read this run may put its own path into an object.
+    fn may_name_own_path(&self, path: &Path) -> bool {
+        self.file_hashes.lock().unwrap().get(path).is_some_and(|h| h.names_own_path)
     }
 
     /// Forget a file's hash (we just rewrote it).
@@ -226,7 +248,7 @@ impl<'a> ObjectCache<'a> {
         let mut h = Hasher::new("object-base-v1");
         h.bytes(&compiler.identity).bytes(&source.hash?);
         for a in &args {
-            h.str(a);
+            h.str(&keys::relative_text(a));
         }
         Some(BaseKey {
             hash: h.finish(),
@@ -237,7 +259,7 @@ impl<'a> ObjectCache<'a> {
     }
 
     /// The full key and what the time macros need, from each header as `read` finds it.
-    fn untimed(&self, base: &BaseKey, headers: &[PathBuf], read: impl Fn(&Path) -> Hashed) -> Option<Untimed> {
+    fn untimed(&self, base: &BaseKey, headers: &[PathBuf], own_path: bool, read: impl Fn(&Path) -> Hashed) -> Option<Untimed> {
         let mut time = base.source_macros;
         let mut timestamp_mtimes = Vec::new();
         if time.timestamp {
@@ -252,7 +274,7 @@ impl<'a> ObjectCache<'a> {
                 timestamp_mtimes.push(f.stamp?.mtime.0);
             }
         }
-        Some(Untimed { full: keys::object_full(&base.hash, hashed), time, timestamp_mtimes })
+        Some(Untimed { full: keys::object_full(&base.hash, hashed, own_path), time, timestamp_mtimes })
     }
 
     /// The object's key with its clock read at `at` (whole seconds since the epoch).
@@ -265,8 +287,8 @@ impl<'a> ObjectCache<'a> {
         Some(ObjectKey { hash: keys::object_timed(&u.full, &words), time: u.time })
     }
 
-    fn key_from(&self, base: &BaseKey, headers: &[PathBuf]) -> Option<ObjectKey> {
-        self.timed(base, &self.untimed(base, headers, |p| self.file(p))?, unix_now())
+    fn key_from(&self, base: &BaseKey, headers: &[PathBuf], own_path: bool) -> Option<ObjectKey> {
+        self.timed(base, &self.untimed(base, headers, own_path, |p| self.file(p))?, unix_now())
     }
 
     /// The full key when the manifest of a previous compile is known (locally or in
@@ -283,9 +305,10 @@ impl<'a> ObjectCache<'a> {
     }
 
     fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
-        let text = String::from_utf8(manifest).ok()?;
-        let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
-        self.key_from(base, &headers)
+        let text = String::from_utf8(keys::absolute_record(manifest)).ok()?;
+        let own_path = text.lines().any(|l| l == OWN_PATH_LINE);
+        let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(PathBuf::from).collect();
+        self.key_from(base, &headers, own_path)
     }
 
     /// Place a cached object for `key` at the job's object path.
@@ -318,11 +341,16 @@ impl<'a> ObjectCache<'a> {
             },
         };
         // Each header as the compiler read it, not as our lookup hashed it before.
-        let Some(untimed) = self.untimed(base, &headers, |p| self.current_file(p)) else { return (None, base.source_macros) };
+        let own_path = std::iter::once(&job.source).chain(&headers).any(|p| self.may_name_own_path(p));
+        let Some(untimed) = self.untimed(base, &headers, own_path, |p| self.current_file(p)) else { return (None, base.source_macros) };
         let key = self.timed(base, &untimed, started).filter(|k| self.timed(base, &untimed, unix_now()) == Some(*k));
         if let Some(store) = self.store {
-            let manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
-            let _ = store.put_record("manifest", &base.hash, manifest.as_bytes());
+            let mut manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
+            if own_path {
+                manifest.push_str(OWN_PATH_LINE);
+                manifest.push('\n');
+            }
+            let _ = store.put_record("manifest", &base.hash, &keys::relative_record(manifest.as_bytes()));
             if let Some(k) = key {
                 let _ = store.put_files("object", &k.hash, &[("o", &job.object)]);
             }
@@ -408,7 +436,7 @@ impl ObjectCache<'_> {
         for reached in reachable_headers(job, scanner, system_dirs) {
             match reached {
                 Reached::Header { path, system } => {
-                    h.path(&path);
+                    h.str(&keys::relative_text(&path.to_string_lossy()));
                     if !system {
                         h.bytes(&self.file_hash(&path).unwrap_or([0; 32]));
                     }
@@ -538,8 +566,8 @@ mod tests {
         let base = cache.base_key(&c, &job).unwrap();
         // Values computed by the code before this change.
         assert_eq!(crate::hash::hex(&base.hash), "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100");
-        let header = Hashed { hash: Some(*blake3::hash(b"A").as_bytes()), macros: TimeMacros::default(), stamp: None };
-        let untimed = cache.untimed(&base, &[PathBuf::from("/fixed/a.h")], |_| header).unwrap();
+        let header = Hashed { hash: Some(*blake3::hash(b"A").as_bytes()), macros: TimeMacros::default(), stamp: None, names_own_path: false };
+        let untimed = cache.untimed(&base, &[PathBuf::from("/fixed/a.h")], false, |_| header).unwrap();
         let old_full = "1ef4387c74aa155c392dac28192ea1f786001d648c5d628f6d9cc4ed3100fbcf";
         for at in [0, unix_now(), unix_now() + 86_400 * 3] {
             let key = cache.timed(&base, &untimed, at).unwrap();
@@ -551,7 +579,7 @@ mod tests {
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
         let (recorded, time) = cache.record(&base, &c.job, unix_now() - 100_000, || None);
         assert!(!time.any());
-        let expected = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"#define A 1\n").as_bytes())]);
+        let expected = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"#define A 1\n").as_bytes())], false);
         assert_eq!(recorded, Some(expected));
         assert_eq!(ObjectCache::new(Some(&c.store)).local_full_key(&base).map(|k| k.hash), Some(expected));
     }
@@ -563,7 +591,7 @@ mod tests {
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
         let (key, time) = cache.record(&base, &c.job, unix_now(), || None);
         assert!(time.date && !time.time && !time.timestamp);
-        let untimed = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"").as_bytes())]);
+        let untimed = keys::object_full(&base.hash, [(c.header.as_path(), *blake3::hash(b"").as_bytes())], false);
         assert!(key.is_some_and(|k| k != untimed), "a __DATE__ object has a timed key");
         // Later today: the same key (unless midnight passed in between); another day: not.
         let lookup = cache.local_full_key(&base).unwrap();
@@ -571,7 +599,7 @@ mod tests {
         if today(unix_now()) == today(unix_now() - 1) {
             assert_eq!(Some(lookup.hash), key);
         }
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
         assert_ne!(cache.timed(&base, &u, unix_now() + 86_400), cache.timed(&base, &u, unix_now()));
 
         // __TIME__ in the header: keyed by the second; a compile whose clock moved on
@@ -581,7 +609,7 @@ mod tests {
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
         let (key, time) = cache.record(&base, &c.job, unix_now() - 5, || None);
         assert!(time.time && key.is_none(), "started 5 s ago: which second the compiler read is unknown");
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
         let now = unix_now();
         assert_ne!(cache.timed(&base, &u, now), cache.timed(&base, &u, now + 1));
         let lookup = cache.local_full_key(&base).expect("the manifest was stored");
@@ -594,7 +622,7 @@ mod tests {
         for (compiler, honours) in [(gcc12(), true), (compiler(1), false)] {
             let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1700000000".into()));
             let base = cache.base_key(&compiler, &c.job).unwrap();
-            let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.file(p)).unwrap();
+            let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
             let (now, later) = (cache.timed(&base, &u, unix_now()).unwrap(), cache.timed(&base, &u, unix_now() + 86_400 * 30).unwrap());
             assert_eq!(now == later, honours, "{}", compiler.version);
             let other = ObjectCache::with_source_date_epoch(None, Some("1600000000".into()));
@@ -609,13 +637,13 @@ mod tests {
         age(&c.header, 3600);
         let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1".into()));
         let base = cache.base_key(&gcc12(), &c.job).unwrap();
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.current_file(p)).unwrap();
+        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.current_file(p)).unwrap();
         assert!(u.time.timestamp && !u.time.read_clock());
         let k = cache.timed(&base, &u, unix_now()).unwrap();
         assert_eq!(Some(k), cache.timed(&base, &u, unix_now() + 86_400), "the clock does not matter");
         // Touched, same bytes: another key.
         age(&c.header, 60);
-        let u2 = cache.untimed(&base, std::slice::from_ref(&c.header), |p| cache.current_file(p)).unwrap();
+        let u2 = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.current_file(p)).unwrap();
         assert_ne!(Some(k), cache.timed(&base, &u2, unix_now()));
         assert_eq!(u.full, u2.full, "the bytes did not change");
     }
@@ -644,12 +672,12 @@ mod tests {
         let h = t.path().join("h.h");
         std::fs::write(&h, "1").unwrap();
         let base = untimed_base([7u8; 32]);
-        let k1 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h)).unwrap();
+        let k1 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h), false).unwrap();
         std::fs::write(&h, "2").unwrap();
-        let k2 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h)).unwrap();
+        let k2 = ObjectCache::new(None).key_from(&base, std::slice::from_ref(&h), false).unwrap();
         assert_ne!(k1, k2);
         std::fs::remove_file(&h).unwrap();
-        assert!(ObjectCache::new(None).key_from(&base, &[h]).is_none(), "a vanished header is a miss");
+        assert!(ObjectCache::new(None).key_from(&base, &[h], false).is_none(), "a vanished header is a miss");
     }
 
     /// Set a file's modification time `secs_ago` seconds in the past.

@@ -143,3 +143,80 @@ fn missing_launcher_is_a_usage_error() {
     assert_eq!(r.stderr.trim().lines().count(), 1);
     assert!(r.stderr.contains("compiler launcher no-such-launcher is not installed"), "{}", r.stderr);
 }
+
+/// fbuild with `args` from `dir`, DISTCC_HOSTS naming only the distccd on `port`;
+/// it must exit 0. Returns its stderr.
+fn fbuild_through_distcc(args: &[String], cache: &Path, port: u16, dir: &Path) -> String {
+    let state = dir.join("distcc-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let o = Command::new(fbuild_bin())
+        .args(args)
+        .env("FBUILD_CACHE_DIR", cache)
+        .env("DISTCC_HOSTS", format!("127.0.0.1:{port}/8"))
+        .env("DISTCC_DIR", &state)
+        .env("CI", "true")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+/// The AVR platform's own flags (`-flto`): distcc runs every compile here, and fbuild
+/// says so in one line instead of looking distributed.
+#[test]
+fn distcc_declining_lto_compiles_is_said_once() {
+    let t = tempfile::tempdir().unwrap();
+    let distccd = servers::distccd(&t.path().join("distccd"));
+    let cache = t.path().join("d-cache");
+    let out = t.path().join("lto-out");
+    let mut a: Vec<String> = vec!["compile-many".into(), "--out".into(), out.display().to_string(), "--compiler-launcher".into(), "distcc".into()];
+    a.extend(sketches().iter().map(|p| p.display().to_string()));
+    let stderr = fbuild_through_distcc(&a, &cache, distccd.port, t.path());
+    let r = read_json(&out.join("results.json"));
+    let compiled = r["totals"]["objects_compiled"].as_u64().unwrap();
+    assert!(compiled > 20);
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("declined")).collect();
+    assert_eq!(notes, vec![format!("note: distcc declined {compiled} of {compiled} compiles: -flto (they ran on this machine)").as_str()], "{stderr}");
+    assert_eq!(settled_jobs(&distccd.dir), 0, "distccd received no job");
+    // Stock flags, local build: the same firmware.
+    let local_out = t.path().join("local-lto");
+    let mut l: Vec<String> = vec!["compile-many".into(), "--out".into(), local_out.display().to_string()];
+    l.extend(sketches().iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = l.iter().map(String::as_str).collect();
+    let local = fbuild(&t.path().join("local-cache"), t.path(), &argv);
+    assert_eq!(local.code, 0);
+    assert!(!local.stderr.contains("declined"), "no launcher, no note");
+    assert_eq!(ok_hexes(&r), ok_hexes(&read_json(&local_out.join("results.json"))));
+}
+
+/// The SAMD kit compiles without `-flto`: distcc distributes its compiles (the
+/// daemon's log shows them arriving), no note is printed, and the firmware equals a
+/// local build's.
+#[test]
+fn distcc_distributes_samd_compiles_with_identical_firmware() {
+    let t = tempfile::tempdir().unwrap();
+    let distccd = servers::distccd(&t.path().join("distccd"));
+    let build = |out: &Path, cache: &Path, launcher: bool| {
+        let mut a: Vec<String> = vec!["compile-many".into(), "--board".into(), "arduino:samd:arduino_zero_native".into(), "--out".into(), out.display().to_string()];
+        a.extend(["--hardware".to_string(), samd_kit().join("hardware").display().to_string()]);
+        for p in samd_tool_properties() {
+            a.extend(["--build-property".to_string(), p]);
+        }
+        if launcher {
+            a.extend(["--compiler-launcher", "distcc", "--sketch-jobs", "4"].map(String::from));
+        }
+        a.extend(sketches()[..2].iter().map(|p| p.display().to_string()));
+        let stderr = fbuild_through_distcc(&a, cache, distccd.port, t.path());
+        (read_json(&out.join("results.json")), stderr)
+    };
+    let (local, _) = build(&t.path().join("local"), &t.path().join("local-cache"), false);
+    let (dist, stderr) = build(&t.path().join("dist"), &t.path().join("dist-cache"), true);
+    assert!(!stderr.contains("declined"), "{stderr}");
+    let compiled = dist["totals"]["objects_compiled"].as_u64().unwrap() as usize;
+    let jobs = settled_jobs(&distccd.dir);
+    assert!(compiled > 20 && jobs > compiled / 2, "distccd ran {jobs} of {compiled} compiles");
+    assert_eq!(ok_hexes(&dist).values().collect::<Vec<_>>(), ok_hexes(&local).values().collect::<Vec<_>>());
+    assert_eq!(ok_hexes(&dist).len(), 2);
+}

@@ -20,18 +20,35 @@
 //! (as ccache scans for them) is keyed by the timed key instead of the full one;
 //! every other object keeps its full key, so their cache entries stay valid. Units
 //! and links combine their objects' keys, so a timed object makes them timed too.
+//!
+//! Relocation (`--base-dir`, like ccache's `base_dir`): every path under the base
+//! folder enters a key, and every stored record that names paths (object manifests,
+//! discovery answers), as `\0BASE` plus the rest, and file contents are hashed with
+//! the base written the same way (the sketch's generated `.ino.cpp` names the sketch in
+//! its `#line` directives). A record is read back with the current base put in. So
+//! the same tree at another path hits every entry. A translation unit whose output
+//! holds its own path (`__FILE__`) keys the absolute base too (objcache.rs).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::hash::{Hash, Hasher};
 
 /// The object's full key: its base key and every header the depfile names, each
 /// with its path and content hash.
-pub fn object_full<'p>(base: &Hash, headers: impl IntoIterator<Item = (&'p Path, Hash)>) -> Hash {
+///
+/// Header paths enter relative to the base folder (`relative_text`); an object that
+/// may hold its own path (`own_path`, `__FILE__`) also keys the absolute base, so a
+/// relocated tree compiles it again.
+pub fn object_full<'p>(base: &Hash, headers: impl IntoIterator<Item = (&'p Path, Hash)>, own_path: bool) -> Hash {
     let mut h = Hasher::new("object-full-v1");
     h.bytes(base);
     for (path, hash) in headers {
-        h.path(path).bytes(&hash);
+        h.str(&relative_text(&path.to_string_lossy())).bytes(&hash);
+    }
+    if own_path {
+        h.str("own-path").str(base_dir().unwrap_or(""));
     }
     h.finish()
 }
@@ -138,10 +155,98 @@ pub fn combine(domain: &str, inputs: &[Hash], commands: &[Vec<String>]) -> Hash 
     for c in commands {
         h.u64(c.len() as u64);
         for a in c {
-            h.str(a);
+            h.str(&relative_text(a));
         }
     }
     h.finish()
+}
+
+/// The base folder of this process, set once at start; `None` keys absolute paths.
+static BASE_DIR: OnceLock<Option<String>> = OnceLock::new();
+
+/// What a path under the base folder is written as in keys and stored records.
+pub const BASE_MARK: &str = "\u{0}BASE";
+
+/// Set the base folder (absolute). `/` turns relocation off: every path would be "relative".
+/// Only the first call counts; a process has one base.
+pub fn set_base_dir(dir: &Path) {
+    let text = dir.to_string_lossy().trim_end_matches('/').to_string();
+    let _ = BASE_DIR.set(if text.is_empty() || !dir.is_absolute() { None } else { Some(text) });
+}
+
+pub fn base_dir() -> Option<&'static str> {
+    BASE_DIR.get().and_then(|b| b.as_deref())
+}
+
+/// A byte that may continue a file name: a match of the base followed by one is another
+/// folder (`/w/a` in `/w/ab`), not the base.
+fn continues_name(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'~' | b'@')
+}
+
+/// Every occurrence of `base` that ends a path component replaced by `mark`.
+fn replace_at_boundaries(text: &[u8], base: &[u8], mark: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut from = 0;
+    let mut i = 0;
+    while i + base.len() <= text.len() {
+        if text[i] == base[0] && &text[i..i + base.len()] == base && !text.get(i + base.len()).is_some_and(|&b| continues_name(b)) {
+            let o = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
+            o.extend_from_slice(&text[from..i]);
+            o.extend_from_slice(mark);
+            i += base.len();
+            from = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.map(|mut o| {
+        o.extend_from_slice(&text[from..]);
+        o
+    })
+}
+
+/// Bytes as keys see them: the base folder written as `BASE_MARK`.
+pub fn relative_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    match base_dir().and_then(|b| replace_at_boundaries(bytes, b.as_bytes(), BASE_MARK.as_bytes())) {
+        Some(v) => Cow::Owned(v),
+        None => Cow::Borrowed(bytes),
+    }
+}
+
+/// Text (an argument, a path, a stored record) as keys and the store see it.
+pub fn relative_text(text: &str) -> Cow<'_, str> {
+    match relative_bytes(text.as_bytes()) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        Cow::Owned(v) => Cow::Owned(String::from_utf8(v).expect("a str with a str replaced")),
+    }
+}
+
+/// A stored record read back: the current base folder put in for `BASE_MARK`.
+pub fn absolute_text(text: &str) -> Cow<'_, str> {
+    match base_dir() {
+        Some(b) if text.contains(BASE_MARK) => Cow::Owned(text.replace(BASE_MARK, b)),
+        _ => Cow::Borrowed(text),
+    }
+}
+
+/// `relative_text` for stored bytes (UTF-8 records; anything else is kept as it is).
+pub fn relative_record(bytes: &[u8]) -> Cow<'_, [u8]> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => relative_bytes(bytes),
+        Err(_) => Cow::Borrowed(bytes),
+    }
+}
+
+/// `absolute_text` for stored bytes.
+pub fn absolute_record(bytes: Vec<u8>) -> Vec<u8> {
+    match String::from_utf8(bytes) {
+        Ok(s) => match absolute_text(&s) {
+            Cow::Owned(o) => o.into_bytes(),
+            Cow::Borrowed(_) => s.into_bytes(),
+        },
+        Err(e) => e.into_bytes(),
+    }
 }
 
 /// A stage-1 unit: its objects' keys and its (normalised) archive commands.
@@ -177,16 +282,19 @@ pub fn framework_folder<'a>(props: impl Iterator<Item = (&'a String, &'a String)
     h.finish()
 }
 
+/// Relative to the base folder like keys, so a relocated tree builds into folders of
+/// the same names: a sketch's own headers are copied into its folder, and their paths
+/// are in its object's key.
 pub fn library_unit_folder(include_dirs: &[PathBuf]) -> Hash {
     let mut h = Hasher::new("library-unit-dir-v1");
     for d in include_dirs {
-        h.path(d);
+        h.str(&relative_text(&d.to_string_lossy()));
     }
     h.finish()
 }
 
 pub fn sketch_folder(sketch_dir: &Path) -> Hash {
-    Hasher::new("sketch-dir-v1").path(sketch_dir).finish()
+    Hasher::new("sketch-dir-v1").str(&relative_text(&sketch_dir.to_string_lossy())).finish()
 }
 
 #[cfg(test)]
@@ -238,5 +346,15 @@ mod tests {
         assert_eq!(time_words(stamp, Some("5"), t, &[t - 60]).unwrap(), vec![format!("timestamp {}", local_time(t - 60).unwrap())]);
         assert_eq!(time_words(stamp, None, t, &[t - 60]), time_words(stamp, None, t + 86_400, &[t - 60]), "not the clock");
         assert_eq!(local.len(), "2023-11-14 22:13:20".len());
+    }
+
+    #[test]
+    fn base_is_replaced_only_where_a_path_component_ends() {
+        let m = |t: &str| replace_at_boundaries(t.as_bytes(), b"/w/a", b"@").map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(m("-I/w/a/lib").as_deref(), Some("-I@/lib"));
+        assert_eq!(m("/w/a").as_deref(), Some("@"));
+        assert_eq!(m("#line 1 \"/w/a/x.ino\" and /w/a/y").as_deref(), Some("#line 1 \"@/x.ino\" and @/y"));
+        assert_eq!(m("/w/ab/x"), None, "another folder that starts alike");
+        assert_eq!(m("/w/a.old"), None);
     }
 }

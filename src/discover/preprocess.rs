@@ -171,7 +171,7 @@ impl<'a> Preprocessor<'a> {
         h.bytes(&self.compiler.identity).bytes(&bytes);
         let args: Vec<String> = args.cloned().collect();
         for a in normalize_args(&args, &[(source, "\u{0}SRC")]) {
-            h.str(&a);
+            h.str(&crate::cache::keys::relative_text(&a));
         }
         Some(h.finish())
     }
@@ -283,7 +283,11 @@ impl<'a> Preprocessor<'a> {
         if let Some(g) = self.guesses.lock().unwrap().get(&key) {
             return g.clone();
         }
-        let g = self.store.and_then(|s| s.get_record("discover", &key)).and_then(|b| serde_json::from_slice::<StoredGuess>(&b).ok()).map(Arc::new);
+        let g = self
+            .store
+            .and_then(|s| s.get_record("discover", &key))
+            .and_then(|b| serde_json::from_slice::<StoredGuess>(&crate::cache::keys::absolute_record(b)).ok())
+            .map(Arc::new);
         self.guesses.lock().unwrap().insert(key, g.clone());
         g
     }
@@ -296,7 +300,7 @@ impl<'a> Preprocessor<'a> {
             return;
         }
         if let (Some(store), Ok(bytes)) = (self.store, serde_json::to_vec(&*guess)) {
-            let _ = store.put_record("discover", &key, &bytes);
+            let _ = store.put_record("discover", &key, &crate::cache::keys::relative_record(&bytes));
         }
     }
 
@@ -339,7 +343,7 @@ impl<'a> Preprocessor<'a> {
         let mut h = Hasher::new("discover-defined-v1");
         h.bytes(&self.compiler.identity);
         for a in args.iter().filter(|a| !a.starts_with("-I") && **a != src) {
-            h.str(a);
+            h.str(&crate::cache::keys::relative_text(a));
         }
         let key = h.finish();
         let mut memo = self.defined.lock().unwrap();
@@ -394,7 +398,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
-        let bytes = self.store?.get_record("discover", key)?;
+        let bytes = crate::cache::keys::absolute_record(self.store?.get_record("discover", key)?);
         let mut rec: Record = serde_json::from_slice(&bytes).ok()?;
         rec.outcome.headers = self.checked_set(&rec.set)?;
         if let Some(missing) = &rec.outcome.missing {
@@ -415,7 +419,7 @@ impl<'a> Preprocessor<'a> {
             return c.clone();
         }
         let check = || -> Option<Arc<Vec<PathBuf>>> {
-            let bytes = self.store?.get_record("discover", &key)?;
+            let bytes = crate::cache::keys::absolute_record(self.store?.get_record("discover", &key)?);
             let rec: SetRecord = serde_json::from_slice(&bytes).ok()?;
             for (path, hash) in &rec.headers {
                 // Parsing the stored hex is cheaper than formatting thousands of hashes.
@@ -446,7 +450,7 @@ impl<'a> Preprocessor<'a> {
                     None => return,
                 }
             };
-            h.path(p).str(hash.as_deref().unwrap_or(""));
+            h.str(&crate::cache::keys::relative_text(&p.to_string_lossy())).str(hash.as_deref().unwrap_or(""));
             headers.push((p.clone(), hash));
         }
         let set = h.finish();
@@ -454,14 +458,14 @@ impl<'a> Preprocessor<'a> {
         let known = self.sets.checked.lock().unwrap().get(&set).is_some_and(Option::is_some);
         if !known {
             let Ok(bytes) = serde_json::to_vec(&SetRecord { headers }) else { return };
-            if store.put_record("discover", &set, &bytes).is_err() {
+            if store.put_record("discover", &set, &crate::cache::keys::relative_record(&bytes)).is_err() {
                 return;
             }
             self.sets.checked.lock().unwrap().insert(set, Some(outcome.headers.clone()));
         }
         let rec = Record { outcome: Outcome { headers: Arc::default(), ..outcome.clone() }, set: hex(&set) };
         if let Ok(bytes) = serde_json::to_vec(&rec) {
-            let _ = store.put_record("discover", key, &bytes);
+            let _ = store.put_record("discover", key, &crate::cache::keys::relative_record(&bytes));
         }
     }
 }
