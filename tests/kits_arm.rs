@@ -23,16 +23,6 @@ fn compile_many(tmp: &Path, fqbn: &str, extra: &[String], sketches: &[PathBuf]) 
     (run, results)
 }
 
-/// The first GCC error of a build log as (file name, line, message).
-fn first_error_site(log: &str) -> Option<(String, String, String)> {
-    let re = regex::Regex::new(r"^(.+?):(\d+):(?:\d+:)? (?:fatal )?error: (.*)$").unwrap();
-    log.lines().find_map(|l| {
-        let c = re.captures(l.trim())?;
-        let name = Path::new(&c[1]).file_name()?.to_string_lossy().into_owned();
-        Some((name, c[2].to_string(), c[3].to_string()))
-    })
-}
-
 /// Build `sketches` for `board` with fbuild (one compile-many) and with arduino-builder;
 /// the same ones must build, the same ones fail at the same first error, every firmware
 /// file either makes must be byte-identical, with the same flash and RAM use and limits.
@@ -83,26 +73,10 @@ fn used_libraries(log: &str) -> Vec<PathBuf> {
 }
 
 fn sketch_problems(name: &str, r: &serde_json::Value, reference: &Reference) -> Vec<String> {
+    if let Some(problems) = outcome_problems(name, r, reference) {
+        return problems;
+    }
     let mut problems = Vec::new();
-    let ours_ok = r["status"] == "ok";
-    let first = r["first_error"].as_str().unwrap_or("");
-    if ours_ok != reference.ok {
-        problems.push(format!(
-            "{name}: fbuild {} / arduino-builder {}\n  fbuild: {first}\n  reference: {}",
-            r["status"],
-            if reference.ok { "ok" } else { "failed" },
-            reference.log.lines().find(|l| l.contains("error")).unwrap_or("")
-        ));
-        return problems;
-    }
-    if !ours_ok {
-        match (first_error_site(&reference.log), first_error_site(first)) {
-            (Some((file, line, msg)), Some((f, l, m))) if f == file && l == line && m.starts_with(&msg) => {}
-            (Some(site), ours) => problems.push(format!("{name}: fbuild fails with {ours:?}, arduino-builder with {site:?}")),
-            (None, _) => problems.push(format!("{name}: arduino-builder failed without a compiler error:\n{}", reference.log)),
-        }
-        return problems;
-    }
     // Every firmware file either side made: the same set, byte for byte.
     let theirs = arm_kits::firmware_in(&reference.dir, name);
     let mut ours: Vec<String> = r["firmware"].as_object().unwrap().keys().filter(|e| arm_kits::is_firmware(e)).cloned().collect();

@@ -22,17 +22,6 @@ fn compile_many(tmp: &Path, fqbn: &str, extra: &[String], sketches: &[PathBuf]) 
     (run, results)
 }
 
-/// The first GCC error of a build log as (file name, line, message): the reference
-/// builds in its own folder, but the user's sources are the same files.
-fn first_error_site(log: &str) -> Option<(String, String, String)> {
-    let re = regex::Regex::new(r"^(.+?):(\d+):(?:\d+:)? (?:fatal )?error: (.*)$").unwrap();
-    log.lines().find_map(|l| {
-        let c = re.captures(l.trim())?;
-        let name = Path::new(&c[1]).file_name()?.to_string_lossy().into_owned();
-        Some((name, c[2].to_string(), c[3].to_string()))
-    })
-}
-
 struct Outcome {
     built: usize,
     failed: usize,
@@ -80,27 +69,10 @@ fn compare(fqbn: &str, sketches: &[PathBuf], libraries: Option<&Path>) -> Outcom
 
 /// What differs between fbuild's result for one sketch and the reference's.
 fn sketch_problems(name: &str, r: &serde_json::Value, reference: &Reference) -> Vec<String> {
+    if let Some(problems) = outcome_problems(name, r, reference) {
+        return problems;
+    }
     let mut problems = Vec::new();
-    let ours_ok = r["status"] == "ok";
-    let first = r["first_error"].as_str().unwrap_or("");
-    if ours_ok != reference.ok {
-        problems.push(format!(
-            "{name}: fbuild {} / arduino-builder {}\n  fbuild: {first}\n  reference: {}",
-            r["status"],
-            if reference.ok { "ok" } else { "failed" },
-            reference.log.lines().find(|l| l.contains("error")).unwrap_or("")
-        ));
-        return problems;
-    }
-    if !ours_ok {
-        // The real cause: the reference's first compiler error, at the same file and line.
-        match (first_error_site(&reference.log), first_error_site(first)) {
-            (Some((file, line, msg)), Some((f, l, m))) if f == file && l == line && m.starts_with(&msg) => {}
-            (Some(site), ours) => problems.push(format!("{name}: fbuild fails with {ours:?}, arduino-builder with {site:?}")),
-            (None, _) => problems.push(format!("{name}: arduino-builder failed without a compiler error:\n{}", reference.log)),
-        }
-        return problems;
-    }
     for ext in ["bin", "hex", "with_bootloader.hex"] {
         let theirs = reference.dir.join(format!("{name}.ino.{ext}"));
         let Some(ours) = r["firmware"][ext].as_str() else {

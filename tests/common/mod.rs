@@ -402,6 +402,42 @@ pub fn reference_builds_with(spec: &ReferenceSpec, sketches: &[PathBuf]) -> Vec<
     results.into_iter().map(|m| m.into_inner().unwrap().unwrap()).collect()
 }
 
+/// A compiler error's place in a log: the file's name (not its folder: the two
+/// builders build in different folders), the line and the message.
+pub fn first_error_site(log: &str) -> Option<(String, String, String)> {
+    let re = regex::Regex::new(r"^(.+?):(\d+):(?:\d+:)? (?:fatal )?error: (.*)$").unwrap();
+    log.lines().find_map(|l| {
+        let c = re.captures(l.trim())?;
+        let name = Path::new(&c[1]).file_name()?.to_string_lossy().into_owned();
+        Some((name, c[2].to_string(), c[3].to_string()))
+    })
+}
+
+/// The differential verdict on one sketch's outcome, when that decides it: `Some`
+/// (with the problems, none when alike) if either side failed, `None` when both built
+/// and the firmware remains to compare. A sketch that failed must fail at the
+/// reference's first compiler error: the same file, line and message.
+pub fn outcome_problems(name: &str, r: &serde_json::Value, reference: &Reference) -> Option<Vec<String>> {
+    let ours_ok = r["status"] == "ok";
+    let first = r["first_error"].as_str().unwrap_or("");
+    if ours_ok != reference.ok {
+        return Some(vec![format!(
+            "{name}: fbuild {} / arduino-builder {}\n  fbuild: {first}\n  reference: {}",
+            r["status"],
+            if reference.ok { "ok" } else { "failed" },
+            reference.log.lines().find(|l| l.contains("error")).unwrap_or("")
+        )]);
+    }
+    if ours_ok {
+        return None;
+    }
+    Some(match (first_error_site(&reference.log), first_error_site(first)) {
+        (Some((file, line, msg)), Some((f, l, m))) if f == file && l == line && m.starts_with(&msg) => Vec::new(),
+        (Some(site), ours) => vec![format!("{name}: fbuild fails with {ours:?}, arduino-builder with {site:?}")],
+        (None, _) => vec![format!("{name}: arduino-builder failed without a compiler error:\n{}", reference.log)],
+    })
+}
+
 /// Say that a test could not run on this machine. libtest has no runtime skip, so
 /// the test passes as far as libtest knows; scripts/cargo-tests.sh counts this line
 /// (written past libtest's output capture) as a skipped test instead of a passed one.
