@@ -168,6 +168,29 @@ impl Properties {
     }
 }
 
+/// The text that `split_command_line` splits back into exactly `words`: a word with a
+/// space, or one that starts with a quote, is wrapped in the quote that none of its
+/// space-separated pieces but the last ends with (PlatformIO's `build_flags` words, as
+/// `-DGREETING="hello from mega"`, reach a recipe this way). `None` when neither quote
+/// can carry a word.
+pub fn join_command_line(words: &[String]) -> Option<String> {
+    let mut parts = Vec::with_capacity(words.len());
+    for w in words {
+        if w.is_empty() || (!w.contains(' ') && !w.starts_with(['"', '\''])) {
+            parts.push(w.clone());
+            continue;
+        }
+        let fits = |q: char| {
+            let wrapped = format!("{q}{w}{q}");
+            let pieces: Vec<&str> = wrapped.split(' ').collect();
+            pieces[..pieces.len() - 1].iter().all(|p| !p.ends_with(q))
+        };
+        let q = ['"', '\''].into_iter().find(|&q| fits(q))?;
+        parts.push(format!("{q}{w}{q}"));
+    }
+    Some(parts.join(" "))
+}
+
 /// Split an expanded recipe into arguments as arduino-cli does
 /// (`properties.SplitQuotedString(line, "\"'", false)`): words are separated by single
 /// spaces; a word that *starts* with a quote opens a quoted argument that runs to the
@@ -305,5 +328,21 @@ mod tests {
     #[test]
     fn unclosed_quote_keeps_what_it_gathered() {
         assert_eq!(split_command_line(r#"a "b c"#), vec!["a", "b c"]);
+    }
+
+    #[test]
+    fn joined_words_split_back_into_the_same_words() {
+        for words in [
+            vec!["-DGREETING=\"hello from mega\"", "-Os"],
+            vec!["-DA='x y'", "-DB=\"q\""],
+            vec!["\"quoted\"", "plain", "'single'"],
+            vec!["a b c", "-DX=\"1\" 2"],
+        ] {
+            let words: Vec<String> = words.into_iter().map(String::from).collect();
+            let text = join_command_line(&words).unwrap();
+            assert_eq!(split_command_line(&text), words, "{text}");
+        }
+        // A word both quotes would end early cannot be carried.
+        assert_eq!(join_command_line(&["a\" b' c".to_string()]), None);
     }
 }

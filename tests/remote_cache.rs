@@ -94,7 +94,10 @@ fn server_killed_mid_run_falls_back_to_local_with_one_warning() {
     let mut redis = servers::redis(&t.path().join("redis"), &[]);
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let out = t.path().join("out");
+    // From the folder the rerun below uses too: paths under the working folder enter
+    // keys relative to it (--base-dir), so both runs key the sketches alike.
     let child = Command::new(fbuild_bin())
+        .current_dir(t.path())
         .args(["compile-many", "--remote-cache", &url, "--out"])
         .arg(&out)
         .args(few())

@@ -170,7 +170,17 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         Some(dir) => format!("-I{}", project.join(dir).display()),
         None => flag.to_string(),
     };
-    for flag in config.lines(&format!("env:{env}"), "build_flags")?.iter().flat_map(|l| l.split_whitespace()) {
+    let words = |option: &str| -> Result<Vec<String>> {
+        let mut words = Vec::new();
+        for line in config.lines(&format!("env:{env}"), option)? {
+            // PlatformIO reads flags with Python's shlex: quotes group, and go.
+            words.extend(shlex::split(&line).ok_or_else(|| {
+                Error::usage(format!("{ini}: [env:{env}] {option} has an unclosed quote: {line}; close it or escape it with \\"))
+            })?);
+        }
+        Ok(words)
+    };
+    for flag in words("build_flags")?.iter().map(String::as_str) {
         if flag.starts_with("-Wl,") {
             link.push(flag.to_string());
         } else {
@@ -182,8 +192,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         }
     }
     // build_src_flags: the project's own sources only, after everything else.
-    let src_flags: Vec<String> =
-        config.lines(&format!("env:{env}"), "build_src_flags")?.iter().flat_map(|l| l.split_whitespace()).map(|f| in_project(f)).collect();
+    let src_flags: Vec<String> = words("build_src_flags")?.iter().map(|f| in_project(f)).collect();
     let debug = match get("build_type")?.as_deref().map(str::trim) {
         None | Some("release" | "test") => false,
         Some("debug") => true,
@@ -201,19 +210,18 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     project_includes.extend(includes.iter().cloned());
     compile.splice(1..1, includes);
     // build_unflags: drop those words from PlatformIO's own flags and from build_flags.
-    let unflags: Vec<String> =
-        config.lines(&format!("env:{env}"), "build_unflags")?.iter().flat_map(|l| l.split_whitespace()).map(String::from).collect();
+    let unflags: Vec<String> = words("build_unflags")?;
     compile.retain(|f| !unflags.contains(f));
     let shared: Vec<String> = compile.iter().filter(|f| !project_includes.contains(f)).cloned().collect();
     let with_src: Vec<String> = compile.iter().chain(&src_flags).filter(|f| !unflags.contains(f)).cloned().collect();
     let mut props = vec![
         ("runtime.ide.version".to_string(), ARDUINO_VERSION.to_string()),
         (CORE_ORDER_PROPERTY.to_string(), CORE_ORDER_BY_NAME.to_string()),
-        (PROJECT_INCLUDE_FLAGS_PROPERTY.to_string(), project_includes.join(" ")),
+        (PROJECT_INCLUDE_FLAGS_PROPERTY.to_string(), recipe_text(&project_includes)?),
     ];
-    props.extend(extra_flags(&compile));
+    props.extend(extra_flags(&compile)?);
     if !link.is_empty() {
-        props.push(("compiler.c.elf.extra_flags".to_string(), link.join(" ")));
+        props.push(("compiler.c.elf.extra_flags".to_string(), recipe_text(&link)?));
     }
     let link_recipe = if debug { LINK_RECIPE.replace(" -Os ", &format!(" {DEBUG_FLAGS} ")) } else { LINK_RECIPE.to_string() };
     props.push(("recipe.c.combine.pattern".to_string(), link_recipe));
@@ -295,7 +303,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     let filter_text = filter_text.split_whitespace().collect::<Vec<_>>().join(" ");
     let selected = src_filter::select(&src_dir, &filter_text, &format!("{ini}: [env:{env}] build_src_filter"))?;
     let sketch = stage_sources(&src_dir, &out.join("src-sketch"), &selected)?;
-    let mut src_properties = extra_flags(&with_src).to_vec();
+    let mut src_properties = extra_flags(&with_src)?.to_vec();
     if !ldf.evaluates_conditionals() {
         let scan = ldf::ProjectScan {
             path: std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf()),
@@ -311,11 +319,12 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
         let fixed = pio_libraries(ldf, scan, &staged_libs, &lib_deps)?;
         src_properties.push((crate::discover::FIXED_LIBRARIES_PROPERTY.to_string(), fixed.join("\n")));
     }
+    let shared_flags = extra_flags(&shared)?;
     let shared_properties = props
         .iter()
         .filter(|(k, _)| k != PROJECT_INCLUDE_FLAGS_PROPERTY)
         .cloned()
-        .map(|(k, v)| match extra_flags(&shared).into_iter().find(|(e, _)| *e == k) {
+        .map(|(k, v)| match shared_flags.iter().find(|(e, _)| *e == k).cloned() {
             Some(e) => e,
             None => (k, v),
         })
@@ -323,7 +332,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
     Ok(EnvBuild {
         project_includes,
         shared_properties,
-        own_properties: extra_flags(&compile).to_vec(),
+        own_properties: extra_flags(&compile)?.to_vec(),
         src_properties,
         env: env.to_string(),
         label: format!("{name}:{env}"),
@@ -386,13 +395,21 @@ fn pio_libraries(mode: ldf::LdfMode, mut scan: ldf::ProjectScan, staged: &[(Path
 /// The three `compiler.*.extra_flags` properties carrying `flags`. Setting
 /// compiler.cpp.extra_flags turns off the pipeline's own DECIMAL_DIG fix for GCC < 6, so
 /// it goes in here (PlatformIO's reference toolchain adds the same define).
-fn extra_flags(flags: &[String]) -> [(String, String); 3] {
-    let c = flags.join(" ");
-    [
+fn extra_flags(flags: &[String]) -> Result<[(String, String); 3]> {
+    let c = recipe_text(flags)?;
+    Ok([
         ("compiler.c.extra_flags".to_string(), c.clone()),
         ("compiler.cpp.extra_flags".to_string(), format!("{c} {}", crate::pipeline::DECIMAL_DIG_FIX)),
         ("compiler.S.extra_flags".to_string(), c),
-    ]
+    ])
+}
+
+/// Flags as recipe text that the recipe splitter (arduino-cli's rules) gives back word
+/// for word, a word with spaces included.
+fn recipe_text(flags: &[String]) -> Result<String> {
+    crate::properties::join_command_line(flags).ok_or_else(|| {
+        Error::usage(format!("a build flag among `{}` holds both a `\"` and a `'` next to spaces; fbuild cannot pass it to the compiler as one word", flags.join(" ")))
+    })
 }
 
 /// The installed Arduino AVR core's own libraries (SPI, Wire, ...), PlatformIO's
