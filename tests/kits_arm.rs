@@ -11,18 +11,6 @@ use common::arm_kits::{self, ArmBoard, Kit};
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn compile_many(tmp: &Path, fqbn: &str, extra: &[String], sketches: &[PathBuf]) -> (Run, serde_json::Value) {
-    let out = tmp.join("out");
-    let mut args: Vec<String> = vec!["compile-many".into(), "--board".into(), fqbn.into(), "--out".into(), out.display().to_string()];
-    args.extend(extra.iter().cloned());
-    args.extend(sketches.iter().map(|p| p.display().to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = fbuild(&tmp.join("cache"), tmp, &argv);
-    assert!(run.code == 0 || run.code == 1, "fbuild exit {}: {}", run.code, run.stderr);
-    let results = read_json(&out.join("results.json"));
-    (run, results)
-}
-
 /// Build `sketches` for `board` with fbuild (one compile-many) and with arduino-builder;
 /// the same ones must build, the same ones fail at the same first error, every firmware
 /// file either makes must be byte-identical, with the same flash and RAM use and limits.

@@ -10,18 +10,6 @@ use std::path::{Path, PathBuf};
 const ZERO: &str = "arduino:samd:arduino_zero_native";
 const MKRZERO: &str = "arduino:samd:mkrzero";
 
-fn compile_many(tmp: &Path, fqbn: &str, extra: &[String], sketches: &[PathBuf]) -> (Run, serde_json::Value) {
-    let out = tmp.join("out");
-    let mut args: Vec<String> = vec!["compile-many".into(), "--board".into(), fqbn.into(), "--out".into(), out.display().to_string()];
-    args.extend(extra.iter().cloned());
-    args.extend(sketches.iter().map(|p| p.display().to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = fbuild(&tmp.join("cache"), tmp, &argv);
-    assert!(run.code == 0 || run.code == 1, "fbuild exit {}: {}", run.code, run.stderr);
-    let results = read_json(&out.join("results.json"));
-    (run, results)
-}
-
 struct Outcome {
     built: usize,
     failed: usize,

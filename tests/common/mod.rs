@@ -402,6 +402,20 @@ pub fn reference_builds_with(spec: &ReferenceSpec, sketches: &[PathBuf]) -> Vec<
     results.into_iter().map(|m| m.into_inner().unwrap().unwrap()).collect()
 }
 
+/// One compile-many for `fqbn` over `sketches` into `tmp/out` with the cache in
+/// `tmp/cache` (exit 0 or 1: sketches may fail), and its results.json.
+pub fn compile_many(tmp: &Path, fqbn: &str, extra: &[String], sketches: &[PathBuf]) -> (Run, serde_json::Value) {
+    let out = tmp.join("out");
+    let mut args: Vec<String> = vec!["compile-many".into(), "--board".into(), fqbn.into(), "--out".into(), out.display().to_string()];
+    args.extend(extra.iter().cloned());
+    args.extend(sketches.iter().map(|p| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = fbuild(&tmp.join("cache"), tmp, &argv);
+    assert!(run.code == 0 || run.code == 1, "fbuild exit {}: {}", run.code, run.stderr);
+    let results = read_json(&out.join("results.json"));
+    (run, results)
+}
+
 /// A compiler error's place in a log: the file's name (not its folder: the two
 /// builders build in different folders), the line and the message.
 pub fn first_error_site(log: &str) -> Option<(String, String, String)> {
