@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::cache::keys::{self, TimeMacros};
-use crate::hash::{Hash, Hasher};
+use crate::hash::Hash;
 use crate::plan::CompileJob;
 use crate::store::Store;
 use crate::toolchain::Compiler;
@@ -245,13 +245,8 @@ impl<'a> ObjectCache<'a> {
     pub fn base_key(&self, compiler: &Compiler, job: &CompileJob) -> Option<BaseKey> {
         let source = self.file(&job.source);
         let args = normalize_args(&job.args, &[(&job.object, "\u{0}OBJ"), (&job.source, "\u{0}SRC")]);
-        let mut h = Hasher::new("object-base-v1");
-        h.bytes(&compiler.identity).bytes(&source.hash?);
-        for a in &args {
-            h.str(&keys::relative_text(a));
-        }
         Some(BaseKey {
-            hash: h.finish(),
+            hash: keys::object_base(&compiler.identity, &source.hash?, &args),
             source_macros: source.macros,
             source_mtime: source.stamp.map(|s| s.mtime.0),
             epoch: self.source_date_epoch.is_some() && compiler.honours_source_date_epoch(),
@@ -431,22 +426,14 @@ impl ObjectCache<'_> {
     /// Headers in the compiler's own folders (avr-libc) count by path only: like the
     /// object manifest, they belong to the toolchain's identity.
     pub fn failure_key(&self, base: &Hash, job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Hash {
-        let mut h = Hasher::new("compile-failure-v1");
-        h.bytes(base);
-        for reached in reachable_headers(job, scanner, system_dirs) {
-            match reached {
-                Reached::Header { path, system } => {
-                    h.str(&keys::relative_text(&path.to_string_lossy()));
-                    if !system {
-                        h.bytes(&self.file_hash(&path).unwrap_or([0; 32]));
-                    }
-                }
-                Reached::Missing(name) => {
-                    h.str("missing").str(&name);
-                }
-            }
-        }
-        h.finish()
+        let reached = reachable_headers(job, scanner, system_dirs);
+        keys::compile_failure(
+            base,
+            reached.iter().map(|r| match r {
+                Reached::Header { path, system } => keys::FailureInput::Header(path, (!system).then(|| self.file_hash(path).unwrap_or([0; 32]))),
+                Reached::Missing(name) => keys::FailureInput::Missing(name),
+            }),
+        )
     }
 
     /// Whether a compile with this base key (compiler, flags, source bytes) ever

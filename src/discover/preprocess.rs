@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::exec::Runner;
+use crate::cache::keys::{self, domain};
 use crate::hash::{hex, Hash, Hasher};
 use crate::library::IncludeCache;
 use super::shell;
@@ -74,7 +75,7 @@ pub(super) struct HeaderSets {
 impl HeaderSets {
     /// The run's one copy of this list of headers.
     pub(super) fn intern(&self, headers: Vec<PathBuf>) -> Arc<Vec<PathBuf>> {
-        let mut h = Hasher::new("discover-header-list-v1");
+        let mut h = Hasher::new(domain::DISCOVER_HEADER_LIST);
         for p in &headers {
             h.path(p);
         }
@@ -156,24 +157,19 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn key(&self, args: &[String], source: &Path) -> Option<Hash> {
-        self.key_of("discover-preprocess-v3", args.iter(), source)
+        self.key_of(domain::DISCOVER_PREPROCESS, args.iter(), source)
     }
 
     /// The key of the command without its include folders: runs that differ only in
     /// their include path share it.
     fn shape(&self, args: &[String], source: &Path) -> Option<Hash> {
-        self.key_of("discover-shape-v1", args.iter().filter(|a| !a.starts_with("-I")), source)
+        self.key_of(domain::DISCOVER_SHAPE, args.iter().filter(|a| !a.starts_with("-I")), source)
     }
 
     fn key_of<'s>(&self, domain: &str, args: impl Iterator<Item = &'s String>, source: &Path) -> Option<Hash> {
         let bytes = self.files.file_hash(source)?;
-        let mut h = Hasher::new(domain);
-        h.bytes(&self.compiler.identity).bytes(&bytes);
         let args: Vec<String> = args.cloned().collect();
-        for a in normalize_args(&args, &[(source, "\u{0}SRC")]) {
-            h.str(&crate::cache::keys::relative_text(&a));
-        }
-        Some(h.finish())
+        Some(keys::discovery(domain, &self.compiler.identity, &bytes, &normalize_args(&args, &[(source, "\u{0}SRC")])))
     }
 
     /// A clean answer for the same source and command under another include path
@@ -279,7 +275,7 @@ impl<'a> Preprocessor<'a> {
     /// the last time its run proved the reference's chain: a warm run looks that
     /// wider command up instead of walking the includes again.
     pub(super) fn stored_guess(&self, args: &[String], source: &Path) -> Option<Arc<StoredGuess>> {
-        let key = self.key_of("discover-guess-v1", args.iter(), source)?;
+        let key = self.key_of(domain::DISCOVER_GUESS, args.iter(), source)?;
         if let Some(g) = self.guesses.lock().unwrap().get(&key) {
             return g.clone();
         }
@@ -293,7 +289,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     pub(super) fn remember_guess(&self, args: &[String], source: &Path, guess: StoredGuess) {
-        let Some(key) = self.key_of("discover-guess-v1", args.iter(), source) else { return };
+        let Some(key) = self.key_of(domain::DISCOVER_GUESS, args.iter(), source) else { return };
         let guess = Arc::new(guess);
         let old = self.guesses.lock().unwrap().insert(key, Some(guess.clone()));
         if old.flatten() == Some(guess.clone()) {
@@ -340,12 +336,7 @@ impl<'a> Preprocessor<'a> {
     /// shape in memory and in the store.
     fn defined_names(&self, runner: &Runner, args: &[String], source: &Path) -> Option<(Arc<HashSet<String>>, bool)> {
         let src = source.display().to_string();
-        let mut h = Hasher::new("discover-defined-v1");
-        h.bytes(&self.compiler.identity);
-        for a in args.iter().filter(|a| !a.starts_with("-I") && **a != src) {
-            h.str(&crate::cache::keys::relative_text(a));
-        }
-        let key = h.finish();
+        let key = keys::discover_defined(&self.compiler.identity, args.iter().filter(|a| !a.starts_with("-I") && **a != src));
         let mut memo = self.defined.lock().unwrap();
         if let Some(d) = memo.get(&key) {
             return Some((d.clone(), false));
@@ -439,7 +430,7 @@ impl<'a> Preprocessor<'a> {
     fn remember(&self, key: &Hash, outcome: &Outcome) {
         let Some(store) = self.store else { return };
         let mut headers = Vec::with_capacity(outcome.headers.len());
-        let mut h = Hasher::new("discover-header-set-v1");
+        let mut h = Hasher::new(domain::DISCOVER_HEADER_SET);
         for p in outcome.headers.iter() {
             // As the preprocessor read it: it may have changed since a lookup hashed it.
             let hash = if self.is_system(p) {
