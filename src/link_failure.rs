@@ -13,6 +13,7 @@
 //! folder are stored as placeholders (the link key normalises them the same way),
 //! so a hit from another output folder names this run's paths.
 
+use crate::cache::Namespace;
 use std::path::Path;
 
 use crate::exec::Output;
@@ -20,7 +21,7 @@ use crate::hash::Hash;
 use crate::plan::Sizes;
 use crate::store::Store;
 
-const NAMESPACE: &str = "link-failure";
+const NAMESPACE: Namespace = Namespace::LinkFailure;
 
 /// What a failed link reported.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

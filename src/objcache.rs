@@ -12,6 +12,7 @@
 //! Headers GCC calls "system" (avr-libc) are not in `-MMD` depfiles; the compiler
 //! identity covers them (`toolchain::Compiler::identity`, see docs/design.md).
 
+use crate::cache::Namespace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -290,13 +291,13 @@ impl<'a> ObjectCache<'a> {
     /// the remote tier) and every header it lists still exists; `None` means "compile
     /// to find out".
     pub fn full_key(&self, base: &BaseKey) -> Option<ObjectKey> {
-        self.full_key_from_manifest(base, self.store?.get_record("manifest", &base.hash)?)
+        self.full_key_from_manifest(base, self.store?.get_record(Namespace::Manifest, &base.hash)?)
     }
 
     /// `full_key` from the local store only: what a warm run needs, without a remote
     /// round trip for sources that have no manifest (their compile failed before).
     pub fn local_full_key(&self, base: &BaseKey) -> Option<ObjectKey> {
-        self.full_key_from_manifest(base, self.store?.get_local_record("manifest", &base.hash)?)
+        self.full_key_from_manifest(base, self.store?.get_near_record(Namespace::Manifest, &base.hash)?)
     }
 
     fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
@@ -309,7 +310,7 @@ impl<'a> ObjectCache<'a> {
     /// Place a cached object for `key` at the job's object path.
     pub fn fetch(&self, key: &Hash, object: &Path) -> bool {
         match self.store {
-            Some(s) => s.get_files("object", key, &[("o", object)]),
+            Some(s) => s.get_files(Namespace::Object, key, &[("o", object)]),
             None => false,
         }
     }
@@ -345,9 +346,9 @@ impl<'a> ObjectCache<'a> {
                 manifest.push_str(OWN_PATH_LINE);
                 manifest.push('\n');
             }
-            let _ = store.put_record("manifest", &base.hash, &keys::relative_record(manifest.as_bytes()));
+            let _ = store.put_record(Namespace::Manifest, &base.hash, &keys::relative_record(manifest.as_bytes()));
             if let Some(k) = key {
-                let _ = store.put_files("object", &k.hash, &[("o", &job.object)]);
+                let _ = store.put_files(Namespace::Object, &k.hash, &[("o", &job.object)]);
             }
         }
         (key.map(|k| k.hash), untimed.time)
@@ -439,12 +440,12 @@ impl ObjectCache<'_> {
     /// Whether a compile with this base key (compiler, flags, source bytes) ever
     /// failed: only then is the failure key worth computing.
     pub fn failed_before(&self, base: &Hash) -> bool {
-        self.store.is_some_and(|s| s.get_record("failed-source", base).is_some())
+        self.store.is_some_and(|s| s.get_record(Namespace::FailedSource, base).is_some())
     }
 
     /// The output of a compile that failed before with exactly these inputs.
     pub fn cached_failure(&self, key: &Hash) -> Option<String> {
-        self.store?.get_record("failure", key).map(|b| String::from_utf8_lossy(&b).into_owned())
+        self.store?.get_record(Namespace::Failure, key).map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// Remember a failed compile: its output under the failure key, and the marker
@@ -452,8 +453,8 @@ impl ObjectCache<'_> {
     /// a marker never points at nothing for long.
     pub fn record_failure(&self, base: &Hash, key: &Hash, output: &str) {
         if let Some(s) = self.store {
-            if s.put_record("failure", key, output.as_bytes()).is_ok() {
-                let _ = s.put_record("failed-source", base, b"");
+            if s.put_record(Namespace::Failure, key, output.as_bytes()).is_ok() {
+                let _ = s.put_record(Namespace::FailedSource, base, b"");
             }
         }
     }
@@ -600,7 +601,7 @@ mod tests {
         let now = unix_now();
         assert_ne!(cache.timed(&base, &u, now), cache.timed(&base, &u, now + 1));
         let lookup = cache.local_full_key(&base).expect("the manifest was stored");
-        assert!(!c.store.get_files("object", &lookup.hash, &[("o", &c.dir().join("fetched.o"))]), "nothing stored under a timed key");
+        assert!(!c.store.get_files(Namespace::Object, &lookup.hash, &[("o", &c.dir().join("fetched.o"))]), "nothing stored under a timed key");
     }
 
     #[test]

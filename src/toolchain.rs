@@ -1,6 +1,7 @@
 //! The compiler a platform names: whether it is installed, what it is (identity for
 //! cache keys), its GCC major version, and its system include folders.
 
+use crate::cache::Namespace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -121,14 +122,14 @@ impl Toolchain {
         }
         let stamp = file_stamp(path)?;
         let record_key = keys::compiler_version(&stamp);
-        let cached = store.and_then(|s| s.get_record("toolchain", &record_key)).and_then(|b| String::from_utf8(b).ok());
+        let cached = store.and_then(|s| s.get_record(Namespace::Toolchain, &record_key)).and_then(|b| String::from_utf8(b).ok());
         let version = match cached {
             Some(v) => v,
             None => {
                 let out = self.output(Command::new(path).arg("--version")).map_err(|_| not_installed(path))?;
                 let v = String::from_utf8_lossy(&out.stdout).into_owned();
                 if let Some(s) = store {
-                    let _ = s.put_record("toolchain", &record_key, v.as_bytes());
+                    let _ = s.put_record(Namespace::Toolchain, &record_key, v.as_bytes());
                 }
                 v
             }
@@ -148,14 +149,14 @@ impl Toolchain {
     /// remembered in the store under the compiler binary's identity.
     fn search_dirs(&self, path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Vec<PathBuf> {
         let key = keys::system_includes(binary);
-        let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
+        let text = match store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => {
                 let out = self.output(Command::new(path).args(["-x", "c++", "-E", "-v", "-"]).stdin(std::process::Stdio::null()));
                 let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
                 let dirs = parse_search_list(&text).join("\n");
                 if let Some(s) = store {
-                    let _ = s.put_record("toolchain", &key, dirs.as_bytes());
+                    let _ = s.put_record(Namespace::Toolchain, &key, dirs.as_bytes());
                 }
                 dirs
             }
@@ -189,7 +190,7 @@ impl Toolchain {
     /// once (`-dM -E` on an empty input) and remembered in the store.
     pub fn predefined_macros(&self, compiler: &Compiler, flags: &[String], store: Option<&Store>) -> String {
         let key = keys::predefined_macros(&compiler.identity, flags);
-        if let Some(b) = store.and_then(|s| s.get_record("toolchain", &key)) {
+        if let Some(b) = store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             return String::from_utf8_lossy(&b).into_owned();
         }
         let out = self.output(Command::new(&compiler.path).args(flags).args(["-dM", "-E", "-x", "c++", "-"]).stdin(std::process::Stdio::null()));
@@ -198,7 +199,7 @@ impl Toolchain {
             _ => return String::new(), // unknown: scanning just stays a superset
         };
         if let Some(s) = store {
-            let _ = s.put_record("toolchain", &key, text.as_bytes());
+            let _ = s.put_record(Namespace::Toolchain, &key, text.as_bytes());
         }
         text
     }

@@ -15,6 +15,7 @@
 //! checks once (`HeaderSets`), however many answers share it. The check itself is the
 //! object cache's: each header hashed once per run.
 
+use crate::cache::Namespace;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -281,7 +282,7 @@ impl<'a> Preprocessor<'a> {
         }
         let g = self
             .store
-            .and_then(|s| s.get_record("discover", &key))
+            .and_then(|s| s.get_record(Namespace::Discover, &key))
             .and_then(|b| serde_json::from_slice::<StoredGuess>(&crate::cache::keys::absolute_record(b)).ok())
             .map(Arc::new);
         self.guesses.lock().unwrap().insert(key, g.clone());
@@ -296,7 +297,7 @@ impl<'a> Preprocessor<'a> {
             return;
         }
         if let (Some(store), Ok(bytes)) = (self.store, serde_json::to_vec(&*guess)) {
-            let _ = store.put_record("discover", &key, &crate::cache::keys::relative_record(&bytes));
+            let _ = store.put_record(Namespace::Discover, &key, &crate::cache::keys::relative_record(&bytes));
         }
     }
 
@@ -341,7 +342,7 @@ impl<'a> Preprocessor<'a> {
         if let Some(d) = memo.get(&key) {
             return Some((d.clone(), false));
         }
-        let (listing, ran) = match self.store.and_then(|s| s.get_record("discover", &key)) {
+        let (listing, ran) = match self.store.and_then(|s| s.get_record(Namespace::Discover, &key)) {
             Some(b) => (String::from_utf8_lossy(&b).into_owned(), false),
             None => {
                 let mut cmd = Vec::new();
@@ -362,7 +363,7 @@ impl<'a> Preprocessor<'a> {
                     return None;
                 }
                 if let Some(store) = self.store {
-                    let _ = store.put_record("discover", &key, out.stdout.as_bytes());
+                    let _ = store.put_record(Namespace::Discover, &key, out.stdout.as_bytes());
                 }
                 (out.stdout, true)
             }
@@ -389,7 +390,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
-        let bytes = crate::cache::keys::absolute_record(self.store?.get_record("discover", key)?);
+        let bytes = crate::cache::keys::absolute_record(self.store?.get_record(Namespace::Discover, key)?);
         let mut rec: Record = serde_json::from_slice(&bytes).ok()?;
         rec.outcome.headers = self.checked_set(&rec.set)?;
         if let Some(missing) = &rec.outcome.missing {
@@ -410,7 +411,7 @@ impl<'a> Preprocessor<'a> {
             return c.clone();
         }
         let check = || -> Option<Arc<Vec<PathBuf>>> {
-            let bytes = crate::cache::keys::absolute_record(self.store?.get_record("discover", &key)?);
+            let bytes = crate::cache::keys::absolute_record(self.store?.get_record(Namespace::Discover, &key)?);
             let rec: SetRecord = serde_json::from_slice(&bytes).ok()?;
             for (path, hash) in &rec.headers {
                 // Parsing the stored hex is cheaper than formatting thousands of hashes.
@@ -449,14 +450,14 @@ impl<'a> Preprocessor<'a> {
         let known = self.sets.checked.lock().unwrap().get(&set).is_some_and(Option::is_some);
         if !known {
             let Ok(bytes) = serde_json::to_vec(&SetRecord { headers }) else { return };
-            if store.put_record("discover", &set, &crate::cache::keys::relative_record(&bytes)).is_err() {
+            if store.put_record(Namespace::Discover, &set, &crate::cache::keys::relative_record(&bytes)).is_err() {
                 return;
             }
             self.sets.checked.lock().unwrap().insert(set, Some(outcome.headers.clone()));
         }
         let rec = Record { outcome: Outcome { headers: Arc::default(), ..outcome.clone() }, set: hex(&set) };
         if let Ok(bytes) = serde_json::to_vec(&rec) {
-            let _ = store.put_record("discover", key, &crate::cache::keys::relative_record(&bytes));
+            let _ = store.put_record(Namespace::Discover, key, &crate::cache::keys::relative_record(&bytes));
         }
     }
 }

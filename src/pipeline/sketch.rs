@@ -4,6 +4,7 @@
 //! (link, objcopy, bootloader merge, size), which waits for its own objects and the
 //! units it links.
 
+use crate::cache::Namespace;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -370,10 +371,10 @@ impl SketchEnv<'_> {
                 return done;
             }
             if let Some(store) = self.store {
-                if let Some(rec) = store.get_record("link-meta", &k).and_then(|b| serde_json::from_slice::<LinkRecord>(&b).ok()) {
+                if let Some(rec) = store.get_record(Namespace::LinkMeta, &k).and_then(|b| serde_json::from_slice::<LinkRecord>(&b).ok()) {
                     let dests: Vec<PathBuf> = rec.files.iter().map(|f| w.dir.join(f)).collect();
                     let pairs: Vec<(&str, &Path)> = rec.files.iter().map(String::as_str).zip(dests.iter().map(PathBuf::as_path)).collect();
-                    if store.get_files("link", &k, &pairs) {
+                    if store.get_files(Namespace::Link, &k, &pairs) {
                         r.link = LinkSource::Cached;
                         write_link_stamp(&stamp, &k, &rec);
                         return self.finish_sizes(r, &rec, &w.dir);
@@ -434,8 +435,8 @@ impl SketchEnv<'_> {
             if let Some(store) = self.store {
                 let dests: Vec<PathBuf> = rec.files.iter().map(|f| w.dir.join(f)).collect();
                 let pairs: Vec<(&str, &Path)> = rec.files.iter().map(String::as_str).zip(dests.iter().map(PathBuf::as_path)).collect();
-                if store.put_files("link", &k, &pairs).is_ok() {
-                    let _ = store.put_record("link-meta", &k, &serde_json::to_vec(&rec).unwrap_or_default());
+                if store.put_files(Namespace::Link, &k, &pairs).is_ok() {
+                    let _ = store.put_record(Namespace::LinkMeta, &k, &serde_json::to_vec(&rec).unwrap_or_default());
                 }
             }
             write_link_stamp(&stamp, &k, &rec);
@@ -515,7 +516,7 @@ impl SketchEnv<'_> {
     fn recall_link_failure(&self, w: &SketchWork, key: &Hash, r: &mut SketchResult, log: &mut String) -> Option<String> {
         let store = self.store?;
         // A link this machine remembers succeeding did not fail: no need to ask a remote tier.
-        if store.get_local_record("link-meta", key).is_some() {
+        if store.get_near_record(Namespace::LinkMeta, key).is_some() {
             return None;
         }
         let failure = link_failure::recall(store, key, &link_failure::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir))?;

@@ -4,6 +4,7 @@
 //! Before anything runs, `check` hashes its inputs: a unit whose key matches its
 //! stamp needs no step at all.
 
+use crate::cache::Namespace;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -230,7 +231,7 @@ impl Unit {
         }
         let key = self.key(fw_ctx, &st.keys)?;
         if let Some(archive) = &self.archive {
-            let fetched = key.is_some_and(|k| store.is_some_and(|s| s.get_files("archive", &k, &[("a", archive)])));
+            let fetched = key.is_some_and(|k| store.is_some_and(|s| s.get_files(Namespace::Archive, &k, &[("a", archive)])));
             if !fetched {
                 // `ar rcs` appends: start from nothing so no stale member survives.
                 let _ = std::fs::remove_file(archive);
@@ -246,7 +247,7 @@ impl Unit {
                     }
                 }
                 if let (false, Some(k), Some(s)) = (st.failed, key, store) {
-                    let _ = s.put_files("archive", &k, &[("a", archive)]);
+                    let _ = s.put_files(Namespace::Archive, &k, &[("a", archive)]);
                 }
             }
         }
