@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::cache::keys::{self, TimeMacros};
+use crate::cache::paths;
 use crate::hash::Hash;
 use crate::plan::CompileJob;
 use crate::store::Store;
@@ -127,21 +128,6 @@ impl Stamp {
     }
 }
 
-/// Replace run-specific paths in arguments with stable placeholders.
-pub fn normalize_args(args: &[String], replacements: &[(&Path, &str)]) -> Vec<String> {
-    args.iter()
-        .map(|a| {
-            let mut a = a.clone();
-            for (path, placeholder) in replacements {
-                let p = path.to_string_lossy();
-                if !p.is_empty() && a.contains(p.as_ref()) {
-                    a = a.replace(p.as_ref(), placeholder);
-                }
-            }
-            a
-        })
-        .collect()
-}
 
 /// Dependencies from a Make-style depfile (`obj: src hdr1 hdr2 \`), escaped spaces kept.
 pub fn parse_depfile(text: &str) -> Vec<PathBuf> {
@@ -226,7 +212,7 @@ impl<'a> ObjectCache<'a> {
         // The time macros are looked for in the bytes read for the hash: no second read.
         let macros = bytes.as_deref().map(TimeMacros::scan).unwrap_or_default();
         let names_own_path = bytes.as_deref().is_some_and(names_own_path);
-        let hash = bytes.map(|b| *blake3::hash(&keys::relative_bytes(&b)).as_bytes());
+        let hash = bytes.map(|b| *blake3::hash(&paths::relative_bytes(&b)).as_bytes());
         let stamp = stamp.filter(|_| hash.is_some());
         let hashed = Hashed { hash, macros, stamp, names_own_path };
         self.file_hashes.lock().unwrap().insert(path.to_path_buf(), hashed);
@@ -245,7 +231,7 @@ impl<'a> ObjectCache<'a> {
 
     pub fn base_key(&self, compiler: &Compiler, job: &CompileJob) -> Option<BaseKey> {
         let source = self.file(&job.source);
-        let args = normalize_args(&job.args, &[(&job.object, "\u{0}OBJ"), (&job.source, "\u{0}SRC")]);
+        let args = paths::object_args(&job.args, &job.object, &job.source);
         Some(BaseKey {
             hash: keys::object_base(&compiler.identity, &source.hash?, &args),
             source_macros: source.macros,
@@ -301,7 +287,7 @@ impl<'a> ObjectCache<'a> {
     }
 
     fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
-        let text = String::from_utf8(keys::absolute_record(manifest)).ok()?;
+        let text = String::from_utf8(paths::absolute_record(manifest)).ok()?;
         let own_path = text.lines().any(|l| l == OWN_PATH_LINE);
         let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(PathBuf::from).collect();
         self.key_from(base, &headers, own_path)
@@ -346,7 +332,7 @@ impl<'a> ObjectCache<'a> {
                 manifest.push_str(OWN_PATH_LINE);
                 manifest.push('\n');
             }
-            let _ = store.put_record(Namespace::Manifest, &base.hash, &keys::relative_record(manifest.as_bytes()));
+            let _ = store.put_record(Namespace::Manifest, &base.hash, &paths::relative_record(manifest.as_bytes()));
             if let Some(k) = key {
                 let _ = store.put_files(Namespace::Object, &k.hash, &[("o", &job.object)]);
             }
@@ -725,7 +711,7 @@ mod tests {
 
     #[test]
     fn normalize_replaces_embedded_paths() {
-        let v = normalize_args(&["-MF/o/x.d".into(), "/o/x.o".into()], &[(Path::new("/o/x.o"), "OBJ")]);
+        let v = crate::cache::paths::normalize_args(&["-MF/o/x.d".into(), "/o/x.o".into()], &[(Path::new("/o/x.o"), "OBJ")]);
         assert_eq!(v, vec!["-MF/o/x.d", "OBJ"]);
     }
 }

@@ -44,10 +44,9 @@
 //! the same tree at another path hits every entry. A translation unit whose output
 //! holds its own path (`__FILE__`) keys the absolute base too (objcache.rs).
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
+use super::paths::{base_dir, relative_text};
 use crate::hash::{Hash, Hasher};
 
 /// Declares each domain once: a const in `domain` and a row of `DOMAINS`.
@@ -345,94 +344,6 @@ pub fn combine(domain: &str, inputs: &[Hash], commands: &[Vec<String>]) -> Hash 
     h.finish()
 }
 
-/// The base folder of this process, set once at start; `None` keys absolute paths.
-static BASE_DIR: OnceLock<Option<String>> = OnceLock::new();
-
-/// What a path under the base folder is written as in keys and stored records.
-pub const BASE_MARK: &str = "\u{0}BASE";
-
-/// Set the base folder (absolute). `/` turns relocation off: every path would be "relative".
-/// Only the first call counts; a process has one base.
-pub fn set_base_dir(dir: &Path) {
-    let text = dir.to_string_lossy().trim_end_matches('/').to_string();
-    let _ = BASE_DIR.set(if text.is_empty() || !dir.is_absolute() { None } else { Some(text) });
-}
-
-pub fn base_dir() -> Option<&'static str> {
-    BASE_DIR.get().and_then(|b| b.as_deref())
-}
-
-/// A byte that may continue a file name: a match of the base followed by one is another
-/// folder (`/w/a` in `/w/ab`), not the base.
-fn continues_name(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'~' | b'@')
-}
-
-/// Every occurrence of `base` that ends a path component replaced by `mark`.
-fn replace_at_boundaries(text: &[u8], base: &[u8], mark: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut from = 0;
-    let mut i = 0;
-    while i + base.len() <= text.len() {
-        if text[i] == base[0] && &text[i..i + base.len()] == base && !text.get(i + base.len()).is_some_and(|&b| continues_name(b)) {
-            let o = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
-            o.extend_from_slice(&text[from..i]);
-            o.extend_from_slice(mark);
-            i += base.len();
-            from = i;
-        } else {
-            i += 1;
-        }
-    }
-    out.map(|mut o| {
-        o.extend_from_slice(&text[from..]);
-        o
-    })
-}
-
-/// Bytes as keys see them: the base folder written as `BASE_MARK`.
-pub fn relative_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
-    match base_dir().and_then(|b| replace_at_boundaries(bytes, b.as_bytes(), BASE_MARK.as_bytes())) {
-        Some(v) => Cow::Owned(v),
-        None => Cow::Borrowed(bytes),
-    }
-}
-
-/// Text (an argument, a path, a stored record) as keys and the store see it.
-pub fn relative_text(text: &str) -> Cow<'_, str> {
-    match relative_bytes(text.as_bytes()) {
-        Cow::Borrowed(_) => Cow::Borrowed(text),
-        Cow::Owned(v) => Cow::Owned(String::from_utf8(v).expect("a str with a str replaced")),
-    }
-}
-
-/// A stored record read back: the current base folder put in for `BASE_MARK`.
-pub fn absolute_text(text: &str) -> Cow<'_, str> {
-    match base_dir() {
-        Some(b) if text.contains(BASE_MARK) => Cow::Owned(text.replace(BASE_MARK, b)),
-        _ => Cow::Borrowed(text),
-    }
-}
-
-/// `relative_text` for stored bytes (UTF-8 records; anything else is kept as it is).
-pub fn relative_record(bytes: &[u8]) -> Cow<'_, [u8]> {
-    match std::str::from_utf8(bytes) {
-        Ok(_) => relative_bytes(bytes),
-        Err(_) => Cow::Borrowed(bytes),
-    }
-}
-
-/// `absolute_text` for stored bytes.
-pub fn absolute_record(bytes: Vec<u8>) -> Vec<u8> {
-    match String::from_utf8(bytes) {
-        Ok(s) => match absolute_text(&s) {
-            Cow::Owned(o) => o.into_bytes(),
-            Cow::Borrowed(_) => s.into_bytes(),
-        },
-        Err(e) => e.into_bytes(),
-    }
-}
-
 /// A stage-1 unit: its objects' keys and its (normalised) archive commands.
 pub fn unit(object_keys: &[Hash], archive_commands: &[Vec<String>]) -> Hash {
     combine(domain::UNIT, object_keys, archive_commands)
@@ -532,15 +443,6 @@ mod tests {
         assert_eq!(local.len(), "2023-11-14 22:13:20".len());
     }
 
-    #[test]
-    fn base_is_replaced_only_where_a_path_component_ends() {
-        let m = |t: &str| replace_at_boundaries(t.as_bytes(), b"/w/a", b"@").map(|v| String::from_utf8(v).unwrap());
-        assert_eq!(m("-I/w/a/lib").as_deref(), Some("-I@/lib"));
-        assert_eq!(m("/w/a").as_deref(), Some("@"));
-        assert_eq!(m("#line 1 \"/w/a/x.ino\" and /w/a/y").as_deref(), Some("#line 1 \"@/x.ino\" and @/y"));
-        assert_eq!(m("/w/ab/x"), None, "another folder that starts alike");
-        assert_eq!(m("/w/a.old"), None);
-    }
 
     /// Keys computed by the code before the rules moved here (the same inputs hashed by
     /// the old call sites in objcache.rs, discover/preprocess.rs and toolchain.rs):

@@ -12,6 +12,7 @@ pub mod http;
 pub mod keys;
 pub mod local;
 pub mod namespace;
+pub mod paths;
 pub mod redis;
 pub mod remote;
 pub mod store;

@@ -29,7 +29,8 @@ use super::shell;
 use super::speculate::Queries;
 use super::StoredGuess;
 use crate::cpp_lex::{directive_parts, tokenize, Kind};
-use crate::objcache::{include_dirs, normalize_args, ObjectCache};
+use crate::cache::paths;
+use crate::objcache::{include_dirs, ObjectCache};
 use crate::store::Store;
 use crate::toolchain::Compiler;
 
@@ -170,7 +171,7 @@ impl<'a> Preprocessor<'a> {
     fn key_of<'s>(&self, domain: &str, args: impl Iterator<Item = &'s String>, source: &Path) -> Option<Hash> {
         let bytes = self.files.file_hash(source)?;
         let args: Vec<String> = args.cloned().collect();
-        Some(keys::discovery(domain, &self.compiler.identity, &bytes, &normalize_args(&args, &[(source, "\u{0}SRC")])))
+        Some(keys::discovery(domain, &self.compiler.identity, &bytes, &paths::discovery_args(&args, source)))
     }
 
     /// A clean answer for the same source and command under another include path
@@ -283,7 +284,7 @@ impl<'a> Preprocessor<'a> {
         let g = self
             .store
             .and_then(|s| s.get_record(Namespace::Discover, &key))
-            .and_then(|b| serde_json::from_slice::<StoredGuess>(&crate::cache::keys::absolute_record(b)).ok())
+            .and_then(|b| serde_json::from_slice::<StoredGuess>(&paths::absolute_record(b)).ok())
             .map(Arc::new);
         self.guesses.lock().unwrap().insert(key, g.clone());
         g
@@ -297,7 +298,7 @@ impl<'a> Preprocessor<'a> {
             return;
         }
         if let (Some(store), Ok(bytes)) = (self.store, serde_json::to_vec(&*guess)) {
-            let _ = store.put_record(Namespace::Discover, &key, &crate::cache::keys::relative_record(&bytes));
+            let _ = store.put_record(Namespace::Discover, &key, &paths::relative_record(&bytes));
         }
     }
 
@@ -390,7 +391,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
-        let bytes = crate::cache::keys::absolute_record(self.store?.get_record(Namespace::Discover, key)?);
+        let bytes = paths::absolute_record(self.store?.get_record(Namespace::Discover, key)?);
         let mut rec: Record = serde_json::from_slice(&bytes).ok()?;
         rec.outcome.headers = self.checked_set(&rec.set)?;
         if let Some(missing) = &rec.outcome.missing {
@@ -411,7 +412,7 @@ impl<'a> Preprocessor<'a> {
             return c.clone();
         }
         let check = || -> Option<Arc<Vec<PathBuf>>> {
-            let bytes = crate::cache::keys::absolute_record(self.store?.get_record(Namespace::Discover, &key)?);
+            let bytes = paths::absolute_record(self.store?.get_record(Namespace::Discover, &key)?);
             let rec: SetRecord = serde_json::from_slice(&bytes).ok()?;
             for (path, hash) in &rec.headers {
                 // Parsing the stored hex is cheaper than formatting thousands of hashes.
@@ -442,7 +443,7 @@ impl<'a> Preprocessor<'a> {
                     None => return,
                 }
             };
-            h.str(&crate::cache::keys::relative_text(&p.to_string_lossy())).str(hash.as_deref().unwrap_or(""));
+            h.str(&paths::relative_text(&p.to_string_lossy())).str(hash.as_deref().unwrap_or(""));
             headers.push((p.clone(), hash));
         }
         let set = h.finish();
@@ -450,14 +451,14 @@ impl<'a> Preprocessor<'a> {
         let known = self.sets.checked.lock().unwrap().get(&set).is_some_and(Option::is_some);
         if !known {
             let Ok(bytes) = serde_json::to_vec(&SetRecord { headers }) else { return };
-            if store.put_record(Namespace::Discover, &set, &crate::cache::keys::relative_record(&bytes)).is_err() {
+            if store.put_record(Namespace::Discover, &set, &paths::relative_record(&bytes)).is_err() {
                 return;
             }
             self.sets.checked.lock().unwrap().insert(set, Some(outcome.headers.clone()));
         }
         let rec = Record { outcome: Outcome { headers: Arc::default(), ..outcome.clone() }, set: hex(&set) };
         if let Ok(bytes) = serde_json::to_vec(&rec) {
-            let _ = store.put_record(Namespace::Discover, key, &crate::cache::keys::relative_record(&bytes));
+            let _ = store.put_record(Namespace::Discover, key, &paths::relative_record(&bytes));
         }
     }
 }

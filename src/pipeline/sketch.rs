@@ -20,7 +20,8 @@ use crate::hash::{hex, Hash};
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex};
 use crate::link_failure::{self, LinkFailure};
-use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
+use crate::cache::paths;
+use crate::objcache::{BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::properties::Properties;
 use crate::report::{self, LibraryUse, LinkSource, SketchResult, Status};
@@ -203,7 +204,7 @@ impl SketchEnv<'_> {
         let fw_from_sketch = relative(&w.dir, self.fw_dir).map(|rel| w.dir.join(rel)).unwrap_or_default();
         let commands: Vec<Vec<String>> = commands
             .iter()
-            .map(|c| normalize_args(c, &[(&fw_from_sketch, "\u{0}FW"), (&w.dir, "\u{0}SKETCH"), (self.fw_dir, "\u{0}FW"), (&w.sketch.dir, "\u{0}SRC")]))
+            .map(|c| paths::link_command(c, &fw_from_sketch, &w.dir, self.fw_dir, &w.sketch.dir))
             .collect();
         Some(crate::cache::keys::link(&inputs, &commands))
     }
@@ -410,7 +411,7 @@ impl SketchEnv<'_> {
             self.hooks(&ctx, "postbuild", log)?;
             run_logged(self.runner, &plan.size, log)
         })();
-        let paths = link_failure::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir);
+        let paths = paths::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir);
         let size_out = match linked {
             Ok(s) => s,
             Err(e) => {
@@ -519,7 +520,7 @@ impl SketchEnv<'_> {
         if store.get_near_record(Namespace::LinkMeta, key).is_some() {
             return None;
         }
-        let failure = link_failure::recall(store, key, &link_failure::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir))?;
+        let failure = link_failure::recall(store, key, &paths::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir))?;
         let too_big = failure.sizes.clone().and_then(|sizes| self.finish_sizes(r, &LinkRecord { files: Vec::new(), sizes }, Path::new("")).err());
         if too_big.is_none() && failure.error.is_empty() {
             // It linked, and now fits: build it the ordinary way.

@@ -15,7 +15,8 @@ use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash};
 use crate::launcher;
 use crate::library::IncludeCache;
-use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
+use crate::cache::paths;
+use crate::objcache::{BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
 use crate::store::Store;
@@ -268,7 +269,7 @@ impl Unit {
         if let Some(archive) = &self.archive {
             for j in &self.jobs {
                 let cmd = fw_ctx.archive(archive, &j.object)?;
-                commands.push(normalize_args(&cmd, &[(&self.dir, "\u{0}UNIT")]));
+                commands.push(paths::unit_command(&cmd, &self.dir));
             }
         }
         if let Some((flags, archives)) = &self.precompiled {
