@@ -162,6 +162,38 @@ impl Store {
     }
 }
 
+/// Look up a record, else `run` to make it and store what it made: the one
+/// "look up, else run and store" for records. `Ok((bytes, ran))`; an `Err` of `run`
+/// stores nothing.
+pub fn record_or_run<E>(store: Option<&Store>, ns: Namespace, key: &Key, run: impl FnOnce() -> Result<Vec<u8>, E>) -> Result<(Vec<u8>, bool), E> {
+    if let Some(found) = store.and_then(|s| s.get_record(ns, key)) {
+        return Ok((found, false));
+    }
+    let made = run()?;
+    if let Some(s) = store {
+        // A failed store only costs running again next time.
+        let _ = s.put_record(ns, key, &made);
+    }
+    Ok((made, true))
+}
+
+/// Place an entry's files, else `run` to make them and store them when it says they
+/// are good (`Ok(true)`): the one "look up, else run and store" for entries. Without a
+/// key or a store it just runs. `Ok(true)` when the files came from the cache.
+pub fn files_or_run<E>(store: Option<&Store>, ns: Namespace, key: Option<&Key>, files: &[(&str, &Path)], run: impl FnOnce() -> Result<bool, E>) -> Result<bool, E> {
+    let cached = |k: &Key| store.is_some_and(|s| s.get_files(ns, k, files));
+    if key.is_some_and(cached) {
+        return Ok(true);
+    }
+    if run()? {
+        if let (Some(k), Some(s)) = (key, store) {
+            // A failed store only costs running again next time.
+            let _ = s.put_files(ns, k, files);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +289,35 @@ mod tests {
         assert!(b.get_record(Namespace::LinkMeta, &key(1)).is_some());
         assert_eq!(b.get_near_record(Namespace::LinkMeta, &key(1)).as_deref(), Some(&b"meta"[..]), "kept near after the far hit");
         assert_eq!(b.remote_stats().unwrap().requests(), 1);
+    }
+
+    /// The helper runs only on a miss, stores only what a good run made, and without
+    /// a store just runs.
+    #[test]
+    fn look_up_else_run_and_store() {
+        let td = TempDir::new().unwrap();
+        let s = Store::open(&td.path().join("c"), 1 << 30).unwrap();
+        let made = |v: &'static [u8]| move || Ok::<_, ()>(v.to_vec());
+        assert_eq!(record_or_run(Some(&s), Namespace::Discover, &key(1), made(b"one")), Ok((b"one".to_vec(), true)));
+        assert_eq!(record_or_run(Some(&s), Namespace::Discover, &key(1), made(b"two")), Ok((b"one".to_vec(), false)));
+        assert_eq!(record_or_run(Some(&s), Namespace::Discover, &key(2), || Err::<Vec<u8>, _>("failed")), Err("failed"));
+        assert_eq!(s.get_record(Namespace::Discover, &key(2)), None, "a failed run stores nothing");
+        assert_eq!(record_or_run(None, Namespace::Discover, &key(1), made(b"three")), Ok((b"three".to_vec(), true)));
+
+        let out = td.path().join("a");
+        let files = [("a", out.as_path())];
+        let build = |ok: bool, text: &'static str| {
+            let out = out.clone();
+            move || {
+                fs::write(&out, text).unwrap();
+                Ok::<_, ()>(ok)
+            }
+        };
+        assert_eq!(files_or_run(Some(&s), Namespace::Archive, Some(&key(3)), &files, build(false, "bad")), Ok(false));
+        assert_eq!(files_or_run(Some(&s), Namespace::Archive, Some(&key(3)), &files, build(true, "good")), Ok(false), "a failed run was not stored");
+        fs::remove_file(&out).unwrap();
+        assert_eq!(files_or_run(Some(&s), Namespace::Archive, Some(&key(3)), &files, build(true, "other")), Ok(true));
+        assert_eq!(fs::read(&out).unwrap(), b"good");
+        assert_eq!(files_or_run(Some(&s), Namespace::Archive, None, &files, build(true, "keyless")), Ok(false));
     }
 }

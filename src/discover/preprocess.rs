@@ -343,9 +343,7 @@ impl<'a> Preprocessor<'a> {
         if let Some(d) = memo.get(&key) {
             return Some((d.clone(), false));
         }
-        let (listing, ran) = match self.store.and_then(|s| s.get_record(Namespace::Discover, &key)) {
-            Some(b) => (String::from_utf8_lossy(&b).into_owned(), false),
-            None => {
+        let made = crate::cache::store::record_or_run(self.store, Namespace::Discover, &key, || {
                 let mut cmd = Vec::new();
                 let mut it = args.iter();
                 while let Some(a) = it.next() {
@@ -361,14 +359,12 @@ impl<'a> Preprocessor<'a> {
                 self.runs.fetch_add(1, Ordering::Relaxed);
                 let out = runner.run(&cmd, None);
                 if !out.success || !out.stdout.contains("#define __GNUC__") {
-                    return None;
+                    return Err(());
                 }
-                if let Some(store) = self.store {
-                    let _ = store.put_record(Namespace::Discover, &key, out.stdout.as_bytes());
-                }
-                (out.stdout, true)
-            }
-        };
+                Ok(out.stdout.into_bytes())
+        });
+        let (listing, ran) = made.ok()?;
+        let listing = String::from_utf8_lossy(&listing);
         let d = Arc::new(shell::defined_names(&listing));
         memo.insert(key, d.clone());
         Some((d, ran))

@@ -232,8 +232,7 @@ impl Unit {
         }
         let key = self.key(fw_ctx, &st.keys)?;
         if let Some(archive) = &self.archive {
-            let fetched = key.is_some_and(|k| store.is_some_and(|s| s.get_files(Namespace::Archive, &k, &[("a", archive)])));
-            if !fetched {
+            crate::cache::store::files_or_run(store, Namespace::Archive, key.as_ref(), &[("a", archive)], || {
                 // `ar rcs` appends: start from nothing so no stale member survives.
                 let _ = std::fs::remove_file(archive);
                 for j in &self.jobs {
@@ -247,10 +246,8 @@ impl Unit {
                         break;
                     }
                 }
-                if let (false, Some(k), Some(s)) = (st.failed, key, store) {
-                    let _ = s.put_files(Namespace::Archive, &k, &[("a", archive)]);
-                }
-            }
+                Ok::<_, Error>(!st.failed)
+            })?;
         }
         if !st.failed {
             st.key = key;
