@@ -344,25 +344,26 @@ impl<'a> Preprocessor<'a> {
             return Some((d.clone(), false));
         }
         let made = crate::cache::store::record_or_run(self.store, Namespace::Discover, &key, || {
-                let mut cmd = Vec::new();
-                let mut it = args.iter();
-                while let Some(a) = it.next() {
-                    match a.as_str() {
-                        "-o" => {
-                            it.next();
-                        }
-                        _ if *a == src => cmd.push("/dev/null".to_string()),
-                        _ => cmd.push(a.clone()),
+            let mut cmd = Vec::new();
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "-o" => {
+                        it.next();
                     }
+                    _ if *a == src => cmd.push("/dev/null".to_string()),
+                    _ => cmd.push(a.clone()),
                 }
-                cmd.push("-dM".to_string());
-                self.runs.fetch_add(1, Ordering::Relaxed);
-                let out = runner.run(&cmd, None);
-                if !out.success || !out.stdout.contains("#define __GNUC__") {
-                    return Err(());
-                }
-                Ok(out.stdout.into_bytes())
+            }
+            cmd.push("-dM".to_string());
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            let out = runner.run(&cmd, None);
+            if !out.success || !out.stdout.contains("#define __GNUC__") {
+                return Err(());
+            }
+            Ok(out.stdout.into_bytes())
         });
+        // A failed listing (`Err`) is not stored: discovery goes on without it.
         let (listing, ran) = made.ok()?;
         let listing = String::from_utf8_lossy(&listing);
         let d = Arc::new(shell::defined_names(&listing));
