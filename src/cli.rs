@@ -335,7 +335,7 @@ pub(crate) fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_job
         Some(d) => std::path::absolute(d).map_err(|e| Error::io(d, e))?,
         None => std::env::current_dir().unwrap_or_default(),
     };
-    crate::cache::keys::set_base_dir(&base);
+    crate::cache::paths::set_base_dir(&base);
     Ok(Request {
         board: common.board.first().cloned().unwrap_or_default(),
         sketches,

@@ -32,5 +32,5 @@ pub mod sketch;
 pub mod toolchain;
 pub mod upload;
 
-/// The local store keeps its old path for callers: `crate::store::Store`.
+/// The tiered store (cache/store.rs) keeps the old path for callers: `crate::store::Store`.
 pub use cache::store;

@@ -1,6 +1,7 @@
 //! The compiler a platform names: whether it is installed, what it is (identity for
 //! cache keys), its GCC major version, and its system include folders.
 
+use crate::cache::Namespace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::hash::Hasher;
+use crate::cache::keys;
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -81,7 +82,7 @@ pub struct Toolchain {
     started: AtomicUsize,
 }
 
-fn file_stamp(path: &Path) -> Result<(PathBuf, u64, i128)> {
+fn file_stamp(path: &Path) -> Result<keys::Stamp> {
     let resolved = std::fs::canonicalize(path).map_err(|_| not_installed(path))?;
     let meta = std::fs::metadata(&resolved).map_err(|_| not_installed(path))?;
     if !meta.is_file() {
@@ -97,12 +98,6 @@ fn mtime_nanos(meta: &std::fs::Metadata) -> i128 {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0)
-}
-
-fn stamp_key(kind: &str, stamp: &(PathBuf, u64, i128)) -> [u8; 32] {
-    let mut h = Hasher::new(kind);
-    h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes());
-    h.finish()
 }
 
 impl Toolchain {
@@ -126,29 +121,24 @@ impl Toolchain {
             return Ok(c.clone());
         }
         let stamp = file_stamp(path)?;
-        let record_key = stamp_key("compiler-version-v1", &stamp);
-        let cached = store.and_then(|s| s.get_record("toolchain", &record_key)).and_then(|b| String::from_utf8(b).ok());
+        let record_key = keys::compiler_version(&stamp);
+        let cached = store.and_then(|s| s.get_record(Namespace::Toolchain, &record_key)).and_then(|b| String::from_utf8(b).ok());
         let version = match cached {
             Some(v) => v,
             None => {
                 let out = self.output(Command::new(path).arg("--version")).map_err(|_| not_installed(path))?;
                 let v = String::from_utf8_lossy(&out.stdout).into_owned();
                 if let Some(s) = store {
-                    let _ = s.put_record("toolchain", &record_key, v.as_bytes());
+                    let _ = s.put_record(Namespace::Toolchain, &record_key, v.as_bytes());
                 }
                 v
             }
         };
-        let mut h = Hasher::new("compiler-binary-v1");
-        h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes()).str(&version);
-        let binary = h.finish();
+        let binary = keys::compiler_binary(&stamp, &version);
         let system_dirs = self.search_dirs(path, &binary, store);
-        let mut h = Hasher::new("compiler-identity-v2");
-        h.bytes(&binary);
-        for dir in &system_dirs {
-            fingerprint_tree(dir, &mut h);
-        }
-        let compiler = Compiler { path: path.to_path_buf(), version, identity: h.finish(), system_dirs };
+        let folders: Vec<_> = system_dirs.iter().map(|d| (d.clone(), tree_stamps(d))).collect();
+        let identity = keys::compiler_identity(&binary, &folders);
+        let compiler = Compiler { path: path.to_path_buf(), version, identity, system_dirs };
         self.probed.lock().unwrap().insert(path.to_path_buf(), compiler.clone());
         Ok(compiler)
     }
@@ -158,17 +148,15 @@ impl Toolchain {
     /// Ask the compiler for its include search list once (`-E -v` on an empty input);
     /// remembered in the store under the compiler binary's identity.
     fn search_dirs(&self, path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Vec<PathBuf> {
-        let mut h = Hasher::new("system-includes-v2");
-        h.bytes(binary);
-        let key = h.finish();
-        let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
+        let key = keys::system_includes(binary);
+        let text = match store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => {
                 let out = self.output(Command::new(path).args(["-x", "c++", "-E", "-v", "-"]).stdin(std::process::Stdio::null()));
                 let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
                 let dirs = parse_search_list(&text).join("\n");
                 if let Some(s) = store {
-                    let _ = s.put_record("toolchain", &key, dirs.as_bytes());
+                    let _ = s.put_record(Namespace::Toolchain, &key, dirs.as_bytes());
                 }
                 dirs
             }
@@ -177,9 +165,9 @@ impl Toolchain {
     }
 }
 
-/// Hash every file below `dir` by relative name, size and mtime (a few hundred
-/// stats for avr-libc: about a millisecond).
-fn fingerprint_tree(dir: &Path, h: &mut Hasher) {
+/// Every file below `dir` with its size and mtime, in path order, for the compiler's
+/// identity (a few hundred stats for avr-libc: about a millisecond).
+fn tree_stamps(dir: &Path) -> Vec<keys::Stamp> {
     let mut stack = vec![dir.to_path_buf()];
     let mut files: Vec<(PathBuf, u64, i128)> = Vec::new();
     while let Some(d) = stack.pop() {
@@ -194,23 +182,15 @@ fn fingerprint_tree(dir: &Path, h: &mut Hasher) {
         }
     }
     files.sort();
-    h.path(dir);
-    for (p, len, mtime) in files {
-        h.path(&p).u64(len).bytes(&mtime.to_le_bytes());
-    }
+    files
 }
 
 impl Toolchain {
     /// The compiler's predefined macros for these machine flags (`-mmcu=...`), asked
     /// once (`-dM -E` on an empty input) and remembered in the store.
     pub fn predefined_macros(&self, compiler: &Compiler, flags: &[String], store: Option<&Store>) -> String {
-        let mut h = Hasher::new("predefined-macros-v1");
-        h.bytes(&compiler.identity);
-        for f in flags {
-            h.str(f);
-        }
-        let key = h.finish();
-        if let Some(b) = store.and_then(|s| s.get_record("toolchain", &key)) {
+        let key = keys::predefined_macros(&compiler.identity, flags);
+        if let Some(b) = store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             return String::from_utf8_lossy(&b).into_owned();
         }
         let out = self.output(Command::new(&compiler.path).args(flags).args(["-dM", "-E", "-x", "c++", "-"]).stdin(std::process::Stdio::null()));
@@ -219,7 +199,7 @@ impl Toolchain {
             _ => return String::new(), // unknown: scanning just stays a superset
         };
         if let Some(s) = store {
-            let _ = s.put_record("toolchain", &key, text.as_bytes());
+            let _ = s.put_record(Namespace::Toolchain, &key, text.as_bytes());
         }
         text
     }
@@ -272,11 +252,7 @@ mod tests {
     fn identity_changes_when_a_system_header_changes() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("stdio.h"), "1").unwrap();
-        let fp = || {
-            let mut h = Hasher::new("t");
-            fingerprint_tree(t.path(), &mut h);
-            h.finish()
-        };
+        let fp = || keys::compiler_identity(&[0; 32], &[(t.path().to_path_buf(), tree_stamps(t.path()))]);
         let a = fp();
         assert_eq!(a, fp(), "stable");
         std::fs::write(t.path().join("stdio.h"), "12").unwrap();

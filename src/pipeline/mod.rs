@@ -682,7 +682,7 @@ impl Overlay {
     fn for_sketch(req: &Request, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
         let (_, set) = req.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()))?;
         let mut props = base.clone();
-        let mut h = crate::hash::Hasher::new("sketch-properties-v1");
+        let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::SKETCH_PROPERTIES);
         for (k, v) in set.all.iter().chain(&set.sources) {
             props.set(k, v.clone());
         }
@@ -1038,7 +1038,7 @@ impl Build<'_> {
         };
         let dir = self.setup.fw_dir.join("discover");
         ensure_dir(&dir)?;
-        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new("stand-in-v1").str(&text).finish())[..16]));
+        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new(crate::cache::keys::domain::STAND_IN).str(&text).finish())[..16]));
         if write_if_changed(&path, text.as_bytes())? {
             self.cache.invalidate(&path);
         }
@@ -1085,7 +1085,7 @@ impl Build<'_> {
             let (precompiled, precompiled_objects) = match &precompiled {
                 Some(folder) => {
                     let (flags, objects) = lib.precompiled_link(folder);
-                    let mut h = crate::hash::Hasher::new("precompiled-v1");
+                    let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::PRECOMPILED);
                     for f in crate::library::files_in(folder) {
                         h.str(&f.display().to_string()).bytes(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
                     }
