@@ -18,7 +18,7 @@ use std::path::Path;
 use crate::exec::Output;
 use crate::hash::Hash;
 use crate::plan::Sizes;
-use crate::store::Store;
+use crate::cache::store::Store;
 
 const NAMESPACE: &str = "link-failure";
 

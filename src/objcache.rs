@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use crate::cache::keys::{self, TimeMacros};
 use crate::hash::{Hash, Hasher};
 use crate::plan::CompileJob;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Compiler;
 
 pub struct ObjectCache<'a> {
@@ -471,9 +471,6 @@ impl ObjectCache<'_> {
         }
     }
 }
-
-/// Key of a set of objects plus the command that combines them (archive or link).
-pub use crate::cache::keys::combine as combine_key;
 
 #[cfg(test)]
 mod tests {

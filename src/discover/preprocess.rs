@@ -28,7 +28,7 @@ use super::speculate::Queries;
 use super::StoredGuess;
 use crate::cpp_lex::{directive_parts, tokenize, Kind};
 use crate::objcache::{include_dirs, normalize_args, ObjectCache};
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Compiler;
 
 /// What one preprocessor run found.

@@ -17,7 +17,7 @@ use crate::library::IncludeCache;
 use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
