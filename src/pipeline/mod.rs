@@ -7,6 +7,8 @@
 
 mod hooks;
 mod sketch;
+#[cfg(test)]
+mod tests;
 mod units;
 
 use std::collections::BTreeMap;
