@@ -230,3 +230,53 @@ pub fn display_command(args: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A unit-test seam: answers every program with its own words on stdout,
+    /// "installed" only for `known`.
+    struct Echo;
+
+    struct Done(Vec<u8>);
+
+    impl Process for Done {
+        fn pid(&self) -> Option<libc::pid_t> {
+            None
+        }
+
+        fn wait(self: Box<Self>) -> std::io::Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>)> {
+            Ok((std::process::ExitStatus::from_raw(0), self.0, Vec::new()))
+        }
+    }
+
+    impl Tools for Echo {
+        fn spawn(&self, args: &[String], _: Option<&Path>, _: Stdout) -> std::io::Result<Box<dyn Process>> {
+            match args[0].as_str() {
+                "known" => Ok(Box::new(Done(args.join(" ").into_bytes()))),
+                _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            }
+        }
+
+        fn exists(&self, program: &str) -> bool {
+            program == "known"
+        }
+    }
+
+    #[test]
+    fn the_runner_starts_through_its_tools_and_counts_all_but_probes() {
+        let runner = Runner::with_tools(Arc::new(Echo), false);
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+        let out = runner.run(&words(&["known", "a"]), None);
+        assert!(out.success && out.stdout == "known a", "{out:?}");
+        assert_eq!(runner.run_probe(&words(&["known", "--version"])).unwrap().stdout_bytes, b"known --version");
+        assert_eq!(runner.spawned(), 1, "a probe is counted by the toolchain, not here");
+        let missing = runner.run(&words(&["unknown"]), None);
+        assert!(!missing.success && missing.text.starts_with("cannot run unknown: "), "{missing:?}");
+        assert_eq!(runner.run_probe(&words(&["unknown"])).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(runner.spawned(), 2, "a start tried counts, as before the seam");
+        assert!(runner.tool_exists("known") && !runner.tool_exists("unknown"));
+    }
+}
