@@ -58,7 +58,7 @@ struct FakeTools {
     changed: Condvar,
     /// Hold the first core compile until a sketch compile has started.
     hold_core_for_sketch: bool,
-    /// Folders the `-E -v` probe names as the compiler's own include folders.
+    /// The folder the `-E -v` probe names as the compiler's own include folder.
     system_dir: PathBuf,
 }
 
@@ -113,7 +113,8 @@ impl FakeTools {
             "fakear" => Kind::Archive(file_name(args.last().unwrap())),
             "fakeobjcopy" => Kind::Objcopy(project(args.last().unwrap())),
             "fakesize" => Kind::Size(project(args.last().unwrap())),
-            _ => Kind::Probe,
+            // `spawn` refuses every other program before asking.
+            _ => unreachable!("{program} is not a fake tool"),
         }
     }
 
