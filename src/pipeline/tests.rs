@@ -45,7 +45,8 @@ struct Record {
     started: Vec<(Kind, String)>,
     /// "start"/"end" per command, in order, for overlap questions.
     events: Vec<(&'static str, Kind)>,
-    /// A sketch compile has started (the overlap test's core compile waits for it).
+    /// A core compile / a sketch compile has started (the overlap test's meeting).
+    core_compile_started: bool,
     sketch_compile_started: bool,
 }
 
@@ -56,8 +57,9 @@ struct Record {
 struct FakeTools {
     record: Mutex<Record>,
     changed: Condvar,
-    /// Hold the first core compile until a sketch compile has started.
-    hold_core_for_sketch: bool,
+    /// Hold the first core compile until a sketch compile has started, and the first
+    /// sketch compile until a core compile has: both then run at once.
+    meet: bool,
     /// The folder the `-E -v` probe names as the compiler's own include folder.
     system_dir: PathBuf,
 }
@@ -174,14 +176,14 @@ impl Tools for FakeTools {
             let mut r = self.record.lock().unwrap();
             r.started.push((kind.clone(), display_command(args)));
             r.events.push(("start", kind.clone()));
-            if matches!(kind, Kind::SketchCompile(_)) {
-                r.sketch_compile_started = true;
-                self.changed.notify_all();
-            }
-            let first_core = matches!(kind, Kind::CoreCompile(_)) && r.started.iter().filter(|(k, _)| matches!(k, Kind::CoreCompile(_))).count() == 1;
-            if self.hold_core_for_sketch && first_core {
+            let (core, sketch) = (matches!(kind, Kind::CoreCompile(_)), matches!(kind, Kind::SketchCompile(_)));
+            let first = (core && !r.core_compile_started) || (sketch && !r.sketch_compile_started);
+            r.core_compile_started |= core;
+            r.sketch_compile_started |= sketch;
+            self.changed.notify_all();
+            if self.meet && first {
                 // A bound, not a clock the test depends on: without overlap the test fails.
-                let (guard, _) = self.changed.wait_timeout_while(r, Duration::from_secs(20), |r| !r.sketch_compile_started).unwrap();
+                let (guard, _) = self.changed.wait_timeout_while(r, Duration::from_secs(20), |r| !(r.core_compile_started && r.sketch_compile_started)).unwrap();
                 r = guard;
             }
             drop(r);
@@ -315,24 +317,12 @@ fn a_cold_run_starts_each_command_once_and_a_warm_run_starts_none() {
     let cold = fx.run(&cold_tools, 2, 2);
     assert_eq!(statuses(&cold), vec![("Alpha".into(), Status::Ok), ("Beta".into(), Status::Ok)], "{:#?}", cold.sketches);
 
-    let s = |x: &str| x.to_string();
-    let want: BTreeMap<Kind, usize> = [
-        Kind::CoreCompile(s("wiring.c")),
-        Kind::CoreCompile(s("main.cpp")),
-        Kind::Archive(s("wiring.c.o")),
-        Kind::Archive(s("main.cpp.o")),
-        Kind::SketchCompile(s("Alpha.ino.cpp")),
-        Kind::SketchCompile(s("Beta.ino.cpp")),
-        Kind::Link(s("Alpha.ino")),
-        Kind::Objcopy(s("Alpha.ino")),
-        Kind::Size(s("Alpha.ino")),
-        Kind::Link(s("Beta.ino")),
-        Kind::Objcopy(s("Beta.ino")),
-        Kind::Size(s("Beta.ino")),
-    ]
-    .into_iter()
-    .map(|k| (k, 1))
-    .collect();
+    let mut want: Vec<Kind> = ["wiring.c", "main.cpp"].iter().flat_map(|c| [Kind::CoreCompile(c.to_string()), Kind::Archive(format!("{c}.o"))]).collect();
+    for n in ["Alpha", "Beta"] {
+        let project = format!("{n}.ino");
+        want.extend([Kind::SketchCompile(format!("{project}.cpp")), Kind::Link(project.clone()), Kind::Objcopy(project.clone()), Kind::Size(project)]);
+    }
+    let want: BTreeMap<Kind, usize> = want.into_iter().map(|k| (k, 1)).collect();
     assert_eq!(build_commands(&cold_tools), want, "{:#?}", started(&cold_tools));
     let all = started(&cold_tools);
     let probes: Vec<&String> = all.iter().filter(|(k, _)| *k == Kind::Probe).map(|(_, c)| c).collect();
@@ -395,17 +385,18 @@ fn a_failing_sketch_fails_alone_with_its_first_error() {
 #[test]
 fn a_sketch_compiles_while_the_core_is_still_compiling() {
     let fx = Fixture::new(&["Alpha", "Beta"], &[]);
-    // The core's first compile does not end until a sketch compile has started: with
-    // one stage-1 worker, that holds the whole core back, so a sketch compile can
-    // only start if stage 2 runs beside stage 1.
-    let tools = Arc::new(FakeTools { hold_core_for_sketch: true, ..fx.tools() });
+    // The first core compile and the first sketch compile each wait for the other to
+    // start (whichever the scheduler starts first): with one stage-1 worker the held
+    // core compile holds the whole core back, so they meet only if a sketch compile
+    // need not wait for the core.
+    let tools = Arc::new(FakeTools { meet: true, ..fx.tools() });
     let r = fx.run(&tools, 1, 2);
     assert_eq!((r.totals.ok, r.totals.failed), (2, 0));
     let events = tools.record.lock().unwrap().events.clone();
-    let first_core_end = events.iter().position(|(e, k)| *e == "end" && matches!(k, Kind::CoreCompile(_))).unwrap();
-    let first_core_start = events.iter().position(|(e, k)| *e == "start" && matches!(k, Kind::CoreCompile(_))).unwrap();
-    let sketch_start = events.iter().position(|(e, k)| *e == "start" && matches!(k, Kind::SketchCompile(_))).unwrap();
-    assert!(first_core_start < sketch_start && sketch_start < first_core_end, "a sketch compile ran inside a core compile: {events:?}");
+    let at = |edge: &str, core: bool| {
+        events.iter().position(|(e, k)| *e == edge && if core { matches!(k, Kind::CoreCompile(_)) } else { matches!(k, Kind::SketchCompile(_)) }).unwrap()
+    };
+    assert!(at("start", false) < at("end", true) && at("start", true) < at("end", false), "a sketch compile and a core compile ran at once: {events:?}");
     // framework_jobs 1: core compiles never overlap each other.
     let mut running = 0;
     for (e, k) in &events {
