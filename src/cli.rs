@@ -11,7 +11,7 @@ use crate::report::size_delta::OldResults;
 use crate::{errln, out, outln};
 use crate::pipeline::{self, Request};
 use crate::report::{self, Status};
-use crate::store::{self, Store};
+use crate::cache::store::{self, Store};
 
 /// Default cache size bound (5 GiB), overridable with FBUILD_CACHE_MAX_SIZE or --cache-max-size.
 pub const DEFAULT_CACHE_MAX: u64 = 5 << 30;

@@ -19,7 +19,7 @@ use crate::cache::Namespace;
 use crate::exec::Output;
 use crate::hash::Hash;
 use crate::plan::Sizes;
-use crate::store::Store;
+use crate::cache::store::Store;
 
 const NAMESPACE: Namespace = Namespace::LinkFailure;
 

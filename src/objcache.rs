@@ -21,7 +21,7 @@ use crate::cache::keys::{self, TimeMacros};
 use crate::cache::paths;
 use crate::hash::Hash;
 use crate::plan::CompileJob;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Compiler;
 
 pub struct ObjectCache<'a> {
@@ -445,9 +445,6 @@ impl ObjectCache<'_> {
         }
     }
 }
-
-/// Key of a set of objects plus the command that combines them (archive or link).
-pub use crate::cache::keys::combine as combine_key;
 
 #[cfg(test)]
 mod tests {

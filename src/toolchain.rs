@@ -4,13 +4,13 @@
 use crate::cache::Namespace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::cache::keys;
-use crate::store::Store;
+use crate::exec::{RawOutput, Runner};
+use crate::cache::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Compiler {
@@ -74,8 +74,9 @@ pub fn not_installed(path: &Path) -> Error {
 
 /// Probes compilers once per run, and across runs through the store (keyed by path,
 /// size and mtime), so a warm build starts no process just to identify the compiler.
-#[derive(Default)]
+/// The probes run through the build's runner (Ctrl-C, `--verbose`).
 pub struct Toolchain {
+    runner: Arc<Runner>,
     probed: Mutex<HashMap<PathBuf, Compiler>>,
     /// Probe processes started (`--version`, `-E -v`, `-dM -E`): part of the run's
     /// `tool_processes`, which promises to count every process fbuild starts.
@@ -101,8 +102,14 @@ fn mtime_nanos(meta: &std::fs::Metadata) -> i128 {
 }
 
 impl Toolchain {
-    pub fn new() -> Toolchain {
-        Toolchain::default()
+    /// Probes run by `runner`, which the build's tools share.
+    pub fn new(runner: Arc<Runner>) -> Toolchain {
+        Toolchain { runner, probed: Mutex::default(), started: AtomicUsize::new(0) }
+    }
+
+    /// The runner the probes use.
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
     }
 
     /// Processes the probes have started so far.
@@ -110,10 +117,15 @@ impl Toolchain {
         self.started.load(Ordering::SeqCst)
     }
 
-    /// Run a probe, counting it.
-    fn output(&self, cmd: &mut Command) -> std::io::Result<std::process::Output> {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        cmd.output()
+    /// Run a probe of `program` with `args`, counting it (see `Runner::run_probe`).
+    fn output(&self, program: &Path, args: &[&str]) -> std::io::Result<RawOutput> {
+        let cmd: Vec<String> = std::iter::once(program.display().to_string()).chain(args.iter().map(|a| a.to_string())).collect();
+        let out = self.runner.run_probe(&cmd);
+        // Counted as before the seam: every start tried, not one refused after Ctrl-C.
+        if !matches!(&out, Err(e) if e.kind() == std::io::ErrorKind::Interrupted) {
+            self.started.fetch_add(1, Ordering::SeqCst);
+        }
+        out
     }
 
     pub fn probe(&self, path: &Path, store: Option<&Store>) -> Result<Compiler> {
@@ -126,8 +138,8 @@ impl Toolchain {
         let version = match cached {
             Some(v) => v,
             None => {
-                let out = self.output(Command::new(path).arg("--version")).map_err(|_| not_installed(path))?;
-                let v = String::from_utf8_lossy(&out.stdout).into_owned();
+                let out = self.output(path, &["--version"]).map_err(|e| interrupted_or(e, || not_installed(path)))?;
+                let v = String::from_utf8_lossy(&out.stdout_bytes).into_owned();
                 if let Some(s) = store {
                     let _ = s.put_record(Namespace::Toolchain, &record_key, v.as_bytes());
                 }
@@ -135,7 +147,7 @@ impl Toolchain {
             }
         };
         let binary = keys::compiler_binary(&stamp, &version);
-        let system_dirs = self.search_dirs(path, &binary, store);
+        let system_dirs = self.search_dirs(path, &binary, store)?;
         let folders: Vec<_> = system_dirs.iter().map(|d| (d.clone(), tree_stamps(d))).collect();
         let identity = keys::compiler_identity(&binary, &folders);
         let compiler = Compiler { path: path.to_path_buf(), version, identity, system_dirs };
@@ -147,13 +159,18 @@ impl Toolchain {
 impl Toolchain {
     /// Ask the compiler for its include search list once (`-E -v` on an empty input);
     /// remembered in the store under the compiler binary's identity.
-    fn search_dirs(&self, path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Vec<PathBuf> {
+    fn search_dirs(&self, path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Result<Vec<PathBuf>> {
         let key = keys::system_includes(binary);
         let text = match store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => {
-                let out = self.output(Command::new(path).args(["-x", "c++", "-E", "-v", "-"]).stdin(std::process::Stdio::null()));
-                let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+                let out = self.output(path, &["-x", "c++", "-E", "-v", "-"]);
+                // After Ctrl-C nothing is stored: an empty list is not the compiler's answer.
+                let text = match out {
+                    Ok(o) => o.stderr,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(Error::Interrupted),
+                    Err(_) => String::new(),
+                };
                 let dirs = parse_search_list(&text).join("\n");
                 if let Some(s) = store {
                     let _ = s.put_record(Namespace::Toolchain, &key, dirs.as_bytes());
@@ -161,7 +178,16 @@ impl Toolchain {
                 dirs
             }
         };
-        text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+        Ok(text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
+    }
+}
+
+/// A probe that did not start: `Error::Interrupted` after Ctrl-C, else `other`.
+fn interrupted_or(e: std::io::Error, other: impl FnOnce() -> Error) -> Error {
+    if e.kind() == std::io::ErrorKind::Interrupted {
+        Error::Interrupted
+    } else {
+        other()
     }
 }
 
@@ -193,9 +219,9 @@ impl Toolchain {
         if let Some(b) = store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             return String::from_utf8_lossy(&b).into_owned();
         }
-        let out = self.output(Command::new(&compiler.path).args(flags).args(["-dM", "-E", "-x", "c++", "-"]).stdin(std::process::Stdio::null()));
-        let text = match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        let args: Vec<&str> = flags.iter().map(String::as_str).chain(["-dM", "-E", "-x", "c++", "-"]).collect();
+        let text = match self.output(&compiler.path, &args) {
+            Ok(o) if o.success => String::from_utf8_lossy(&o.stdout_bytes).into_owned(),
             _ => return String::new(), // unknown: scanning just stays a superset
         };
         if let Some(s) = store {
@@ -261,7 +287,7 @@ mod tests {
 
     #[test]
     fn missing_compiler_names_debian_package() {
-        let e = Toolchain::new().probe(Path::new("/nonexistent/bin/avr-g++"), None).unwrap_err();
+        let e = Toolchain::new(Arc::new(Runner::new(false))).probe(Path::new("/nonexistent/bin/avr-g++"), None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "compiler /nonexistent/bin/avr-g++ is not installed; install Debian package gcc-avr (apt-get install gcc-avr) or set --build-property compiler.path=DIR/"

@@ -31,7 +31,7 @@ use super::StoredGuess;
 use crate::cpp_lex::{directive_parts, tokenize, Kind};
 use crate::cache::paths;
 use crate::objcache::{include_dirs, ObjectCache};
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Compiler;
 
 /// What one preprocessor run found.

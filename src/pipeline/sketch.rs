@@ -26,7 +26,7 @@ use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::properties::Properties;
 use crate::report::{self, LibraryUse, LinkSource, SketchResult, Status};
 use crate::sketch::Sketch;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Toolchain;
 
 /// One sketch as planned after discovery.

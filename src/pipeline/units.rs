@@ -19,7 +19,7 @@ use crate::cache::paths;
 use crate::objcache::{BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
