@@ -114,7 +114,7 @@ pub fn decode(ns: &str, key: &Key, blob: &[u8]) -> Option<Files> {
 }
 
 /// What the remote tier did during a run (results.json `cache.remote`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RemoteStats {
     /// The server, without any password.
     pub url: String,

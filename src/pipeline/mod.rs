@@ -27,7 +27,7 @@ use crate::objcache::ObjectCache;
 use crate::plan::graph::{Step, UnitId};
 use crate::plan::{self, Context};
 use crate::platform::{self, Board};
-use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
+use crate::report::{self, LibraryUse, Phase, Progress, Report, SketchResult, UnitResult};
 use crate::sketch::Sketch;
 use crate::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
@@ -460,7 +460,7 @@ impl<'r> Setup<'r> {
             .skipped
             .iter()
             .map(|(i, s, reason)| {
-                let r = crate::filter::skipped_result(s, &req.sketch_dir(s), reason.clone());
+                let r = SketchResult::skipped(&s.name, &s.dir, &req.sketch_dir(s), reason.clone());
                 progress.started();
                 progress.finished(&r);
                 (*i, r)
@@ -570,7 +570,7 @@ impl<'a> Build<'a> {
         let board = &setup.board;
         let skipped = setup.skipped.clone();
         if self.setup.sketches.is_empty() {
-            let results = crate::filter::in_argument_order(Vec::new(), &setup.kept_at, skipped);
+            let results = report::in_argument_order(Vec::new(), &setup.kept_at, skipped);
             let seconds = setup.t_start.elapsed().as_secs_f64();
             phases.push(Phase { name: "total", seconds, count: results.len() });
             let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.setup.runner.spawned(), ..Default::default() };
@@ -603,22 +603,11 @@ impl<'a> Build<'a> {
         if self.setup.target.is_some() {
             phases.push(self.clocks.phase("smoke_run", results.iter().filter(|r| r.run.is_some()).count()));
         }
-        let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
+        let results = report::in_argument_order(results, &setup.kept_at, skipped);
 
         let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
-        let mut totals = report::Totals {
-            sketches: results.len(),
-            ok: results.iter().filter(|r| r.status == Status::Ok).count(),
-            failed: results.iter().filter(|r| r.status == Status::Failed).count(),
-            skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
-            seconds: 0.0,
-            objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
-            objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
-            links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
-            tool_processes: self.setup.runner.spawned() + self.setup.toolchain.processes_started(),
-        };
+        let mut totals = report::Totals::count(&results, &unit_results);
+        totals.tool_processes = self.setup.runner.spawned() + self.setup.toolchain.processes_started();
         let remote_stats = self.setup.store.as_ref().and_then(Store::remote_stats);
         if let Some(r) = &remote_stats {
             phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
@@ -935,7 +924,7 @@ impl Build<'_> {
     /// `--smoke-run`: boot sketch `i`'s firmware, if it built, and keep the outcome.
     fn smoke_run(&self, i: usize) {
         let (Some(target), Some(spec)) = (&self.setup.target, &self.setup.req.smoke_run) else { return };
-        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(crate::emulator::Firmware::of) else { return };
+        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(SketchResult::built_firmware).and_then(crate::emulator::Firmware::from_files) else { return };
         let run = crate::emulator::run(&self.setup.runner, target, &firmware, spec, crate::emulator::Output::Capture);
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         let mut results = self.results.lock().unwrap();
