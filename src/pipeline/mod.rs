@@ -42,6 +42,17 @@ const SKETCH_HOOKS: &[&str] = &["prebuild", "sketch.prebuild"];
 /// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
 pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
 
+// The properties a PlatformIO project (`project/`) sets for the pipeline to read: here,
+// with their reader, so the pipeline needs nothing from `project`.
+/// A build property telling the pipeline to archive the core in PlatformIO's order (by
+/// file name) rather than arduino-builder's (one language at a time); it is part of the
+/// properties, so it also keys the framework build.
+pub const CORE_ORDER_PROPERTY: &str = "fbuild.core_archive_order";
+pub const CORE_ORDER_BY_NAME: &str = "name";
+/// The project's own `-I` words (src/, include/, relative `-I` of build_flags), which
+/// the pipeline leaves out of core compiles when they shadow none of the core's headers.
+pub const PROJECT_INCLUDE_FLAGS_PROPERTY: &str = "fbuild.project_include_flags";
+
 #[derive(Debug, Clone)]
 pub struct Request {
     pub board: String,
@@ -723,7 +734,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let (props, core_path, variant_path) = (&setup.props, setup.core_path.as_path(), setup.variant_path.as_deref());
     let core_dir = setup.fw_dir.join("core");
     let mut core_sources = plan::core_sources(core_path);
-    if props.get_or_empty(crate::project::CORE_ORDER_PROPERTY) == crate::project::CORE_ORDER_BY_NAME {
+    if props.get_or_empty(CORE_ORDER_PROPERTY) == CORE_ORDER_BY_NAME {
         core_sources.sort();
     }
     // A project's own `-I` folders can change a core object only through a header they
@@ -732,7 +743,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let mut search: Vec<&Path> = vec![core_path];
     search.extend(variant_path);
     search.extend(setup.cpp_compiler.system_dirs.iter().map(PathBuf::as_path));
-    let omit = flags_the_core_ignores(props.get_or_empty(crate::project::PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
+    let omit = flags_the_core_ignores(props.get_or_empty(PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
     let compile = |s: &Path, obj: &Path| -> Result<plan::CompileJob> {
         let mut job = setup.fw_ctx.compile(s, obj, includes)?;
         job.args.retain(|a| !omit.contains(a));
