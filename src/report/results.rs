@@ -323,13 +323,19 @@ impl AddAssign<&RemoteStats> for RemoteStats {
 impl SketchResult {
     /// The result of a sketch that was not built for this board (its `@filter`).
     pub fn skipped(name: &str, path: &Path, output_dir: &Path, reason: String) -> SketchResult {
+        SketchResult { skip_reason: Some(reason), ..SketchResult::unbuilt(name, path, output_dir, Status::Skipped) }
+    }
+
+    /// A result with nothing built yet: no firmware, sizes, objects or link. The build
+    /// fills it in as it goes.
+    pub fn unbuilt(name: &str, path: &Path, output_dir: &Path, status: Status) -> SketchResult {
         SketchResult {
             name: name.to_string(),
             board: None,
             fqbn: None,
             path: path.to_path_buf(),
-            status: Status::Skipped,
-            skip_reason: Some(reason),
+            status,
+            skip_reason: None,
             output_dir: output_dir.to_path_buf(),
             firmware: Default::default(),
             flash_used: None,
