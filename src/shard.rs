@@ -81,8 +81,14 @@ fn balance(ids: &[String], weights: &HashMap<String, f64>, count: usize) -> Vec<
 
 /// Seconds per sketch from an earlier results.json, by sketch identity.
 pub fn read_weights(path: &Path, cwd: &Path) -> Result<HashMap<String, f64>> {
-    let r = crate::report::join::read_results(path, "--shard-weights")?;
-    Ok(r.report.sketches.iter().map(|s| (identity(&s.path, cwd), s.seconds)).collect())
+    // Loosely, path and seconds only: last run's file may be of another fbuild version.
+    let v = crate::report::join::read_results_json(path, "--shard-weights")?;
+    Ok(v["sketches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((identity(Path::new(s["path"].as_str()?), cwd), s["seconds"].as_f64()?)))
+        .collect())
 }
 
 /// The result map of a shard that holds no sketch (more runners than sketches).

@@ -67,15 +67,23 @@ pub fn join_boards(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) ->
     }
 }
 
+const RESULTS_FIX: &str = "pass a results.json written by compile-many";
+
+/// A results.json as JSON, checked to hold a `sketches` list: for readers that take
+/// only a few fields and so accept files of other fbuild versions (`--shard-weights`).
+pub fn read_results_json(path: &Path, what: &str) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::usage(format!("{what} {}: {e}; {RESULTS_FIX}", path.display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::usage(format!("{what} {}: not JSON ({e}); {RESULTS_FIX}", path.display())))?;
+    if !v["sketches"].is_array() {
+        return Err(Error::usage(format!("{what} {}: has no \"sketches\" list; {RESULTS_FIX}", path.display())));
+    }
+    Ok(v)
+}
+
 /// A results.json written by compile-many, read back into the report types.
 pub fn read_results(path: &Path, what: &str) -> Result<ResultsFile> {
-    let fix = "pass a results.json written by compile-many";
-    let text = std::fs::read_to_string(path).map_err(|e| Error::usage(format!("{what} {}: {e}; {fix}", path.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::usage(format!("{what} {}: not JSON ({e}); {fix}", path.display())))?;
-    if !v["sketches"].is_array() {
-        return Err(Error::usage(format!("{what} {}: has no \"sketches\" list; {fix}", path.display())));
-    }
-    serde_json::from_value(v).map_err(|e| Error::usage(format!("{what} {}: not a results.json of this fbuild ({e}); {fix}", path.display())))
+    let v = read_results_json(path, what)?;
+    serde_json::from_value(v).map_err(|e| Error::usage(format!("{what} {}: not a results.json of this fbuild ({e}); {RESULTS_FIX}", path.display())))
 }
 
 /// Units (by name) and archives of `b` that `a` does not have yet, appended.
