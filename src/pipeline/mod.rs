@@ -7,19 +7,21 @@
 
 mod hooks;
 mod sketch;
+#[cfg(test)]
+mod tests;
 mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::discover::preprocess::Preprocessor;
 use crate::discover::{Discoverer, SketchDiscovery};
 use crate::error::{Error, Result};
 use crate::exec::scheduler::{Limits, NodeId, Scheduler};
-use crate::exec::Runner;
+use crate::exec::{Runner, Tools};
 use crate::hash::hex;
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
@@ -27,9 +29,9 @@ use crate::objcache::ObjectCache;
 use crate::plan::graph::{Step, UnitId};
 use crate::plan::{self, Context};
 use crate::platform::{self, Board};
-use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
+use crate::report::{self, LibraryUse, Phase, Progress, Report, SketchResult, UnitResult};
 use crate::sketch::Sketch;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
 use sketch::{Prepared, SketchEnv, SketchWork};
 use units::{CompileEnv, Unit};
@@ -41,6 +43,17 @@ const SKETCH_HOOKS: &[&str] = &["prebuild", "sketch.prebuild"];
 
 /// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
 pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
+
+// The properties a PlatformIO project (`project/`) sets for the pipeline to read: here,
+// with their reader, so the pipeline needs nothing from `project`.
+/// A build property telling the pipeline to archive the core in PlatformIO's order (by
+/// file name) rather than arduino-builder's (one language at a time); it is part of the
+/// properties, so it also keys the framework build.
+pub const CORE_ORDER_PROPERTY: &str = "fbuild.core_archive_order";
+pub const CORE_ORDER_BY_NAME: &str = "name";
+/// The project's own `-I` words (src/, include/, relative `-I` of build_flags), which
+/// the pipeline leaves out of core compiles when they shadow none of the core's headers.
+pub const PROJECT_INCLUDE_FLAGS_PROPERTY: &str = "fbuild.project_include_flags";
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -161,14 +174,6 @@ fn ensure_dir(path: &Path) -> Result<()> {
     })
 }
 
-fn tool_exists(program: &str) -> bool {
-    let p = Path::new(program);
-    if p.components().count() > 1 {
-        return p.is_file();
-    }
-    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file())).unwrap_or(false)
-}
-
 pub struct Loaded {
     pub board: Board,
     pub props: crate::properties::Properties,
@@ -188,6 +193,8 @@ pub struct Shared {
     pub sketches: Option<Vec<Sketch>>,
     /// Keep merged `.ino`s for the next board (a single board never needs them again).
     pub remember_merged: bool,
+    /// What starts the tools (`None`: the system's); unit tests give a fake.
+    pub tools: Option<Arc<dyn Tools>>,
     merged: Mutex<std::collections::HashMap<(PathBuf, PathBuf), std::sync::Arc<Vec<u8>>>>,
 }
 
@@ -223,6 +230,11 @@ pub fn load(req: &Request) -> Result<Loaded> {
 
 /// `load`, with the platforms already discovered when given.
 pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Result<Loaded> {
+    load_using(req, platforms, Arc::new(Runner::new(req.verbose)))
+}
+
+/// `load_with`, probing tools through `runner` (the toolchain keeps it for the build).
+fn load_using(req: &Request, platforms: Option<&[platform::Platform]>, runner: Arc<Runner>) -> Result<Loaded> {
     let discovered;
     let platforms = match platforms {
         Some(p) => p,
@@ -261,12 +273,12 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
             }
         },
     };
-    let toolchain = Toolchain::new();
+    let toolchain = Toolchain::new(runner);
     let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
     // The compiler first (naming the tool property that should hold it), then every
     // tool the recipes name must exist: say so now, not per sketch, naming the
     // runtime.tools property that placed it when one did.
-    if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !tool_exists(c)) {
+    if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !toolchain.runner().tool_exists(c)) {
         return Err(crate::runtime_tools::missing_compiler(&props, "recipe.cpp.o.pattern", Path::new(cc)));
     }
     let mut recipes: Vec<String> = ["recipe.cpp.o.pattern", "recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"]
@@ -277,7 +289,7 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
     recipes.extend(plan::recipe_keys(&props, "recipe.objcopy.", ".pattern"));
     for recipe in recipes {
         let Some(t) = probe_ctx.command(&recipe, &[])?.into_iter().next() else { continue };
-        if !tool_exists(&t) {
+        if !toolchain.runner().tool_exists(&t) {
             let packages = crate::runtime_tools::packages_dir();
             return Err(crate::runtime_tools::missing_tool(&props, &platform_id, &recipe, Path::new(&t), packages.as_deref())
                 .unwrap_or_else(|| crate::toolchain::not_installed(Path::new(&t))));
@@ -383,7 +395,8 @@ struct Setup<'r> {
     store: Option<Store>,
     toolchain: Toolchain,
     cpp_compiler: Compiler,
-    runner: Runner,
+    /// The toolchain's runner: probes and steps are counted and stopped alike.
+    runner: Arc<Runner>,
     fw_dir: PathBuf,
     framework_dirs: Vec<PathBuf>,
     core_path: PathBuf,
@@ -406,7 +419,11 @@ struct Setup<'r> {
 impl<'r> Setup<'r> {
     fn new(req: &'r Request, shared: &Shared, progress: &Progress) -> Result<Setup<'r>> {
         let t_start = Instant::now();
-        let loaded = load_with(req, shared.platforms.as_deref())?;
+        let runner = Arc::new(match &shared.tools {
+            Some(tools) => Runner::with_tools(tools.clone(), req.verbose),
+            None => Runner::new(req.verbose),
+        });
+        let loaded = load_using(req, shared.platforms.as_deref(), runner)?;
         let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
         if req.verbose {
             for n in &notes {
@@ -460,7 +477,7 @@ impl<'r> Setup<'r> {
             .skipped
             .iter()
             .map(|(i, s, reason)| {
-                let r = crate::filter::skipped_result(s, &req.sketch_dir(s), reason.clone());
+                let r = SketchResult::skipped(&s.name, &s.dir, &req.sketch_dir(s), reason.clone());
                 progress.started();
                 progress.finished(&r);
                 (*i, r)
@@ -471,7 +488,7 @@ impl<'r> Setup<'r> {
             None => None,
         };
         let overlays = selection.kept.iter().map(|sk| Overlay::for_sketch(req, sk, &props, &fw_dir)).collect();
-        let runner = Runner::new(req.verbose);
+        let runner = toolchain.runner().clone();
         let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
         // The framework folder is the build folder of the core and the libraries: what
         // the platform's hooks prepare in a build folder before compiling (STM32duino's
@@ -570,7 +587,7 @@ impl<'a> Build<'a> {
         let board = &setup.board;
         let skipped = setup.skipped.clone();
         if self.setup.sketches.is_empty() {
-            let results = crate::filter::in_argument_order(Vec::new(), &setup.kept_at, skipped);
+            let results = report::in_argument_order(Vec::new(), &setup.kept_at, skipped);
             let seconds = setup.t_start.elapsed().as_secs_f64();
             phases.push(Phase { name: "total", seconds, count: results.len() });
             let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.setup.runner.spawned(), ..Default::default() };
@@ -603,22 +620,11 @@ impl<'a> Build<'a> {
         if self.setup.target.is_some() {
             phases.push(self.clocks.phase("smoke_run", results.iter().filter(|r| r.run.is_some()).count()));
         }
-        let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
+        let results = report::in_argument_order(results, &setup.kept_at, skipped);
 
         let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
-        let mut totals = report::Totals {
-            sketches: results.len(),
-            ok: results.iter().filter(|r| r.status == Status::Ok).count(),
-            failed: results.iter().filter(|r| r.status == Status::Failed).count(),
-            skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
-            seconds: 0.0,
-            objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
-            objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
-            links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
-            tool_processes: self.setup.runner.spawned() + self.setup.toolchain.processes_started(),
-        };
+        let mut totals = report::Totals::count(&results, &unit_results);
+        totals.tool_processes = self.setup.runner.spawned() + self.setup.toolchain.processes_started();
         let remote_stats = self.setup.store.as_ref().and_then(Store::remote_stats);
         if let Some(r) = &remote_stats {
             phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
@@ -682,7 +688,7 @@ impl Overlay {
     fn for_sketch(req: &Request, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
         let (_, set) = req.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()))?;
         let mut props = base.clone();
-        let mut h = crate::hash::Hasher::new("sketch-properties-v1");
+        let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::SKETCH_PROPERTIES);
         for (k, v) in set.all.iter().chain(&set.sources) {
             props.set(k, v.clone());
         }
@@ -734,7 +740,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let (props, core_path, variant_path) = (&setup.props, setup.core_path.as_path(), setup.variant_path.as_deref());
     let core_dir = setup.fw_dir.join("core");
     let mut core_sources = plan::core_sources(core_path);
-    if props.get_or_empty(crate::project::CORE_ORDER_PROPERTY) == crate::project::CORE_ORDER_BY_NAME {
+    if props.get_or_empty(CORE_ORDER_PROPERTY) == CORE_ORDER_BY_NAME {
         core_sources.sort();
     }
     // A project's own `-I` folders can change a core object only through a header they
@@ -743,7 +749,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let mut search: Vec<&Path> = vec![core_path];
     search.extend(variant_path);
     search.extend(setup.cpp_compiler.system_dirs.iter().map(PathBuf::as_path));
-    let omit = flags_the_core_ignores(props.get_or_empty(crate::project::PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
+    let omit = flags_the_core_ignores(props.get_or_empty(PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
     let compile = |s: &Path, obj: &Path| -> Result<plan::CompileJob> {
         let mut job = setup.fw_ctx.compile(s, obj, includes)?;
         job.args.retain(|a| !omit.contains(a));
@@ -935,7 +941,7 @@ impl Build<'_> {
     /// `--smoke-run`: boot sketch `i`'s firmware, if it built, and keep the outcome.
     fn smoke_run(&self, i: usize) {
         let (Some(target), Some(spec)) = (&self.setup.target, &self.setup.req.smoke_run) else { return };
-        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(crate::emulator::Firmware::of) else { return };
+        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(SketchResult::built_firmware).and_then(crate::emulator::Firmware::from_files) else { return };
         let run = crate::emulator::run(&self.setup.runner, target, &firmware, spec, crate::emulator::Output::Capture);
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         let mut results = self.results.lock().unwrap();
@@ -1038,7 +1044,7 @@ impl Build<'_> {
         };
         let dir = self.setup.fw_dir.join("discover");
         ensure_dir(&dir)?;
-        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new("stand-in-v1").str(&text).finish())[..16]));
+        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new(crate::cache::keys::domain::STAND_IN).str(&text).finish())[..16]));
         if write_if_changed(&path, text.as_bytes())? {
             self.cache.invalidate(&path);
         }
@@ -1085,7 +1091,7 @@ impl Build<'_> {
             let (precompiled, precompiled_objects) = match &precompiled {
                 Some(folder) => {
                     let (flags, objects) = lib.precompiled_link(folder);
-                    let mut h = crate::hash::Hasher::new("precompiled-v1");
+                    let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::PRECOMPILED);
                     for f in crate::library::files_in(folder) {
                         h.str(&f.display().to_string()).bytes(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
                     }
@@ -1202,23 +1208,3 @@ fn object_path(dir: &Path, rel: &Path) -> PathBuf {
     name.push(".o");
     dir.join(name)
 }
-
-/// Run `f` over `items` with `jobs` threads; results keep the input order.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                *slots[i].lock().unwrap() = Some(r);
-            });
-        }
-    });
-    slots.into_iter().map(|m| m.into_inner().unwrap().expect("every item is processed")).collect()
-}
-
