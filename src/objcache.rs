@@ -29,12 +29,17 @@ pub struct ObjectCache<'a> {
     file_hashes: Mutex<HashMap<PathBuf, Hashed>>,
     /// SOURCE_DATE_EPOCH as this process (and so every compiler it starts) sees it.
     source_date_epoch: Option<String>,
+    /// Hashes earlier runs kept (`FileHashes`), read at the first lookup: a file
+    /// whose stat is as it was then costs a stat, not a read and a hash.
+    kept: std::sync::OnceLock<HashMap<PathBuf, Hashed>>,
+    /// Files read and hashed by this cache (for tests and the bench's questions).
+    pub files_read: std::sync::atomic::AtomicUsize,
 }
 
 /// A file's content hash (of its bytes with the base folder written as a mark,
 /// `keys::relative_bytes`), the time macros its bytes name, the stat it had when it
 /// was read, and whether it may put a file's own path into the object.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Hashed {
     hash: Option<Hash>,
     macros: TimeMacros,
@@ -126,6 +131,116 @@ impl Stamp {
     }
 }
 
+/// The content hashes of files as earlier runs found them, with the stat each had, in
+/// one file at the cache's root: a warm run checks a header by its stat alone, as a
+/// run already does for a file it hashed itself. Only stats taken outside the racy
+/// window are kept. The table belongs to the base folder its hashes were taken with
+/// (`keys::relative_bytes`); another base, a damaged or foreign file reads as empty,
+/// which only costs hashing again. Writers replace it whole (atomic rename); two
+/// runs at once may lose each other's additions, never give a wrong hash.
+struct FileHashes {
+    path: PathBuf,
+}
+
+/// The table's first line: bump it when what a `Hashed` holds changes meaning.
+const FILE_HASHES_MAGIC: &[u8] = b"fbuild-file-hashes-v1\n";
+/// Past this many entries, a save keeps only the files of its own run.
+const FILE_HASHES_MAX: usize = 200_000;
+
+impl FileHashes {
+    fn at(root: &Path) -> FileHashes {
+        FileHashes { path: root.join("file-hashes-v1") }
+    }
+
+    fn header() -> Vec<u8> {
+        let mut out = FILE_HASHES_MAGIC.to_vec();
+        out.extend_from_slice(keys::base_dir().unwrap_or("").as_bytes());
+        out.push(b'\n');
+        out
+    }
+
+    fn load(&self) -> HashMap<PathBuf, Hashed> {
+        std::fs::read(&self.path).ok().and_then(|b| Self::decode(&b)).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Hashed>> {
+        use std::os::unix::ffi::OsStrExt;
+        let rest = bytes.strip_prefix(Self::header().as_slice())?;
+        let at = std::cell::Cell::new(0);
+        let take = |n: usize| -> Option<&[u8]> {
+            let field = rest.get(at.get()..at.get() + n)?;
+            at.set(at.get() + n);
+            Some(field)
+        };
+        let mut map = HashMap::new();
+        // Every entry whole, up to the end: a cut table is not read.
+        while at.get() < rest.len() {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(take(len)?));
+            let mut n = [0u64; 7];
+            for v in n.iter_mut() {
+                *v = u64::from_le_bytes(take(8)?.try_into().ok()?);
+            }
+            let hash: Hash = take(32)?.try_into().ok()?;
+            let flags = take(1)?[0];
+            let stamp = Stamp { dev: n[0], ino: n[1], size: n[2], mtime: (n[3] as i64, n[4] as i64), ctime: (n[5] as i64, n[6] as i64), racy: false };
+            let macros = TimeMacros { date: flags & 1 != 0, time: flags & 2 != 0, timestamp: flags & 4 != 0 };
+            map.insert(path, Hashed { hash: Some(hash), macros, stamp: Some(stamp), names_own_path: flags & 8 != 0 });
+        }
+        Some(map)
+    }
+
+    fn encode(map: &HashMap<PathBuf, Hashed>) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = Self::header();
+        for (path, h) in map {
+            let (Some(hash), Some(s)) = (h.hash, h.stamp) else { continue };
+            let p = path.as_os_str().as_bytes();
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
+            for v in [s.dev, s.ino, s.size, s.mtime.0 as u64, s.mtime.1 as u64, s.ctime.0 as u64, s.ctime.1 as u64] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&hash);
+            let m = h.macros;
+            out.push(m.date as u8 | (m.time as u8) << 1 | (m.timestamp as u8) << 2 | (h.names_own_path as u8) << 3);
+        }
+        out
+    }
+
+    /// Merge this run's findings into the table as it is now on disk (another run
+    /// may have written it since it was read): files hashed with a trusted stat are
+    /// added, files gone or changed too recently to trust are dropped. Written only
+    /// when that changes something.
+    fn save(&self, run: &HashMap<PathBuf, Hashed>) {
+        let mut table = self.load();
+        let mut changed = false;
+        for (path, h) in run {
+            let keep = h.hash.is_some() && h.stamp.is_some_and(|s| !s.racy);
+            let old = if keep { table.insert(path.clone(), *h) } else { table.remove(path) };
+            changed |= if keep { old != Some(*h) } else { old.is_some() };
+        }
+        if !changed {
+            return;
+        }
+        if table.len() > FILE_HASHES_MAX {
+            table.retain(|p, _| run.contains_key(p));
+        }
+        let tmp = self.path.with_extension(format!("tmp-{}", std::process::id()));
+        if std::fs::write(&tmp, Self::encode(&table)).is_err() || std::fs::rename(&tmp, &self.path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+impl Drop for ObjectCache<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.store {
+            FileHashes::at(store.root()).save(&self.file_hashes.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+}
+
 /// Replace run-specific paths in arguments with stable placeholders.
 pub fn normalize_args(args: &[String], replacements: &[(&Path, &str)]) -> Vec<String> {
     args.iter()
@@ -185,7 +300,11 @@ impl<'a> ObjectCache<'a> {
 
     /// `new`, with SOURCE_DATE_EPOCH given instead of read from the environment.
     pub fn with_source_date_epoch(store: Option<&'a Store>, source_date_epoch: Option<String>) -> ObjectCache<'a> {
-        ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch }
+        ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch, kept: Default::default(), files_read: Default::default() }
+    }
+
+    fn kept(&self) -> &HashMap<PathBuf, Hashed> {
+        self.kept.get_or_init(|| self.store.map(|s| FileHashes::at(s.root()).load()).unwrap_or_default())
     }
 
     /// A file's content hash, read once per run.
@@ -202,6 +321,12 @@ impl<'a> ObjectCache<'a> {
     fn file(&self, path: &Path) -> Hashed {
         if let Some(h) = self.file_hashes.lock().unwrap().get(path) {
             return *h;
+        }
+        if let Some(h @ Hashed { stamp: Some(old), .. }) = self.kept().get(path).copied() {
+            if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
+                self.file_hashes.lock().unwrap().insert(path.to_path_buf(), h);
+                return h;
+            }
         }
         self.read_file(path)
     }
@@ -221,6 +346,7 @@ impl<'a> ObjectCache<'a> {
     fn read_file(&self, path: &Path) -> Hashed {
         // Stat before reading: a change after the stat gives a newer stamp later.
         let stamp = stamp_of(path);
+        self.files_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bytes = std::fs::read(path).ok();
         // The time macros are looked for in the bytes read for the hash: no second read.
         let macros = bytes.as_deref().map(TimeMacros::scan).unwrap_or_default();
@@ -723,6 +849,69 @@ mod tests {
         std::fs::write(&h, "bbbb").unwrap();
         assert_eq!(c.current_hash(&h), Some(*blake3::hash(b"bbbb").as_bytes()));
         assert_ne!(c.current_hash(&h), Some(first));
+    }
+
+    /// A later run trusts the hashes an earlier one kept, by stat: an unchanged file
+    /// is not read, a touched one (same bytes, new mtime) is read once and keeps its
+    /// hash, an edited one gets its new hash; a file hashed inside the racy window is
+    /// not kept.
+    #[test]
+    fn hashes_are_kept_between_runs_and_trusted_by_stat() {
+        let reads = |c: &ObjectCache| c.files_read.load(std::sync::atomic::Ordering::Relaxed);
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("cache"), 1 << 30).unwrap();
+        let (old, fresh) = (t.path().join("old.h"), t.path().join("fresh.h"));
+        std::fs::write(&old, "one").unwrap();
+        age(&old, 60);
+        std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
+        std::fs::write(&fresh, "new").unwrap();
+        let first = ObjectCache::new(Some(&store));
+        let (h_old, h_fresh) = (first.file_hash(&old).unwrap(), first.file_hash(&fresh).unwrap());
+        assert_eq!(reads(&first), 2);
+        drop(first);
+
+        let second = ObjectCache::new(Some(&store));
+        assert_eq!((second.file_hash(&old), second.file_hash(&fresh)), (Some(h_old), Some(h_fresh)));
+        assert_eq!(reads(&second), 1, "the kept file costs a stat; the racy one was not kept");
+        drop(second);
+
+        // Touched: new mtime, same bytes.
+        age(&old, 30);
+        let third = ObjectCache::new(Some(&store));
+        assert_eq!(third.file_hash(&old), Some(h_old));
+        assert_eq!(reads(&third), 1, "a touched file is hashed once");
+        drop(third);
+        std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
+        let fourth = ObjectCache::new(Some(&store));
+        assert_eq!(fourth.file_hash(&old), Some(h_old));
+        assert_eq!(reads(&fourth), 1, "hashed inside the racy window (ctime), so hashed again");
+        drop(fourth);
+        let fifth = ObjectCache::new(Some(&store));
+        assert_eq!(fifth.file_hash(&old), Some(h_old));
+        assert_eq!(reads(&fifth), 0, "then kept");
+        drop(fifth);
+
+        // Edited, same size, mtime put back: ctime tells.
+        std::fs::write(&old, "two").unwrap();
+        age(&old, 60);
+        let sixth = ObjectCache::new(Some(&store));
+        assert_eq!(sixth.file_hash(&old), Some(*blake3::hash(b"two").as_bytes()));
+        assert_eq!(reads(&sixth), 1);
+    }
+
+    #[test]
+    fn kept_hashes_belong_to_their_base_folder_and_a_damaged_table_reads_empty() {
+        let mut kept = HashMap::new();
+        let stamp = Stamp { dev: 1, ino: 2, size: 3, mtime: (4, 5), ctime: (6, 7), racy: false };
+        let h = Hashed { hash: Some([9; 32]), macros: TimeMacros { date: true, time: false, timestamp: true }, stamp: Some(stamp), names_own_path: true };
+        kept.insert(PathBuf::from("/a/b.h"), h);
+        let bytes = FileHashes::encode(&kept);
+        let back = FileHashes::decode(&bytes).unwrap();
+        assert!(back.get(Path::new("/a/b.h")) == Some(&h), "a round trip keeps every field");
+        assert!(FileHashes::decode(&bytes[..bytes.len() - 1]).is_none(), "a cut table is not read");
+        let mut other_base = bytes.clone();
+        other_base.splice(FILE_HASHES_MAGIC.len()..FILE_HASHES_MAGIC.len(), b"/elsewhere".iter().copied());
+        assert!(FileHashes::decode(&other_base).is_none(), "hashes taken with another base folder are not used");
     }
 
     #[test]
