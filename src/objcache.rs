@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::cache::keys::{self, TimeMacros};
 use crate::hash::{Hash, Hasher};
@@ -32,6 +32,8 @@ pub struct ObjectCache<'a> {
     /// Hashes earlier runs kept (`FileHashes`), read at the first lookup: a file
     /// whose stat is as it was then costs a stat, not a read and a hash.
     kept: std::sync::OnceLock<HashMap<PathBuf, Hashed>>,
+    /// Manifests looked up this run, by their stored bytes.
+    manifests: Mutex<HashMap<Hash, Arc<ManifestRead>>>,
     /// Files read and hashed by this cache (for tests and the bench's questions).
     pub files_read: std::sync::atomic::AtomicUsize,
 }
@@ -45,6 +47,14 @@ struct Hashed {
     macros: TimeMacros,
     stamp: Option<Stamp>,
     names_own_path: bool,
+}
+
+/// A manifest's headers (and whether the object names its own path), each header
+/// as this run first found it (`ObjectCache::file`).
+struct ManifestRead {
+    headers: Vec<PathBuf>,
+    hashed: Vec<Hashed>,
+    own_path: bool,
 }
 
 /// An object's base key, with what its full key needs from the compiler and the
@@ -300,7 +310,7 @@ impl<'a> ObjectCache<'a> {
 
     /// `new`, with SOURCE_DATE_EPOCH given instead of read from the environment.
     pub fn with_source_date_epoch(store: Option<&'a Store>, source_date_epoch: Option<String>) -> ObjectCache<'a> {
-        ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch, kept: Default::default(), files_read: Default::default() }
+        ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch, kept: Default::default(), manifests: Mutex::default(), files_read: Default::default() }
     }
 
     fn kept(&self) -> &HashMap<PathBuf, Hashed> {
@@ -385,16 +395,15 @@ impl<'a> ObjectCache<'a> {
     }
 
     /// The full key and what the time macros need, from each header as `read` finds it.
-    fn untimed(&self, base: &BaseKey, headers: &[PathBuf], own_path: bool, read: impl Fn(&Path) -> Hashed) -> Option<Untimed> {
+    fn untimed<'p>(&self, base: &BaseKey, headers: impl Iterator<Item = (&'p Path, Hashed)>, own_path: bool) -> Option<Untimed> {
         let mut time = base.source_macros;
         let mut timestamp_mtimes = Vec::new();
         if time.timestamp {
             timestamp_mtimes.push(base.source_mtime?);
         }
-        let mut hashed = Vec::with_capacity(headers.len());
-        for header in headers {
-            let f = read(header);
-            hashed.push((header.as_path(), f.hash?));
+        let mut hashed = Vec::with_capacity(headers.size_hint().0);
+        for (header, f) in headers {
+            hashed.push((header, f.hash?));
             time |= f.macros;
             if f.macros.timestamp {
                 timestamp_mtimes.push(f.stamp?.mtime.0);
@@ -413,8 +422,9 @@ impl<'a> ObjectCache<'a> {
         Some(ObjectKey { hash: keys::object_timed(&u.full, &words), time: u.time })
     }
 
+    #[cfg(test)]
     fn key_from(&self, base: &BaseKey, headers: &[PathBuf], own_path: bool) -> Option<ObjectKey> {
-        self.timed(base, &self.untimed(base, headers, own_path, |p| self.file(p))?, unix_now())
+        self.timed(base, &self.untimed(base, headers.iter().map(|p| (p.as_path(), self.file(p))), own_path)?, unix_now())
     }
 
     /// The full key when the manifest of a previous compile is known (locally or in
@@ -431,10 +441,26 @@ impl<'a> ObjectCache<'a> {
     }
 
     fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
-        let text = String::from_utf8(keys::absolute_record(manifest)).ok()?;
+        let read = self.manifest(manifest)?;
+        let headers = read.headers.iter().zip(&read.hashed).map(|(p, h)| (p.as_path(), *h));
+        self.timed(base, &self.untimed(base, headers, read.own_path)?, unix_now())
+    }
+
+    /// A stored manifest's headers, each as this run found it: looked up once per
+    /// run and manifest, however many objects list the same headers (the examples
+    /// of a library all read its umbrella header's thousands).
+    fn manifest(&self, stored: Vec<u8>) -> Option<Arc<ManifestRead>> {
+        let id = *blake3::hash(&stored).as_bytes();
+        if let Some(m) = self.manifests.lock().unwrap().get(&id) {
+            return Some(m.clone());
+        }
+        let text = String::from_utf8(keys::absolute_record(stored)).ok()?;
         let own_path = text.lines().any(|l| l == OWN_PATH_LINE);
         let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(PathBuf::from).collect();
-        self.key_from(base, &headers, own_path)
+        let hashed = headers.iter().map(|p| self.file(p)).collect();
+        let read = Arc::new(ManifestRead { headers, hashed, own_path });
+        self.manifests.lock().unwrap().insert(id, read.clone());
+        Some(read)
     }
 
     /// Place a cached object for `key` at the job's object path.
@@ -468,7 +494,7 @@ impl<'a> ObjectCache<'a> {
         };
         // Each header as the compiler read it, not as our lookup hashed it before.
         let own_path = std::iter::once(&job.source).chain(&headers).any(|p| self.may_name_own_path(p));
-        let Some(untimed) = self.untimed(base, &headers, own_path, |p| self.current_file(p)) else { return (None, base.source_macros) };
+        let Some(untimed) = self.untimed(base, headers.iter().map(|p| (p.as_path(), self.current_file(p))), own_path) else { return (None, base.source_macros) };
         let key = self.timed(base, &untimed, started).filter(|k| self.timed(base, &untimed, unix_now()) == Some(*k));
         if let Some(store) = self.store {
             let mut manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
@@ -693,7 +719,7 @@ mod tests {
         // Values computed by the code before this change.
         assert_eq!(crate::hash::hex(&base.hash), "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100");
         let header = Hashed { hash: Some(*blake3::hash(b"A").as_bytes()), macros: TimeMacros::default(), stamp: None, names_own_path: false };
-        let untimed = cache.untimed(&base, &[PathBuf::from("/fixed/a.h")], false, |_| header).unwrap();
+        let untimed = cache.untimed(&base, std::iter::once((Path::new("/fixed/a.h"), header)), false).unwrap();
         let old_full = "1ef4387c74aa155c392dac28192ea1f786001d648c5d628f6d9cc4ed3100fbcf";
         for at in [0, unix_now(), unix_now() + 86_400 * 3] {
             let key = cache.timed(&base, &untimed, at).unwrap();
@@ -725,7 +751,7 @@ mod tests {
         if today(unix_now()) == today(unix_now() - 1) {
             assert_eq!(Some(lookup.hash), key);
         }
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.file(&c.header))), false).unwrap();
         assert_ne!(cache.timed(&base, &u, unix_now() + 86_400), cache.timed(&base, &u, unix_now()));
 
         // __TIME__ in the header: keyed by the second; a compile whose clock moved on
@@ -735,7 +761,7 @@ mod tests {
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
         let (key, time) = cache.record(&base, &c.job, unix_now() - 5, || None);
         assert!(time.time && key.is_none(), "started 5 s ago: which second the compiler read is unknown");
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.file(&c.header))), false).unwrap();
         let now = unix_now();
         assert_ne!(cache.timed(&base, &u, now), cache.timed(&base, &u, now + 1));
         let lookup = cache.local_full_key(&base).expect("the manifest was stored");
@@ -748,7 +774,7 @@ mod tests {
         for (compiler, honours) in [(gcc12(), true), (compiler(1), false)] {
             let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1700000000".into()));
             let base = cache.base_key(&compiler, &c.job).unwrap();
-            let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
+            let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.file(&c.header))), false).unwrap();
             let (now, later) = (cache.timed(&base, &u, unix_now()).unwrap(), cache.timed(&base, &u, unix_now() + 86_400 * 30).unwrap());
             assert_eq!(now == later, honours, "{}", compiler.version);
             let other = ObjectCache::with_source_date_epoch(None, Some("1600000000".into()));
@@ -763,13 +789,13 @@ mod tests {
         age(&c.header, 3600);
         let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1".into()));
         let base = cache.base_key(&gcc12(), &c.job).unwrap();
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.current_file(p)).unwrap();
+        let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.current_file(&c.header))), false).unwrap();
         assert!(u.time.timestamp && !u.time.read_clock());
         let k = cache.timed(&base, &u, unix_now()).unwrap();
         assert_eq!(Some(k), cache.timed(&base, &u, unix_now() + 86_400), "the clock does not matter");
         // Touched, same bytes: another key.
         age(&c.header, 60);
-        let u2 = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.current_file(p)).unwrap();
+        let u2 = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.current_file(&c.header))), false).unwrap();
         assert_ne!(Some(k), cache.timed(&base, &u2, unix_now()));
         assert_eq!(u.full, u2.full, "the bytes did not change");
     }
