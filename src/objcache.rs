@@ -221,17 +221,24 @@ impl FileHashes {
     /// Merge this run's findings into the table as it is now on disk (another run
     /// may have written it since it was read): files hashed with a trusted stat are
     /// added, files gone or changed too recently to trust are dropped. Written only
-    /// when that changes something.
-    fn save(&self, run: &HashMap<PathBuf, Hashed>) {
-        let mut table = self.load();
-        let mut changed = false;
-        for (path, h) in run {
-            let keep = h.hash.is_some() && h.stamp.is_some_and(|s| !s.racy);
-            let old = if keep { table.insert(path.clone(), *h) } else { table.remove(path) };
-            changed |= if keep { old != Some(*h) } else { old.is_some() };
-        }
-        if !changed {
+    /// when that changes something. `read` is the table as this run read it: when
+    /// the run found nothing new there, the file is not read again.
+    fn save(&self, run: &HashMap<PathBuf, Hashed>, read: Option<&HashMap<PathBuf, Hashed>>) {
+        let keep = |h: &Hashed| h.hash.is_some() && h.stamp.is_some_and(|s| !s.racy);
+        let news = |table: &HashMap<PathBuf, Hashed>| run.iter().any(|(p, h)| if keep(h) { table.get(p) != Some(h) } else { table.contains_key(p) });
+        if read.is_some_and(|t| !news(t)) {
             return;
+        }
+        let mut table = self.load();
+        if !news(&table) {
+            return;
+        }
+        for (path, h) in run {
+            if keep(h) {
+                table.insert(path.clone(), *h);
+            } else {
+                table.remove(path);
+            }
         }
         if table.len() > FILE_HASHES_MAX {
             table.retain(|p, _| run.contains_key(p));
@@ -246,7 +253,7 @@ impl FileHashes {
 impl Drop for ObjectCache<'_> {
     fn drop(&mut self) {
         if let Some(store) = self.store {
-            FileHashes::at(store.root()).save(&self.file_hashes.lock().unwrap_or_else(|e| e.into_inner()));
+            FileHashes::at(store.root()).save(&self.file_hashes.lock().unwrap_or_else(|e| e.into_inner()), self.kept.get());
         }
     }
 }
