@@ -11,7 +11,7 @@ use crate::report::size_delta::OldResults;
 use crate::{errln, out, outln};
 use crate::pipeline::{self, Request};
 use crate::report::{self, Status};
-use crate::store::{self, Store};
+use crate::cache::store::{self, Store};
 
 /// Default cache size bound (5 GiB), overridable with FBUILD_CACHE_MAX_SIZE or --cache-max-size.
 pub const DEFAULT_CACHE_MAX: u64 = 5 << 30;
@@ -335,7 +335,7 @@ pub(crate) fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_job
         Some(d) => std::path::absolute(d).map_err(|e| Error::io(d, e))?,
         None => std::env::current_dir().unwrap_or_default(),
     };
-    crate::cache::keys::set_base_dir(&base);
+    crate::cache::paths::set_base_dir(&base);
     Ok(Request {
         board: common.board.first().cloned().unwrap_or_default(),
         sketches,

@@ -31,6 +31,3 @@ pub mod shard;
 pub mod sketch;
 pub mod toolchain;
 pub mod upload;
-
-/// The local store keeps its old path for callers: `crate::store::Store`.
-pub use cache::store;

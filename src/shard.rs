@@ -53,7 +53,7 @@ pub fn select(sketches: &[PathBuf], shard: Shard, weights: Option<&HashMap<Strin
         None => ids
             .iter()
             .map(|id| {
-                let h = Hasher::new("shard-v1").str(id).finish();
+                let h = Hasher::new(crate::cache::keys::domain::SHARD).str(id).finish();
                 (u64::from_le_bytes(h[..8].try_into().unwrap()) % shard.count as u64) as usize
             })
             .collect(),

@@ -7,19 +7,21 @@
 
 mod hooks;
 mod sketch;
+#[cfg(test)]
+mod tests;
 mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::discover::preprocess::Preprocessor;
 use crate::discover::{Discoverer, SketchDiscovery};
 use crate::error::{Error, Result};
 use crate::exec::scheduler::{Limits, NodeId, Scheduler};
-use crate::exec::Runner;
+use crate::exec::{Runner, Tools};
 use crate::hash::hex;
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
@@ -29,7 +31,7 @@ use crate::plan::{self, Context};
 use crate::platform::{self, Board};
 use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
 use crate::sketch::Sketch;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
 use sketch::{Prepared, SketchEnv, SketchWork};
 use units::{CompileEnv, Unit};
@@ -161,14 +163,6 @@ fn ensure_dir(path: &Path) -> Result<()> {
     })
 }
 
-fn tool_exists(program: &str) -> bool {
-    let p = Path::new(program);
-    if p.components().count() > 1 {
-        return p.is_file();
-    }
-    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file())).unwrap_or(false)
-}
-
 pub struct Loaded {
     pub board: Board,
     pub props: crate::properties::Properties,
@@ -188,6 +182,8 @@ pub struct Shared {
     pub sketches: Option<Vec<Sketch>>,
     /// Keep merged `.ino`s for the next board (a single board never needs them again).
     pub remember_merged: bool,
+    /// What starts the tools (`None`: the system's); unit tests give a fake.
+    pub tools: Option<Arc<dyn Tools>>,
     merged: Mutex<std::collections::HashMap<(PathBuf, PathBuf), std::sync::Arc<Vec<u8>>>>,
 }
 
@@ -223,6 +219,11 @@ pub fn load(req: &Request) -> Result<Loaded> {
 
 /// `load`, with the platforms already discovered when given.
 pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Result<Loaded> {
+    load_using(req, platforms, Arc::new(Runner::new(req.verbose)))
+}
+
+/// `load_with`, probing tools through `runner` (the toolchain keeps it for the build).
+fn load_using(req: &Request, platforms: Option<&[platform::Platform]>, runner: Arc<Runner>) -> Result<Loaded> {
     let discovered;
     let platforms = match platforms {
         Some(p) => p,
@@ -261,12 +262,12 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
             }
         },
     };
-    let toolchain = Toolchain::new();
+    let toolchain = Toolchain::new(runner);
     let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
     // The compiler first (naming the tool property that should hold it), then every
     // tool the recipes name must exist: say so now, not per sketch, naming the
     // runtime.tools property that placed it when one did.
-    if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !tool_exists(c)) {
+    if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !toolchain.runner().tool_exists(c)) {
         return Err(crate::runtime_tools::missing_compiler(&props, "recipe.cpp.o.pattern", Path::new(cc)));
     }
     let mut recipes: Vec<String> = ["recipe.cpp.o.pattern", "recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"]
@@ -277,7 +278,7 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
     recipes.extend(plan::recipe_keys(&props, "recipe.objcopy.", ".pattern"));
     for recipe in recipes {
         let Some(t) = probe_ctx.command(&recipe, &[])?.into_iter().next() else { continue };
-        if !tool_exists(&t) {
+        if !toolchain.runner().tool_exists(&t) {
             let packages = crate::runtime_tools::packages_dir();
             return Err(crate::runtime_tools::missing_tool(&props, &platform_id, &recipe, Path::new(&t), packages.as_deref())
                 .unwrap_or_else(|| crate::toolchain::not_installed(Path::new(&t))));
@@ -383,7 +384,8 @@ struct Setup<'r> {
     store: Option<Store>,
     toolchain: Toolchain,
     cpp_compiler: Compiler,
-    runner: Runner,
+    /// The toolchain's runner: probes and steps are counted and stopped alike.
+    runner: Arc<Runner>,
     fw_dir: PathBuf,
     framework_dirs: Vec<PathBuf>,
     core_path: PathBuf,
@@ -406,7 +408,11 @@ struct Setup<'r> {
 impl<'r> Setup<'r> {
     fn new(req: &'r Request, shared: &Shared, progress: &Progress) -> Result<Setup<'r>> {
         let t_start = Instant::now();
-        let loaded = load_with(req, shared.platforms.as_deref())?;
+        let runner = Arc::new(match &shared.tools {
+            Some(tools) => Runner::with_tools(tools.clone(), req.verbose),
+            None => Runner::new(req.verbose),
+        });
+        let loaded = load_using(req, shared.platforms.as_deref(), runner)?;
         let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
         if req.verbose {
             for n in &notes {
@@ -471,7 +477,7 @@ impl<'r> Setup<'r> {
             None => None,
         };
         let overlays = selection.kept.iter().map(|sk| Overlay::for_sketch(req, sk, &props, &fw_dir)).collect();
-        let runner = Runner::new(req.verbose);
+        let runner = toolchain.runner().clone();
         let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
         // The framework folder is the build folder of the core and the libraries: what
         // the platform's hooks prepare in a build folder before compiling (STM32duino's
@@ -682,7 +688,7 @@ impl Overlay {
     fn for_sketch(req: &Request, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
         let (_, set) = req.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()))?;
         let mut props = base.clone();
-        let mut h = crate::hash::Hasher::new("sketch-properties-v1");
+        let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::SKETCH_PROPERTIES);
         for (k, v) in set.all.iter().chain(&set.sources) {
             props.set(k, v.clone());
         }
@@ -1038,7 +1044,7 @@ impl Build<'_> {
         };
         let dir = self.setup.fw_dir.join("discover");
         ensure_dir(&dir)?;
-        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new("stand-in-v1").str(&text).finish())[..16]));
+        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new(crate::cache::keys::domain::STAND_IN).str(&text).finish())[..16]));
         if write_if_changed(&path, text.as_bytes())? {
             self.cache.invalidate(&path);
         }
@@ -1085,7 +1091,7 @@ impl Build<'_> {
             let (precompiled, precompiled_objects) = match &precompiled {
                 Some(folder) => {
                     let (flags, objects) = lib.precompiled_link(folder);
-                    let mut h = crate::hash::Hasher::new("precompiled-v1");
+                    let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::PRECOMPILED);
                     for f in crate::library::files_in(folder) {
                         h.str(&f.display().to_string()).bytes(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
                     }
@@ -1202,23 +1208,3 @@ fn object_path(dir: &Path, rel: &Path) -> PathBuf {
     name.push(".o");
     dir.join(name)
 }
-
-/// Run `f` over `items` with `jobs` threads; results keep the input order.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                *slots[i].lock().unwrap() = Some(r);
-            });
-        }
-    });
-    slots.into_iter().map(|m| m.into_inner().unwrap().expect("every item is processed")).collect()
-}
-
