@@ -18,7 +18,7 @@ use super::namespace::Namespace;
 use super::tier::{decode, encode, key_hex, Backend, Files, Key, RemoteError, Tier, RECORD_FILE};
 
 /// What the remote tier did during a run (results.json `cache.remote`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RemoteStats {
     /// The server, without any password.
     pub url: String,

@@ -29,7 +29,7 @@ use crate::objcache::ObjectCache;
 use crate::plan::graph::{Step, UnitId};
 use crate::plan::{self, Context};
 use crate::platform::{self, Board};
-use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
+use crate::report::{self, LibraryUse, Phase, Progress, Report, SketchResult, UnitResult};
 use crate::sketch::Sketch;
 use crate::cache::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
@@ -43,6 +43,17 @@ const SKETCH_HOOKS: &[&str] = &["prebuild", "sketch.prebuild"];
 
 /// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
 pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
+
+// The properties a PlatformIO project (`project/`) sets for the pipeline to read: here,
+// with their reader, so the pipeline needs nothing from `project`.
+/// A build property telling the pipeline to archive the core in PlatformIO's order (by
+/// file name) rather than arduino-builder's (one language at a time); it is part of the
+/// properties, so it also keys the framework build.
+pub const CORE_ORDER_PROPERTY: &str = "fbuild.core_archive_order";
+pub const CORE_ORDER_BY_NAME: &str = "name";
+/// The project's own `-I` words (src/, include/, relative `-I` of build_flags), which
+/// the pipeline leaves out of core compiles when they shadow none of the core's headers.
+pub const PROJECT_INCLUDE_FLAGS_PROPERTY: &str = "fbuild.project_include_flags";
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -466,7 +477,7 @@ impl<'r> Setup<'r> {
             .skipped
             .iter()
             .map(|(i, s, reason)| {
-                let r = crate::filter::skipped_result(s, &req.sketch_dir(s), reason.clone());
+                let r = SketchResult::skipped(&s.name, &s.dir, &req.sketch_dir(s), reason.clone());
                 progress.started();
                 progress.finished(&r);
                 (*i, r)
@@ -576,7 +587,7 @@ impl<'a> Build<'a> {
         let board = &setup.board;
         let skipped = setup.skipped.clone();
         if self.setup.sketches.is_empty() {
-            let results = crate::filter::in_argument_order(Vec::new(), &setup.kept_at, skipped);
+            let results = report::in_argument_order(Vec::new(), &setup.kept_at, skipped);
             let seconds = setup.t_start.elapsed().as_secs_f64();
             phases.push(Phase { name: "total", seconds, count: results.len() });
             let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.setup.runner.spawned(), ..Default::default() };
@@ -609,22 +620,11 @@ impl<'a> Build<'a> {
         if self.setup.target.is_some() {
             phases.push(self.clocks.phase("smoke_run", results.iter().filter(|r| r.run.is_some()).count()));
         }
-        let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
+        let results = report::in_argument_order(results, &setup.kept_at, skipped);
 
         let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
-        let mut totals = report::Totals {
-            sketches: results.len(),
-            ok: results.iter().filter(|r| r.status == Status::Ok).count(),
-            failed: results.iter().filter(|r| r.status == Status::Failed).count(),
-            skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
-            seconds: 0.0,
-            objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
-            objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
-            links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
-            tool_processes: self.setup.runner.spawned() + self.setup.toolchain.processes_started(),
-        };
+        let mut totals = report::Totals::count(&results, &unit_results);
+        totals.tool_processes = self.setup.runner.spawned() + self.setup.toolchain.processes_started();
         let remote_stats = self.setup.store.as_ref().and_then(Store::remote_stats);
         if let Some(r) = &remote_stats {
             phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
@@ -740,7 +740,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let (props, core_path, variant_path) = (&setup.props, setup.core_path.as_path(), setup.variant_path.as_deref());
     let core_dir = setup.fw_dir.join("core");
     let mut core_sources = plan::core_sources(core_path);
-    if props.get_or_empty(crate::project::CORE_ORDER_PROPERTY) == crate::project::CORE_ORDER_BY_NAME {
+    if props.get_or_empty(CORE_ORDER_PROPERTY) == CORE_ORDER_BY_NAME {
         core_sources.sort();
     }
     // A project's own `-I` folders can change a core object only through a header they
@@ -749,7 +749,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let mut search: Vec<&Path> = vec![core_path];
     search.extend(variant_path);
     search.extend(setup.cpp_compiler.system_dirs.iter().map(PathBuf::as_path));
-    let omit = flags_the_core_ignores(props.get_or_empty(crate::project::PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
+    let omit = flags_the_core_ignores(props.get_or_empty(PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
     let compile = |s: &Path, obj: &Path| -> Result<plan::CompileJob> {
         let mut job = setup.fw_ctx.compile(s, obj, includes)?;
         job.args.retain(|a| !omit.contains(a));
@@ -941,7 +941,7 @@ impl Build<'_> {
     /// `--smoke-run`: boot sketch `i`'s firmware, if it built, and keep the outcome.
     fn smoke_run(&self, i: usize) {
         let (Some(target), Some(spec)) = (&self.setup.target, &self.setup.req.smoke_run) else { return };
-        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(crate::emulator::Firmware::of) else { return };
+        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(SketchResult::built_firmware).and_then(crate::emulator::Firmware::from_files) else { return };
         let run = crate::emulator::run(&self.setup.runner, target, &firmware, spec, crate::emulator::Output::Capture);
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         let mut results = self.results.lock().unwrap();

@@ -5,7 +5,6 @@
 //! units it links.
 
 use crate::cache::Namespace;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -118,32 +117,12 @@ impl SketchEnv<'_> {
 
     fn empty_result(&self, w: &SketchWork) -> SketchResult {
         SketchResult {
-            name: w.sketch.name.clone(),
-            board: None,
-            fqbn: None,
-            path: w.sketch.dir.clone(),
-            status: Status::Failed,
-            skip_reason: None,
-            output_dir: w.dir.clone(),
-            firmware: BTreeMap::new(),
-            flash_used: None,
             flash_max: self.props.get("upload.maximum_size").and_then(|v| v.parse().ok()),
-            ram_used: None,
             ram_max: self.props.get("upload.maximum_data_size").and_then(|v| v.parse().ok()),
-            seconds: 0.0,
-            stage2_seconds: 0.0,
-            log: w.dir.join("build.log"),
-            first_error: None,
-            diagnostics: Vec::new(),
             libraries: w.libraries.clone(),
             discover_seconds: w.discover_seconds,
             discover_runs: w.discover_runs,
-            objects_compiled: 0,
-            objects_cached: 0,
-            link: LinkSource::None,
-            size_delta: None,
-            run: None,
-            time_dependent: Vec::new(),
+            ..SketchResult::unbuilt(&w.sketch.name, &w.sketch.dir, &w.dir, Status::Failed)
         }
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::*;
 use crate::exec::{display_command, Process, Stdout};
 use crate::plan::Lang;
+use crate::report::{LinkSource, Status};
 
 /// A source holding this word fails to compile under `FakeTools`.
 const FAIL_MARK: &str = "FAKE_COMPILE_ERROR";

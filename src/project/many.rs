@@ -9,11 +9,6 @@ use crate::error::{Error, Result};
 use crate::pipeline::{self, Request, Shared};
 use crate::report::Report;
 
-/// The name of a project's result: `project:env`. Arduino sketch names cannot hold a
-/// `:`, so a result named so is a project's env.
-pub fn is_env_label(name: &str) -> bool {
-    name.contains(':')
-}
 
 /// One build target of the run: a request and, for project envs, each sketch folder's label.
 struct Target {
