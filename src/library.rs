@@ -18,7 +18,7 @@ pub enum Location {
     Platform,
     /// `~/Arduino/libraries`.
     User,
-    /// `--libraries DIR` folders.
+    /// `--libraries DIR` folders: arduino-builder's `-libraries`, the user's own.
     Libraries,
     /// `--library DIR`: named explicitly by the user, always preferred.
     Explicit,
@@ -30,7 +30,10 @@ impl Location {
             Location::ReferencedPlatform => 1,
             Location::Platform => 2,
             Location::User => 3,
-            Location::Libraries => 10_000,
+            // Above ~/Arduino/libraries on a tie, but not above a better architecture or
+            // name fit, as arduino-builder ranks its `-libraries`: arduino-pico's own SD
+            // (architectures=rp2040) wins over a generic SD given with --libraries.
+            Location::Libraries => 4,
             Location::Explicit => 10_001,
         }
     }
@@ -478,6 +481,17 @@ mod tests {
         let i = idx.resolve("Foo.h", "avr").unwrap();
         assert_eq!(idx.libraries[i].architectures, vec!["avr"]);
         assert!(!idx.libraries[2].supports("avr"));
+    }
+
+    #[test]
+    fn a_platform_library_for_the_architecture_beats_a_generic_one_from_libraries() {
+        let t = tempfile::tempdir().unwrap();
+        let platform = Library::load(&lib(t.path(), "p/SD", Some("name=SD\narchitectures=rp2040\n"), "SD.h"), Location::Platform).unwrap().unwrap();
+        let given = Library::load(&lib(t.path(), "l/SD", Some("name=SD\narchitectures=*\n"), "SD.h"), Location::Libraries).unwrap().unwrap();
+        let idx = index_of(vec![given, platform]);
+        assert_eq!(idx.libraries[idx.resolve("SD.h", "rp2040").unwrap()].location, Location::Platform);
+        // Where the platform's does not fit the architecture, the folder given wins.
+        assert_eq!(idx.libraries[idx.resolve("SD.h", "avr").unwrap()].location, Location::Libraries);
     }
 
     #[test]

@@ -24,9 +24,13 @@ fn compare(board: &ArmBoard, sketches: &[PathBuf], libraries: Option<&Path>) -> 
         extra.push(l.display().to_string());
         spec = spec.with_libraries(l);
     }
+    let started = std::time::Instant::now();
     let (_, results) = compile_many(tmp.path(), board.fqbn, &extra, sketches);
+    let fbuild_seconds = started.elapsed().as_secs_f64();
     let by_path = sketches_by_path(&results);
+    let started = std::time::Instant::now();
     let references = reference_builds_with(&spec, sketches);
+    let reference_seconds = started.elapsed().as_secs_f64();
     let mut mismatches = Vec::new();
     let (mut built, mut failed) = (0, 0);
     for (sketch, reference) in sketches.iter().zip(&references) {
@@ -46,7 +50,8 @@ fn compare(board: &ArmBoard, sketches: &[PathBuf], libraries: Option<&Path>) -> 
         }
     }
     assert!(mismatches.is_empty(), "{}: {} mismatches:\n{}", board.fqbn, mismatches.len(), mismatches.join("\n"));
-    eprintln!("{}: {built} built, {failed} failed, as the reference", board.fqbn);
+    // The times say what a test costs with cold caches (the reference's are remembered).
+    eprintln!("{}: {built} built, {failed} failed, as the reference; fbuild {fbuild_seconds:.1}s, reference {reference_seconds:.1}s", board.fqbn);
     (built, failed)
 }
 
@@ -142,6 +147,52 @@ fn basics_to_control_on_bluepill_match_arduino_builder() {
 #[ignore = "cold reference about 30 min on 2 cores: run with --ignored"]
 fn basics_to_control_on_blackpill_match_arduino_builder() {
     assert_eq!(compare(&arm_kits::blackpill(), &arm_kits::basics_to_control(), None), (39, 0));
+}
+
+// The examples of ../shared/libraries whose library runs on the architecture, with
+// those libraries given as the reference is given them. CI budget (docs/testing.md):
+// arduino-builder recompiles a sketch's libraries for every sketch, about 7 s of CPU a
+// library example on the Pico (its core is cached), so all of them run by default on
+// the Pico only; the Pico 2 runs one example of each library by default and all of
+// them as an `--ignored` test. STM32duino's reference also recompiles SrcWrapper for
+// every sketch (about 80 s of CPU each): its library examples are `--ignored` tests.
+
+#[test]
+fn library_examples_on_rpipico_match_arduino_builder() {
+    let sketches = arm_kits::library_examples_for("rp2040");
+    assert_eq!(sketches.len(), 83);
+    // 18 fail as the reference: 8 use arduino-pico's own SD (architectures=rp2040 wins
+    // over the shared generic one), whose SdFat is not in the kit; 8 need a library not
+    // installed (Ethernet, ArduinoBLE, BLEPeripheral, Adafruit_ILI9341, http-parser's
+    // header); CapacitiveSensor has no IO_REG_TYPE for this core.
+    assert_eq!(compare(&arm_kits::rpipico(), &sketches, Some(&shared_libraries())), (65, 18));
+}
+
+#[test]
+fn one_example_per_library_on_rpipico2_matches_arduino_builder() {
+    let sketches = arm_kits::one_example_per_library("rp2040");
+    assert_eq!(sketches.len(), 11);
+    assert_eq!(compare(&arm_kits::rpipico2(), &sketches, Some(&shared_libraries())), (8, 3));
+}
+
+#[test]
+#[ignore = "cold reference about 5 min on 2 cores (83 sketches): run with --ignored"]
+fn library_examples_on_rpipico2_match_arduino_builder() {
+    assert_eq!(compare(&arm_kits::rpipico2(), &arm_kits::library_examples_for("rp2040"), Some(&shared_libraries())), (65, 18));
+}
+
+#[test]
+#[ignore = "cold reference about 60 min on 2 cores (83 sketches): run with --ignored"]
+fn library_examples_on_bluepill_match_arduino_builder() {
+    let (built, failed) = compare(&arm_kits::bluepill(), &arm_kits::library_examples_for("stm32"), Some(&shared_libraries()));
+    assert_eq!(built + failed, 83);
+}
+
+#[test]
+#[ignore = "cold reference about 60 min on 2 cores (83 sketches): run with --ignored"]
+fn library_examples_on_blackpill_match_arduino_builder() {
+    let (built, failed) = compare(&arm_kits::blackpill(), &arm_kits::library_examples_for("stm32"), Some(&shared_libraries()));
+    assert_eq!(built + failed, 83);
 }
 
 /// fbuild with HOME at `home` (so ~/.arduino15 is the test's), in `cwd`.

@@ -118,6 +118,34 @@ pub fn basics_to_control() -> Vec<PathBuf> {
     out
 }
 
+/// The examples of ../shared/libraries whose library runs on `arch` (its
+/// `architectures` lists `*` or `arch`): 83 of the 86 on `rp2040` and `stm32`. The others
+/// (Keyboard's, Servo's) would build against the platform's own library of that name,
+/// which wins for its architecture: a reference pass that proves nothing of the shared one.
+pub fn library_examples_for(arch: &str) -> Vec<PathBuf> {
+    let libraries = super::shared_libraries();
+    let runs_on = |lib: &Path| {
+        let props = std::fs::read_to_string(lib.join("library.properties")).unwrap_or_default();
+        let archs = props.lines().find_map(|l| l.strip_prefix("architectures=")).unwrap_or("*");
+        archs.split(',').map(str::trim).any(|a| a == "*" || a == arch)
+    };
+    let mut out = Vec::new();
+    for lib in super::sketch_dirs(&libraries) {
+        let library = lib.strip_prefix(&libraries).unwrap().components().next().unwrap();
+        if runs_on(&libraries.join(library)) {
+            out.push(lib);
+        }
+    }
+    out
+}
+
+/// The first example (by path) of each library in `library_examples_for(arch)`.
+pub fn one_example_per_library(arch: &str) -> Vec<PathBuf> {
+    let libraries = super::shared_libraries();
+    let mut seen = std::collections::BTreeSet::new();
+    library_examples_for(arch).into_iter().filter(|e| seen.insert(e.strip_prefix(&libraries).unwrap().components().next().unwrap().as_os_str().to_owned())).collect()
+}
+
 /// The folder holding arduino-pico's `picotool`, built by the kit's own
 /// `tools/build-picotool.sh` once per picotool source into
 /// `~/.cache/fbuild-tools/picotool-<key>` (or `$FBUILD_TOOLS_CACHE`): about half a
