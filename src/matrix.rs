@@ -2,7 +2,8 @@
 //! for every board in one call.
 //!
 //! Each board is a full two-stage build into its own folder, `OUT/<board>/`, and
-//! every board's steps go into one build graph (`pipeline::run_boards`): the boards
+//! every board's steps go into one build graph (`pipeline::build`, targets from
+//! `targets.rs`): the boards
 //! share one platform load, one sketch load and `.ino` merge, the cache and the
 //! scheduler's two pools, so one board's links run while another's core compiles. The reports are then joined into one: every
 //! sketch result names its `board` and `fqbn`, each board's stage 1 and totals go
@@ -15,7 +16,6 @@ use serde::Serialize;
 
 use crate::compiledb;
 use crate::error::{Error, Result};
-use crate::pipeline::{self, Request};
 use crate::report::summary::{display_path, status_label};
 use crate::report::{table, CacheSummary, Phase, Report, Status, Totals, UnitResult};
 
@@ -40,26 +40,8 @@ pub fn board_out_dir(out: &Path, board: &str) -> PathBuf {
     out.join(name)
 }
 
-/// Build every sketch of `req` for every board, in argument order.
-pub fn run(req: &Request, boards: &[String]) -> Result<Report> {
-    for (i, b) in boards.iter().enumerate() {
-        if boards[..i].contains(b) {
-            return Err(Error::usage(format!("--board {b} is given twice; name each board once")));
-        }
-    }
-    let t_start = std::time::Instant::now();
-    // Loaded once for every board: the platforms, the sketches, their merged `.ino`s.
-    let shared = pipeline::Shared::for_boards(
-        crate::platform::discover(&req.hardware)?,
-        req.sketches.iter().map(|p| crate::sketch::Sketch::load(p)).collect::<Result<Vec<_>>>()?,
-    );
-    let reqs: Vec<Request> = boards.iter().map(|b| Request { board: b.clone(), out: board_out_dir(&req.out, b), ..req.clone() }).collect();
-    let reports: Vec<(PathBuf, Report)> = reqs.iter().map(|r| r.out.clone()).zip(pipeline::run_boards(&reqs, &shared)?).collect();
-    join_all(reports, &req.out, t_start.elapsed().as_secs_f64())
-}
-
 /// One report and one OUT/compile_commands.json of several targets' (each built in
-/// its own folder): for a matrix, and for projects beside sketches (`project/many.rs`).
+/// its own folder): for a matrix, and for projects beside sketches (`targets.rs`).
 pub(crate) fn join_all(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Result<Report> {
     join_compiledb(out, reports.iter().map(|(dir, _)| dir.as_path()))?;
     Ok(join(reports, out, seconds))
@@ -97,7 +79,8 @@ fn join_compiledb<'a>(out: &Path, board_dirs: impl Iterator<Item = &'a Path>) ->
 }
 
 /// One report of the boards' reports: sketches board by board, each in argument
-/// order; totals, cache counts and phases summed; `seconds` is the matrix's wall time.
+/// order; totals and phases summed, the cache counts the session's; `seconds` is the
+/// matrix's wall time.
 fn join(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Report {
     let mut sketches = Vec::new();
     let mut boards = Vec::new();
@@ -119,26 +102,14 @@ fn join(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Report {
         totals.objects_cached += t.objects_cached;
         totals.links_run += t.links_run;
         totals.tool_processes += t.tool_processes;
-        cache.enabled |= r.cache.enabled;
-        cache.dir = cache.dir.or(r.cache.dir);
-        cache.hits += r.cache.hits;
-        cache.misses += r.cache.misses;
-        cache.remote = match (cache.remote.take(), r.cache.remote) {
-            (Some(mut a), Some(b)) => {
-                a.hits += b.hits;
-                a.misses += b.misses;
-                a.rejected += b.rejected;
-                a.stores += b.stores;
-                a.errors += b.errors;
-                a.bytes_read += b.bytes_read;
-                a.bytes_written += b.bytes_written;
-                a.seconds += b.seconds;
-                Some(a)
-            }
-            (a, b) => a.or(b),
-        };
+        // The targets of one session share one store: each report gives the same counts.
+        if boards.is_empty() {
+            cache = r.cache;
+        }
         for p in r.phases {
             match phases.iter_mut().find(|q| q.name == p.name) {
+                // The session's one remote tier: every report gives the same row.
+                Some(_) if p.name == "remote_cache" => {}
                 Some(q) => {
                     q.seconds += p.seconds;
                     q.count += p.count;
@@ -260,7 +231,7 @@ pub fn summary(report: &Report, cwd: &Path) -> String {
 
 /// A row's first cell: a project env by its `project:env` name, a sketch by its path.
 fn row_label(report: &Report, path: &Path, cwd: &Path) -> String {
-    match report.sketches.iter().find(|s| s.path == path && crate::project::many::is_env_label(&s.name)) {
+    match report.sketches.iter().find(|s| s.path == path && crate::project::is_env_label(&s.name)) {
         Some(s) => s.name.clone(),
         None => display_path(path, cwd),
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
@@ -73,9 +73,14 @@ pub fn not_installed(path: &Path) -> Error {
 
 /// Probes compilers once per run, and across runs through the store (keyed by path,
 /// size and mtime), so a warm build starts no process just to identify the compiler.
+/// A session's targets share one memo (`scope`): a board matrix probes each compiler once.
 #[derive(Default)]
 pub struct Toolchain {
-    probed: Mutex<HashMap<PathBuf, Compiler>>,
+    probed: Arc<Mutex<HashMap<PathBuf, Compiler>>>,
+    /// Predefined macros per compiler identity and machine flags.
+    macros: Arc<Mutex<HashMap<[u8; 32], String>>>,
+    /// Compilers identified (memo misses), over every scope: each distinct path once.
+    identified: Arc<AtomicUsize>,
     /// Probe processes started (`--version`, `-E -v`, `-dM -E`): part of the run's
     /// `tool_processes`, which promises to count every process fbuild starts.
     started: AtomicUsize,
@@ -110,9 +115,26 @@ impl Toolchain {
         Toolchain::default()
     }
 
+    /// A handle on the same memo that counts its own probe processes (each target of a
+    /// session reports what it started).
+    pub fn scope(&self) -> Toolchain {
+        Toolchain { probed: self.probed.clone(), macros: self.macros.clone(), identified: self.identified.clone(), started: AtomicUsize::new(0) }
+    }
+
+    /// Compilers identified so far by this memo (every scope): one per distinct path.
+    pub fn compilers_identified(&self) -> usize {
+        self.identified.load(Ordering::SeqCst)
+    }
+
     /// Processes the probes have started so far.
     pub fn processes_started(&self) -> usize {
         self.started.load(Ordering::SeqCst)
+    }
+
+    /// Processes started so far through this handle, counted once: the session's own
+    /// handle gives its probes to the first report of a build.
+    pub fn take_started(&self) -> usize {
+        self.started.swap(0, Ordering::SeqCst)
     }
 
     /// Run a probe, counting it.
@@ -149,6 +171,7 @@ impl Toolchain {
             fingerprint_tree(dir, &mut h);
         }
         let compiler = Compiler { path: path.to_path_buf(), version, identity: h.finish(), system_dirs };
+        self.identified.fetch_add(1, Ordering::SeqCst);
         self.probed.lock().unwrap().insert(path.to_path_buf(), compiler.clone());
         Ok(compiler)
     }
@@ -210,8 +233,13 @@ impl Toolchain {
             h.str(f);
         }
         let key = h.finish();
+        if let Some(m) = self.macros.lock().unwrap().get(&key) {
+            return m.clone();
+        }
         if let Some(b) = store.and_then(|s| s.get_record("toolchain", &key)) {
-            return String::from_utf8_lossy(&b).into_owned();
+            let text = String::from_utf8_lossy(&b).into_owned();
+            self.macros.lock().unwrap().insert(key, text.clone());
+            return text;
         }
         let out = self.output(Command::new(&compiler.path).args(flags).args(["-dM", "-E", "-x", "c++", "-"]).stdin(std::process::Stdio::null()));
         let text = match out {
@@ -221,6 +249,7 @@ impl Toolchain {
         if let Some(s) = store {
             let _ = s.put_record("toolchain", &key, text.as_bytes());
         }
+        self.macros.lock().unwrap().insert(key, text.clone());
         text
     }
 }

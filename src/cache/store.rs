@@ -185,6 +185,8 @@ impl Store {
     /// Open (create if needed) a store at `root`. Fails if the directory cannot be
     /// created or written, so the caller can warn once and build without a cache.
     pub fn open(root: &Path, max_bytes: u64) -> Result<Store> {
+        #[cfg(test)]
+        crate::exec::opened::STORES.with(|n| n.set(n.get() + 1));
         let data = root.join(LAYOUT);
         let tmp = data.join(TMP);
         fs::create_dir_all(&tmp)

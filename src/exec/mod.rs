@@ -47,6 +47,8 @@ fn signal_name(sig: i32) -> &'static str {
 impl Runner {
     /// A runner that stops its tools when SIGINT or SIGTERM arrives.
     pub fn new(verbose: bool) -> Runner {
+        #[cfg(test)]
+        opened::RUNNERS.with(|n| n.set(n.get() + 1));
         let interrupted = Arc::new(AtomicBool::new(false));
         let children: Arc<Mutex<HashSet<libc::pid_t>>> = Arc::default();
         if let Ok(mut signals) = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]) {
@@ -65,6 +67,13 @@ impl Runner {
             });
         }
         Runner { verbose, interrupted, children, spawned: AtomicUsize::new(0) }
+    }
+
+    /// A handle on the same runner (one signal thread, one list of children to stop on
+    /// Ctrl-C) that counts its own starts: each build target of a session reports the
+    /// tools it started.
+    pub fn scope(&self) -> Runner {
+        Runner { verbose: self.verbose, interrupted: self.interrupted.clone(), children: self.children.clone(), spawned: AtomicUsize::new(0) }
     }
 
     pub fn interrupted(&self) -> bool {
@@ -140,6 +149,17 @@ impl Runner {
         let result = child.wait_with_output();
         self.children.lock().unwrap().remove(&pid);
         result
+    }
+}
+
+/// What the calling thread opened, for the tests that count them (a session opens one
+/// runner and one store however many targets it builds).
+#[cfg(test)]
+pub(crate) mod opened {
+    use std::cell::Cell;
+    thread_local! {
+        pub(crate) static RUNNERS: Cell<usize> = const { Cell::new(0) };
+        pub(crate) static STORES: Cell<usize> = const { Cell::new(0) };
     }
 }
 

@@ -6,8 +6,13 @@
 //! wide) -> report.
 
 mod hooks;
+mod session;
 mod sketch;
+mod target;
 mod units;
+
+pub use session::{Session, SessionOptions};
+pub use target::{SketchProperties, Target};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,68 +46,6 @@ const SKETCH_HOOKS: &[&str] = &["prebuild", "sketch.prebuild"];
 
 /// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
 pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
-
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub board: String,
-    pub sketches: Vec<PathBuf>,
-    pub hardware: Vec<PathBuf>,
-    pub library: Vec<PathBuf>,
-    pub libraries: Vec<PathBuf>,
-    pub build_properties: Vec<(String, String)>,
-    /// Per sketch folder: build properties set on top of `build_properties` for that
-    /// sketch's own work but not the core's, so sketches that differ only there share
-    /// one stage 1 (PlatformIO projects: their `-I src -I include`, `build_src_flags`).
-    pub sketch_properties: Vec<(PathBuf, SketchProperties)>,
-    pub out: PathBuf,
-    pub framework_jobs: usize,
-    pub sketch_jobs: usize,
-    pub verbose: bool,
-    pub quiet: bool,
-    /// `None`: build without a cache (`--no-cache`).
-    pub cache_dir: Option<PathBuf>,
-    pub cache_max_bytes: u64,
-    /// Honour `// @filter` comments: skip sketches that are not for this board.
-    pub filter: bool,
-    /// `--memory-class`: the board's memory class for filters, instead of the one
-    /// derived from its RAM.
-    pub memory_class: Option<crate::filter::MemoryClass>,
-    /// Write compile_commands.json and stop before compiling anything.
-    pub only_compiledb: bool,
-    /// `--remote-cache`: the shared tier behind the local cache.
-    pub remote_cache: Option<String>,
-    pub remote_cache_readonly: bool,
-    /// `--compiler-launcher`, split into words; empty for none.
-    pub compiler_launcher: Vec<String>,
-    /// How much work may run on this machine at once (discovery, links): the cores.
-    pub local_jobs: usize,
-    /// `--smoke-run`: boot each firmware that built in simavr, as a step after its link.
-    pub smoke_run: Option<crate::emulator::RunSpec>,
-    /// `--optimize-for-debug`: `compiler.optimization_flags` from its `.debug` variant
-    /// instead of `.release` (see `platform::apply_build_profile`).
-    pub optimize_for_debug: bool,
-}
-
-/// A sketch's own build properties (`Request::sketch_properties`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SketchProperties {
-    /// For everything built for the sketch but the core: its discovery, compiles and
-    /// link, and the library units it uses (sketches with equal ones share them).
-    pub all: Vec<(String, String)>,
-    /// On top of `all`, for the sketch's own sources only: its compiles, its discovery.
-    pub sources: Vec<(String, String)>,
-    /// The folder its output folder goes in, instead of the request's `out` (a project
-    /// env's firmware stays under OUT/projects/PROJECT/ENV however envs are grouped).
-    pub out: Option<PathBuf>,
-}
-
-impl Request {
-    /// Where a sketch's output folder goes (see `SketchProperties::out`).
-    fn sketch_dir(&self, sketch: &Sketch) -> PathBuf {
-        let own = self.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()));
-        sketch_out_dir(own.and_then(|(_, s)| s.out.as_deref()).unwrap_or(&self.out), sketch)
-    }
-}
 
 fn slug(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
@@ -169,37 +112,35 @@ fn tool_exists(program: &str) -> bool {
     std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file())).unwrap_or(false)
 }
 
+/// A target's board, loaded (`Session::load`).
 pub struct Loaded {
     pub board: Board,
     pub props: crate::properties::Properties,
-    pub store: Option<Store>,
-    pub toolchain: Toolchain,
     /// The platform's C++ compiler (it decides quirks, include folders, macros).
     pub cpp_compiler: Compiler,
     pub notes: Vec<String>,
 }
 
-/// What a board matrix (matrix.rs) loads once for all its boards: the installed
-/// platforms, the sketches, and each sketch's merged `.ino` (per sketch and board
-/// framework folder: the board's macros decide where prototypes go).
+/// What the targets of one `build` share once loaded: each sketch, and each sketch's
+/// merged `.ino` (per sketch and board framework folder: the board's macros decide
+/// where prototypes go).
 #[derive(Default)]
-pub struct Shared {
-    pub platforms: Option<Vec<platform::Platform>>,
-    pub sketches: Option<Vec<Sketch>>,
-    /// Keep merged `.ino`s for the next board (a single board never needs them again).
-    pub remember_merged: bool,
+struct Shared {
+    sketches: Mutex<std::collections::HashMap<PathBuf, Sketch>>,
+    /// Keep merged `.ino`s for the next target (a single target never needs them again).
+    remember_merged: bool,
     merged: Mutex<std::collections::HashMap<(PathBuf, PathBuf), std::sync::Arc<Vec<u8>>>>,
 }
 
 impl Shared {
-    /// For several boards: these platforms and sketches, merged `.ino`s kept.
-    pub fn for_boards(platforms: Vec<platform::Platform>, sketches: Vec<Sketch>) -> Shared {
-        Shared { platforms: Some(platforms), sketches: Some(sketches), remember_merged: true, ..Default::default() }
-    }
-
-    /// For targets that each load their own sketches: these platforms only.
-    pub fn for_platforms(platforms: Vec<platform::Platform>) -> Shared {
-        Shared { platforms: Some(platforms), ..Default::default() }
+    /// The sketch at `path`, loaded once for every target that builds it.
+    fn sketch(&self, path: &Path) -> Result<Sketch> {
+        if let Some(s) = self.sketches.lock().unwrap().get(path) {
+            return Ok(s.clone());
+        }
+        let s = Sketch::load(path)?;
+        self.sketches.lock().unwrap().insert(path.to_path_buf(), s.clone());
+        Ok(s)
     }
 
     /// `board` names the board's framework folder, whose `macros` they are.
@@ -216,21 +157,9 @@ impl Shared {
     }
 }
 
-/// Resolve the board, apply `--build-property`, check the toolchain, open the cache.
-pub fn load(req: &Request) -> Result<Loaded> {
-    load_with(req, None)
-}
-
-/// `load`, with the platforms already discovered when given.
-pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Result<Loaded> {
-    let discovered;
-    let platforms = match platforms {
-        Some(p) => p,
-        None => {
-            discovered = platform::discover(&req.hardware)?;
-            &discovered[..]
-        }
-    };
+/// Resolve the target's board, apply `--build-property`, check the toolchain (see
+/// `Session::load`, which remembers the answer).
+fn load_board(req: &Target, platforms: &[platform::Platform], toolchain: &Toolchain, store: Option<&Store>) -> Result<Loaded> {
     let board = platform::resolve_board(platforms, &req.board)?;
     let mut notes = Vec::new();
     for (menu, option) in &board.defaulted_menus {
@@ -245,23 +174,6 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
     let platform_id = format!("{}:{}", board.platform.vendor, board.platform.arch);
     crate::runtime_tools::check_referenced(&props, &platform_id, crate::runtime_tools::packages_dir().as_deref())?;
 
-    let remote = req.remote_cache.as_deref().map(|url| crate::cache::remote::open(url, req.remote_cache_readonly)).transpose().map_err(Error::Usage)?;
-    let store = match &req.cache_dir {
-        None => None,
-        Some(dir) => match Store::open(dir, req.cache_max_bytes) {
-            Ok(mut s) => {
-                if let Some(r) = remote {
-                    s.set_remote(r);
-                }
-                Some(s)
-            }
-            Err(e) => {
-                crate::errln!("warning: cache folder {} is not usable ({e}); building without the cache", dir.display());
-                None
-            }
-        },
-    };
-    let toolchain = Toolchain::new();
     let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
     // The compiler first (naming the tool property that should hold it), then every
     // tool the recipes name must exist: say so now, not per sketch, naming the
@@ -284,7 +196,7 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
         }
     }
     let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
-    let cpp_compiler = toolchain.probe(Path::new(&cpp[0]), store.as_ref())?;
+    let cpp_compiler = toolchain.probe(Path::new(&cpp[0]), store)?;
     let user_set_cpp_flags = req.build_properties.iter().any(|(k, _)| k == "compiler.cpp.extra_flags");
     if cpp_compiler.gcc_major().is_some_and(|m| m < 6) && !user_set_cpp_flags && !props.get_or_empty("compiler.cpp.extra_flags").contains("DECIMAL_DIG") {
         let flags = format!("{} {DECIMAL_DIG_FIX}", props.get_or_empty("compiler.cpp.extra_flags")).trim().to_string();
@@ -301,54 +213,43 @@ pub fn load_with(req: &Request, platforms: Option<&[platform::Platform]>) -> Res
             cpp_compiler.path.display()
         ));
     }
-    Ok(Loaded { board, props, store, toolchain, cpp_compiler, notes })
+    Ok(Loaded { board, props, cpp_compiler, notes })
 }
 
-/// Run the whole pipeline. `Err` only for unusable input, environment failures and
-/// interruption; sketch failures are in the report.
-pub fn run(req: &Request) -> Result<Report> {
-    run_shared(req, &Shared::default())
-}
-
-/// `run`, reusing what `shared` already holds instead of loading it again.
-pub fn run_shared(req: &Request, shared: &Shared) -> Result<Report> {
-    let mut reports = run_boards(std::slice::from_ref(req), shared)?;
-    Ok(reports.pop().expect("one report per board"))
-}
-
-/// Build for several boards (one `Request` each, same sketches) in one build graph:
-/// every board's steps share one scheduler, so one board's links run while another's
-/// core compiles. Limits and the local cores come from the first request.
+/// Build `targets` with `session`: the one door. Every target's steps go into one
+/// build graph run by one scheduler, so one board's links run while another's core
+/// compiles; one report per target, in order. `Err` only for unusable input,
+/// environment failures and interruption; sketch failures are in the reports.
 ///
-/// Each board's graph: discovery steps first, then its `Plan` step adds the library
+/// Each target's graph: discovery steps first, then its `Plan` step adds the library
 /// units and every sketch's compile and link steps while the core compiles.
-pub fn run_boards(reqs: &[Request], shared: &Shared) -> Result<Vec<Report>> {
-    let first = reqs.first().ok_or_else(|| Error::usage("no board given"))?;
-    let total = match &shared.sketches {
-        Some(s) => s.len() * reqs.len(),
-        None => reqs.iter().map(|r| r.sketches.len()).sum(),
-    };
-    let progress = Progress::new(total, first.quiet);
-    let setups = reqs.iter().map(|r| Setup::new(r, shared, &progress)).collect::<Result<Vec<_>>>()?;
-    let caches: Vec<ObjectCache> = setups.iter().map(|s| ObjectCache::new(s.store.as_ref())).collect();
+pub fn build(session: &Session, targets: &[Target]) -> Result<Vec<Report>> {
+    if targets.is_empty() {
+        return Err(Error::usage("no board given"));
+    }
+    let opts = &session.opts;
+    let shared = &Shared { remember_merged: targets.len() > 1, ..Default::default() };
+    let progress = Progress::new(targets.iter().map(|t| t.sketches.len()).sum(), opts.quiet);
+    let setups = targets.iter().map(|t| Setup::new(session, t, shared, &progress)).collect::<Result<Vec<_>>>()?;
+    // One object cache (its memo of file hashes) for every target.
+    let cache = ObjectCache::new(session.store.as_ref());
     let discoverers: Vec<Discoverer> = setups
         .iter()
-        .zip(&caches)
-        .map(|(s, cache)| Discoverer {
+        .map(|s| Discoverer {
             index: &s.index,
             arch: s.board.platform.arch.clone(),
             framework_dirs: s.framework_dirs.clone(),
-            preprocessor: Preprocessor::new(s.store.as_ref(), cache, s.cpp_compiler.clone()),
+            preprocessor: Preprocessor::new(session.store.as_ref(), &cache, s.cpp_compiler.clone()),
         })
         .collect();
     // With a launcher, more sketches may be in flight than there are cores; their
     // discovery and links still run here, so they take turns for the cores.
-    let local = LocalSlots::new(if first.compiler_launcher.is_empty() { first.sketch_jobs } else { first.local_jobs });
+    let local = LocalSlots::new(if opts.compiler_launcher.is_empty() { opts.sketch_jobs } else { opts.local_jobs });
     let mut builds = Vec::with_capacity(setups.len());
-    for (i, ((setup, cache), discoverer)) in setups.iter().zip(&caches).zip(&discoverers).enumerate() {
-        builds.push(Build::new(i, setup, shared, cache, discoverer, &progress, &local, reqs.len() > 1)?);
+    for (i, (setup, discoverer)) in setups.iter().zip(&discoverers).enumerate() {
+        builds.push(Build::new(i, setup, shared, &cache, discoverer, &progress, &local, targets.len() > 1)?);
     }
-    let scheduler: Scheduler<Node> = Scheduler::new(Limits { stage1: first.framework_jobs, stage2: first.sketch_jobs });
+    let scheduler: Scheduler<Node> = Scheduler::new(Limits { stage1: opts.framework_jobs, stage2: opts.sketch_jobs });
     progress.stage("discovering libraries");
     for b in &builds {
         b.seed(&scheduler)?;
@@ -363,7 +264,12 @@ pub fn run_boards(reqs: &[Request], shared: &Shared) -> Result<Vec<Report>> {
             return Err(e);
         }
     }
-    Ok(builds.iter().map(Build::report).collect())
+    let mut reports: Vec<Report> = builds.iter().map(Build::report).collect();
+    // Probes run outside any target (a command that loaded a board first) count too.
+    if let Some(first) = reports.first_mut() {
+        first.totals.tool_processes += session.toolchain.take_started();
+    }
+    Ok(reports)
 }
 
 /// A step of one board's graph.
@@ -375,12 +281,14 @@ struct Node {
 
 /// One board's build, loaded: everything its steps read that it owns.
 struct Setup<'r> {
-    req: &'r Request,
+    session: &'r Session,
+    req: &'r Target,
     t_start: Instant,
     phases: Vec<Phase>,
     board: Board,
     props: crate::properties::Properties,
-    store: Option<Store>,
+    store: Option<&'r Store>,
+    /// The session's probe memo and runner, counting this target's processes.
     toolchain: Toolchain,
     cpp_compiler: Compiler,
     runner: Runner,
@@ -400,23 +308,22 @@ struct Setup<'r> {
     kept_at: Vec<usize>,
     skipped: Vec<(usize, SketchResult)>,
     /// The simulated chip, with `--smoke-run`.
-    target: Option<crate::emulator::Target>,
+    chip: Option<crate::emulator::Target>,
 }
 
 impl<'r> Setup<'r> {
-    fn new(req: &'r Request, shared: &Shared, progress: &Progress) -> Result<Setup<'r>> {
+    fn new(session: &'r Session, req: &'r Target, shared: &Shared, progress: &Progress) -> Result<Setup<'r>> {
         let t_start = Instant::now();
-        let loaded = load_with(req, shared.platforms.as_deref())?;
-        let Loaded { board, props, store, toolchain, cpp_compiler, notes } = loaded;
-        if req.verbose {
-            for n in &notes {
+        let (toolchain, runner, store) = (session.toolchain.scope(), session.runner.scope(), session.store.as_ref());
+        let loaded = session.load(req, &toolchain)?;
+        let Loaded { board, props, cpp_compiler, notes } = &*loaded;
+        let (board, props, cpp_compiler) = (board.clone(), props.clone(), cpp_compiler.clone());
+        if session.opts.verbose {
+            for n in notes {
                 crate::errln!("note: {n}");
             }
         }
-        let sketches = match &shared.sketches {
-            Some(s) => s.clone(),
-            None => req.sketches.iter().map(|p| Sketch::load(p)).collect::<Result<Vec<Sketch>>>()?,
-        };
+        let sketches = req.sketches.iter().map(|p| shared.sketch(p)).collect::<Result<Vec<Sketch>>>()?;
         if sketches.is_empty() {
             return Err(Error::usage("no sketches given; pass sketch folders, .ino files or folders that hold sketches"));
         }
@@ -441,7 +348,7 @@ impl<'r> Setup<'r> {
             let sample = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
             let mut macros = crate::macros::Macros::from_args(&sample);
             let machine: Vec<String> = sample.iter().filter(|a| a.starts_with("-m") || a.starts_with("-std=")).cloned().collect();
-            macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store.as_ref()));
+            macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store));
             IncludeCache::with_macros(macros)
         };
 
@@ -466,12 +373,11 @@ impl<'r> Setup<'r> {
                 (*i, r)
             })
             .collect();
-        let target = match &req.smoke_run {
+        let chip = match &session.opts.smoke_run {
             Some(_) => Some(crate::emulator::Target::from_properties(&props, &board.id)?),
             None => None,
         };
         let overlays = selection.kept.iter().map(|sk| Overlay::for_sketch(req, sk, &props, &fw_dir)).collect();
-        let runner = Runner::new(req.verbose);
         let fw_ctx = Context::new(&props, &fw_dir, "core", &fw_dir);
         // The framework folder is the build folder of the core and the libraries: what
         // the platform's hooks prepare in a build folder before compiling (STM32duino's
@@ -483,10 +389,11 @@ impl<'r> Setup<'r> {
                 .map_err(|e| Error::usage(format!("board {}: a platform hook failed in {}: {e}", board.fqbn, fw_dir.display())))?;
         }
         Ok(Setup {
+            session,
             req,
             overlays,
             t_start,
-            target,
+            chip,
             phases,
             preprocess_ctx: Context::new(&props, &fw_dir, "discover", &fw_dir),
             fw_ctx,
@@ -545,7 +452,7 @@ impl<'a> Build<'a> {
         if self.setup.sketches.is_empty() {
             return Ok(()); // every sketch filtered itself out
         }
-        if !self.setup.req.only_compiledb && !self.core.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store.as_ref())? {
+        if !self.setup.req.only_compiledb && !self.core.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store)? {
             let _ = self.core_done.set(self.add_unit(s, &self.core, UnitId::Core));
         }
         let discovers: Vec<NodeId> = (0..self.setup.sketches.len()).map(|i| self.add(s, Step::Discover(i), &[])).collect();
@@ -574,7 +481,7 @@ impl<'a> Build<'a> {
             let seconds = setup.t_start.elapsed().as_secs_f64();
             phases.push(Phase { name: "total", seconds, count: results.len() });
             let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.setup.runner.spawned(), ..Default::default() };
-            let cache = report::CacheSummary { enabled: self.setup.store.as_ref().is_some(), dir: self.setup.store.as_ref().map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
+            let cache = report::CacheSummary { enabled: self.setup.store.is_some(), dir: self.setup.store.map(|s| s.root().to_path_buf()), hits: 0, misses: 0, remote: None };
             return Report {
                 board: board.id.clone(),
                 fqbn: board.fqbn.clone(),
@@ -600,7 +507,7 @@ impl<'a> Build<'a> {
         let results: Vec<SketchResult> = std::mem::take(&mut *self.results.lock().unwrap()).into_values().collect();
         phases.push(self.clocks.phase("stage1_archives", units.len()));
         phases.push(self.clocks.phase("stage2_sketches", results.len()));
-        if self.setup.target.is_some() {
+        if self.setup.chip.is_some() {
             phases.push(self.clocks.phase("smoke_run", results.iter().filter(|r| r.run.is_some()).count()));
         }
         let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
@@ -619,22 +526,12 @@ impl<'a> Build<'a> {
             links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
             tool_processes: self.setup.runner.spawned() + self.setup.toolchain.processes_started(),
         };
-        let remote_stats = self.setup.store.as_ref().and_then(Store::remote_stats);
-        if let Some(r) = &remote_stats {
+        // The session's one store: every target's report gives its counts so far
+        // (flushed and evicted once, when the session closes).
+        let cache_summary = self.setup.session.cache_summary();
+        if let Some(r) = &cache_summary.remote {
             phases.push(Phase { name: "remote_cache", seconds: r.seconds, count: r.requests() as usize });
         }
-        let cache_summary = match self.setup.store.as_ref() {
-            Some(s) => {
-                let st = s.run_stats();
-                let _ = s.flush_stats();
-                // Eviction scans the whole store: only worth it when this run added to it.
-                if st.stores() > 0 {
-                    let _ = s.evict();
-                }
-                report::CacheSummary { enabled: true, dir: Some(s.root().to_path_buf()), hits: st.hits(), misses: st.misses(), remote: remote_stats }
-            }
-            None => report::CacheSummary::default(),
-        };
         totals.seconds = setup.t_start.elapsed().as_secs_f64();
         phases.push(Phase { name: "total", seconds: totals.seconds, count: results.len() });
         Report {
@@ -656,11 +553,12 @@ impl<'a> Build<'a> {
 
 /// Where the core compiles of `req`'s board find headers: the core, the variant and the
 /// compiler's own folders (see `flags_the_core_ignores`).
-pub fn core_header_folders(req: &Request, shared: &Shared) -> Result<Vec<PathBuf>> {
-    let Loaded { props, cpp_compiler, .. } = load_with(req, shared.platforms.as_deref())?;
+pub fn core_header_folders(session: &Session, target: &Target) -> Result<Vec<PathBuf>> {
+    let loaded = session.load(target, &session.toolchain)?;
+    let Loaded { props, cpp_compiler, .. } = &*loaded;
     let mut dirs = vec![PathBuf::from(props.get_or_empty("build.core.path"))];
     dirs.extend(props.get("build.variant.path").map(PathBuf::from));
-    dirs.extend(cpp_compiler.system_dirs);
+    dirs.extend(cpp_compiler.system_dirs.iter().cloned());
     Ok(dirs)
 }
 
@@ -679,8 +577,8 @@ struct Overlay {
 }
 
 impl Overlay {
-    fn for_sketch(req: &Request, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
-        let (_, set) = req.sketch_properties.iter().find(|(p, _)| *p == sketch.dir || p.parent() == Some(sketch.dir.as_path()))?;
+    fn for_sketch(req: &Target, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
+        let set = req.own(sketch)?;
         let mut props = base.clone();
         let mut h = crate::hash::Hasher::new("sketch-properties-v1");
         for (k, v) in set.all.iter().chain(&set.sources) {
@@ -864,19 +762,19 @@ impl Build<'_> {
             libs: self.libs.get().map(Vec::as_slice).unwrap_or_default(),
             cache: self.cache,
             toolchain: &self.setup.toolchain,
-            store: self.setup.store.as_ref(),
+            store: self.setup.store,
             runner: &self.setup.runner,
             index: &self.setup.index,
             includes: &self.setup.includes,
             system_dirs: &self.setup.system_dirs,
             fw_dir: &self.setup.fw_dir,
-            launcher: &self.setup.req.compiler_launcher,
+            launcher: &self.setup.session.opts.compiler_launcher,
             local: self.local,
         }
     }
 
     fn compile_env(&self) -> CompileEnv<'_> {
-        CompileEnv { cache: self.cache, runner: &self.setup.runner, includes: &self.setup.includes, system_dirs: &self.setup.system_dirs, launcher: &self.setup.req.compiler_launcher }
+        CompileEnv { cache: self.cache, runner: &self.setup.runner, includes: &self.setup.includes, system_dirs: &self.setup.system_dirs, launcher: &self.setup.session.opts.compiler_launcher }
     }
 
     /// Run one step of the graph.
@@ -909,7 +807,7 @@ impl Build<'_> {
             }
             Step::Finish(u) => {
                 self.progress.stage_once("stage 1: core and libraries");
-                if let Err(e) = self.unit(u).finish(&self.setup.fw_ctx, &self.setup.runner, self.setup.store.as_ref()) {
+                if let Err(e) = self.unit(u).finish(&self.setup.fw_ctx, &self.setup.runner, self.setup.store) {
                     self.fail(e);
                 }
                 self.clocks.record("stage1_archives", t);
@@ -934,13 +832,13 @@ impl Build<'_> {
 
     /// `--smoke-run`: boot sketch `i`'s firmware, if it built, and keep the outcome.
     fn smoke_run(&self, i: usize) {
-        let (Some(target), Some(spec)) = (&self.setup.target, &self.setup.req.smoke_run) else { return };
+        let (Some(chip), Some(spec)) = (&self.setup.chip, &self.setup.session.opts.smoke_run) else { return };
         let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(crate::emulator::Firmware::of) else { return };
-        let run = crate::emulator::run(&self.setup.runner, target, &firmware, spec, crate::emulator::Output::Capture);
+        let run = crate::emulator::run(&self.setup.runner, chip, &firmware, spec, crate::emulator::Output::Capture);
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         let mut results = self.results.lock().unwrap();
         let Some(r) = results.get_mut(&i) else { return };
-        if !self.setup.req.quiet && !self.setup.runner.interrupted() {
+        if !self.setup.session.opts.quiet && !self.setup.runner.interrupted() {
             let board = r.board.as_deref().map(|b| format!("{b} ")).unwrap_or_default();
             let why = run.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
             crate::errln!("[run {n}] {:<8} {board}{} ({:.3} s simulated, {:.2} s wall){why}", crate::emulator::status_name(run.status), r.path.display(), run.simulated_seconds, run.wall_seconds);
@@ -1020,7 +918,7 @@ impl Build<'_> {
             d.seconds += seconds;
             d.runs += runs;
         }
-        if self.setup.req.verbose {
+        if self.setup.session.opts.verbose {
             for &l in &d.libraries {
                 let lib = &&self.setup.index.libraries[l];
                 // Worded as the reference builder words it (it names a library by its folder).
@@ -1160,7 +1058,7 @@ impl Build<'_> {
         // Keys first (hashing only): up-to-date units get no steps.
         let mut lib_done: Vec<Option<NodeId>> = Vec::new();
         for (i, u) in libs.iter().enumerate() {
-            let up_to_date = u.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store.as_ref())?;
+            let up_to_date = u.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store)?;
             lib_done.push((!up_to_date).then(|| self.add_unit(s, u, UnitId::Library(i))));
         }
         // Settle what needs no tool; give every other sketch its compile and link steps.
@@ -1179,7 +1077,7 @@ impl Build<'_> {
                     Some(self.add(s, Step::Link(i), &deps))
                 }
             };
-            if self.setup.target.is_some() {
+            if self.setup.chip.is_some() {
                 self.add(s, Step::Run(i), link.as_slice());
             }
         }
@@ -1202,23 +1100,3 @@ fn object_path(dir: &Path, rel: &Path) -> PathBuf {
     name.push(".o");
     dir.join(name)
 }
-
-/// Run `f` over `items` with `jobs` threads; results keep the input order.
-pub fn parallel_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= items.len() {
-                    break;
-                }
-                let r = f(&items[i]);
-                *slots[i].lock().unwrap() = Some(r);
-            });
-        }
-    });
-    slots.into_iter().map(|m| m.into_inner().unwrap().expect("every item is processed")).collect()
-}
-
