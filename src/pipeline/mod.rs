@@ -303,7 +303,7 @@ struct Setup<'r> {
     fw_ctx: Context,
     /// The sketches to build (filters applied), and where each goes among all given.
     sketches: Vec<Sketch>,
-    /// Per sketch: its own settings, when `Request::sketch_properties` gives it any.
+    /// Per sketch: its own settings, when `Target::sketch_properties` gives it any.
     overlays: Vec<Option<Overlay>>,
     kept_at: Vec<usize>,
     skipped: Vec<(usize, SketchResult)>,
@@ -562,7 +562,7 @@ pub fn core_header_folders(session: &Session, target: &Target) -> Result<Vec<Pat
     Ok(dirs)
 }
 
-/// A sketch's own build properties over its target's (`Request::sketch_properties`),
+/// A sketch's own build properties over its target's (`Target::sketch_properties`),
 /// with the contexts its discovery and its library units use.
 struct Overlay {
     /// For the sketch's own compiles and link.
