@@ -709,6 +709,12 @@ impl Clocks {
     }
 }
 
+/// What the `Plan` step decides for one target: its library units and each sketch's work.
+struct Plan {
+    libs: Vec<Unit>,
+    works: Vec<SketchWork>,
+}
+
 /// Everything the steps of one build read, and the tables the `Plan` step fills.
 struct Build<'a> {
     /// This board's index among the boards being built.
@@ -943,15 +949,30 @@ impl Build<'_> {
         Ok(Some(path))
     }
 
-    /// After discovery: one stage-1 unit per library and include path (see
-    /// `Discoverer::unit_include_dirs`) in first-use order, each sketch's compile and
-    /// link steps, and compile_commands.json; then add the steps that must run.
+    /// The `Plan` step, after discovery: the plan (`make_plan`), compile_commands.json,
+    /// then the up-to-date scan (`scan`), which adds the steps that must run.
     fn plan(&self, s: &Scheduler<Node>) -> Result<()> {
         let discovered = std::mem::take(&mut *self.discovered.lock().unwrap());
         if discovered.len() != self.setup.sketches.len() {
             return Ok(()); // a discovery failed; its error ends the run
         }
-        let discovered: Vec<(PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)> = discovered.into_values().collect();
+        let Plan { libs, works } = self.make_plan(discovered.into_values().collect())?;
+        // Editors' view of the plan (compile_commands.json), written before anything compiles.
+        let units = std::iter::once(&self.core).chain(libs.iter());
+        crate::compiledb::CompileDb::write_plan(&self.setup.req.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
+        if self.setup.req.only_compiledb {
+            self.planned_only.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        let _ = self.libs.set(libs);
+        let _ = self.works.set(works);
+        self.scan(s)
+    }
+
+    /// One stage-1 unit per library and include path (see `Discoverer::unit_include_dirs`)
+    /// in first-use order, and each sketch's compile and link work: every command, nothing
+    /// checked or run yet.
+    fn make_plan(&self, discovered: Vec<(PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)>) -> Result<Plan> {
         // A unit per library, include path and sketch settings (the first sketch using
         // it stands for the settings).
         let mut lib_units: Vec<((usize, Vec<PathBuf>, String), usize)> = Vec::new();
@@ -1044,17 +1065,14 @@ impl Build<'_> {
             });
         }
 
-        // Editors' view of the plan (compile_commands.json), written before anything compiles.
-        let units = std::iter::once(&self.core).chain(libs.iter());
-        crate::compiledb::CompileDb::write_plan(&self.setup.req.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
-        if self.setup.req.only_compiledb {
-            self.planned_only.store(true, Ordering::SeqCst);
-            return Ok(());
-        }
-        let _ = self.libs.set(libs);
-        let _ = self.works.set(works);
-        let libs = self.libs.get().map(Vec::as_slice).unwrap_or_default();
+        Ok(Plan { libs, works })
+    }
 
+    /// The up-to-date scan (ninja's dependency scan), apart from planning: keys first
+    /// (hashing only), so up-to-date units and settled sketches get no steps; every
+    /// other sketch gets its compile and link steps (and its smoke run).
+    fn scan(&self, s: &Scheduler<Node>) -> Result<()> {
+        let libs = self.libs.get().map(Vec::as_slice).unwrap_or_default();
         // Keys first (hashing only): up-to-date units get no steps.
         let mut lib_done: Vec<Option<NodeId>> = Vec::new();
         for (i, u) in libs.iter().enumerate() {
