@@ -14,8 +14,7 @@ use crate::report::CacheSummary;
 use crate::store::Store;
 use crate::toolchain::Toolchain;
 
-use super::load::load_board;
-use super::{Loaded, Target};
+use super::{load_board, Loaded, Target};
 
 /// What a `Session` is opened with.
 #[derive(Debug, Clone, Default)]
