@@ -72,7 +72,7 @@ if [ -n "$arm" ] && [ "$corpus" = "$repo/corpus/examples" ]; then
   for g in 01.Basics 02.Digital 03.Analog 04.Communication 05.Control; do ln -s "$corpus/$g" "$work/arm-corpus/$g"; done
   corpus="$work/arm-corpus"
 fi
-mapfile -t sketches < <(find "$corpus" -name '*.ino' -printf '%h\n' | sort | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }')
+mapfile -t sketches < <(find -L "$corpus" -name '*.ino' -printf '%h\n' | sort | awk -F/ '{ n=$NF; if (system("[ -f \"" $0 "/" n ".ino\" ]") == 0) print }')
 export CI=true
 
 now() { date +%s.%N; }

@@ -11,7 +11,7 @@ use crate::report::size_delta::OldResults;
 use crate::{errln, out, outln};
 use crate::pipeline::{Session, SessionOptions, Target};
 use crate::report::{self, Status};
-use crate::store::{self, Store};
+use crate::cache::store::{self, Store};
 use crate::targets::{self, cache_dir, cache_max, cores, Targets};
 
 pub use crate::targets::DEFAULT_CACHE_MAX;
@@ -468,7 +468,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let chip = emulator::Target::from_properties(&loaded.props, &loaded.board.id)?;
             let report = Targets::one(target).build(&session)?;
             let r = &report.sketches[0];
-            let Some(firmware) = emulator::Firmware::of(r) else {
+            let Some(firmware) = r.built_firmware().and_then(emulator::Firmware::from_files) else {
                 eprintln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
                 eprintln!("log: {}", r.log.display());
                 return Ok(exit::BUILD_FAILED);
@@ -484,12 +484,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::MergeResults { inputs, output } => {
             report::check_writable(&output)?;
-            let merged = crate::shard::merge(&inputs)?;
-            report::write_atomic(&output, serde_json::to_string_pretty(&merged).unwrap_or_default().as_bytes())?;
-            let t = &merged["totals"];
-            outln!("{} sketches: {} ok, {} failed (from {} results)", t["sketches"], t["ok"], t["failed"], inputs.len());
+            let merged = report::join::merge(&inputs)?;
+            report::write_atomic(&output, merged.to_json().as_bytes())?;
+            let t = &merged.report.totals;
+            outln!("{} sketches: {} ok, {} failed (from {} results)", t.sketches, t.ok, t.failed, inputs.len());
             outln!("results: {}", output.display());
-            Ok(if t["failed"].as_u64() == Some(0) { exit::OK } else { exit::BUILD_FAILED })
+            Ok(if t.failed == 0 { exit::OK } else { exit::BUILD_FAILED })
         }
         Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, compare_to, report_md, sketches, smoke_run, expect, shard, shard_weights } => {
             let mut args = sketches;
@@ -544,12 +544,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             if let Some(old) = &old {
                 report::size_delta::compare(&mut report, old);
             }
-            let mut value = serde_json::to_value(&report).unwrap_or_default();
-            if let (Some(shard), Some(o)) = (shard, value.as_object_mut()) {
-                o.insert("shard".into(), shard.to_string().into());
-            }
-            let json = serde_json::to_string_pretty(&value).unwrap_or_default();
+            let file = report::ResultsFile { report, shard: shard.map(|s| s.to_string()), merged_from: None };
+            let json = file.to_json();
             report::write_atomic(&results_path, json.as_bytes())?;
+            let report = file.report;
             report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
             let cwd = std::env::current_dir().unwrap_or_default();
             if let (Some(p), Some(md)) = (&report_md, report::markdown::render(&report, &cwd)) {
@@ -557,7 +555,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             let mut summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
             if smoke && (!common.quiet || !runs_ok) {
-                summary.push_str(&emulator::summary(&report));
+                summary.push_str(&report::run_summary::run_summary(&report));
             }
             let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));
             if common.json {

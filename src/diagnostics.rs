@@ -1,7 +1,7 @@
 //! GCC diagnostics (`file:line:col: error: message`) parsed for results.json, the
 //! way editors and CI bots consume arduino-cli's JSON output.
 
-#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: String,
     pub file: String,

@@ -32,6 +32,3 @@ pub mod sketch;
 pub mod targets;
 pub mod toolchain;
 pub mod upload;
-
-/// The local store keeps its old path for callers: `crate::store::Store`.
-pub use cache::store;

@@ -13,14 +13,15 @@
 //! folder are stored as placeholders (the link key normalises them the same way),
 //! so a hit from another output folder names this run's paths.
 
-use std::path::Path;
+use crate::cache::paths::PathMap;
+use crate::cache::Namespace;
 
 use crate::exec::Output;
 use crate::hash::Hash;
 use crate::plan::Sizes;
-use crate::store::Store;
+use crate::cache::store::Store;
 
-const NAMESPACE: &str = "link-failure";
+const NAMESPACE: Namespace = Namespace::LinkFailure;
 
 /// What a failed link reported.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,35 +49,6 @@ pub fn is_deterministic(link: &Output, interrupted: bool) -> bool {
     !link.success && link.signal.is_none() && !interrupted && DETERMINISTIC.iter().any(|m| link.text.contains(m))
 }
 
-/// Run-specific paths and their placeholders, longest path first so a folder
-/// inside another is replaced before its parent.
-pub struct PathMap<'a>(Vec<(&'a Path, &'static str)>);
-
-impl<'a> PathMap<'a> {
-    pub fn new(sketch_out: &'a Path, sketch_src: &'a Path, framework: &'a Path) -> PathMap<'a> {
-        let mut v = vec![(sketch_out, "\u{0}SKETCH"), (sketch_src, "\u{0}SRC"), (framework, "\u{0}FW")];
-        v.retain(|(p, _)| !p.as_os_str().is_empty());
-        v.sort_by_key(|(p, _)| std::cmp::Reverse(p.as_os_str().len()));
-        PathMap(v)
-    }
-
-    fn normalize(&self, text: &str) -> String {
-        let mut t = text.to_string();
-        for (p, placeholder) in &self.0 {
-            t = t.replace(p.to_string_lossy().as_ref(), placeholder);
-        }
-        t
-    }
-
-    fn restore(&self, text: &str) -> String {
-        let mut t = text.to_string();
-        for (p, placeholder) in &self.0 {
-            t = t.replace(placeholder, p.to_string_lossy().as_ref());
-        }
-        t
-    }
-}
-
 pub fn remember(store: &Store, key: &Hash, failure: &LinkFailure, paths: &PathMap) {
     let stored = LinkFailure { log: paths.normalize(&failure.log), error: paths.normalize(&failure.error), sizes: failure.sizes.clone() };
     if let Ok(bytes) = serde_json::to_vec(&stored) {
@@ -92,6 +64,8 @@ pub fn recall(store: &Store, key: &Hash, paths: &PathMap) -> Option<LinkFailure>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::paths::PathMap;
+    use std::path::Path;
 
     fn out(success: bool, text: &str, signal: Option<&str>) -> Output {
         Output { success, text: text.to_string(), stdout: String::new(), signal: signal.map(String::from) }

@@ -12,14 +12,16 @@
 //! Headers GCC calls "system" (avr-libc) are not in `-MMD` depfiles; the compiler
 //! identity covers them (`toolchain::Compiler::identity`, see docs/design.md).
 
+use crate::cache::Namespace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::cache::keys::{self, TimeMacros};
-use crate::hash::{Hash, Hasher};
+use crate::cache::paths;
+use crate::hash::Hash;
 use crate::plan::CompileJob;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Compiler;
 
 pub struct ObjectCache<'a> {
@@ -126,21 +128,6 @@ impl Stamp {
     }
 }
 
-/// Replace run-specific paths in arguments with stable placeholders.
-pub fn normalize_args(args: &[String], replacements: &[(&Path, &str)]) -> Vec<String> {
-    args.iter()
-        .map(|a| {
-            let mut a = a.clone();
-            for (path, placeholder) in replacements {
-                let p = path.to_string_lossy();
-                if !p.is_empty() && a.contains(p.as_ref()) {
-                    a = a.replace(p.as_ref(), placeholder);
-                }
-            }
-            a
-        })
-        .collect()
-}
 
 /// Dependencies from a Make-style depfile (`obj: src hdr1 hdr2 \`), escaped spaces kept.
 pub fn parse_depfile(text: &str) -> Vec<PathBuf> {
@@ -225,7 +212,7 @@ impl<'a> ObjectCache<'a> {
         // The time macros are looked for in the bytes read for the hash: no second read.
         let macros = bytes.as_deref().map(TimeMacros::scan).unwrap_or_default();
         let names_own_path = bytes.as_deref().is_some_and(names_own_path);
-        let hash = bytes.map(|b| *blake3::hash(&keys::relative_bytes(&b)).as_bytes());
+        let hash = bytes.map(|b| *blake3::hash(&paths::relative_bytes(&b)).as_bytes());
         let stamp = stamp.filter(|_| hash.is_some());
         let hashed = Hashed { hash, macros, stamp, names_own_path };
         self.file_hashes.lock().unwrap().insert(path.to_path_buf(), hashed);
@@ -244,14 +231,9 @@ impl<'a> ObjectCache<'a> {
 
     pub fn base_key(&self, compiler: &Compiler, job: &CompileJob) -> Option<BaseKey> {
         let source = self.file(&job.source);
-        let args = normalize_args(&job.args, &[(&job.object, "\u{0}OBJ"), (&job.source, "\u{0}SRC")]);
-        let mut h = Hasher::new("object-base-v1");
-        h.bytes(&compiler.identity).bytes(&source.hash?);
-        for a in &args {
-            h.str(&keys::relative_text(a));
-        }
+        let args = paths::object_args(&job.args, &job.object, &job.source);
         Some(BaseKey {
-            hash: h.finish(),
+            hash: keys::object_base(&compiler.identity, &source.hash?, &args),
             source_macros: source.macros,
             source_mtime: source.stamp.map(|s| s.mtime.0),
             epoch: self.source_date_epoch.is_some() && compiler.honours_source_date_epoch(),
@@ -295,17 +277,17 @@ impl<'a> ObjectCache<'a> {
     /// the remote tier) and every header it lists still exists; `None` means "compile
     /// to find out".
     pub fn full_key(&self, base: &BaseKey) -> Option<ObjectKey> {
-        self.full_key_from_manifest(base, self.store?.get_record("manifest", &base.hash)?)
+        self.full_key_from_manifest(base, self.store?.get_record(Namespace::Manifest, &base.hash)?)
     }
 
     /// `full_key` from the local store only: what a warm run needs, without a remote
     /// round trip for sources that have no manifest (their compile failed before).
     pub fn local_full_key(&self, base: &BaseKey) -> Option<ObjectKey> {
-        self.full_key_from_manifest(base, self.store?.get_local_record("manifest", &base.hash)?)
+        self.full_key_from_manifest(base, self.store?.get_near_record(Namespace::Manifest, &base.hash)?)
     }
 
     fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
-        let text = String::from_utf8(keys::absolute_record(manifest)).ok()?;
+        let text = String::from_utf8(paths::absolute_record(manifest)).ok()?;
         let own_path = text.lines().any(|l| l == OWN_PATH_LINE);
         let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(PathBuf::from).collect();
         self.key_from(base, &headers, own_path)
@@ -314,7 +296,7 @@ impl<'a> ObjectCache<'a> {
     /// Place a cached object for `key` at the job's object path.
     pub fn fetch(&self, key: &Hash, object: &Path) -> bool {
         match self.store {
-            Some(s) => s.get_files("object", key, &[("o", object)]),
+            Some(s) => s.get_files(Namespace::Object, key, &[("o", object)]),
             None => false,
         }
     }
@@ -350,9 +332,9 @@ impl<'a> ObjectCache<'a> {
                 manifest.push_str(OWN_PATH_LINE);
                 manifest.push('\n');
             }
-            let _ = store.put_record("manifest", &base.hash, &keys::relative_record(manifest.as_bytes()));
+            let _ = store.put_record(Namespace::Manifest, &base.hash, &paths::relative_record(manifest.as_bytes()));
             if let Some(k) = key {
-                let _ = store.put_files("object", &k.hash, &[("o", &job.object)]);
+                let _ = store.put_files(Namespace::Object, &k.hash, &[("o", &job.object)]);
             }
         }
         (key.map(|k| k.hash), untimed.time)
@@ -431,33 +413,25 @@ impl ObjectCache<'_> {
     /// Headers in the compiler's own folders (avr-libc) count by path only: like the
     /// object manifest, they belong to the toolchain's identity.
     pub fn failure_key(&self, base: &Hash, job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Hash {
-        let mut h = Hasher::new("compile-failure-v1");
-        h.bytes(base);
-        for reached in reachable_headers(job, scanner, system_dirs) {
-            match reached {
-                Reached::Header { path, system } => {
-                    h.str(&keys::relative_text(&path.to_string_lossy()));
-                    if !system {
-                        h.bytes(&self.file_hash(&path).unwrap_or([0; 32]));
-                    }
-                }
-                Reached::Missing(name) => {
-                    h.str("missing").str(&name);
-                }
-            }
-        }
-        h.finish()
+        let reached = reachable_headers(job, scanner, system_dirs);
+        keys::compile_failure(
+            base,
+            reached.iter().map(|r| match r {
+                Reached::Header { path, system } => keys::FailureInput::Header(path, (!system).then(|| self.file_hash(path).unwrap_or([0; 32]))),
+                Reached::Missing(name) => keys::FailureInput::Missing(name),
+            }),
+        )
     }
 
     /// Whether a compile with this base key (compiler, flags, source bytes) ever
     /// failed: only then is the failure key worth computing.
     pub fn failed_before(&self, base: &Hash) -> bool {
-        self.store.is_some_and(|s| s.get_record("failed-source", base).is_some())
+        self.store.is_some_and(|s| s.get_record(Namespace::FailedSource, base).is_some())
     }
 
     /// The output of a compile that failed before with exactly these inputs.
     pub fn cached_failure(&self, key: &Hash) -> Option<String> {
-        self.store?.get_record("failure", key).map(|b| String::from_utf8_lossy(&b).into_owned())
+        self.store?.get_record(Namespace::Failure, key).map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     /// Remember a failed compile: its output under the failure key, and the marker
@@ -465,15 +439,12 @@ impl ObjectCache<'_> {
     /// a marker never points at nothing for long.
     pub fn record_failure(&self, base: &Hash, key: &Hash, output: &str) {
         if let Some(s) = self.store {
-            if s.put_record("failure", key, output.as_bytes()).is_ok() {
-                let _ = s.put_record("failed-source", base, b"");
+            if s.put_record(Namespace::Failure, key, output.as_bytes()).is_ok() {
+                let _ = s.put_record(Namespace::FailedSource, base, b"");
             }
         }
     }
 }
-
-/// Key of a set of objects plus the command that combines them (archive or link).
-pub use crate::cache::keys::combine as combine_key;
 
 #[cfg(test)]
 mod tests {
@@ -613,7 +584,7 @@ mod tests {
         let now = unix_now();
         assert_ne!(cache.timed(&base, &u, now), cache.timed(&base, &u, now + 1));
         let lookup = cache.local_full_key(&base).expect("the manifest was stored");
-        assert!(!c.store.get_files("object", &lookup.hash, &[("o", &c.dir().join("fetched.o"))]), "nothing stored under a timed key");
+        assert!(!c.store.get_files(Namespace::Object, &lookup.hash, &[("o", &c.dir().join("fetched.o"))]), "nothing stored under a timed key");
     }
 
     #[test]
@@ -737,7 +708,7 @@ mod tests {
 
     #[test]
     fn normalize_replaces_embedded_paths() {
-        let v = normalize_args(&["-MF/o/x.d".into(), "/o/x.o".into()], &[(Path::new("/o/x.o"), "OBJ")]);
+        let v = crate::cache::paths::normalize_args(&["-MF/o/x.d".into(), "/o/x.o".into()], &[(Path::new("/o/x.o"), "OBJ")]);
         assert_eq!(v, vec!["-MF/o/x.d", "OBJ"]);
     }
 }

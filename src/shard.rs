@@ -1,5 +1,5 @@
 //! CI shards: N runners split one example set (`compile-many --shard K/N`), and
-//! `merge-results` joins their result maps into one.
+//! `merge-results` joins their result maps into one (`report::join::merge`).
 //!
 //! Every runner computes the same split from the same sketch list, with no
 //! coordination: by a stable hash of each sketch's path, or, given the seconds each
@@ -7,12 +7,12 @@
 //! the lightest shard). A sketch's path counts relative to the working directory when
 //! it lies below it, so runners with checkouts in different places agree.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hash::Hasher;
 
 /// Shard `index` (1-based) of `count`.
@@ -53,7 +53,7 @@ pub fn select(sketches: &[PathBuf], shard: Shard, weights: Option<&HashMap<Strin
         None => ids
             .iter()
             .map(|id| {
-                let h = Hasher::new("shard-v1").str(id).finish();
+                let h = Hasher::new(crate::cache::keys::domain::SHARD).str(id).finish();
                 (u64::from_le_bytes(h[..8].try_into().unwrap()) % shard.count as u64) as usize
             })
             .collect(),
@@ -79,20 +79,10 @@ fn balance(ids: &[String], weights: &HashMap<String, f64>, count: usize) -> Vec<
     owner
 }
 
-fn read_results(path: &Path, what: &str) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::usage(format!("{what} {}: {e}; pass a results.json written by compile-many", path.display())))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::usage(format!("{what} {}: not JSON ({e}); pass a results.json written by compile-many", path.display())))?;
-    if !v["sketches"].is_array() {
-        return Err(Error::usage(format!("{what} {}: has no \"sketches\" list; pass a results.json written by compile-many", path.display())));
-    }
-    Ok(v)
-}
-
 /// Seconds per sketch from an earlier results.json, by sketch identity.
 pub fn read_weights(path: &Path, cwd: &Path) -> Result<HashMap<String, f64>> {
-    let v = read_results(path, "--shard-weights")?;
+    // Loosely, path and seconds only: last run's file may be of another fbuild version.
+    let v = crate::report::join::read_results_json(path, "--shard-weights")?;
     Ok(v["sketches"]
         .as_array()
         .into_iter()
@@ -110,125 +100,6 @@ pub fn empty_results(board: &str, shard: Shard) -> Value {
         "sketches": [],
         "totals": {"sketches": 0, "ok": 0, "failed": 0, "seconds": 0.0, "objects_compiled": 0, "objects_cached": 0, "links_run": 0, "tool_processes": 0},
     })
-}
-
-/// Add numbers field by field (recursively), keeping `a`'s other values.
-fn add_numbers(a: &mut Value, b: &Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, bv) in b {
-                match a.get_mut(k) {
-                    Some(av) => add_numbers(av, bv),
-                    None => {
-                        a.insert(k.clone(), bv.clone());
-                    }
-                }
-            }
-        }
-        (a @ Value::Number(_), Value::Number(b)) => {
-            *a = match (a.as_u64(), b.as_u64()) {
-                (Some(x), Some(y)) => json!(x + y),
-                _ => json!(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
-            };
-        }
-        _ => {}
-    }
-}
-
-/// One board of a matrix, as two shards saw it: totals added, units and archives once.
-fn merge_board(m: &mut Value, b: &Value) {
-    add_numbers(&mut m["totals"], &b["totals"]);
-    for key in ["units", "archives"] {
-        let mut list = m[key].as_array().cloned().unwrap_or_default();
-        for item in b[key].as_array().into_iter().flatten() {
-            let same = |x: &Value| if key == "units" { x["name"] == item["name"] } else { x == item };
-            if !list.iter().any(same) {
-                list.push(item.clone());
-            }
-        }
-        m[key] = Value::Array(list);
-    }
-    if m["stage1_key"] != b["stage1_key"] {
-        m["stage1_key"] = Value::Null;
-    }
-}
-
-/// Join shard result maps: every sketch once (sorted by path), units and archives
-/// once each, totals and cache counts added up, `totals.seconds` the slowest shard.
-pub fn merge(inputs: &[PathBuf]) -> Result<Value> {
-    let mut merged: Option<Value> = None;
-    // A board matrix has each sketch once per board: a sketch is its path and board.
-    let mut sketches: BTreeMap<(String, String), Value> = BTreeMap::new();
-    let mut boards: Vec<Value> = Vec::new();
-    let mut units: Vec<Value> = Vec::new();
-    let mut unit_names = HashSet::new();
-    let mut archives: Vec<Value> = Vec::new();
-    let mut stage1_keys = HashSet::new();
-    let mut seconds = 0.0f64;
-    for path in inputs {
-        let v = read_results(path, "merge-results:")?;
-        for s in v["sketches"].as_array().into_iter().flatten() {
-            let p = s["path"].as_str().unwrap_or_default().to_string();
-            let board = s["board"].as_str().unwrap_or_default().to_string();
-            if sketches.insert((p.clone(), board.clone()), s.clone()).is_some() {
-                let on = if board.is_empty() { String::new() } else { format!(" for {board}") };
-                return Err(Error::usage(format!("merge-results: sketch {p}{on} is in more than one input (again in {}); merge the results of distinct shards", path.display())));
-            }
-        }
-        for b in v["boards"].as_array().into_iter().flatten() {
-            match boards.iter_mut().find(|m| m["board"] == b["board"]) {
-                None => boards.push(b.clone()),
-                Some(m) => merge_board(m, b),
-            }
-        }
-        for u in v["units"].as_array().into_iter().flatten() {
-            if unit_names.insert(u["name"].as_str().unwrap_or_default().to_string()) {
-                units.push(u.clone());
-            }
-        }
-        for a in v["archives"].as_array().into_iter().flatten() {
-            if !archives.contains(a) {
-                archives.push(a.clone());
-            }
-        }
-        if !v["stage1_key"].is_null() {
-            stage1_keys.insert(v["stage1_key"].to_string());
-        }
-        seconds = seconds.max(v["totals"]["seconds"].as_f64().unwrap_or(0.0));
-        match &mut merged {
-            None => merged = Some(v),
-            Some(m) => {
-                if m["board"] != v["board"] {
-                    return Err(Error::usage(format!(
-                        "merge-results: {} is for board {}, the first input for {}; merge results of one board",
-                        path.display(),
-                        v["board"],
-                        m["board"]
-                    )));
-                }
-                add_numbers(&mut m["totals"], &v["totals"]);
-                add_numbers(&mut m["cache"], &v["cache"]);
-            }
-        }
-    }
-    let Some(mut m) = merged else {
-        return Err(Error::usage("merge-results: no inputs; pass the results.json of every shard"));
-    };
-    m["sketches"] = Value::Array(sketches.into_values().collect());
-    if !boards.is_empty() {
-        m["boards"] = Value::Array(boards);
-    }
-    m["units"] = Value::Array(units);
-    m["archives"] = Value::Array(archives);
-    m["totals"]["seconds"] = json!(seconds);
-    if stage1_keys.len() > 1 {
-        m["stage1_key"] = Value::Null; // shards needing different libraries differ here
-    }
-    if let Some(o) = m.as_object_mut() {
-        o.remove("shard");
-        o.insert("merged_from".into(), json!(inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()));
-    }
-    Ok(m)
 }
 
 #[cfg(test)]
@@ -282,34 +153,5 @@ mod tests {
         let two = select(&all, Shard { index: 2, count: 2 }, Some(&w), cwd);
         assert_eq!(one, vec![PathBuf::from("/ex/s00")], "the heavy sketch alone");
         assert_eq!(two.len(), 5, "s05 is unknown and weighs the mean (2.8)");
-    }
-
-    #[test]
-    fn merge_joins_and_rejects_overlap() {
-        let t = tempfile::tempdir().unwrap();
-        let write = |name: &str, v: Value| {
-            let p = t.path().join(name);
-            std::fs::write(&p, v.to_string()).unwrap();
-            p
-        };
-        let a = write("a.json", json!({"board": "uno", "stage1_key": "k1", "units": [{"name": "core"}], "archives": ["/fw/core.a"],
-            "sketches": [{"path": "/x/B", "status": "ok"}], "totals": {"sketches": 1, "ok": 1, "failed": 0, "seconds": 2.5}, "cache": {"hits": 3, "misses": 1}}));
-        let b = write("b.json", json!({"board": "uno", "stage1_key": "k2", "units": [{"name": "core"}, {"name": "SPI"}], "archives": ["/fw/core.a"],
-            "sketches": [{"path": "/x/A", "status": "failed"}], "totals": {"sketches": 1, "ok": 0, "failed": 1, "seconds": 4.0}, "cache": {"hits": 1, "misses": 2}}));
-        let m = merge(&[a.clone(), b.clone()]).unwrap();
-        assert_eq!(m["sketches"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap()).collect::<Vec<_>>(), vec!["/x/A", "/x/B"]);
-        assert_eq!(m["totals"]["sketches"], 2);
-        assert_eq!(m["totals"]["failed"], 1);
-        assert_eq!(m["totals"]["seconds"], 4.0);
-        assert_eq!(m["cache"]["hits"], 4);
-        assert_eq!(m["units"].as_array().unwrap().len(), 2);
-        assert_eq!(m["archives"].as_array().unwrap().len(), 1);
-        assert!(m["stage1_key"].is_null());
-        let e = merge(&[a.clone(), a.clone()]).unwrap_err().to_string();
-        assert!(e.contains("more than one input"), "{e}");
-        let mega = write("m.json", json!({"board": "mega", "sketches": []}));
-        assert!(merge(&[a, mega]).unwrap_err().to_string().contains("board"));
-        let junk = write("j.json", json!({"x": 1}));
-        assert!(merge(&[junk]).unwrap_err().to_string().contains("no \"sketches\""));
     }
 }

@@ -19,7 +19,7 @@ pub(crate) fn cores() -> usize {
 }
 
 pub(crate) fn cache_dir(explicit: &Option<PathBuf>) -> PathBuf {
-    explicit.clone().unwrap_or_else(crate::store::default_cache_dir)
+    explicit.clone().unwrap_or_else(crate::cache::store::default_cache_dir)
 }
 
 pub(crate) fn cache_max(explicit: Option<u64>) -> Result<u64> {
@@ -27,7 +27,7 @@ pub(crate) fn cache_max(explicit: Option<u64>) -> Result<u64> {
         return Ok(v);
     }
     match std::env::var("FBUILD_CACHE_MAX_SIZE") {
-        Ok(s) => crate::store::parse_size(&s).ok_or_else(|| Error::usage(format!("FBUILD_CACHE_MAX_SIZE={s} is not a size; use a value like 5G or 500M"))),
+        Ok(s) => crate::cache::store::parse_size(&s).ok_or_else(|| Error::usage(format!("FBUILD_CACHE_MAX_SIZE={s} is not a size; use a value like 5G or 500M"))),
         Err(_) => Ok(DEFAULT_CACHE_MAX),
     }
 }
@@ -39,7 +39,7 @@ pub fn session_options(common: &CommonArgs, framework_jobs: usize, sketch_jobs: 
         Some(d) => std::path::absolute(d).map_err(|e| Error::io(d, e))?,
         None => std::env::current_dir().unwrap_or_default(),
     };
-    crate::cache::keys::set_base_dir(&base);
+    crate::cache::paths::set_base_dir(&base);
     Ok(SessionOptions {
         hardware: common.hardware.clone(),
         cache_dir: (!common.no_cache).then(|| cache_dir(&common.cache_dir)),

@@ -1,15 +1,16 @@
 //! The compiler a platform names: whether it is installed, what it is (identity for
 //! cache keys), its GCC major version, and its system include folders.
 
+use crate::cache::Namespace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::hash::Hasher;
-use crate::store::Store;
+use crate::cache::keys;
+use crate::exec::{RawOutput, Runner};
+use crate::cache::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Compiler {
@@ -73,9 +74,10 @@ pub fn not_installed(path: &Path) -> Error {
 
 /// Probes compilers once per run, and across runs through the store (keyed by path,
 /// size and mtime), so a warm build starts no process just to identify the compiler.
-/// A session's targets share one memo (`scope`): a board matrix probes each compiler once.
-#[derive(Default)]
+/// The probes run through the build's runner (Ctrl-C, `--verbose`). A session's
+/// targets share one memo (`scope`): a board matrix probes each compiler once.
 pub struct Toolchain {
+    runner: Arc<Runner>,
     probed: Arc<Mutex<HashMap<PathBuf, Compiler>>>,
     /// Predefined macros per compiler identity and machine flags.
     macros: Arc<Mutex<HashMap<[u8; 32], String>>>,
@@ -86,7 +88,7 @@ pub struct Toolchain {
     started: AtomicUsize,
 }
 
-fn file_stamp(path: &Path) -> Result<(PathBuf, u64, i128)> {
+fn file_stamp(path: &Path) -> Result<keys::Stamp> {
     let resolved = std::fs::canonicalize(path).map_err(|_| not_installed(path))?;
     let meta = std::fs::metadata(&resolved).map_err(|_| not_installed(path))?;
     if !meta.is_file() {
@@ -104,31 +106,21 @@ fn mtime_nanos(meta: &std::fs::Metadata) -> i128 {
         .unwrap_or(0)
 }
 
-fn stamp_key(kind: &str, stamp: &(PathBuf, u64, i128)) -> [u8; 32] {
-    let mut h = Hasher::new(kind);
-    h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes());
-    h.finish()
-}
-
 impl Toolchain {
-    pub fn new() -> Toolchain {
-        Toolchain::default()
+    /// Probes run by `runner`, which the build's tools share.
+    pub fn new(runner: Arc<Runner>) -> Toolchain {
+        Toolchain { runner, probed: Arc::default(), macros: Arc::default(), identified: Arc::default(), started: AtomicUsize::new(0) }
     }
 
-    /// A handle on the same memo that counts its own probe processes (each target of a
-    /// session reports what it started).
-    pub fn scope(&self) -> Toolchain {
-        Toolchain { probed: self.probed.clone(), macros: self.macros.clone(), identified: self.identified.clone(), started: AtomicUsize::new(0) }
+    /// A handle on the same memo, probing through `runner` and counting its own probe
+    /// processes (each target of a session reports what it started).
+    pub fn scope(&self, runner: Arc<Runner>) -> Toolchain {
+        Toolchain { runner, probed: self.probed.clone(), macros: self.macros.clone(), identified: self.identified.clone(), started: AtomicUsize::new(0) }
     }
 
     /// Compilers identified so far by this memo (every scope): one per distinct path.
     pub fn compilers_identified(&self) -> usize {
         self.identified.load(Ordering::SeqCst)
-    }
-
-    /// Processes the probes have started so far.
-    pub fn processes_started(&self) -> usize {
-        self.started.load(Ordering::SeqCst)
     }
 
     /// Processes started so far through this handle, counted once: the session's own
@@ -137,10 +129,25 @@ impl Toolchain {
         self.started.swap(0, Ordering::SeqCst)
     }
 
-    /// Run a probe, counting it.
-    fn output(&self, cmd: &mut Command) -> std::io::Result<std::process::Output> {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        cmd.output()
+    /// The runner the probes use.
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
+    }
+
+    /// Processes the probes have started so far.
+    pub fn processes_started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Run a probe of `program` with `args`, counting it (see `Runner::run_probe`).
+    fn output(&self, program: &Path, args: &[&str]) -> std::io::Result<RawOutput> {
+        let cmd: Vec<String> = std::iter::once(program.display().to_string()).chain(args.iter().map(|a| a.to_string())).collect();
+        let out = self.runner.run_probe(&cmd);
+        // Counted as before the seam: every start tried, not one refused after Ctrl-C.
+        if !matches!(&out, Err(e) if e.kind() == std::io::ErrorKind::Interrupted) {
+            self.started.fetch_add(1, Ordering::SeqCst);
+        }
+        out
     }
 
     pub fn probe(&self, path: &Path, store: Option<&Store>) -> Result<Compiler> {
@@ -148,29 +155,24 @@ impl Toolchain {
             return Ok(c.clone());
         }
         let stamp = file_stamp(path)?;
-        let record_key = stamp_key("compiler-version-v1", &stamp);
-        let cached = store.and_then(|s| s.get_record("toolchain", &record_key)).and_then(|b| String::from_utf8(b).ok());
+        let record_key = keys::compiler_version(&stamp);
+        let cached = store.and_then(|s| s.get_record(Namespace::Toolchain, &record_key)).and_then(|b| String::from_utf8(b).ok());
         let version = match cached {
             Some(v) => v,
             None => {
-                let out = self.output(Command::new(path).arg("--version")).map_err(|_| not_installed(path))?;
-                let v = String::from_utf8_lossy(&out.stdout).into_owned();
+                let out = self.output(path, &["--version"]).map_err(|e| interrupted_or(e, || not_installed(path)))?;
+                let v = String::from_utf8_lossy(&out.stdout_bytes).into_owned();
                 if let Some(s) = store {
-                    let _ = s.put_record("toolchain", &record_key, v.as_bytes());
+                    let _ = s.put_record(Namespace::Toolchain, &record_key, v.as_bytes());
                 }
                 v
             }
         };
-        let mut h = Hasher::new("compiler-binary-v1");
-        h.path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes()).str(&version);
-        let binary = h.finish();
-        let system_dirs = self.search_dirs(path, &binary, store);
-        let mut h = Hasher::new("compiler-identity-v2");
-        h.bytes(&binary);
-        for dir in &system_dirs {
-            fingerprint_tree(dir, &mut h);
-        }
-        let compiler = Compiler { path: path.to_path_buf(), version, identity: h.finish(), system_dirs };
+        let binary = keys::compiler_binary(&stamp, &version);
+        let system_dirs = self.search_dirs(path, &binary, store)?;
+        let folders: Vec<_> = system_dirs.iter().map(|d| (d.clone(), tree_stamps(d))).collect();
+        let identity = keys::compiler_identity(&binary, &folders);
+        let compiler = Compiler { path: path.to_path_buf(), version, identity, system_dirs };
         self.identified.fetch_add(1, Ordering::SeqCst);
         self.probed.lock().unwrap().insert(path.to_path_buf(), compiler.clone());
         Ok(compiler)
@@ -180,29 +182,41 @@ impl Toolchain {
 impl Toolchain {
     /// Ask the compiler for its include search list once (`-E -v` on an empty input);
     /// remembered in the store under the compiler binary's identity.
-    fn search_dirs(&self, path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Vec<PathBuf> {
-        let mut h = Hasher::new("system-includes-v2");
-        h.bytes(binary);
-        let key = h.finish();
-        let text = match store.and_then(|s| s.get_record("toolchain", &key)) {
+    fn search_dirs(&self, path: &Path, binary: &[u8; 32], store: Option<&Store>) -> Result<Vec<PathBuf>> {
+        let key = keys::system_includes(binary);
+        let text = match store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => {
-                let out = self.output(Command::new(path).args(["-x", "c++", "-E", "-v", "-"]).stdin(std::process::Stdio::null()));
-                let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+                let out = self.output(path, &["-x", "c++", "-E", "-v", "-"]);
+                // After Ctrl-C nothing is stored: an empty list is not the compiler's answer.
+                let text = match out {
+                    Ok(o) => o.stderr,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(Error::Interrupted),
+                    Err(_) => String::new(),
+                };
                 let dirs = parse_search_list(&text).join("\n");
                 if let Some(s) = store {
-                    let _ = s.put_record("toolchain", &key, dirs.as_bytes());
+                    let _ = s.put_record(Namespace::Toolchain, &key, dirs.as_bytes());
                 }
                 dirs
             }
         };
-        text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect()
+        Ok(text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
     }
 }
 
-/// Hash every file below `dir` by relative name, size and mtime (a few hundred
-/// stats for avr-libc: about a millisecond).
-fn fingerprint_tree(dir: &Path, h: &mut Hasher) {
+/// A probe that did not start: `Error::Interrupted` after Ctrl-C, else `other`.
+fn interrupted_or(e: std::io::Error, other: impl FnOnce() -> Error) -> Error {
+    if e.kind() == std::io::ErrorKind::Interrupted {
+        Error::Interrupted
+    } else {
+        other()
+    }
+}
+
+/// Every file below `dir` with its size and mtime, in path order, for the compiler's
+/// identity (a few hundred stats for avr-libc: about a millisecond).
+fn tree_stamps(dir: &Path) -> Vec<keys::Stamp> {
     let mut stack = vec![dir.to_path_buf()];
     let mut files: Vec<(PathBuf, u64, i128)> = Vec::new();
     while let Some(d) = stack.pop() {
@@ -217,37 +231,29 @@ fn fingerprint_tree(dir: &Path, h: &mut Hasher) {
         }
     }
     files.sort();
-    h.path(dir);
-    for (p, len, mtime) in files {
-        h.path(&p).u64(len).bytes(&mtime.to_le_bytes());
-    }
+    files
 }
 
 impl Toolchain {
     /// The compiler's predefined macros for these machine flags (`-mmcu=...`), asked
     /// once (`-dM -E` on an empty input) and remembered in the store.
     pub fn predefined_macros(&self, compiler: &Compiler, flags: &[String], store: Option<&Store>) -> String {
-        let mut h = Hasher::new("predefined-macros-v1");
-        h.bytes(&compiler.identity);
-        for f in flags {
-            h.str(f);
-        }
-        let key = h.finish();
+        let key = keys::predefined_macros(&compiler.identity, flags);
         if let Some(m) = self.macros.lock().unwrap().get(&key) {
             return m.clone();
         }
-        if let Some(b) = store.and_then(|s| s.get_record("toolchain", &key)) {
+        if let Some(b) = store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
             let text = String::from_utf8_lossy(&b).into_owned();
             self.macros.lock().unwrap().insert(key, text.clone());
             return text;
         }
-        let out = self.output(Command::new(&compiler.path).args(flags).args(["-dM", "-E", "-x", "c++", "-"]).stdin(std::process::Stdio::null()));
-        let text = match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        let args: Vec<&str> = flags.iter().map(String::as_str).chain(["-dM", "-E", "-x", "c++", "-"]).collect();
+        let text = match self.output(&compiler.path, &args) {
+            Ok(o) if o.success => String::from_utf8_lossy(&o.stdout_bytes).into_owned(),
             _ => return String::new(), // unknown: scanning just stays a superset
         };
         if let Some(s) = store {
-            let _ = s.put_record("toolchain", &key, text.as_bytes());
+            let _ = s.put_record(Namespace::Toolchain, &key, text.as_bytes());
         }
         self.macros.lock().unwrap().insert(key, text.clone());
         text
@@ -301,11 +307,7 @@ mod tests {
     fn identity_changes_when_a_system_header_changes() {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("stdio.h"), "1").unwrap();
-        let fp = || {
-            let mut h = Hasher::new("t");
-            fingerprint_tree(t.path(), &mut h);
-            h.finish()
-        };
+        let fp = || keys::compiler_identity(&[0; 32], &[(t.path().to_path_buf(), tree_stamps(t.path()))]);
         let a = fp();
         assert_eq!(a, fp(), "stable");
         std::fs::write(t.path().join("stdio.h"), "12").unwrap();
@@ -314,7 +316,7 @@ mod tests {
 
     #[test]
     fn missing_compiler_names_debian_package() {
-        let e = Toolchain::new().probe(Path::new("/nonexistent/bin/avr-g++"), None).unwrap_err();
+        let e = Toolchain::new(Arc::new(Runner::new(false))).probe(Path::new("/nonexistent/bin/avr-g++"), None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "compiler /nonexistent/bin/avr-g++ is not installed; install Debian package gcc-avr (apt-get install gcc-avr) or set --build-property compiler.path=DIR/"

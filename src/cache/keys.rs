@@ -1,20 +1,35 @@
 //! The key rules, in one place. A key is a BLAKE3 hash under a versioned domain of
 //! everything that shapes an output; bump a domain's version when its rule changes.
+//! Every domain is a const in `domain` and a row of `DOMAINS` (the table below is
+//! that table); a unit test fails when a domain string appears anywhere else in src/.
 //!
-//! | key | domain | inputs | owner |
-//! |---|---|---|---|
-//! | compiler identity | `compiler-identity-v2` | driver bytes, `-v` output | toolchain.rs |
-//! | object, base | `object-base-v1` | compiler, normalised command, source bytes | objcache.rs |
-//! | object, full | `object-full-v1` | base + every header the depfile names | here |
-//! | object, timed | `object-time-v1` | full + the clock its time macros read (`time_words`) | here |
-//! | compile failure | `compile-failure-v1` | base + headers the include scan finds | objcache.rs |
-//! | discovery record | `preprocess-*` | compiler, command, source bytes (+ `-H` trace check) | discover/preprocess.rs |
-//! | unit | `unit-v1` | its objects' keys, archive commands | here |
-//! | link | `link-v2` | objects', units' and bootloader keys, link/size/objcopy commands | here |
-//! | stage 1 | `stage1-v1` | every unit's key | here |
+//! | key | domain | inputs |
+//! |---|---|---|
+//! | compiler version record | `compiler-version-v1` | driver path, size, mtime |
+//! | compiler binary | `compiler-binary-v1` | driver path, size, mtime, `--version` |
+//! | system include list record | `system-includes-v2` | compiler binary |
+//! | compiler identity | `compiler-identity-v2` | compiler binary, system folders' file stamps |
+//! | predefined macros record | `predefined-macros-v1` | compiler identity, machine flags |
+//! | object, base | `object-base-v1` | compiler, normalised command, source bytes |
+//! | object, full | `object-full-v1` | base + every header the depfile names |
+//! | object, timed | `object-time-v1` | full + the clock its time macros read (`time_words`) |
+//! | compile failure | `compile-failure-v1` | base + headers the include scan finds |
+//! | discovery answer | `discover-preprocess-v3` | compiler, command, source bytes |
+//! | discovery shape | `discover-shape-v1` | the same without `-I` folders |
+//! | discovery guess | `discover-guess-v1` | compiler, command, source bytes |
+//! | discovery defined names | `discover-defined-v1` | compiler, command without `-I` and source |
+//! | discovery header set | `discover-header-set-v1` | headers read and their hashes |
+//! | unit | `unit-v1` | its objects' keys, archive commands |
+//! | link | `link-v2` | objects', units' and bootloader keys, link/size/objcopy commands |
+//! | stage 1 | `stage1-v1` | every unit's key |
 //!
-//! Commands in keys have this build's folders replaced by placeholders (`normalize`
-//! in objcache.rs), so two output folders or two machines share entries.
+//! Not cache keys, but hashes under a domain all the same (names of folders and
+//! files, a shard's owner, in-memory interning): `framework-props-v1`,
+//! `library-unit-dir-v1`, `sketch-dir-v1`, `sketch-properties-v1`, `precompiled-v1`,
+//! `prebuild-hooks-v1`, `stand-in-v1`, `discover-header-list-v1`, `shard-v1`.
+//!
+//! Commands in keys have this build's folders replaced by placeholders (`cache::paths`),
+//! so two output folders or two machines share entries.
 //!
 //! An object whose source or headers name `__DATE__`, `__TIME__` or `__TIMESTAMP__`
 //! (as ccache scans for them) is keyed by the timed key instead of the full one;
@@ -29,11 +44,179 @@
 //! the same tree at another path hits every entry. A translation unit whose output
 //! holds its own path (`__FILE__`) keys the absolute base too (objcache.rs).
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
+use super::paths::{base_dir, relative_text};
 use crate::hash::{Hash, Hasher};
+
+/// Declares each domain once: a const in `domain` and a row of `DOMAINS`.
+macro_rules! domains {
+    ($( $(#[doc = $doc:expr])* $name:ident = $text:literal; )*) => {
+        /// Every hash domain of fbuild, with its version in its name.
+        pub mod domain {
+            $( $(#[doc = $doc])* pub const $name: &str = $text; )*
+        }
+        /// The table of every domain (the unit test checks src/ against it).
+        pub const DOMAINS: &[&str] = &[$($text),*];
+    };
+}
+
+domains! {
+    /// A compiler driver's `--version`, remembered by its file stamp.
+    COMPILER_VERSION = "compiler-version-v1";
+    /// The driver binary: stamp and version.
+    COMPILER_BINARY = "compiler-binary-v1";
+    /// The compiler's include search list, remembered by its binary.
+    SYSTEM_INCLUDES = "system-includes-v2";
+    /// The compiler as keys see it: binary and its system folders.
+    COMPILER_IDENTITY = "compiler-identity-v2";
+    /// The compiler's predefined macros for a set of machine flags.
+    PREDEFINED_MACROS = "predefined-macros-v1";
+    /// An object before its headers are known.
+    OBJECT_BASE = "object-base-v1";
+    /// An object with every header it read.
+    OBJECT_FULL = "object-full-v1";
+    /// An object whose files name time macros.
+    OBJECT_TIME = "object-time-v1";
+    /// A remembered compile failure.
+    COMPILE_FAILURE = "compile-failure-v1";
+    /// A discovery preprocessor answer.
+    DISCOVER_PREPROCESS = "discover-preprocess-v3";
+    /// A discovery command without its include folders.
+    DISCOVER_SHAPE = "discover-shape-v1";
+    /// A stored guess of a source's includes.
+    DISCOVER_GUESS = "discover-guess-v1";
+    /// The names a discovery command defines on an empty input.
+    DISCOVER_DEFINED = "discover-defined-v1";
+    /// A stored set of headers a discovery answer read.
+    DISCOVER_HEADER_SET = "discover-header-set-v1";
+    /// In memory only: one copy of each list of header paths.
+    DISCOVER_HEADER_LIST = "discover-header-list-v1";
+    /// A stage-1 unit (an archive of objects).
+    UNIT = "unit-v1";
+    /// A link and its size and objcopy steps.
+    LINK = "link-v2";
+    /// The whole stage 1 of a board, for the report.
+    STAGE1 = "stage1-v1";
+    /// Folder name: a framework build per set of board properties.
+    FRAMEWORK_PROPS = "framework-props-v1";
+    /// Folder name: a library unit per include path.
+    LIBRARY_UNIT_DIR = "library-unit-dir-v1";
+    /// Folder name: a sketch per source folder.
+    SKETCH_DIR = "sketch-dir-v1";
+    /// A sketch's own property overlay.
+    SKETCH_PROPERTIES = "sketch-properties-v1";
+    /// A library's precompiled folder.
+    PRECOMPILED = "precompiled-v1";
+    /// Pre-build hook commands and the files they read.
+    PREBUILD_HOOKS = "prebuild-hooks-v1";
+    /// File name: a discovery stand-in source.
+    STAND_IN = "stand-in-v1";
+    /// Which shard owns a sketch.
+    SHARD = "shard-v1";
+}
+
+/// An object before its headers are known: the compiler, its source's bytes and its
+/// command with this job's paths already replaced (`paths::object_args`).
+pub fn object_base(compiler: &Hash, source: &Hash, args: &[String]) -> Hash {
+    let mut h = Hasher::new(domain::OBJECT_BASE);
+    h.bytes(compiler).bytes(source);
+    for a in args {
+        h.str(&relative_text(a));
+    }
+    h.finish()
+}
+
+/// What a compile failure's key reads of one header its include scan reached.
+pub enum FailureInput<'a> {
+    /// A header found, with its content hash (`None`: in a compiler folder, by path only).
+    Header(&'a Path, Option<Hash>),
+    /// An `#include` found nowhere on the search path.
+    Missing(&'a str),
+}
+
+/// A remembered compile failure: its base key and every header its include scan reaches.
+pub fn compile_failure<'a>(base: &Hash, reached: impl IntoIterator<Item = FailureInput<'a>>) -> Hash {
+    let mut h = Hasher::new(domain::COMPILE_FAILURE);
+    h.bytes(base);
+    for r in reached {
+        match r {
+            FailureInput::Header(path, hash) => {
+                h.str(&relative_text(&path.to_string_lossy()));
+                if let Some(hash) = hash {
+                    h.bytes(&hash);
+                }
+            }
+            FailureInput::Missing(name) => {
+                h.str("missing").str(name);
+            }
+        }
+    }
+    h.finish()
+}
+
+/// A discovery record (`domain`: one of the `DISCOVER_*` command keys): compiler, source
+/// bytes and the command with its source written as a placeholder.
+pub fn discovery<'s>(domain: &str, compiler: &Hash, source: &Hash, args: impl IntoIterator<Item = &'s String>) -> Hash {
+    let mut h = Hasher::new(domain);
+    h.bytes(compiler).bytes(source);
+    for a in args {
+        h.str(&relative_text(a));
+    }
+    h.finish()
+}
+
+/// The names a discovery command defines: compiler and the command's other arguments.
+pub fn discover_defined<'s>(compiler: &Hash, args: impl IntoIterator<Item = &'s String>) -> Hash {
+    let mut h = Hasher::new(domain::DISCOVER_DEFINED);
+    h.bytes(compiler);
+    for a in args {
+        h.str(&relative_text(a));
+    }
+    h.finish()
+}
+
+/// A file's stamp: path, size and modification time in nanoseconds.
+pub type Stamp = (PathBuf, u64, i128);
+
+/// A compiler driver's `--version` record, by the driver's stamp.
+pub fn compiler_version(stamp: &Stamp) -> Hash {
+    Hasher::new(domain::COMPILER_VERSION).path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes()).finish()
+}
+
+/// The driver binary: its stamp and what `--version` says.
+pub fn compiler_binary(stamp: &Stamp, version: &str) -> Hash {
+    Hasher::new(domain::COMPILER_BINARY).path(&stamp.0).u64(stamp.1).bytes(&stamp.2.to_le_bytes()).str(version).finish()
+}
+
+/// The include search list record of a compiler binary.
+pub fn system_includes(binary: &Hash) -> Hash {
+    Hasher::new(domain::SYSTEM_INCLUDES).bytes(binary).finish()
+}
+
+/// The compiler identity: its binary and, per system folder, the folder and each
+/// file's stamp in path order (`folders` as `toolchain::fingerprint_tree` lists them).
+pub fn compiler_identity(binary: &Hash, folders: &[(PathBuf, Vec<Stamp>)]) -> Hash {
+    let mut h = Hasher::new(domain::COMPILER_IDENTITY);
+    h.bytes(binary);
+    for (dir, files) in folders {
+        h.path(dir);
+        for (p, len, mtime) in files {
+            h.path(p).u64(*len).bytes(&mtime.to_le_bytes());
+        }
+    }
+    h.finish()
+}
+
+/// The predefined macros record of a compiler for a set of machine flags.
+pub fn predefined_macros(compiler: &Hash, flags: &[String]) -> Hash {
+    let mut h = Hasher::new(domain::PREDEFINED_MACROS);
+    h.bytes(compiler);
+    for f in flags {
+        h.str(f);
+    }
+    h.finish()
+}
 
 /// The object's full key: its base key and every header the depfile names, each
 /// with its path and content hash.
@@ -42,7 +225,7 @@ use crate::hash::{Hash, Hasher};
 /// may hold its own path (`own_path`, `__FILE__`) also keys the absolute base, so a
 /// relocated tree compiles it again.
 pub fn object_full<'p>(base: &Hash, headers: impl IntoIterator<Item = (&'p Path, Hash)>, own_path: bool) -> Hash {
-    let mut h = Hasher::new("object-full-v1");
+    let mut h = Hasher::new(domain::OBJECT_FULL);
     h.bytes(base);
     for (path, hash) in headers {
         h.str(&relative_text(&path.to_string_lossy())).bytes(&hash);
@@ -55,7 +238,7 @@ pub fn object_full<'p>(base: &Hash, headers: impl IntoIterator<Item = (&'p Path,
 
 /// The key of an object whose files name time macros: its full key and `time_words`.
 pub fn object_timed(full: &Hash, words: &[String]) -> Hash {
-    combine("object-time-v1", &[*full], &[words.to_vec()])
+    combine(domain::OBJECT_TIME, &[*full], &[words.to_vec()])
 }
 
 /// The time macros a file's bytes name, found by a plain scan (comments and
@@ -161,108 +344,20 @@ pub fn combine(domain: &str, inputs: &[Hash], commands: &[Vec<String>]) -> Hash 
     h.finish()
 }
 
-/// The base folder of this process, set once at start; `None` keys absolute paths.
-static BASE_DIR: OnceLock<Option<String>> = OnceLock::new();
-
-/// What a path under the base folder is written as in keys and stored records.
-pub const BASE_MARK: &str = "\u{0}BASE";
-
-/// Set the base folder (absolute). `/` turns relocation off: every path would be "relative".
-/// Only the first call counts; a process has one base.
-pub fn set_base_dir(dir: &Path) {
-    let text = dir.to_string_lossy().trim_end_matches('/').to_string();
-    let _ = BASE_DIR.set(if text.is_empty() || !dir.is_absolute() { None } else { Some(text) });
-}
-
-pub fn base_dir() -> Option<&'static str> {
-    BASE_DIR.get().and_then(|b| b.as_deref())
-}
-
-/// A byte that may continue a file name: a match of the base followed by one is another
-/// folder (`/w/a` in `/w/ab`), not the base.
-fn continues_name(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'~' | b'@')
-}
-
-/// Every occurrence of `base` that ends a path component replaced by `mark`.
-fn replace_at_boundaries(text: &[u8], base: &[u8], mark: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut from = 0;
-    let mut i = 0;
-    while i + base.len() <= text.len() {
-        if text[i] == base[0] && &text[i..i + base.len()] == base && !text.get(i + base.len()).is_some_and(|&b| continues_name(b)) {
-            let o = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
-            o.extend_from_slice(&text[from..i]);
-            o.extend_from_slice(mark);
-            i += base.len();
-            from = i;
-        } else {
-            i += 1;
-        }
-    }
-    out.map(|mut o| {
-        o.extend_from_slice(&text[from..]);
-        o
-    })
-}
-
-/// Bytes as keys see them: the base folder written as `BASE_MARK`.
-pub fn relative_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
-    match base_dir().and_then(|b| replace_at_boundaries(bytes, b.as_bytes(), BASE_MARK.as_bytes())) {
-        Some(v) => Cow::Owned(v),
-        None => Cow::Borrowed(bytes),
-    }
-}
-
-/// Text (an argument, a path, a stored record) as keys and the store see it.
-pub fn relative_text(text: &str) -> Cow<'_, str> {
-    match relative_bytes(text.as_bytes()) {
-        Cow::Borrowed(_) => Cow::Borrowed(text),
-        Cow::Owned(v) => Cow::Owned(String::from_utf8(v).expect("a str with a str replaced")),
-    }
-}
-
-/// A stored record read back: the current base folder put in for `BASE_MARK`.
-pub fn absolute_text(text: &str) -> Cow<'_, str> {
-    match base_dir() {
-        Some(b) if text.contains(BASE_MARK) => Cow::Owned(text.replace(BASE_MARK, b)),
-        _ => Cow::Borrowed(text),
-    }
-}
-
-/// `relative_text` for stored bytes (UTF-8 records; anything else is kept as it is).
-pub fn relative_record(bytes: &[u8]) -> Cow<'_, [u8]> {
-    match std::str::from_utf8(bytes) {
-        Ok(_) => relative_bytes(bytes),
-        Err(_) => Cow::Borrowed(bytes),
-    }
-}
-
-/// `absolute_text` for stored bytes.
-pub fn absolute_record(bytes: Vec<u8>) -> Vec<u8> {
-    match String::from_utf8(bytes) {
-        Ok(s) => match absolute_text(&s) {
-            Cow::Owned(o) => o.into_bytes(),
-            Cow::Borrowed(_) => s.into_bytes(),
-        },
-        Err(e) => e.into_bytes(),
-    }
-}
-
 /// A stage-1 unit: its objects' keys and its (normalised) archive commands.
 pub fn unit(object_keys: &[Hash], archive_commands: &[Vec<String>]) -> Hash {
-    combine("unit-v1", object_keys, archive_commands)
+    combine(domain::UNIT, object_keys, archive_commands)
 }
 
 /// A link: every input's key (objects, units, bootloader) and the normalised link,
 /// size and objcopy commands. The same key names a remembered link failure.
 pub fn link(inputs: &[Hash], commands: &[Vec<String>]) -> Hash {
-    combine("link-v2", inputs, commands)
+    combine(domain::LINK, inputs, commands)
 }
 
 /// The whole stage 1 of a board, for the report: every unit's key, or its failure.
 pub fn stage1(unit_keys: impl Iterator<Item = Option<Hash>>) -> Hash {
-    let mut h = Hasher::new("stage1-v1");
+    let mut h = Hasher::new(domain::STAGE1);
     for k in unit_keys {
         match k {
             Some(k) => h.bytes(&k),
@@ -275,7 +370,7 @@ pub fn stage1(unit_keys: impl Iterator<Item = Option<Hash>>) -> Hash {
 /// Names of output folders (not cache keys): a framework folder per set of board
 /// properties, a library unit folder per include path, a sketch folder per source path.
 pub fn framework_folder<'a>(props: impl Iterator<Item = (&'a String, &'a String)>) -> Hash {
-    let mut h = Hasher::new("framework-props-v1");
+    let mut h = Hasher::new(domain::FRAMEWORK_PROPS);
     for (k, v) in props {
         h.str(k).str(v);
     }
@@ -286,7 +381,7 @@ pub fn framework_folder<'a>(props: impl Iterator<Item = (&'a String, &'a String)
 /// the same names: a sketch's own headers are copied into its folder, and their paths
 /// are in its object's key.
 pub fn library_unit_folder(include_dirs: &[PathBuf]) -> Hash {
-    let mut h = Hasher::new("library-unit-dir-v1");
+    let mut h = Hasher::new(domain::LIBRARY_UNIT_DIR);
     for d in include_dirs {
         h.str(&relative_text(&d.to_string_lossy()));
     }
@@ -294,7 +389,7 @@ pub fn library_unit_folder(include_dirs: &[PathBuf]) -> Hash {
 }
 
 pub fn sketch_folder(sketch_dir: &Path) -> Hash {
-    Hasher::new("sketch-dir-v1").str(&relative_text(&sketch_dir.to_string_lossy())).finish()
+    Hasher::new(domain::SKETCH_DIR).str(&relative_text(&sketch_dir.to_string_lossy())).finish()
 }
 
 #[cfg(test)]
@@ -348,13 +443,70 @@ mod tests {
         assert_eq!(local.len(), "2023-11-14 22:13:20".len());
     }
 
+
+    /// Keys computed by the code before the rules moved here (the same inputs hashed by
+    /// the old call sites in objcache.rs, discover/preprocess.rs and toolchain.rs):
+    /// existing caches must stay warm, so these values never change without a new domain.
     #[test]
-    fn base_is_replaced_only_where_a_path_component_ends() {
-        let m = |t: &str| replace_at_boundaries(t.as_bytes(), b"/w/a", b"@").map(|v| String::from_utf8(v).unwrap());
-        assert_eq!(m("-I/w/a/lib").as_deref(), Some("-I@/lib"));
-        assert_eq!(m("/w/a").as_deref(), Some("@"));
-        assert_eq!(m("#line 1 \"/w/a/x.ino\" and /w/a/y").as_deref(), Some("#line 1 \"@/x.ino\" and @/y"));
-        assert_eq!(m("/w/ab/x"), None, "another folder that starts alike");
-        assert_eq!(m("/w/a.old"), None);
+    fn keys_keep_the_values_they_had_before_the_move() {
+        use crate::hash::hex;
+        let compiler: Hash = [1; 32];
+        let source: Hash = [2; 32];
+        let args: Vec<String> = vec!["-c".into(), "\u{0}SRC".into(), "-o".into(), "\u{0}OBJ".into()];
+        let base = object_base(&compiler, &source, &args);
+        assert_eq!(hex(&base), "e6c0ff4fa8b3c13e286d81179eb0ff879d506eea96af4b39a669131151f6f571");
+        assert_eq!(hex(&object_full(&base, [(Path::new("/x/a.h"), source)], false)), "12ff361ab569cf71e824da825254a892886efcba6eb0ae3a369c9a4882f2cd4b");
+        let reached = [FailureInput::Header(Path::new("/x/a.h"), Some(source)), FailureInput::Header(Path::new("/usr/avr.h"), None), FailureInput::Missing("b.h")];
+        assert_eq!(hex(&compile_failure(&base, reached)), "ae11f2ff45a5460b907ab2646da999f4c2722afc2e712183dce27240e58f6fe4");
+        assert_eq!(hex(&discovery(domain::DISCOVER_PREPROCESS, &compiler, &source, &args)), "4873912f611b5855810453fa320000f895d6f2e99f6dcac421d4b1f87730822b");
+        assert_eq!(hex(&discover_defined(&compiler, &args)), "f34319f66700be79771cde3280acb00421adf138eba061e17f7f88dbeef71951");
+        let stamp: Stamp = (PathBuf::from("/opt/avr-gcc"), 1234, 1_700_000_000_123_456_789);
+        assert_eq!(hex(&compiler_version(&stamp)), "6ea767aa983797b962df93080752b4273f2152d3ca440f90c10230a6994e6f98");
+        let binary = compiler_binary(&stamp, "avr-gcc 7.3.0");
+        assert_eq!(hex(&binary), "370da59ea520959e659bcd4d64981f55a4d51889c0acbd13e925822fea562603");
+        assert_eq!(hex(&system_includes(&binary)), "06dad51f66c9edebe642bc5900191e72ed9ac80082cc7045cc3aa6e189b0ebdc");
+        let folders = vec![(PathBuf::from("/opt/inc"), vec![(PathBuf::from("/opt/inc/a.h"), 10, 5)])];
+        assert_eq!(hex(&compiler_identity(&binary, &folders)), "07584abc393b8d81e36ccd8612b6604b1175ab9153938c064f19e00a8f5de8fd");
+        assert_eq!(hex(&predefined_macros(&compiler, &args)), "92bed0bf50c3e75dff04eefe0bf68f427e7264f6823b8e50c0507307ce80d8c6");
+    }
+
+    /// Every string shaped like a domain (`name-vN` in quotes) anywhere in src/ is in
+    /// `DOMAINS`, and appears only here: a new rule elsewhere, or a domain written out
+    /// twice, fails this test.
+    #[test]
+    fn every_domain_in_src_is_in_the_table() {
+        let re = regex::Regex::new(r#""([a-z][a-z0-9]*(?:-[a-z0-9]+)*-v[0-9]+)""#).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![src];
+        let mut found = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                        for m in re.captures_iter(line) {
+                            found.push((path.clone(), m[1].to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        let here = Path::new(file!()).file_name().unwrap();
+        for (path, d) in &found {
+            assert!(DOMAINS.contains(&d.as_str()), "{}: domain {d:?} is not in cache::keys::DOMAINS", path.display());
+            assert!(path.file_name() == Some(here), "{}: domain {d:?} written out; use cache::keys::domain", path.display());
+        }
+        let mut sorted = DOMAINS.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), DOMAINS.len(), "a domain is declared twice");
+        // The module doc's table names every domain too.
+        let doc = include_str!("keys.rs");
+        for d in DOMAINS {
+            assert!(doc.contains(&format!("`{d}`")), "{d} is missing from the table in keys.rs's doc");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 
-use super::remote::{host_port, Backend, RemoteError, CONNECT_TIMEOUT, IO_TIMEOUT};
+use super::tier::{host_port, Backend, RemoteError, CONNECT_TIMEOUT, IO_TIMEOUT};
 
 pub struct Redis {
     host: String,

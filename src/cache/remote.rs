@@ -10,111 +10,15 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
-use super::store::{key_hex, Key};
-
-/// How long to wait for a connection to the server.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long to wait for each read or write on a connection: a server slower than
-/// this is treated as down.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a backend call failed. A missing entry is not a failure (`Ok(None)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteError {
-    /// Cannot talk to the server: refused, reset, timed out, garbled reply.
-    Unavailable(String),
-    /// The server answered but will not store this (full, read-only, forbidden).
-    Refused(String),
-}
-
-/// A shared store of blobs by name. Implementations must make a put all-or-nothing:
-/// a reader sees the old blob, no blob, or the whole new one.
-pub trait Backend: Send + Sync {
-    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, RemoteError>;
-    fn put(&self, name: &str, blob: &[u8]) -> Result<(), RemoteError>;
-}
-
-/// Namespaces worth sharing between machines: build results and their manifests.
-/// Facts about this machine's own tools ("toolchain") stay local.
-/// Discovery answers and remembered link failures are build results like objects: a
-/// record is only used after its headers are hashed again on this machine.
-const SHARED: &[&str] = &["object", "manifest", "archive", "link", "link-meta", "failure", "failed-source", "link-failure", "discover"];
-
-pub fn is_shared(ns: &str) -> bool {
-    SHARED.contains(&ns)
-}
-
-const MAGIC: &[u8; 8] = b"FBREMOT1";
-const HEADER: usize = 8 + 8 + 32;
-
-/// A cache entry as files in memory: (name, bytes).
-pub type Files = Vec<(String, Vec<u8>)>;
-
-fn checksum(ns: &str, key: &Key, payload: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"fbuild-remote-entry-v1\0");
-    h.update(ns.as_bytes());
-    h.update(&[0]);
-    h.update(key);
-    h.update(payload);
-    *h.finalize().as_bytes()
-}
-
-/// Blob layout: magic, payload length, checksum of (namespace, key, payload), then
-/// the payload: file count, and per file its name and bytes, each length-prefixed.
-pub fn encode(ns: &str, key: &Key, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut payload = Vec::new();
-    payload.extend_from_slice(&(files.len() as u32).to_le_bytes());
-    for (name, data) in files {
-        payload.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        payload.extend_from_slice(name.as_bytes());
-        payload.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        payload.extend_from_slice(data);
-    }
-    let mut blob = Vec::with_capacity(HEADER + payload.len());
-    blob.extend_from_slice(MAGIC);
-    blob.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    blob.extend_from_slice(&checksum(ns, key, &payload));
-    blob.extend_from_slice(&payload);
-    blob
-}
-
-/// The files of a blob stored under `ns`/`key`, or `None` if it fails verification.
-pub fn decode(ns: &str, key: &Key, blob: &[u8]) -> Option<Files> {
-    if blob.len() < HEADER || &blob[..8] != MAGIC {
-        return None;
-    }
-    let len = u64::from_le_bytes(blob[8..16].try_into().ok()?);
-    let payload = &blob[HEADER..];
-    if len != payload.len() as u64 || blob[16..48] != checksum(ns, key, payload) {
-        return None;
-    }
-    let mut rest = payload;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        if rest.len() < n {
-            return None;
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Some(head)
-    };
-    let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
-    let mut files = Vec::new();
-    for _ in 0..count {
-        let name_len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        let name = String::from_utf8(take(name_len)?.to_vec()).ok()?;
-        let data_len = usize::try_from(u64::from_le_bytes(take(8)?.try_into().ok()?)).ok()?;
-        files.push((name, take(data_len)?.to_vec()));
-    }
-    Some(files)
-}
+use super::namespace::Namespace;
+use super::tier::{decode, encode, key_hex, Backend, Files, Key, RemoteError, Tier, RECORD_FILE};
 
 /// What the remote tier did during a run (results.json `cache.remote`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RemoteStats {
     /// The server, without any password.
     pub url: String,
@@ -177,27 +81,6 @@ fn public_url(url: &str) -> String {
     }
 }
 
-/// Split `HOST[:PORT]` (IPv6 in brackets) with a default port.
-pub fn host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("unclosed [ in host")?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host".into());
-    }
-    let port = match port {
-        None => default_port,
-        Some(p) => p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?,
-    };
-    Ok((host.to_string(), port))
-}
-
 fn entry_name(ns: &str, key: &Key) -> String {
     format!("fbuild-v1/{ns}/{}", key_hex(key))
 }
@@ -246,7 +129,7 @@ impl Remote {
 
     /// The verified files of an entry, or `None` (absent, corrupt, or server trouble).
     pub fn get(&self, ns: &str, key: &Key) -> Option<Files> {
-        if !is_shared(ns) || self.reads_off.load(Ordering::SeqCst) {
+        if !Namespace::named(ns).is_some_and(Namespace::is_shared) || self.reads_off.load(Ordering::SeqCst) {
             return None;
         }
         let t = Instant::now();
@@ -281,7 +164,7 @@ impl Remote {
 
     /// Share an entry (whole, or not at all), unless writes are off.
     pub fn put(&self, ns: &str, key: &Key, files: &[(&str, &[u8])]) {
-        if self.read_only || !is_shared(ns) || self.writes_off.load(Ordering::SeqCst) {
+        if self.read_only || !Namespace::named(ns).is_some_and(Namespace::is_shared) || self.writes_off.load(Ordering::SeqCst) {
             return;
         }
         let blob = encode(ns, key, files);
@@ -299,9 +182,36 @@ impl Remote {
     }
 }
 
+/// The far tier: a lookup is a round trip; puts are best effort (server trouble
+/// turns the tier off, never fails the build).
+impl Tier for Remote {
+    fn is_near(&self) -> bool {
+        false
+    }
+    fn get_entry(&self, ns: Namespace, key: &Key) -> Option<Files> {
+        self.get(ns.as_str(), key)
+    }
+    fn has_entry(&self, _: Namespace, _: &Key) -> bool {
+        false // asking would cost the round trip a put saves
+    }
+    fn forget_entry(&self, _: Namespace, _: &Key) {}
+    fn put_entry(&self, ns: Namespace, key: &Key, files: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        self.put(ns.as_str(), key, files);
+        Ok(())
+    }
+    fn get_record(&self, ns: Namespace, key: &Key) -> Option<Vec<u8>> {
+        let files = self.get(ns.as_str(), key)?;
+        files.into_iter().find(|(n, _)| n == RECORD_FILE).map(|(_, data)| data)
+    }
+    fn put_record(&self, ns: Namespace, key: &Key, data: &[u8]) -> anyhow::Result<()> {
+        self.put_entry(ns, key, &[(RECORD_FILE, data)])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::tier::host_port;
     use std::collections::HashMap;
 
     fn key(n: u8) -> Key {

@@ -15,20 +15,23 @@
 //! checks once (`HeaderSets`), however many answers share it. The check itself is the
 //! object cache's: each header hashed once per run.
 
+use crate::cache::Namespace;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::exec::Runner;
+use crate::cache::keys::{self, domain};
 use crate::hash::{hex, Hash, Hasher};
 use crate::library::IncludeCache;
 use super::shell;
 use super::speculate::Queries;
 use super::StoredGuess;
 use crate::cpp_lex::{directive_parts, tokenize, Kind};
-use crate::objcache::{include_dirs, normalize_args, ObjectCache};
-use crate::store::Store;
+use crate::cache::paths;
+use crate::objcache::{include_dirs, ObjectCache};
+use crate::cache::store::Store;
 use crate::toolchain::Compiler;
 
 /// What one preprocessor run found.
@@ -74,7 +77,7 @@ pub(super) struct HeaderSets {
 impl HeaderSets {
     /// The run's one copy of this list of headers.
     pub(super) fn intern(&self, headers: Vec<PathBuf>) -> Arc<Vec<PathBuf>> {
-        let mut h = Hasher::new("discover-header-list-v1");
+        let mut h = Hasher::new(domain::DISCOVER_HEADER_LIST);
         for p in &headers {
             h.path(p);
         }
@@ -156,24 +159,19 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn key(&self, args: &[String], source: &Path) -> Option<Hash> {
-        self.key_of("discover-preprocess-v3", args.iter(), source)
+        self.key_of(domain::DISCOVER_PREPROCESS, args.iter(), source)
     }
 
     /// The key of the command without its include folders: runs that differ only in
     /// their include path share it.
     fn shape(&self, args: &[String], source: &Path) -> Option<Hash> {
-        self.key_of("discover-shape-v1", args.iter().filter(|a| !a.starts_with("-I")), source)
+        self.key_of(domain::DISCOVER_SHAPE, args.iter().filter(|a| !a.starts_with("-I")), source)
     }
 
     fn key_of<'s>(&self, domain: &str, args: impl Iterator<Item = &'s String>, source: &Path) -> Option<Hash> {
         let bytes = self.files.file_hash(source)?;
-        let mut h = Hasher::new(domain);
-        h.bytes(&self.compiler.identity).bytes(&bytes);
         let args: Vec<String> = args.cloned().collect();
-        for a in normalize_args(&args, &[(source, "\u{0}SRC")]) {
-            h.str(&crate::cache::keys::relative_text(&a));
-        }
-        Some(h.finish())
+        Some(keys::discovery(domain, &self.compiler.identity, &bytes, &paths::discovery_args(&args, source)))
     }
 
     /// A clean answer for the same source and command under another include path
@@ -279,28 +277,28 @@ impl<'a> Preprocessor<'a> {
     /// the last time its run proved the reference's chain: a warm run looks that
     /// wider command up instead of walking the includes again.
     pub(super) fn stored_guess(&self, args: &[String], source: &Path) -> Option<Arc<StoredGuess>> {
-        let key = self.key_of("discover-guess-v1", args.iter(), source)?;
+        let key = self.key_of(domain::DISCOVER_GUESS, args.iter(), source)?;
         if let Some(g) = self.guesses.lock().unwrap().get(&key) {
             return g.clone();
         }
         let g = self
             .store
-            .and_then(|s| s.get_record("discover", &key))
-            .and_then(|b| serde_json::from_slice::<StoredGuess>(&crate::cache::keys::absolute_record(b)).ok())
+            .and_then(|s| s.get_record(Namespace::Discover, &key))
+            .and_then(|b| serde_json::from_slice::<StoredGuess>(&paths::absolute_record(b)).ok())
             .map(Arc::new);
         self.guesses.lock().unwrap().insert(key, g.clone());
         g
     }
 
     pub(super) fn remember_guess(&self, args: &[String], source: &Path, guess: StoredGuess) {
-        let Some(key) = self.key_of("discover-guess-v1", args.iter(), source) else { return };
+        let Some(key) = self.key_of(domain::DISCOVER_GUESS, args.iter(), source) else { return };
         let guess = Arc::new(guess);
         let old = self.guesses.lock().unwrap().insert(key, Some(guess.clone()));
         if old.flatten() == Some(guess.clone()) {
             return;
         }
         if let (Some(store), Ok(bytes)) = (self.store, serde_json::to_vec(&*guess)) {
-            let _ = store.put_record("discover", &key, &crate::cache::keys::relative_record(&bytes));
+            let _ = store.put_record(Namespace::Discover, &key, &paths::relative_record(&bytes));
         }
     }
 
@@ -340,42 +338,34 @@ impl<'a> Preprocessor<'a> {
     /// shape in memory and in the store.
     fn defined_names(&self, runner: &Runner, args: &[String], source: &Path) -> Option<(Arc<HashSet<String>>, bool)> {
         let src = source.display().to_string();
-        let mut h = Hasher::new("discover-defined-v1");
-        h.bytes(&self.compiler.identity);
-        for a in args.iter().filter(|a| !a.starts_with("-I") && **a != src) {
-            h.str(&crate::cache::keys::relative_text(a));
-        }
-        let key = h.finish();
+        let key = keys::discover_defined(&self.compiler.identity, args.iter().filter(|a| !a.starts_with("-I") && **a != src));
         let mut memo = self.defined.lock().unwrap();
         if let Some(d) = memo.get(&key) {
             return Some((d.clone(), false));
         }
-        let (listing, ran) = match self.store.and_then(|s| s.get_record("discover", &key)) {
-            Some(b) => (String::from_utf8_lossy(&b).into_owned(), false),
-            None => {
-                let mut cmd = Vec::new();
-                let mut it = args.iter();
-                while let Some(a) = it.next() {
-                    match a.as_str() {
-                        "-o" => {
-                            it.next();
-                        }
-                        _ if *a == src => cmd.push("/dev/null".to_string()),
-                        _ => cmd.push(a.clone()),
+        let made = crate::cache::store::record_or_run(self.store, Namespace::Discover, &key, || {
+            let mut cmd = Vec::new();
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "-o" => {
+                        it.next();
                     }
+                    _ if *a == src => cmd.push("/dev/null".to_string()),
+                    _ => cmd.push(a.clone()),
                 }
-                cmd.push("-dM".to_string());
-                self.runs.fetch_add(1, Ordering::Relaxed);
-                let out = runner.run(&cmd, None);
-                if !out.success || !out.stdout.contains("#define __GNUC__") {
-                    return None;
-                }
-                if let Some(store) = self.store {
-                    let _ = store.put_record("discover", &key, out.stdout.as_bytes());
-                }
-                (out.stdout, true)
             }
-        };
+            cmd.push("-dM".to_string());
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            let out = runner.run(&cmd, None);
+            if !out.success || !out.stdout.contains("#define __GNUC__") {
+                return Err(());
+            }
+            Ok(out.stdout.into_bytes())
+        });
+        // A failed listing (`Err`) is not stored: discovery goes on without it.
+        let (listing, ran) = made.ok()?;
+        let listing = String::from_utf8_lossy(&listing);
         let d = Arc::new(shell::defined_names(&listing));
         memo.insert(key, d.clone());
         Some((d, ran))
@@ -398,7 +388,7 @@ impl<'a> Preprocessor<'a> {
     }
 
     fn lookup(&self, key: &Hash, args: &[String], source: &Path) -> Option<Outcome> {
-        let bytes = crate::cache::keys::absolute_record(self.store?.get_record("discover", key)?);
+        let bytes = paths::absolute_record(self.store?.get_record(Namespace::Discover, key)?);
         let mut rec: Record = serde_json::from_slice(&bytes).ok()?;
         rec.outcome.headers = self.checked_set(&rec.set)?;
         if let Some(missing) = &rec.outcome.missing {
@@ -419,7 +409,7 @@ impl<'a> Preprocessor<'a> {
             return c.clone();
         }
         let check = || -> Option<Arc<Vec<PathBuf>>> {
-            let bytes = crate::cache::keys::absolute_record(self.store?.get_record("discover", &key)?);
+            let bytes = paths::absolute_record(self.store?.get_record(Namespace::Discover, &key)?);
             let rec: SetRecord = serde_json::from_slice(&bytes).ok()?;
             for (path, hash) in &rec.headers {
                 // Parsing the stored hex is cheaper than formatting thousands of hashes.
@@ -439,7 +429,7 @@ impl<'a> Preprocessor<'a> {
     fn remember(&self, key: &Hash, outcome: &Outcome) {
         let Some(store) = self.store else { return };
         let mut headers = Vec::with_capacity(outcome.headers.len());
-        let mut h = Hasher::new("discover-header-set-v1");
+        let mut h = Hasher::new(domain::DISCOVER_HEADER_SET);
         for p in outcome.headers.iter() {
             // As the preprocessor read it: it may have changed since a lookup hashed it.
             let hash = if self.is_system(p) {
@@ -450,7 +440,7 @@ impl<'a> Preprocessor<'a> {
                     None => return,
                 }
             };
-            h.str(&crate::cache::keys::relative_text(&p.to_string_lossy())).str(hash.as_deref().unwrap_or(""));
+            h.str(&paths::relative_text(&p.to_string_lossy())).str(hash.as_deref().unwrap_or(""));
             headers.push((p.clone(), hash));
         }
         let set = h.finish();
@@ -458,14 +448,14 @@ impl<'a> Preprocessor<'a> {
         let known = self.sets.checked.lock().unwrap().get(&set).is_some_and(Option::is_some);
         if !known {
             let Ok(bytes) = serde_json::to_vec(&SetRecord { headers }) else { return };
-            if store.put_record("discover", &set, &crate::cache::keys::relative_record(&bytes)).is_err() {
+            if store.put_record(Namespace::Discover, &set, &paths::relative_record(&bytes)).is_err() {
                 return;
             }
             self.sets.checked.lock().unwrap().insert(set, Some(outcome.headers.clone()));
         }
         let rec = Record { outcome: Outcome { headers: Arc::default(), ..outcome.clone() }, set: hex(&set) };
         if let Ok(bytes) = serde_json::to_vec(&rec) {
-            let _ = store.put_record("discover", key, &crate::cache::keys::relative_record(&bytes));
+            let _ = store.put_record(Namespace::Discover, key, &paths::relative_record(&bytes));
         }
     }
 }

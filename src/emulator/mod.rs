@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::exec::Runner;
 use crate::properties::Properties;
-use crate::report::{Report, SketchResult, Status};
 
 /// How much serial output a sketch's `run` keeps in results.json.
 pub const OUTPUT_KEPT: usize = 4096;
@@ -130,12 +129,10 @@ pub struct Firmware {
 }
 
 impl Firmware {
-    /// The firmware of a sketch that built (`None` when it did not).
-    pub fn of(r: &SketchResult) -> Option<Firmware> {
-        if r.status != Status::Ok {
-            return None;
-        }
-        Some(Firmware { hex: r.firmware.get("hex")?.clone(), eep: r.firmware.get("eep").cloned() })
+    /// The firmware among a built sketch's files by kind (`hex`, `eep`): `None`
+    /// without a `.hex`.
+    pub fn from_files(files: &std::collections::BTreeMap<String, PathBuf>) -> Option<Firmware> {
+        Some(Firmware { hex: files.get("hex")?.clone(), eep: files.get("eep").cloned() })
     }
 }
 
@@ -269,35 +266,6 @@ pub fn parse_expect(s: &str) -> std::result::Result<String, String> {
         let first = e.to_string().lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim().to_string();
         format!("not a valid regular expression ({first})")
     })
-}
-
-/// The lines compile-many prints after a smoke run: failed runs, then a count.
-pub fn summary(report: &Report) -> String {
-    let runs: Vec<(&SketchResult, &RunResult)> = report.sketches.iter().filter_map(|s| Some((s, s.run.as_ref()?))).collect();
-    let mut s = String::new();
-    let failed: Vec<_> = runs.iter().filter(|(_, r)| !r.status.succeeded()).collect();
-    if !failed.is_empty() {
-        s.push_str("Failed runs:\n");
-        for (sk, r) in &failed {
-            s.push_str(&format!("  {}\n    {}: {}\n", sk.path.display(), status_name(r.status), r.reason.as_deref().unwrap_or("")));
-        }
-    }
-    let count = |st: RunStatus| runs.iter().filter(|(_, r)| r.status == st).count();
-    let simulated: f64 = runs.iter().map(|(_, r)| r.simulated_seconds).sum();
-    let wall = report.phases.iter().find(|p| p.name == "smoke_run").map(|p| p.seconds).unwrap_or(0.0);
-    s.push_str(&format!(
-        "{} runs: {} passed, {} timeout, {} failed, {} crashed, {} halted | {:.1} s simulated in {:.2} s wall ({:.1} simulated s per wall s)\n",
-        runs.len(),
-        count(RunStatus::Passed),
-        count(RunStatus::Timeout),
-        count(RunStatus::Failed),
-        count(RunStatus::Crashed),
-        count(RunStatus::Halted),
-        simulated,
-        wall,
-        if wall > 0.0 { simulated / wall } else { 0.0 }
-    ));
-    s
 }
 
 pub fn status_name(s: RunStatus) -> &'static str {

@@ -16,7 +16,7 @@ mod select;
 
 pub use board::{BoardFacts, BoardSpec, MemoryClass};
 pub use grammar::{parse_sketch, Malformed};
-pub use select::{in_argument_order, select, skipped_result, Selection};
+pub use select::{select, Selection};
 
 /// What a condition asks about the board.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,7 +36,7 @@ pub fn prepare(runner: &Runner, ctx: &Context, stages: &[&str], source_dir: Opti
     if commands.is_empty() {
         return Ok(Prepared::default());
     }
-    let mut h = Hasher::new("prebuild-hooks-v1");
+    let mut h = Hasher::new(crate::cache::keys::domain::PREBUILD_HOOKS);
     for c in &commands {
         h.str(&c.len().to_string());
         for a in c {

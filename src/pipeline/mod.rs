@@ -9,6 +9,8 @@ mod hooks;
 mod session;
 mod sketch;
 mod target;
+#[cfg(test)]
+mod tests;
 mod units;
 
 pub use session::{Session, SessionOptions};
@@ -17,7 +19,7 @@ pub use target::{SketchProperties, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::discover::preprocess::Preprocessor;
@@ -32,9 +34,9 @@ use crate::objcache::ObjectCache;
 use crate::plan::graph::{Step, UnitId};
 use crate::plan::{self, Context};
 use crate::platform::{self, Board};
-use crate::report::{self, LibraryUse, LinkSource, Phase, Progress, Report, SketchResult, Status, UnitResult};
+use crate::report::{self, LibraryUse, Phase, Progress, Report, SketchResult, UnitResult};
 use crate::sketch::Sketch;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
 use sketch::{Prepared, SketchEnv, SketchWork};
 use units::{CompileEnv, Unit};
@@ -46,6 +48,17 @@ const SKETCH_HOOKS: &[&str] = &["prebuild", "sketch.prebuild"];
 
 /// The define avr-gcc < 6 needs in C++ for the core's WString.cpp (see docs/design.md).
 pub const DECIMAL_DIG_FIX: &str = "-DDECIMAL_DIG=__DECIMAL_DIG__";
+
+// The properties a PlatformIO project (`project/`) sets for the pipeline to read: here,
+// with their reader, so the pipeline needs nothing from `project`.
+/// A build property telling the pipeline to archive the core in PlatformIO's order (by
+/// file name) rather than arduino-builder's (one language at a time); it is part of the
+/// properties, so it also keys the framework build.
+pub const CORE_ORDER_PROPERTY: &str = "fbuild.core_archive_order";
+pub const CORE_ORDER_BY_NAME: &str = "name";
+/// The project's own `-I` words (src/, include/, relative `-I` of build_flags), which
+/// the pipeline leaves out of core compiles when they shadow none of the core's headers.
+pub const PROJECT_INCLUDE_FLAGS_PROPERTY: &str = "fbuild.project_include_flags";
 
 fn slug(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
@@ -102,14 +115,6 @@ fn ensure_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| {
         Error::Environment(format!("cannot create output folder {}: {e}; choose a writable --out", path.display()))
     })
-}
-
-fn tool_exists(program: &str) -> bool {
-    let p = Path::new(program);
-    if p.components().count() > 1 {
-        return p.is_file();
-    }
-    std::env::var_os("PATH").map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file())).unwrap_or(false)
 }
 
 /// A target's board, loaded (`Session::load`).
@@ -178,7 +183,7 @@ fn load_board(req: &Target, platforms: &[platform::Platform], toolchain: &Toolch
     // The compiler first (naming the tool property that should hold it), then every
     // tool the recipes name must exist: say so now, not per sketch, naming the
     // runtime.tools property that placed it when one did.
-    if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !tool_exists(c)) {
+    if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !toolchain.runner().tool_exists(c)) {
         return Err(crate::runtime_tools::missing_compiler(&props, "recipe.cpp.o.pattern", Path::new(cc)));
     }
     let mut recipes: Vec<String> = ["recipe.cpp.o.pattern", "recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"]
@@ -189,7 +194,7 @@ fn load_board(req: &Target, platforms: &[platform::Platform], toolchain: &Toolch
     recipes.extend(plan::recipe_keys(&props, "recipe.objcopy.", ".pattern"));
     for recipe in recipes {
         let Some(t) = probe_ctx.command(&recipe, &[])?.into_iter().next() else { continue };
-        if !tool_exists(&t) {
+        if !toolchain.runner().tool_exists(&t) {
             let packages = crate::runtime_tools::packages_dir();
             return Err(crate::runtime_tools::missing_tool(&props, &platform_id, &recipe, Path::new(&t), packages.as_deref())
                 .unwrap_or_else(|| crate::toolchain::not_installed(Path::new(&t))));
@@ -291,7 +296,8 @@ struct Setup<'r> {
     /// The session's probe memo and runner, counting this target's processes.
     toolchain: Toolchain,
     cpp_compiler: Compiler,
-    runner: Runner,
+    /// The toolchain's runner: probes and steps are counted and stopped alike.
+    runner: Arc<Runner>,
     fw_dir: PathBuf,
     framework_dirs: Vec<PathBuf>,
     core_path: PathBuf,
@@ -314,7 +320,8 @@ struct Setup<'r> {
 impl<'r> Setup<'r> {
     fn new(session: &'r Session, req: &'r Target, shared: &Shared, progress: &Progress) -> Result<Setup<'r>> {
         let t_start = Instant::now();
-        let (toolchain, runner, store) = (session.toolchain.scope(), session.runner.scope(), session.store.as_ref());
+        let runner = Arc::new(session.runner.scope());
+        let (toolchain, store) = (session.toolchain.scope(runner.clone()), session.store.as_ref());
         let loaded = session.load(req, &toolchain)?;
         let Loaded { board, props, cpp_compiler, notes } = &*loaded;
         let (board, props, cpp_compiler) = (board.clone(), props.clone(), cpp_compiler.clone());
@@ -367,7 +374,7 @@ impl<'r> Setup<'r> {
             .skipped
             .iter()
             .map(|(i, s, reason)| {
-                let r = crate::filter::skipped_result(s, &req.sketch_dir(s), reason.clone());
+                let r = SketchResult::skipped(&s.name, &s.dir, &req.sketch_dir(s), reason.clone());
                 progress.started();
                 progress.finished(&r);
                 (*i, r)
@@ -477,7 +484,7 @@ impl<'a> Build<'a> {
         let board = &setup.board;
         let skipped = setup.skipped.clone();
         if self.setup.sketches.is_empty() {
-            let results = crate::filter::in_argument_order(Vec::new(), &setup.kept_at, skipped);
+            let results = report::in_argument_order(Vec::new(), &setup.kept_at, skipped);
             let seconds = setup.t_start.elapsed().as_secs_f64();
             phases.push(Phase { name: "total", seconds, count: results.len() });
             let totals = report::Totals { sketches: results.len(), skipped: results.len(), seconds, tool_processes: self.setup.runner.spawned(), ..Default::default() };
@@ -510,22 +517,11 @@ impl<'a> Build<'a> {
         if self.setup.chip.is_some() {
             phases.push(self.clocks.phase("smoke_run", results.iter().filter(|r| r.run.is_some()).count()));
         }
-        let results = crate::filter::in_argument_order(results, &setup.kept_at, skipped);
+        let results = report::in_argument_order(results, &setup.kept_at, skipped);
 
         let unit_results: Vec<UnitResult> = units.iter().map(|u| u.result()).collect();
-        let mut totals = report::Totals {
-            sketches: results.len(),
-            ok: results.iter().filter(|r| r.status == Status::Ok).count(),
-            failed: results.iter().filter(|r| r.status == Status::Failed).count(),
-            skipped: results.iter().filter(|r| r.status == Status::Skipped).count(),
-            seconds: 0.0,
-            objects_compiled: results.iter().map(|r| r.objects_compiled).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_compiled).sum::<usize>(),
-            objects_cached: results.iter().map(|r| r.objects_cached).sum::<usize>()
-                + unit_results.iter().map(|u| u.objects_cached).sum::<usize>(),
-            links_run: results.iter().filter(|r| r.link == LinkSource::Linked).count(),
-            tool_processes: self.setup.runner.spawned() + self.setup.toolchain.processes_started(),
-        };
+        let mut totals = report::Totals::count(&results, &unit_results);
+        totals.tool_processes = self.setup.runner.spawned() + self.setup.toolchain.processes_started();
         // The session's one store: every target's report gives its counts so far
         // (flushed and evicted once, when the session closes).
         let cache_summary = self.setup.session.cache_summary();
@@ -580,7 +576,7 @@ impl Overlay {
     fn for_sketch(req: &Target, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
         let set = req.own(sketch)?;
         let mut props = base.clone();
-        let mut h = crate::hash::Hasher::new("sketch-properties-v1");
+        let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::SKETCH_PROPERTIES);
         for (k, v) in set.all.iter().chain(&set.sources) {
             props.set(k, v.clone());
         }
@@ -632,7 +628,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let (props, core_path, variant_path) = (&setup.props, setup.core_path.as_path(), setup.variant_path.as_deref());
     let core_dir = setup.fw_dir.join("core");
     let mut core_sources = plan::core_sources(core_path);
-    if props.get_or_empty(crate::project::CORE_ORDER_PROPERTY) == crate::project::CORE_ORDER_BY_NAME {
+    if props.get_or_empty(CORE_ORDER_PROPERTY) == CORE_ORDER_BY_NAME {
         core_sources.sort();
     }
     // A project's own `-I` folders can change a core object only through a header they
@@ -641,7 +637,7 @@ fn plan_core(setup: &Setup, includes: &[PathBuf]) -> Result<Unit> {
     let mut search: Vec<&Path> = vec![core_path];
     search.extend(variant_path);
     search.extend(setup.cpp_compiler.system_dirs.iter().map(PathBuf::as_path));
-    let omit = flags_the_core_ignores(props.get_or_empty(crate::project::PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
+    let omit = flags_the_core_ignores(props.get_or_empty(PROJECT_INCLUDE_FLAGS_PROPERTY), &search);
     let compile = |s: &Path, obj: &Path| -> Result<plan::CompileJob> {
         let mut job = setup.fw_ctx.compile(s, obj, includes)?;
         job.args.retain(|a| !omit.contains(a));
@@ -839,7 +835,7 @@ impl Build<'_> {
     /// `--smoke-run`: boot sketch `i`'s firmware, if it built, and keep the outcome.
     fn smoke_run(&self, i: usize) {
         let (Some(chip), Some(spec)) = (&self.setup.chip, &self.setup.session.opts.smoke_run) else { return };
-        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(crate::emulator::Firmware::of) else { return };
+        let Some(firmware) = self.results.lock().unwrap().get(&i).and_then(SketchResult::built_firmware).and_then(crate::emulator::Firmware::from_files) else { return };
         let run = crate::emulator::run(&self.setup.runner, chip, &firmware, spec, crate::emulator::Output::Capture);
         let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         let mut results = self.results.lock().unwrap();
@@ -942,7 +938,7 @@ impl Build<'_> {
         };
         let dir = self.setup.fw_dir.join("discover");
         ensure_dir(&dir)?;
-        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new("stand-in-v1").str(&text).finish())[..16]));
+        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new(crate::cache::keys::domain::STAND_IN).str(&text).finish())[..16]));
         if write_if_changed(&path, text.as_bytes())? {
             self.cache.invalidate(&path);
         }
@@ -1004,7 +1000,7 @@ impl Build<'_> {
             let (precompiled, precompiled_objects) = match &precompiled {
                 Some(folder) => {
                     let (flags, objects) = lib.precompiled_link(folder);
-                    let mut h = crate::hash::Hasher::new("precompiled-v1");
+                    let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::PRECOMPILED);
                     for f in crate::library::files_in(folder) {
                         h.str(&f.display().to_string()).bytes(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
                     }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::exec::Runner;
+use crate::exec::{Runner, Tools};
 use crate::platform::Platform;
 use crate::report::CacheSummary;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Toolchain;
 
 use super::{load_board, Loaded, Target};
@@ -44,7 +44,7 @@ pub struct Session {
     pub opts: SessionOptions,
     pub store: Option<Store>,
     /// The one runner: targets count their tools through `Runner::scope` handles.
-    pub runner: Runner,
+    pub runner: Arc<Runner>,
     /// The one probe memo: targets count their probes through `Toolchain::scope`.
     pub toolchain: Toolchain,
     platforms: OnceLock<Vec<Platform>>,
@@ -59,6 +59,11 @@ impl Session {
     /// Open the cache (a folder that cannot be used gives one warning and the build goes
     /// on without it) and the runner.
     pub fn open(opts: SessionOptions) -> Result<Session> {
+        Session::open_with_tools(opts, None)
+    }
+
+    /// `open`, starting programs through `tools` (`None`: the system's; a unit test's fake).
+    pub fn open_with_tools(opts: SessionOptions, tools: Option<Arc<dyn Tools>>) -> Result<Session> {
         let remote = opts.remote_cache.as_deref().map(|url| crate::cache::remote::open(url, opts.remote_cache_readonly)).transpose().map_err(Error::Usage)?;
         let store = match &opts.cache_dir {
             None => None,
@@ -75,8 +80,12 @@ impl Session {
                 }
             },
         };
-        let runner = Runner::new(opts.verbose);
-        Ok(Session { opts, store, runner, toolchain: Toolchain::new(), platforms: OnceLock::new(), loaded: Mutex::default() })
+        let runner = Arc::new(match tools {
+            Some(tools) => Runner::with_tools(tools, opts.verbose),
+            None => Runner::new(opts.verbose),
+        });
+        let toolchain = Toolchain::new(runner.clone());
+        Ok(Session { opts, store, runner, toolchain, platforms: OnceLock::new(), loaded: Mutex::default() })
     }
 
     /// The installed platforms, discovered on first use.
@@ -138,7 +147,7 @@ mod tests {
     /// AVR platform and avr-g++ (loading a board probes its compiler); stops after
     /// planning (`only_compiledb`), so nothing is compiled.
     #[test]
-    fn a_board_matrix_opens_one_store_and_one_runner_and_probes_each_compiler_once() {
+    fn a_board_matrix_of_the_real_avr_platform_opens_one_store_and_one_runner() {
         let t = tempfile::tempdir().unwrap();
         let sketch = t.path().join("Blinky");
         std::fs::create_dir_all(&sketch).unwrap();

@@ -4,7 +4,7 @@
 //! (link, objcopy, bootloader merge, size), which waits for its own objects and the
 //! units it links.
 
-use std::collections::BTreeMap;
+use crate::cache::Namespace;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -19,12 +19,13 @@ use crate::hash::{hex, Hash};
 use crate::launcher::LocalSlots;
 use crate::library::{IncludeCache, LibraryIndex};
 use crate::link_failure::{self, LinkFailure};
-use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
+use crate::cache::paths;
+use crate::objcache::{BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{self, CompileJob, Context, Sizes};
 use crate::properties::Properties;
 use crate::report::{self, LibraryUse, LinkSource, SketchResult, Status};
 use crate::sketch::Sketch;
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::Toolchain;
 
 /// One sketch as planned after discovery.
@@ -116,32 +117,12 @@ impl SketchEnv<'_> {
 
     fn empty_result(&self, w: &SketchWork) -> SketchResult {
         SketchResult {
-            name: w.sketch.name.clone(),
-            board: None,
-            fqbn: None,
-            path: w.sketch.dir.clone(),
-            status: Status::Failed,
-            skip_reason: None,
-            output_dir: w.dir.clone(),
-            firmware: BTreeMap::new(),
-            flash_used: None,
             flash_max: self.props.get("upload.maximum_size").and_then(|v| v.parse().ok()),
-            ram_used: None,
             ram_max: self.props.get("upload.maximum_data_size").and_then(|v| v.parse().ok()),
-            seconds: 0.0,
-            stage2_seconds: 0.0,
-            log: w.dir.join("build.log"),
-            first_error: None,
-            diagnostics: Vec::new(),
             libraries: w.libraries.clone(),
             discover_seconds: w.discover_seconds,
             discover_runs: w.discover_runs,
-            objects_compiled: 0,
-            objects_cached: 0,
-            link: LinkSource::None,
-            size_delta: None,
-            run: None,
-            time_dependent: Vec::new(),
+            ..SketchResult::unbuilt(&w.sketch.name, &w.sketch.dir, &w.dir, Status::Failed)
         }
     }
 
@@ -202,7 +183,7 @@ impl SketchEnv<'_> {
         let fw_from_sketch = relative(&w.dir, self.fw_dir).map(|rel| w.dir.join(rel)).unwrap_or_default();
         let commands: Vec<Vec<String>> = commands
             .iter()
-            .map(|c| normalize_args(c, &[(&fw_from_sketch, "\u{0}FW"), (&w.dir, "\u{0}SKETCH"), (self.fw_dir, "\u{0}FW"), (&w.sketch.dir, "\u{0}SRC")]))
+            .map(|c| paths::link_command(c, &fw_from_sketch, &w.dir, self.fw_dir, &w.sketch.dir))
             .collect();
         Some(crate::cache::keys::link(&inputs, &commands))
     }
@@ -370,10 +351,10 @@ impl SketchEnv<'_> {
                 return done;
             }
             if let Some(store) = self.store {
-                if let Some(rec) = store.get_record("link-meta", &k).and_then(|b| serde_json::from_slice::<LinkRecord>(&b).ok()) {
+                if let Some(rec) = store.get_record(Namespace::LinkMeta, &k).and_then(|b| serde_json::from_slice::<LinkRecord>(&b).ok()) {
                     let dests: Vec<PathBuf> = rec.files.iter().map(|f| w.dir.join(f)).collect();
                     let pairs: Vec<(&str, &Path)> = rec.files.iter().map(String::as_str).zip(dests.iter().map(PathBuf::as_path)).collect();
-                    if store.get_files("link", &k, &pairs) {
+                    if store.get_files(Namespace::Link, &k, &pairs) {
                         r.link = LinkSource::Cached;
                         write_link_stamp(&stamp, &k, &rec);
                         return self.finish_sizes(r, &rec, &w.dir);
@@ -409,7 +390,7 @@ impl SketchEnv<'_> {
             self.hooks(&ctx, "postbuild", log)?;
             run_logged(self.runner, &plan.size, log)
         })();
-        let paths = link_failure::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir);
+        let paths = paths::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir);
         let size_out = match linked {
             Ok(s) => s,
             Err(e) => {
@@ -434,8 +415,8 @@ impl SketchEnv<'_> {
             if let Some(store) = self.store {
                 let dests: Vec<PathBuf> = rec.files.iter().map(|f| w.dir.join(f)).collect();
                 let pairs: Vec<(&str, &Path)> = rec.files.iter().map(String::as_str).zip(dests.iter().map(PathBuf::as_path)).collect();
-                if store.put_files("link", &k, &pairs).is_ok() {
-                    let _ = store.put_record("link-meta", &k, &serde_json::to_vec(&rec).unwrap_or_default());
+                if store.put_files(Namespace::Link, &k, &pairs).is_ok() {
+                    let _ = store.put_record(Namespace::LinkMeta, &k, &serde_json::to_vec(&rec).unwrap_or_default());
                 }
             }
             write_link_stamp(&stamp, &k, &rec);
@@ -515,10 +496,10 @@ impl SketchEnv<'_> {
     fn recall_link_failure(&self, w: &SketchWork, key: &Hash, r: &mut SketchResult, log: &mut String) -> Option<String> {
         let store = self.store?;
         // A link this machine remembers succeeding did not fail: no need to ask a remote tier.
-        if store.get_local_record("link-meta", key).is_some() {
+        if store.get_near_record(Namespace::LinkMeta, key).is_some() {
             return None;
         }
-        let failure = link_failure::recall(store, key, &link_failure::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir))?;
+        let failure = link_failure::recall(store, key, &paths::PathMap::new(&w.dir, &w.sketch.dir, self.fw_dir))?;
         let too_big = failure.sizes.clone().and_then(|sizes| self.finish_sizes(r, &LinkRecord { files: Vec::new(), sizes }, Path::new("")).err());
         if too_big.is_none() && failure.error.is_empty() {
             // It linked, and now fits: build it the ordinary way.

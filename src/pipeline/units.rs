@@ -4,6 +4,7 @@
 //! Before anything runs, `check` hashes its inputs: a unit whose key matches its
 //! stamp needs no step at all.
 
+use crate::cache::Namespace;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -14,10 +15,11 @@ use crate::exec::{display_command, Runner};
 use crate::hash::{hex, Hash};
 use crate::launcher;
 use crate::library::IncludeCache;
-use crate::objcache::{normalize_args, BaseKey, ObjectCache, ObjectKey};
+use crate::cache::paths;
+use crate::objcache::{BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
-use crate::store::Store;
+use crate::cache::store::Store;
 use crate::toolchain::{Compiler, Toolchain};
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
@@ -230,8 +232,7 @@ impl Unit {
         }
         let key = self.key(fw_ctx, &st.keys)?;
         if let Some(archive) = &self.archive {
-            let fetched = key.is_some_and(|k| store.is_some_and(|s| s.get_files("archive", &k, &[("a", archive)])));
-            if !fetched {
+            crate::cache::store::files_or_run(store, Namespace::Archive, key.as_ref(), &[("a", archive)], || {
                 // `ar rcs` appends: start from nothing so no stale member survives.
                 let _ = std::fs::remove_file(archive);
                 for j in &self.jobs {
@@ -245,10 +246,8 @@ impl Unit {
                         break;
                     }
                 }
-                if let (false, Some(k), Some(s)) = (st.failed, key, store) {
-                    let _ = s.put_files("archive", &k, &[("a", archive)]);
-                }
-            }
+                Ok::<_, Error>(!st.failed)
+            })?;
         }
         if !st.failed {
             st.key = key;
@@ -267,7 +266,7 @@ impl Unit {
         if let Some(archive) = &self.archive {
             for j in &self.jobs {
                 let cmd = fw_ctx.archive(archive, &j.object)?;
-                commands.push(normalize_args(&cmd, &[(&self.dir, "\u{0}UNIT")]));
+                commands.push(paths::unit_command(&cmd, &self.dir));
             }
         }
         if let Some((flags, archives)) = &self.precompiled {

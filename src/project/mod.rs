@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::pipeline::{CORE_ORDER_BY_NAME, CORE_ORDER_PROPERTY, PROJECT_INCLUDE_FLAGS_PROPERTY};
 use platformio::Config;
 
 /// The `PLATFORMIO` define of PlatformIO Core 6.2, the reference we match.
@@ -49,14 +50,6 @@ const COMPILE_FLAGS: [(&str, &str); 3] = [
 /// in every compile and the link (assembly gets the `-g` ones), plus its define.
 const DEBUG_FLAGS: &str = "-Og -g2 -ggdb2";
 const DEBUG_DEFINE: &str = "-D__PLATFORMIO_BUILD_DEBUG__";
-/// A build property telling the pipeline to archive the core in PlatformIO's order (by
-/// file name) rather than arduino-builder's (one language at a time); it is part of the
-/// properties, so it also keys the framework build.
-pub const CORE_ORDER_PROPERTY: &str = "fbuild.core_archive_order";
-pub const CORE_ORDER_BY_NAME: &str = "name";
-/// The project's own `-I` words (src/, include/, relative `-I` of build_flags), which
-/// the pipeline leaves out of core compiles when they shadow none of the core's headers.
-pub const PROJECT_INCLUDE_FLAGS_PROPERTY: &str = "fbuild.project_include_flags";
 
 /// Is this path a PlatformIO project folder?
 pub fn is_project(path: &Path) -> bool {
@@ -91,12 +84,6 @@ pub struct EnvBuild {
     /// `monitor_speed` and `upload_port`, kept for `fbuild run`.
     pub monitor_speed: Option<u32>,
     pub upload_port: Option<String>,
-}
-
-/// The name of a project's result: `project:env`. Arduino sketch names cannot hold a
-/// `:`, so a result named so is a project's env.
-pub fn is_env_label(name: &str) -> bool {
-    name.contains(':')
 }
 
 /// Read a project and prepare the envs asked for (or its defaults) under `out/ENV`.

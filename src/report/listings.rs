@@ -2,7 +2,7 @@
 //! `fbuild cache stats` (their `--json` forms serialize the same data).
 
 use crate::platform::BoardInfo;
-use crate::store::DiskStats;
+use crate::cache::store::DiskStats;
 
 use super::table;
 
@@ -56,7 +56,7 @@ pub fn cache_stats_table(s: &DiskStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NsStats, Stats};
+    use crate::cache::store::{NsStats, Stats};
 
     #[test]
     fn cache_table_has_a_row_per_kind_and_a_total() {

@@ -10,14 +10,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 
 use super::{Report, Status};
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SizeChange {
     /// Built in both runs: `flash` and `ram` hold the deltas.
@@ -28,7 +28,7 @@ pub enum SizeChange {
     NoSize,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct MemoryDelta {
     pub old: u64,
     pub new: u64,
@@ -38,7 +38,7 @@ pub struct MemoryDelta {
     pub percent: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SizeDelta {
     pub change: SizeChange,
     pub flash: Option<MemoryDelta>,
@@ -46,7 +46,7 @@ pub struct SizeDelta {
 }
 
 /// A sketch of the old file that this run did not build.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VanishedSketch {
     pub name: String,
     pub path: PathBuf,
@@ -56,7 +56,7 @@ pub struct VanishedSketch {
 }
 
 /// The run-level side of a comparison, in results.json as `size_report`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SizeReport {
     pub compared_to: PathBuf,
     pub vanished: Vec<VanishedSketch>,

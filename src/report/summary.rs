@@ -68,7 +68,7 @@ fn flash_change_cell(r: &SketchResult) -> String {
 /// The human summary printed at the end of compile-many.
 pub fn summary(report: &Report, cwd: &Path) -> String {
     if !report.boards.is_empty() {
-        return crate::matrix::summary(report, cwd);
+        return super::matrix_summary::summary(report, cwd);
     }
     let compared = report.size_report.is_some();
     let mut header = vec!["sketch", "status", "flash", "ram", "seconds"];
