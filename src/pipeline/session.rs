@@ -14,7 +14,8 @@ use crate::report::CacheSummary;
 use crate::cache::store::Store;
 use crate::toolchain::Toolchain;
 
-use super::{load_board, Loaded, Target};
+use super::load::load_board;
+use super::{Loaded, Target};
 
 /// What a `Session` is opened with.
 #[derive(Debug, Clone, Default)]
