@@ -177,8 +177,8 @@ impl Library {
         let mut out = Vec::new();
         let mut stack = vec![self.src_dir.clone()];
         while let Some(dir) = stack.pop() {
-            for p in list_entries(&dir) {
-                if p.is_dir() {
+            for Entry { path: p, is_dir, .. } in list_entries(&dir) {
+                if is_dir {
                     let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     let descend = match self.layout {
                         Layout::Recursive => true,
@@ -250,31 +250,49 @@ fn is_source(p: &Path) -> bool {
 
 /// The files directly in `dir`, sorted.
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = list_entries(dir).into_iter().filter(|p| p.is_file()).collect();
-    v.sort();
-    v
+    list_files(dir)
 }
 
-fn list_entries(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.retain(|p| !p.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(true));
-    v.sort();
-    v
+/// A folder entry and what it is, symbolic links followed (as `Path::is_file`).
+struct Entry {
+    path: PathBuf,
+    is_file: bool,
+    is_dir: bool,
+}
+
+/// The entries of `dir` but hidden ones, sorted by name. The kind comes from the
+/// folder listing itself; only a link (or a file system that does not say) costs a
+/// stat: a heavy library's few thousand headers are listed without one each.
+fn list_entries(dir: &Path) -> Vec<Entry> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<(std::ffi::OsString, Entry)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| {
+            let path = e.path();
+            let (is_file, is_dir) = match e.file_type() {
+                Ok(t) if !t.is_symlink() => (t.is_file(), t.is_dir()),
+                _ => (path.is_file(), path.is_dir()),
+            };
+            (e.file_name(), Entry { path, is_file, is_dir })
+        })
+        .collect();
+    // Entries of one folder: ordering by name is ordering by path.
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().map(|(_, e)| e).collect()
 }
 
 fn list_files(dir: &Path) -> Vec<PathBuf> {
-    list_entries(dir).into_iter().filter(|p| p.is_file()).collect()
+    list_entries(dir).into_iter().filter(|e| e.is_file).map(|e| e.path).collect()
 }
 
 /// Files of a folder first (sorted), then each subfolder in turn: the order the
 /// reference builder walks a library's `src/`.
 fn collect_sources_recursive(dir: &Path, out: &mut Vec<PathBuf>) {
     let entries = list_entries(dir);
-    out.extend(entries.iter().filter(|p| p.is_file() && is_source(p)).cloned());
-    for d in entries.iter().filter(|p| p.is_dir()) {
-        collect_sources_recursive(d, out);
+    out.extend(entries.iter().filter(|e| e.is_file && is_source(&e.path)).map(|e| e.path.clone()));
+    for d in entries.iter().filter(|e| e.is_dir) {
+        collect_sources_recursive(&d.path, out);
     }
 }
 
@@ -329,7 +347,7 @@ impl LibraryIndex {
             return Ok(());
         }
         self.searched.push(folder.to_path_buf());
-        for dir in list_entries(folder).into_iter().filter(|p| p.is_dir()) {
+        for dir in list_entries(folder).into_iter().filter(|e| e.is_dir).map(|e| e.path) {
             if let Some(l) = Library::load(&dir, location)? {
                 self.add(l);
             }

@@ -15,7 +15,7 @@
 use crate::cache::Namespace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::cache::keys::{self, TimeMacros};
 use crate::cache::paths;
@@ -31,17 +31,32 @@ pub struct ObjectCache<'a> {
     file_hashes: Mutex<HashMap<PathBuf, Hashed>>,
     /// SOURCE_DATE_EPOCH as this process (and so every compiler it starts) sees it.
     source_date_epoch: Option<String>,
+    /// Hashes earlier runs kept (`FileHashes`), read at the first lookup: a file
+    /// whose stat is as it was then costs a stat, not a read and a hash.
+    kept: std::sync::OnceLock<HashMap<PathBuf, Hashed>>,
+    /// Manifests looked up this run, by their stored bytes.
+    manifests: Mutex<HashMap<Hash, Arc<ManifestRead>>>,
+    /// Files read and hashed by this cache (for tests and the bench's questions).
+    pub files_read: std::sync::atomic::AtomicUsize,
 }
 
 /// A file's content hash (of its bytes with the base folder written as a mark,
 /// `keys::relative_bytes`), the time macros its bytes name, the stat it had when it
 /// was read, and whether it may put a file's own path into the object.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Hashed {
     hash: Option<Hash>,
     macros: TimeMacros,
     stamp: Option<Stamp>,
     names_own_path: bool,
+}
+
+/// A manifest's headers (and whether the object names its own path), each header
+/// as this run first found it (`ObjectCache::file`).
+struct ManifestRead {
+    headers: Vec<PathBuf>,
+    hashed: Vec<Hashed>,
+    own_path: bool,
 }
 
 /// An object's base key, with what its full key needs from the compiler and the
@@ -128,6 +143,123 @@ impl Stamp {
     }
 }
 
+/// The content hashes of files as earlier runs found them, with the stat each had, in
+/// one file at the cache's root: a warm run checks a header by its stat alone, as a
+/// run already does for a file it hashed itself. Only stats taken outside the racy
+/// window are kept. The table belongs to the base folder its hashes were taken with
+/// (`paths::relative_bytes`); another base, a damaged or foreign file reads as empty,
+/// which only costs hashing again. Writers replace it whole (atomic rename); two
+/// runs at once may lose each other's additions, never give a wrong hash.
+struct FileHashes {
+    path: PathBuf,
+}
+
+/// The table's first line: bump it when what a `Hashed` holds changes meaning.
+const FILE_HASHES_MAGIC: &[u8] = b"fbuild-file-hashes-v1\n";
+/// Past this many entries, a save keeps only the files of its own run.
+const FILE_HASHES_MAX: usize = 200_000;
+
+impl FileHashes {
+    fn at(root: &Path) -> FileHashes {
+        FileHashes { path: root.join("file-hashes-v1") }
+    }
+
+    fn header() -> Vec<u8> {
+        let mut out = FILE_HASHES_MAGIC.to_vec();
+        out.extend_from_slice(paths::base_dir().unwrap_or("").as_bytes());
+        out.push(b'\n');
+        out
+    }
+
+    fn load(&self) -> HashMap<PathBuf, Hashed> {
+        std::fs::read(&self.path).ok().and_then(|b| Self::decode(&b)).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Hashed>> {
+        use std::os::unix::ffi::OsStrExt;
+        let rest = bytes.strip_prefix(Self::header().as_slice())?;
+        let at = std::cell::Cell::new(0);
+        let take = |n: usize| -> Option<&[u8]> {
+            let field = rest.get(at.get()..at.get() + n)?;
+            at.set(at.get() + n);
+            Some(field)
+        };
+        let mut map = HashMap::new();
+        // Every entry whole, up to the end: a cut table is not read.
+        while at.get() < rest.len() {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(take(len)?));
+            let mut n = [0u64; 7];
+            for v in n.iter_mut() {
+                *v = u64::from_le_bytes(take(8)?.try_into().ok()?);
+            }
+            let hash: Hash = take(32)?.try_into().ok()?;
+            let flags = take(1)?[0];
+            let stamp = Stamp { dev: n[0], ino: n[1], size: n[2], mtime: (n[3] as i64, n[4] as i64), ctime: (n[5] as i64, n[6] as i64), racy: false };
+            let macros = TimeMacros { date: flags & 1 != 0, time: flags & 2 != 0, timestamp: flags & 4 != 0 };
+            map.insert(path, Hashed { hash: Some(hash), macros, stamp: Some(stamp), names_own_path: flags & 8 != 0 });
+        }
+        Some(map)
+    }
+
+    fn encode(map: &HashMap<PathBuf, Hashed>) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = Self::header();
+        for (path, h) in map {
+            let (Some(hash), Some(s)) = (h.hash, h.stamp) else { continue };
+            let p = path.as_os_str().as_bytes();
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
+            for v in [s.dev, s.ino, s.size, s.mtime.0 as u64, s.mtime.1 as u64, s.ctime.0 as u64, s.ctime.1 as u64] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&hash);
+            let m = h.macros;
+            out.push(m.date as u8 | (m.time as u8) << 1 | (m.timestamp as u8) << 2 | (h.names_own_path as u8) << 3);
+        }
+        out
+    }
+
+    /// Merge this run's findings into the table as it is now on disk (another run
+    /// may have written it since it was read): files hashed with a trusted stat are
+    /// added, files gone or changed too recently to trust are dropped. Written only
+    /// when that changes something. `read` is the table as this run read it: when
+    /// the run found nothing new there, the file is not read again.
+    fn save(&self, run: &HashMap<PathBuf, Hashed>, read: Option<&HashMap<PathBuf, Hashed>>) {
+        let keep = |h: &Hashed| h.hash.is_some() && h.stamp.is_some_and(|s| !s.racy);
+        let news = |table: &HashMap<PathBuf, Hashed>| run.iter().any(|(p, h)| if keep(h) { table.get(p) != Some(h) } else { table.contains_key(p) });
+        if read.is_some_and(|t| !news(t)) {
+            return;
+        }
+        let mut table = self.load();
+        if !news(&table) {
+            return;
+        }
+        for (path, h) in run {
+            if keep(h) {
+                table.insert(path.clone(), *h);
+            } else {
+                table.remove(path);
+            }
+        }
+        if table.len() > FILE_HASHES_MAX {
+            table.retain(|p, _| run.contains_key(p));
+        }
+        let tmp = self.path.with_extension(format!("tmp-{}", std::process::id()));
+        if std::fs::write(&tmp, Self::encode(&table)).is_err() || std::fs::rename(&tmp, &self.path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+impl Drop for ObjectCache<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.store {
+            FileHashes::at(store.root()).save(&self.file_hashes.lock().unwrap_or_else(|e| e.into_inner()), self.kept.get());
+        }
+    }
+}
+
 
 /// Dependencies from a Make-style depfile (`obj: src hdr1 hdr2 \`), escaped spaces kept.
 pub fn parse_depfile(text: &str) -> Vec<PathBuf> {
@@ -172,7 +304,11 @@ impl<'a> ObjectCache<'a> {
 
     /// `new`, with SOURCE_DATE_EPOCH given instead of read from the environment.
     pub fn with_source_date_epoch(store: Option<&'a Store>, source_date_epoch: Option<String>) -> ObjectCache<'a> {
-        ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch }
+        ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch, kept: Default::default(), manifests: Mutex::default(), files_read: Default::default() }
+    }
+
+    fn kept(&self) -> &HashMap<PathBuf, Hashed> {
+        self.kept.get_or_init(|| self.store.map(|s| FileHashes::at(s.root()).load()).unwrap_or_default())
     }
 
     /// A file's content hash, read once per run.
@@ -189,6 +325,12 @@ impl<'a> ObjectCache<'a> {
     fn file(&self, path: &Path) -> Hashed {
         if let Some(h) = self.file_hashes.lock().unwrap().get(path) {
             return *h;
+        }
+        if let Some(h @ Hashed { stamp: Some(old), .. }) = self.kept().get(path).copied() {
+            if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
+                self.file_hashes.lock().unwrap().insert(path.to_path_buf(), h);
+                return h;
+            }
         }
         self.read_file(path)
     }
@@ -208,6 +350,7 @@ impl<'a> ObjectCache<'a> {
     fn read_file(&self, path: &Path) -> Hashed {
         // Stat before reading: a change after the stat gives a newer stamp later.
         let stamp = stamp_of(path);
+        self.files_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bytes = std::fs::read(path).ok();
         // The time macros are looked for in the bytes read for the hash: no second read.
         let macros = bytes.as_deref().map(TimeMacros::scan).unwrap_or_default();
@@ -241,16 +384,15 @@ impl<'a> ObjectCache<'a> {
     }
 
     /// The full key and what the time macros need, from each header as `read` finds it.
-    fn untimed(&self, base: &BaseKey, headers: &[PathBuf], own_path: bool, read: impl Fn(&Path) -> Hashed) -> Option<Untimed> {
+    fn untimed<'p>(&self, base: &BaseKey, headers: impl Iterator<Item = (&'p Path, Hashed)>, own_path: bool) -> Option<Untimed> {
         let mut time = base.source_macros;
         let mut timestamp_mtimes = Vec::new();
         if time.timestamp {
             timestamp_mtimes.push(base.source_mtime?);
         }
-        let mut hashed = Vec::with_capacity(headers.len());
-        for header in headers {
-            let f = read(header);
-            hashed.push((header.as_path(), f.hash?));
+        let mut hashed = Vec::with_capacity(headers.size_hint().0);
+        for (header, f) in headers {
+            hashed.push((header, f.hash?));
             time |= f.macros;
             if f.macros.timestamp {
                 timestamp_mtimes.push(f.stamp?.mtime.0);
@@ -269,8 +411,9 @@ impl<'a> ObjectCache<'a> {
         Some(ObjectKey { hash: keys::object_timed(&u.full, &words), time: u.time })
     }
 
+    #[cfg(test)]
     fn key_from(&self, base: &BaseKey, headers: &[PathBuf], own_path: bool) -> Option<ObjectKey> {
-        self.timed(base, &self.untimed(base, headers, own_path, |p| self.file(p))?, unix_now())
+        self.timed(base, &self.untimed(base, headers.iter().map(|p| (p.as_path(), self.file(p))), own_path)?, unix_now())
     }
 
     /// The full key when the manifest of a previous compile is known (locally or in
@@ -287,10 +430,26 @@ impl<'a> ObjectCache<'a> {
     }
 
     fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
-        let text = String::from_utf8(paths::absolute_record(manifest)).ok()?;
+        let read = self.manifest(manifest)?;
+        let headers = read.headers.iter().zip(&read.hashed).map(|(p, h)| (p.as_path(), *h));
+        self.timed(base, &self.untimed(base, headers, read.own_path)?, unix_now())
+    }
+
+    /// A stored manifest's headers, each as this run found it: looked up once per
+    /// run and manifest, however many objects list the same headers (the examples
+    /// of a library all read its umbrella header's thousands).
+    fn manifest(&self, stored: Vec<u8>) -> Option<Arc<ManifestRead>> {
+        let id = *blake3::hash(&stored).as_bytes();
+        if let Some(m) = self.manifests.lock().unwrap().get(&id) {
+            return Some(m.clone());
+        }
+        let text = String::from_utf8(paths::absolute_record(stored)).ok()?;
         let own_path = text.lines().any(|l| l == OWN_PATH_LINE);
         let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(PathBuf::from).collect();
-        self.key_from(base, &headers, own_path)
+        let hashed = headers.iter().map(|p| self.file(p)).collect();
+        let read = Arc::new(ManifestRead { headers, hashed, own_path });
+        self.manifests.lock().unwrap().insert(id, read.clone());
+        Some(read)
     }
 
     /// Place a cached object for `key` at the job's object path.
@@ -324,7 +483,7 @@ impl<'a> ObjectCache<'a> {
         };
         // Each header as the compiler read it, not as our lookup hashed it before.
         let own_path = std::iter::once(&job.source).chain(&headers).any(|p| self.may_name_own_path(p));
-        let Some(untimed) = self.untimed(base, &headers, own_path, |p| self.current_file(p)) else { return (None, base.source_macros) };
+        let Some(untimed) = self.untimed(base, headers.iter().map(|p| (p.as_path(), self.current_file(p))), own_path) else { return (None, base.source_macros) };
         let key = self.timed(base, &untimed, started).filter(|k| self.timed(base, &untimed, unix_now()) == Some(*k));
         if let Some(store) = self.store {
             let mut manifest: String = headers.iter().map(|p| format!("{}\n", p.display())).collect();
@@ -538,7 +697,7 @@ mod tests {
         // Values computed by the code before this change.
         assert_eq!(crate::hash::hex(&base.hash), "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100");
         let header = Hashed { hash: Some(*blake3::hash(b"A").as_bytes()), macros: TimeMacros::default(), stamp: None, names_own_path: false };
-        let untimed = cache.untimed(&base, &[PathBuf::from("/fixed/a.h")], false, |_| header).unwrap();
+        let untimed = cache.untimed(&base, std::iter::once((Path::new("/fixed/a.h"), header)), false).unwrap();
         let old_full = "1ef4387c74aa155c392dac28192ea1f786001d648c5d628f6d9cc4ed3100fbcf";
         for at in [0, unix_now(), unix_now() + 86_400 * 3] {
             let key = cache.timed(&base, &untimed, at).unwrap();
@@ -570,7 +729,7 @@ mod tests {
         if today(unix_now()) == today(unix_now() - 1) {
             assert_eq!(Some(lookup.hash), key);
         }
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.file(&c.header))), false).unwrap();
         assert_ne!(cache.timed(&base, &u, unix_now() + 86_400), cache.timed(&base, &u, unix_now()));
 
         // __TIME__ in the header: keyed by the second; a compile whose clock moved on
@@ -580,7 +739,7 @@ mod tests {
         let base = cache.base_key(&compiler(1), &c.job).unwrap();
         let (key, time) = cache.record(&base, &c.job, unix_now() - 5, || None);
         assert!(time.time && key.is_none(), "started 5 s ago: which second the compiler read is unknown");
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
+        let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.file(&c.header))), false).unwrap();
         let now = unix_now();
         assert_ne!(cache.timed(&base, &u, now), cache.timed(&base, &u, now + 1));
         let lookup = cache.local_full_key(&base).expect("the manifest was stored");
@@ -593,7 +752,7 @@ mod tests {
         for (compiler, honours) in [(gcc12(), true), (compiler(1), false)] {
             let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1700000000".into()));
             let base = cache.base_key(&compiler, &c.job).unwrap();
-            let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.file(p)).unwrap();
+            let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.file(&c.header))), false).unwrap();
             let (now, later) = (cache.timed(&base, &u, unix_now()).unwrap(), cache.timed(&base, &u, unix_now() + 86_400 * 30).unwrap());
             assert_eq!(now == later, honours, "{}", compiler.version);
             let other = ObjectCache::with_source_date_epoch(None, Some("1600000000".into()));
@@ -608,13 +767,13 @@ mod tests {
         age(&c.header, 3600);
         let cache = ObjectCache::with_source_date_epoch(Some(&c.store), Some("1".into()));
         let base = cache.base_key(&gcc12(), &c.job).unwrap();
-        let u = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.current_file(p)).unwrap();
+        let u = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.current_file(&c.header))), false).unwrap();
         assert!(u.time.timestamp && !u.time.read_clock());
         let k = cache.timed(&base, &u, unix_now()).unwrap();
         assert_eq!(Some(k), cache.timed(&base, &u, unix_now() + 86_400), "the clock does not matter");
         // Touched, same bytes: another key.
         age(&c.header, 60);
-        let u2 = cache.untimed(&base, std::slice::from_ref(&c.header), false, |p| cache.current_file(p)).unwrap();
+        let u2 = cache.untimed(&base, std::iter::once((c.header.as_path(), cache.current_file(&c.header))), false).unwrap();
         assert_ne!(Some(k), cache.timed(&base, &u2, unix_now()));
         assert_eq!(u.full, u2.full, "the bytes did not change");
     }
@@ -694,6 +853,69 @@ mod tests {
         std::fs::write(&h, "bbbb").unwrap();
         assert_eq!(c.current_hash(&h), Some(*blake3::hash(b"bbbb").as_bytes()));
         assert_ne!(c.current_hash(&h), Some(first));
+    }
+
+    /// A later run trusts the hashes an earlier one kept, by stat: an unchanged file
+    /// is not read, a touched one (same bytes, new mtime) is read once and keeps its
+    /// hash, an edited one gets its new hash; a file hashed inside the racy window is
+    /// not kept.
+    #[test]
+    fn hashes_are_kept_between_runs_and_trusted_by_stat() {
+        let reads = |c: &ObjectCache| c.files_read.load(std::sync::atomic::Ordering::Relaxed);
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("cache"), 1 << 30).unwrap();
+        let (old, fresh) = (t.path().join("old.h"), t.path().join("fresh.h"));
+        std::fs::write(&old, "one").unwrap();
+        age(&old, 60);
+        std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
+        std::fs::write(&fresh, "new").unwrap();
+        let first = ObjectCache::new(Some(&store));
+        let (h_old, h_fresh) = (first.file_hash(&old).unwrap(), first.file_hash(&fresh).unwrap());
+        assert_eq!(reads(&first), 2);
+        drop(first);
+
+        let second = ObjectCache::new(Some(&store));
+        assert_eq!((second.file_hash(&old), second.file_hash(&fresh)), (Some(h_old), Some(h_fresh)));
+        assert_eq!(reads(&second), 1, "the kept file costs a stat; the racy one was not kept");
+        drop(second);
+
+        // Touched: new mtime, same bytes.
+        age(&old, 30);
+        let third = ObjectCache::new(Some(&store));
+        assert_eq!(third.file_hash(&old), Some(h_old));
+        assert_eq!(reads(&third), 1, "a touched file is hashed once");
+        drop(third);
+        std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
+        let fourth = ObjectCache::new(Some(&store));
+        assert_eq!(fourth.file_hash(&old), Some(h_old));
+        assert_eq!(reads(&fourth), 1, "hashed inside the racy window (ctime), so hashed again");
+        drop(fourth);
+        let fifth = ObjectCache::new(Some(&store));
+        assert_eq!(fifth.file_hash(&old), Some(h_old));
+        assert_eq!(reads(&fifth), 0, "then kept");
+        drop(fifth);
+
+        // Edited, same size, mtime put back: ctime tells.
+        std::fs::write(&old, "two").unwrap();
+        age(&old, 60);
+        let sixth = ObjectCache::new(Some(&store));
+        assert_eq!(sixth.file_hash(&old), Some(*blake3::hash(b"two").as_bytes()));
+        assert_eq!(reads(&sixth), 1);
+    }
+
+    #[test]
+    fn kept_hashes_belong_to_their_base_folder_and_a_damaged_table_reads_empty() {
+        let mut kept = HashMap::new();
+        let stamp = Stamp { dev: 1, ino: 2, size: 3, mtime: (4, 5), ctime: (6, 7), racy: false };
+        let h = Hashed { hash: Some([9; 32]), macros: TimeMacros { date: true, time: false, timestamp: true }, stamp: Some(stamp), names_own_path: true };
+        kept.insert(PathBuf::from("/a/b.h"), h);
+        let bytes = FileHashes::encode(&kept);
+        let back = FileHashes::decode(&bytes).unwrap();
+        assert!(back.get(Path::new("/a/b.h")) == Some(&h), "a round trip keeps every field");
+        assert!(FileHashes::decode(&bytes[..bytes.len() - 1]).is_none(), "a cut table is not read");
+        let mut other_base = bytes.clone();
+        other_base.splice(FILE_HASHES_MAGIC.len()..FILE_HASHES_MAGIC.len(), b"/elsewhere".iter().copied());
+        assert!(FileHashes::decode(&other_base).is_none(), "hashes taken with another base folder are not used");
     }
 
     #[test]
