@@ -17,7 +17,7 @@ impl Build<'_> {
     /// its libraries as the reference does.
     pub(super) fn discover(&self, i: usize) -> Result<(PathBuf, PathBuf, Vec<PathBuf>, SketchDiscovery)> {
         let sketch = &self.setup.sketches[i];
-        let dir = self.setup.req.sketch_dir(sketch);
+        let dir = self.setup.target.sketch_dir(sketch);
         let sketch_build = dir.join("sketch");
         ensure_dir(&sketch_build)?;
         // The platform's pre-build hooks first, as in the reference: what they write in

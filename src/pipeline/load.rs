@@ -142,7 +142,7 @@ impl<'r> Setup<'r> {
         }
         Ok(Setup {
             session,
-            req,
+            target: req,
             overlays,
             t_start,
             chip,

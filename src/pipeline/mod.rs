@@ -244,7 +244,7 @@ struct Node {
 /// One board's build, loaded: everything its steps read that it owns.
 struct Setup<'r> {
     session: &'r Session,
-    req: &'r Target,
+    target: &'r Target,
     t_start: Instant,
     phases: Vec<Phase>,
     board: Board,
@@ -309,7 +309,7 @@ impl<'a> Build<'a> {
         if self.setup.sketches.is_empty() {
             return Ok(()); // every sketch filtered itself out
         }
-        if !self.setup.req.only_compiledb && !self.core.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store)? {
+        if !self.setup.target.only_compiledb && !self.core.check(&self.setup.fw_ctx, &self.setup.toolchain, self.cache, self.setup.store)? {
             let _ = self.core_done.set(self.add_unit(s, &self.core, UnitId::Core));
         }
         let discovers: Vec<NodeId> = (0..self.setup.sketches.len()).map(|i| self.add(s, Step::Discover(i), &[])).collect();
@@ -512,8 +512,8 @@ impl Build<'_> {
         let Plan { libs, works } = self.make_plan(discovered.into_values().collect())?;
         // Editors' view of the plan (compile_commands.json), written before anything compiles.
         let units = std::iter::once(&self.core).chain(libs.iter());
-        crate::compiledb::CompileDb::write_plan(&self.setup.req.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
-        if self.setup.req.only_compiledb {
+        crate::compiledb::CompileDb::write_plan(&self.setup.target.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
+        if self.setup.target.only_compiledb {
             self.planned_only.store(true, Ordering::SeqCst);
             return Ok(());
         }
