@@ -150,7 +150,7 @@ pub fn with_projects(session: &Session, base: &Target, boards: &[String], sketch
     }
     let mut used_names: Vec<String> = Vec::new();
     // Per board and shared settings: the folders its core reads headers from.
-    let mut core_folders: Vec<((String, Vec<(String, String)>), Vec<PathBuf>)> = Vec::new();
+    let mut core_folders: Vec<(CoreKey, Vec<PathBuf>)> = Vec::new();
     for project in projects {
         let name = project_folder_name(project, &mut used_names);
         let project_out = base.out.join("projects").join(&name);
@@ -218,6 +218,9 @@ pub fn with_projects(session: &Session, base: &Target, boards: &[String], sketch
     }
     Ok(Targets { list, labels, joined: true, out: base.out.clone(), started })
 }
+
+/// A board and the build properties its envs share: what decides its core's folders.
+type CoreKey = (String, Vec<(String, String)>);
 
 /// A project's folder under OUT/projects: its own name, numbered when two projects share it.
 fn project_folder_name(project: &Path, used: &mut Vec<String>) -> String {
