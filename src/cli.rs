@@ -9,12 +9,12 @@ use crate::error::{exit, Error, Result};
 use crate::compiledb;
 use crate::report::size_delta::OldResults;
 use crate::{errln, out, outln};
-use crate::pipeline::{self, Request};
+use crate::pipeline::{Session, SessionOptions, Target};
 use crate::report::{self, Status};
 use crate::cache::store::{self, Store};
+use crate::targets::{self, cache_dir, cache_max, cores, Targets};
 
-/// Default cache size bound (5 GiB), overridable with FBUILD_CACHE_MAX_SIZE or --cache-max-size.
-pub const DEFAULT_CACHE_MAX: u64 = 5 << 30;
+pub use crate::targets::DEFAULT_CACHE_MAX;
 
 #[derive(Parser, Debug)]
 #[command(name = "fbuild", version, about = "Byte-identical Arduino firmware, built fast: many sketches, one or more boards, one process")]
@@ -310,65 +310,8 @@ fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
     store::parse_size(s).ok_or_else(|| "expected a size like 5G, 500M or 1048576".to_string())
 }
 
-pub(crate) fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-fn cache_dir(explicit: &Option<PathBuf>) -> PathBuf {
-    explicit.clone().unwrap_or_else(store::default_cache_dir)
-}
-
-fn cache_max(explicit: Option<u64>) -> Result<u64> {
-    if let Some(v) = explicit {
-        return Ok(v);
-    }
-    match std::env::var("FBUILD_CACHE_MAX_SIZE") {
-        Ok(s) => store::parse_size(&s).ok_or_else(|| {
-            Error::usage(format!("FBUILD_CACHE_MAX_SIZE={s} is not a size; use a value like 5G or 500M"))
-        }),
-        Err(_) => Ok(DEFAULT_CACHE_MAX),
-    }
-}
-
-pub(crate) fn request(common: &CommonArgs, sketches: Vec<PathBuf>, framework_jobs: usize, sketch_jobs: usize) -> Result<Request> {
-    let base = match common.base_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => std::path::absolute(d).map_err(|e| Error::io(d, e))?,
-        None => std::env::current_dir().unwrap_or_default(),
-    };
-    crate::cache::paths::set_base_dir(&base);
-    Ok(Request {
-        board: common.board.first().cloned().unwrap_or_default(),
-        sketches,
-        hardware: common.hardware.clone(),
-        library: common.library.clone(),
-        libraries: common.libraries.clone(),
-        build_properties: common.build_property.clone(),
-        // Absolute, so recipes and logs name real paths whatever the tools' cwd.
-        out: std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?,
-        framework_jobs,
-        sketch_jobs,
-        verbose: common.verbose,
-        quiet: common.quiet,
-        cache_dir: (!common.no_cache).then(|| cache_dir(&common.cache_dir)),
-        cache_max_bytes: cache_max(common.cache_max_size)?,
-        // `build` builds the one sketch it is given; compile-many turns filters on.
-        filter: false,
-        memory_class: None,
-        only_compiledb: common.only_compiledb,
-        remote_cache: common.remote_cache.clone().filter(|u| !u.trim().is_empty()),
-        remote_cache_readonly: common.remote_cache_readonly,
-        compiler_launcher: match common.compiler_launcher.as_deref().filter(|c| !c.trim().is_empty()) {
-            Some(c) => crate::launcher::parse(c)?,
-            None => Vec::new(),
-        },
-        local_jobs: cores(),
-        smoke_run: None,
-        optimize_for_debug: common.optimize_for_debug,
-        sketch_properties: Vec::new(),
-    })
-}
-
-/// `fbuild build PROJECT`: each env is an ordinary one-sketch build in OUT/ENV.
+/// `fbuild build PROJECT`: each env an ordinary one-sketch target in OUT/ENV, all
+/// envs in one graph (as `compile-many PROJECT`), reported env by env.
 fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: bool) -> Result<i32> {
     no_compiledb(common, "a PlatformIO project", "fbuild compile-many --only-compiledb PROJECT")?;
     let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
@@ -376,13 +319,14 @@ fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: b
     if let Some(w) = builds.iter().flat_map(|b| &b.warnings).next().filter(|_| strict) {
         return Err(Error::usage(format!("{w} (--strict); remove it from the env or build without --strict")));
     }
+    for w in builds.iter().flat_map(|b| &b.warnings) {
+        errln!("warning: {w}; ignored");
+    }
+    let list = builds.iter().map(|b| targets::env_target(common, b, &out)).collect::<Result<Vec<Target>>>()?;
+    let session = targets::one_firmware_session(common)?;
+    let reports = crate::pipeline::build(&session, &list)?;
     let mut code = exit::OK;
-    for b in builds {
-        for w in &b.warnings {
-            errln!("warning: {w}; ignored");
-        }
-        let req = env_request(common, &b, &out)?;
-        let report = pipeline::run(&Request { quiet: true, ..req })?;
+    for (b, report) in builds.iter().zip(&reports) {
         let r = &report.sketches[0];
         if r.status == Status::Ok {
             let hex = r.firmware.get("hex").map(|p| p.display().to_string()).unwrap_or_default();
@@ -394,44 +338,6 @@ fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: b
         }
     }
     Ok(code)
-}
-
-/// One env of a project as an ordinary one-sketch request into OUT/ENV.
-fn env_request(common: &CommonArgs, b: &crate::project::EnvBuild, out: &Path) -> Result<Request> {
-    let mut req = request(common, vec![b.sketch.clone()], 2.min(cores()), 1)?;
-    req.board = b.fqbn.clone();
-    req.out = out.join(&b.env);
-    req.build_properties.splice(0..0, b.build_properties.clone());
-    req.library.splice(0..0, b.library.clone());
-    req.libraries.splice(0..0, b.libraries.clone());
-    req.sketch_properties = vec![(b.sketch.clone(), pipeline::SketchProperties { all: Vec::new(), sources: b.src_properties.clone(), out: None })];
-    Ok(req)
-}
-
-/// `fbuild run PROJECT [-e ENV]`: one env, the named one or the project's only default.
-/// Its `monitor_speed` and `upload_port` say where a board would talk; the simulated
-/// UART needs neither, so they are reported under --verbose and otherwise kept.
-pub(crate) fn project_run_request(common: &CommonArgs, project: &Path, env: Option<&str>) -> Result<Request> {
-    let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
-    let envs: Vec<String> = env.map(String::from).into_iter().collect();
-    let mut builds = crate::project::prepare(project, &envs, &out)?;
-    if builds.len() != 1 {
-        let names: Vec<&str> = builds.iter().map(|b| b.env.as_str()).collect();
-        return Err(Error::usage(format!("{}: run takes one env and the project builds {}; name one with -e", project.display(), names.join(", "))));
-    }
-    let b = builds.remove(0);
-    for w in &b.warnings {
-        errln!("warning: {w}; ignored");
-    }
-    if common.verbose {
-        if let Some(speed) = b.monitor_speed {
-            errln!("note: {}: monitor_speed {speed}: the simulated UART runs at the rate the firmware sets", b.label);
-        }
-        if let Some(port) = &b.upload_port {
-            errln!("note: {}: upload_port {port} is not used: run simulates the board", b.label);
-        }
-    }
-    env_request(common, &b, &out)
 }
 
 /// `--only-compiledb` writes the compile commands of one graph and stops; the commands
@@ -506,8 +412,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             if !environment.is_empty() {
                 return Err(Error::usage(format!("-e/--environment needs a PlatformIO project; {} has no platformio.ini", sketch.display())));
             }
-            let req = request(&common, vec![sketch], 2.min(cores()), 1)?;
-            let report = pipeline::run(&Request { quiet: true, ..req })?;
+            let session = targets::one_firmware_session(&common)?;
+            let report = Targets::one(targets::target(&common, vec![sketch])?).build(&session)?;
             if common.only_compiledb {
                 outln!("{}", common.out.join(compiledb::FILE_NAME).display());
                 return Ok(exit::OK);
@@ -554,18 +460,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             one_board(&common)?;
             no_compiledb(&common, "run", "fbuild build --only-compiledb SKETCH")?;
             let input = input.as_deref().map(emulator::check_input).transpose()?;
-            let req = if crate::project::is_project(&sketch) {
-                project_run_request(&common, &sketch, environment.as_deref())?
-            } else if let Some(env) = environment {
-                return Err(Error::usage(format!("-e {env} needs a PlatformIO project; {} has no platformio.ini", sketch.display())));
-            } else {
-                request(&common, vec![sketch], 2.min(cores()), 1)?
-            };
-            let req = Request { quiet: true, ..req };
-            let loaded = pipeline::load(&req)?;
-            let target = emulator::Target::from_properties(&loaded.props, &loaded.board.id)?;
-            drop(loaded);
-            let report = pipeline::run(&req)?;
+            let target = targets::one_firmware(&common, &sketch, environment.as_deref())?;
+            let session = targets::one_firmware_session(&common)?;
+            // The chip before the build: a board simavr cannot run costs no build. The
+            // session remembers the loaded board for the build.
+            let loaded = session.load(&target, &session.toolchain)?;
+            let chip = emulator::Target::from_properties(&loaded.props, &loaded.board.id)?;
+            let report = Targets::one(target).build(&session)?;
             let r = &report.sketches[0];
             let Some(firmware) = r.built_firmware().and_then(emulator::Firmware::from_files) else {
                 eprintln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
@@ -573,8 +474,8 @@ pub fn run(cli: Cli) -> Result<i32> {
                 return Ok(exit::BUILD_FAILED);
             };
             let spec = emulator::RunSpec { duration: timeout, expects: expect, input };
-            let runner = crate::exec::Runner::new(common.verbose);
-            let result = emulator::run(&runner, &target, &firmware, &spec, emulator::Output::Stream);
+            let runner = session.runner.scope();
+            let result = emulator::run(&runner, &chip, &firmware, &spec, emulator::Output::Stream);
             if runner.interrupted() {
                 return Err(Error::Interrupted);
             }
@@ -612,32 +513,29 @@ pub fn run(cli: Cli) -> Result<i32> {
             if !projects.is_empty() && shard.is_some() {
                 return Err(Error::usage("--shard splits sketches, not PlatformIO projects; give a shard's runner the projects without --shard"));
             }
-            let mut expanded = if args.is_empty() { Vec::new() } else { crate::sketch::expand_arguments(&args)? };
-            if let Some(shard) = shard {
-                let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-                let weights = shard_weights.as_deref().map(|p| crate::shard::read_weights(p, &cwd)).transpose()?;
-                expanded = crate::shard::select(&expanded, shard, weights.as_ref(), &cwd);
-                if expanded.is_empty() {
-                    // More runners than sketches: this one has nothing to do, and says so.
-                    let empty = crate::shard::empty_results(&common.board.join(","), shard);
-                    report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
-                    outln!("shard {shard} holds no sketch");
-                    outln!("results: {}", results_path.display());
-                    return Ok(exit::OK);
-                }
-            }
-            let req = request(&common, expanded, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
-            let req = Request { filter: !no_filter, memory_class, ..req };
-            let matrix = common.board.len() > 1;
-            // Each firmware boots as a step after its link, in the same graph.
-            let req = Request { smoke_run: smoke_run.map(|duration| emulator::RunSpec { duration, expects: expect, input: None }), ..req };
-            let mut report = if !projects.is_empty() {
-                crate::project::many::run(&req, &common.board, req.sketches.clone(), &projects)?
-            } else if matrix {
-                crate::matrix::run(&req, &common.board)?
-            } else {
-                pipeline::run(&req)?
+            let Some(expanded) = targets::shard_sketches(&args, shard, shard_weights.as_deref())? else {
+                // More runners than sketches: this one has nothing to do, and says so.
+                let shard = shard.expect("only a shard can be empty");
+                let empty = crate::shard::empty_results(&common.board.join(","), shard);
+                report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
+                outln!("shard {shard} holds no sketch");
+                outln!("results: {}", results_path.display());
+                return Ok(exit::OK);
             };
+            let opts = targets::session_options(&common, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
+            // Each firmware boots as a step after its link, in the same graph.
+            let smoke_run = smoke_run.map(|duration| emulator::RunSpec { duration, expects: expect, input: None });
+            let smoke = smoke_run.is_some();
+            let session = Session::open(SessionOptions { smoke_run, ..opts })?;
+            let base = Target { filter: !no_filter, memory_class, ..targets::target(&common, expanded)? };
+            let plan = if !projects.is_empty() {
+                targets::with_projects(&session, &base, &common.board, base.sketches.clone(), &projects)?
+            } else if common.board.len() > 1 {
+                Targets::matrix(&base, &common.board)?
+            } else {
+                Targets::one(base)
+            };
+            let mut report = plan.build(&session)?;
             if common.only_compiledb {
                 outln!("{}", common.out.join(compiledb::FILE_NAME).display());
                 return Ok(exit::OK);
@@ -656,7 +554,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 report::write_atomic(p, md.as_bytes())?;
             }
             let mut summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
-            if req.smoke_run.is_some() && (!common.quiet || !runs_ok) {
+            if smoke && (!common.quiet || !runs_ok) {
                 summary.push_str(&report::run_summary::run_summary(&report));
             }
             let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));

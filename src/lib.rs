@@ -29,5 +29,6 @@ pub mod report;
 pub mod runtime_tools;
 pub mod shard;
 pub mod sketch;
+pub mod targets;
 pub mod toolchain;
 pub mod upload;

@@ -2,7 +2,8 @@
 //! for every board in one call.
 //!
 //! Each board is a full two-stage build into its own folder, `OUT/<board>/`, and
-//! every board's steps go into one build graph (`pipeline::run_boards`): the boards
+//! every board's steps go into one build graph (`pipeline::build`, targets from
+//! `targets.rs`): the boards
 //! share one platform load, one sketch load and `.ino` merge, the cache and the
 //! scheduler's two pools, so one board's links run while another's core compiles. The reports are then joined into one: every
 //! sketch result names its `board` and `fqbn`, each board's stage 1 and totals go
@@ -12,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use crate::compiledb;
 use crate::error::{Error, Result};
-use crate::pipeline::{self, Request};
 use crate::report::Report;
 
 /// `OUT/<board>`: the board as given (`uno`, `arduino:avr:nano:cpu=atmega328old`),
@@ -22,26 +22,8 @@ pub fn board_out_dir(out: &Path, board: &str) -> PathBuf {
     out.join(name)
 }
 
-/// Build every sketch of `req` for every board, in argument order.
-pub fn run(req: &Request, boards: &[String]) -> Result<Report> {
-    for (i, b) in boards.iter().enumerate() {
-        if boards[..i].contains(b) {
-            return Err(Error::usage(format!("--board {b} is given twice; name each board once")));
-        }
-    }
-    let t_start = std::time::Instant::now();
-    // Loaded once for every board: the platforms, the sketches, their merged `.ino`s.
-    let shared = pipeline::Shared::for_boards(
-        crate::platform::discover(&req.hardware)?,
-        req.sketches.iter().map(|p| crate::sketch::Sketch::load(p)).collect::<Result<Vec<_>>>()?,
-    );
-    let reqs: Vec<Request> = boards.iter().map(|b| Request { board: b.clone(), out: board_out_dir(&req.out, b), ..req.clone() }).collect();
-    let reports: Vec<(PathBuf, Report)> = reqs.iter().map(|r| r.out.clone()).zip(pipeline::run_boards(&reqs, &shared)?).collect();
-    join_all(reports, &req.out, t_start.elapsed().as_secs_f64())
-}
-
 /// One report and one OUT/compile_commands.json of several targets' (each built in
-/// its own folder): for a matrix, and for projects beside sketches (`project/many.rs`).
+/// its own folder): for a matrix, and for projects beside sketches (`targets.rs`).
 pub(crate) fn join_all(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Result<Report> {
     join_compiledb(out, reports.iter().map(|(dir, _)| dir.as_path()))?;
     Ok(crate::report::join::join_boards(reports, out, seconds))

@@ -74,10 +74,15 @@ pub fn not_installed(path: &Path) -> Error {
 
 /// Probes compilers once per run, and across runs through the store (keyed by path,
 /// size and mtime), so a warm build starts no process just to identify the compiler.
-/// The probes run through the build's runner (Ctrl-C, `--verbose`).
+/// The probes run through the build's runner (Ctrl-C, `--verbose`). A session's
+/// targets share one memo (`scope`): a board matrix probes each compiler once.
 pub struct Toolchain {
     runner: Arc<Runner>,
-    probed: Mutex<HashMap<PathBuf, Compiler>>,
+    probed: Arc<Mutex<HashMap<PathBuf, Compiler>>>,
+    /// Predefined macros per compiler identity and machine flags.
+    macros: Arc<Mutex<HashMap<[u8; 32], String>>>,
+    /// Compilers identified (memo misses), over every scope: each distinct path once.
+    identified: Arc<AtomicUsize>,
     /// Probe processes started (`--version`, `-E -v`, `-dM -E`): part of the run's
     /// `tool_processes`, which promises to count every process fbuild starts.
     started: AtomicUsize,
@@ -104,7 +109,24 @@ fn mtime_nanos(meta: &std::fs::Metadata) -> i128 {
 impl Toolchain {
     /// Probes run by `runner`, which the build's tools share.
     pub fn new(runner: Arc<Runner>) -> Toolchain {
-        Toolchain { runner, probed: Mutex::default(), started: AtomicUsize::new(0) }
+        Toolchain { runner, probed: Arc::default(), macros: Arc::default(), identified: Arc::default(), started: AtomicUsize::new(0) }
+    }
+
+    /// A handle on the same memo, probing through `runner` and counting its own probe
+    /// processes (each target of a session reports what it started).
+    pub fn scope(&self, runner: Arc<Runner>) -> Toolchain {
+        Toolchain { runner, probed: self.probed.clone(), macros: self.macros.clone(), identified: self.identified.clone(), started: AtomicUsize::new(0) }
+    }
+
+    /// Compilers identified so far by this memo (every scope): one per distinct path.
+    pub fn compilers_identified(&self) -> usize {
+        self.identified.load(Ordering::SeqCst)
+    }
+
+    /// Processes started so far through this handle, counted once: the session's own
+    /// handle gives its probes to the first report of a build.
+    pub fn take_started(&self) -> usize {
+        self.started.swap(0, Ordering::SeqCst)
     }
 
     /// The runner the probes use.
@@ -151,6 +173,7 @@ impl Toolchain {
         let folders: Vec<_> = system_dirs.iter().map(|d| (d.clone(), tree_stamps(d))).collect();
         let identity = keys::compiler_identity(&binary, &folders);
         let compiler = Compiler { path: path.to_path_buf(), version, identity, system_dirs };
+        self.identified.fetch_add(1, Ordering::SeqCst);
         self.probed.lock().unwrap().insert(path.to_path_buf(), compiler.clone());
         Ok(compiler)
     }
@@ -216,8 +239,13 @@ impl Toolchain {
     /// once (`-dM -E` on an empty input) and remembered in the store.
     pub fn predefined_macros(&self, compiler: &Compiler, flags: &[String], store: Option<&Store>) -> String {
         let key = keys::predefined_macros(&compiler.identity, flags);
+        if let Some(m) = self.macros.lock().unwrap().get(&key) {
+            return m.clone();
+        }
         if let Some(b) = store.and_then(|s| s.get_record(Namespace::Toolchain, &key)) {
-            return String::from_utf8_lossy(&b).into_owned();
+            let text = String::from_utf8_lossy(&b).into_owned();
+            self.macros.lock().unwrap().insert(key, text.clone());
+            return text;
         }
         let args: Vec<&str> = flags.iter().map(String::as_str).chain(["-dM", "-E", "-x", "c++", "-"]).collect();
         let text = match self.output(&compiler.path, &args) {
@@ -227,6 +255,7 @@ impl Toolchain {
         if let Some(s) = store {
             let _ = s.put_record(Namespace::Toolchain, &key, text.as_bytes());
         }
+        self.macros.lock().unwrap().insert(key, text.clone());
         text
     }
 }

@@ -26,6 +26,8 @@ impl Store {
     /// Open (create if needed) a store at `root`. Fails if the directory cannot be
     /// created or written, so the caller can warn once and build without a cache.
     pub fn open(root: &Path, max_bytes: u64) -> Result<Store> {
+        #[cfg(test)]
+        crate::exec::opened::STORES.with(|n| n.set(n.get() + 1));
         Ok(Store { local: LocalStore::open(root, max_bytes)?, remote: None })
     }
 

@@ -136,7 +136,7 @@ impl Discoverer<'_> {
     /// Discover the libraries of one sketch. `sources` are its translation units in
     /// the build folder: the merged `.ino.cpp` first, then its other sources; `ctx`
     /// holds the properties its preprocessor runs use (the sketch's own, see
-    /// `Request::sketch_properties`).
+    /// `Target::sketch_properties`).
     pub fn sketch(&self, runner: &Runner, sources: &[PathBuf], ctx: &Context) -> Result<SketchDiscovery> {
         let t = Instant::now();
         let mut found = SketchDiscovery { include_dirs: self.framework_dirs.clone(), ..Default::default() };

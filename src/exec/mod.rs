@@ -74,6 +74,8 @@ impl Runner {
 
     /// `new`, starting programs through `tools` (a fake in unit tests).
     pub fn with_tools(tools: Arc<dyn Tools>, verbose: bool) -> Runner {
+        #[cfg(test)]
+        opened::RUNNERS.with(|n| n.set(n.get() + 1));
         let interrupted = Arc::new(AtomicBool::new(false));
         let children: Arc<Mutex<HashSet<libc::pid_t>>> = Arc::default();
         if let Ok(mut signals) = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM]) {
@@ -97,6 +99,13 @@ impl Runner {
     /// Whether `program` is installed (a path, or a name on `PATH`).
     pub fn tool_exists(&self, program: &str) -> bool {
         self.tools.exists(program)
+    }
+
+    /// A handle on the same runner (one signal thread, one list of children to stop on
+    /// Ctrl-C) that counts its own starts: each build target of a session reports the
+    /// tools it started.
+    pub fn scope(&self) -> Runner {
+        Runner { verbose: self.verbose, interrupted: self.interrupted.clone(), children: self.children.clone(), spawned: AtomicUsize::new(0), tools: self.tools.clone() }
     }
 
     pub fn interrupted(&self) -> bool {
@@ -199,6 +208,17 @@ impl Runner {
             self.children.lock().unwrap().remove(&pid);
         }
         result
+    }
+}
+
+/// What the calling thread opened, for the tests that count them (a session opens one
+/// runner and one store however many targets it builds).
+#[cfg(test)]
+pub(crate) mod opened {
+    use std::cell::Cell;
+    thread_local! {
+        pub(crate) static RUNNERS: Cell<usize> = const { Cell::new(0) };
+        pub(crate) static STORES: Cell<usize> = const { Cell::new(0) };
     }
 }
 

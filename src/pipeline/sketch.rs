@@ -40,7 +40,7 @@ pub(super) struct SketchWork {
     pub discovery_error: Option<DiscoveryError>,
     pub discover_seconds: f64,
     pub discover_runs: usize,
-    /// The sketch's own build properties (`Request::sketch_properties`), if any.
+    /// The sketch's own build properties (`Target::sketch_properties`), if any.
     pub props: Option<std::sync::Arc<crate::properties::Properties>>,
     pub state: Mutex<SketchState>,
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::exec::{display_command, Process, Stdout};
+use crate::exec::{display_command, Process, Stdout, Tools};
 use crate::plan::Lang;
 use crate::report::{LinkSource, Status};
 
@@ -258,39 +258,31 @@ recipe.size.regex.data=^(?:\.data|\.bss)\s+([0-9]+).*
         FakeTools::new(&self.dir.path().join("sysinclude"))
     }
 
-    fn request(&self, framework_jobs: usize, sketch_jobs: usize) -> Request {
+    /// The session of a run with `tools` under its runner, the cache in the fixture.
+    fn session(&self, tools: &Arc<FakeTools>, framework_jobs: usize, sketch_jobs: usize, cache: bool) -> Session {
         let root = self.dir.path();
-        Request {
-            board: "fakevendor:fakearch:fakeboard".into(),
-            sketches: self.sketches.clone(),
+        let opts = SessionOptions {
             hardware: vec![root.join("hardware")],
-            library: Vec::new(),
-            libraries: Vec::new(),
-            build_properties: Vec::new(),
-            sketch_properties: Vec::new(),
-            out: root.join("out"),
+            cache_dir: cache.then(|| root.join("cache")),
+            cache_max_bytes: 1 << 30,
             framework_jobs,
             sketch_jobs,
-            verbose: false,
-            quiet: true,
-            cache_dir: Some(root.join("cache")),
-            cache_max_bytes: 1 << 30,
-            filter: false,
-            memory_class: None,
-            only_compiledb: false,
-            remote_cache: None,
-            remote_cache_readonly: false,
-            compiler_launcher: Vec::new(),
             local_jobs: 2,
-            smoke_run: None,
-            optimize_for_debug: false,
-        }
+            quiet: true,
+            ..Default::default()
+        };
+        Session::open_with_tools(opts, Some(tools.clone() as Arc<dyn Tools>)).expect("the session opens")
+    }
+
+    /// The fixture's sketches for its board, into its out folder.
+    fn target(&self) -> Target {
+        Target { board: "fakevendor:fakearch:fakeboard".into(), sketches: self.sketches.clone(), out: self.dir.path().join("out"), ..Default::default() }
     }
 
     /// One run of the pipeline over the fixture with `tools` under its runner.
     fn run(&self, tools: &Arc<FakeTools>, framework_jobs: usize, sketch_jobs: usize) -> Report {
-        let shared = Shared { tools: Some(tools.clone() as Arc<dyn Tools>), ..Default::default() };
-        run_shared(&self.request(framework_jobs, sketch_jobs), &shared).expect("the pipeline runs")
+        let session = self.session(tools, framework_jobs, sketch_jobs, true);
+        build(&session, &[self.target()]).expect("the pipeline runs").pop().expect("one report")
     }
 }
 
@@ -406,4 +398,40 @@ fn a_sketch_compiles_while_the_core_is_still_compiling() {
             assert!(running <= 1, "two core compiles at once with framework_jobs 1: {events:?}");
         }
     }
+}
+
+/// A board matrix is one session: one store, one runner (one signal thread), and each
+/// distinct compiler identified once however many boards use it. Without a cache, so
+/// nothing is remembered between boards but what the session holds: three boards of
+/// one `fakecc` start one `--version` and one `-E -v`, and one `-dM` per machine flags.
+#[test]
+fn a_board_matrix_opens_one_store_and_one_runner_and_probes_each_compiler_once() {
+    let f = Fixture::new(&["A", "B"], &[]);
+    let boards_txt = f.dir.path().join("hardware/fakevendor/fakearch/boards.txt");
+    let mut text = std::fs::read_to_string(&boards_txt).unwrap();
+    for (id, mcu) in [("fakeboard2", "fake2"), ("fakeboard3", "fake1")] {
+        text.push_str(&text.lines().filter(|l| l.starts_with("fakeboard.")).map(|l| format!("{}\n", l.replacen("fakeboard.", &format!("{id}."), 1).replace("=fake1", &format!("={mcu}")))).collect::<String>());
+    }
+    std::fs::write(&boards_txt, text).unwrap();
+    let tools = Arc::new(f.tools());
+    let (runners, stores) = (crate::exec::opened::RUNNERS.with(|n| n.get()), crate::exec::opened::STORES.with(|n| n.get()));
+    let session = f.session(&tools, 2, 2, false);
+    let targets: Vec<Target> = ["fakeboard", "fakeboard2", "fakeboard3"]
+        .iter()
+        .map(|b| Target { board: format!("fakevendor:fakearch:{b}"), out: f.dir.path().join("out").join(b), ..f.target() })
+        .collect();
+    let reports = build(&session, &targets).expect("the pipeline runs");
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        assert_eq!(statuses(r), vec![("A".to_string(), Status::Ok), ("B".to_string(), Status::Ok)], "{}", r.board);
+    }
+    assert_eq!(crate::exec::opened::RUNNERS.with(|n| n.get()) - runners, 1, "one runner for the matrix");
+    assert_eq!(crate::exec::opened::STORES.with(|n| n.get()) - stores, 0, "no cache: no store");
+    let probes: Vec<String> = started(&tools).into_iter().filter(|(k, _)| *k == Kind::Probe).map(|(_, c)| c).collect();
+    let count = |w: &str| probes.iter().filter(|c| c.contains(w)).count();
+    assert_eq!((count("--version"), count("-E -v"), count("-dM")), (1, 1, 2), "{probes:#?}");
+    assert_eq!(session.toolchain.compilers_identified(), 1);
+    // Every process started is in some board's count, none twice.
+    let all = started(&tools).len();
+    assert_eq!(reports.iter().map(|r| r.totals.tool_processes).sum::<usize>(), all);
 }

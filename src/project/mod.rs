@@ -10,7 +10,6 @@ pub mod boards;
 pub mod ci;
 pub mod ldf;
 pub mod libraries;
-pub mod many;
 pub mod platformio;
 pub mod src_filter;
 
@@ -90,7 +89,7 @@ pub struct EnvBuild {
 /// Read a project and prepare the envs asked for (or its defaults) under `out/ENV`.
 /// What envs can share (the staged libraries, the variant archive) goes under `out`
 /// itself, at paths named by content, so envs with the same board and flags come out
-/// with equal build settings and share one stage 1 (`many.rs`).
+/// with equal build settings and share one stage 1 (`targets::with_projects`).
 pub fn prepare(project: &Path, envs: &[String], out: &Path) -> Result<Vec<EnvBuild>> {
     prepare_in(project, envs, out, out)
 }

@@ -9,8 +9,8 @@ use super::{BoardRun, CacheSummary, Phase, Report, ResultsFile, Totals};
 use crate::error::{Error, Result};
 
 /// One report of the boards' reports (each with its output folder): sketches board by
-/// board, each in argument order; totals, cache counts and phases summed; `seconds`
-/// is the matrix's wall time.
+/// board, each in argument order; totals and phases summed, the cache counts the
+/// session's (its targets share one store); `seconds` is the matrix's wall time.
 pub fn join_boards(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Report {
     let mut sketches = Vec::new();
     let mut boards = Vec::new();
@@ -24,9 +24,14 @@ pub fn join_boards(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) ->
             sketches.push(s);
         }
         totals += &r.totals;
-        cache += r.cache;
+        // The targets of one session share one store: each report gives the same counts.
+        if boards.is_empty() {
+            cache = r.cache;
+        }
         for p in r.phases {
             match phases.iter_mut().find(|q| q.name == p.name) {
+                // The session's one remote tier: every report gives the same row.
+                Some(_) if p.name == "remote_cache" => {}
                 Some(q) => {
                     q.seconds += p.seconds;
                     q.count += p.count;

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use crate::cli::CommonArgs;
 use crate::error::{exit, Error, Result};
-use crate::pipeline::{self, Request};
 use crate::platform::Board;
 use crate::report::Status;
 
@@ -90,23 +89,17 @@ pub fn upload(args: &UploadArgs) -> Result<(i32, Option<String>)> {
     let port = args.port.clone().or(env.port.clone()).ok_or_else(|| {
         Error::usage(format!("no port: pass --port PORT{}", if project { " or set upload_port in the env" } else { "" }))
     })?;
-    let req = if project {
-        crate::cli::project_run_request(&args.common, &args.sketch, args.environment.as_deref())?
-    } else if let Some(e) = &args.environment {
-        return Err(Error::usage(format!("-e {e} needs a PlatformIO project; {} has no platformio.ini", args.sketch.display())));
-    } else {
-        crate::cli::request(&args.common, vec![args.sketch.clone()], 2.min(crate::cli::cores()), 1)?
-    };
-    let req = Request { quiet: true, ..req };
+    let req = crate::targets::one_firmware(&args.common, &args.sketch, args.environment.as_deref())?;
+    let session = crate::targets::one_firmware_session(&args.common)?;
     let mut overrides = req.build_properties.clone();
     overrides.extend(env.overrides);
-    let board = resolve(&req.board, &req.hardware, &overrides)?;
+    let board = resolve(&req.board, &session.opts.hardware, &overrides)?;
     let programmer = args.programmer.as_deref().map(|id| programmer(&board, id)).transpose()?;
     // Check the port before building: a typo should not cost a build.
     if !args.dry_run {
         port::check(&port)?;
     }
-    let report = pipeline::run(&req)?;
+    let report = crate::targets::Targets::one(req).build(&session)?;
     let r = &report.sketches[0];
     let Some(hex) = r.firmware.get("hex").filter(|_| r.status == Status::Ok) else {
         crate::errln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
