@@ -53,7 +53,7 @@ const STATS_FILE: &str = "stats.json";
 const STATS_LOCK: &str = "stats.lock";
 /// The object cache's kept stat -> hash table at the cache root (objcache.rs): named
 /// here so that `clean` removes it with everything else.
-pub const FILE_HASHES_FILE: &str = "file-hashes-v1";
+pub const FILE_HASHES_FILE: &str = super::keys::domain::FILE_HASHES;
 /// Temp items older than this belong to a crashed process (a put takes milliseconds).
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
