@@ -161,7 +161,7 @@ const FILE_HASHES_MAX: usize = 200_000;
 
 impl FileHashes {
     fn at(root: &Path) -> FileHashes {
-        FileHashes { path: root.join("file-hashes-v1") }
+        FileHashes { path: root.join(crate::cache::local::FILE_HASHES_FILE) }
     }
 
     fn header() -> Vec<u8> {

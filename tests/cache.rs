@@ -268,8 +268,10 @@ fn no_cache_flag_and_cache_commands() {
     // Every object compiled was a manifest miss, then stored.
     assert!(s["total"]["namespaces"]["manifest"]["misses"].as_u64().unwrap() >= 26, "{s}");
     assert!(s["total"]["namespaces"]["object"]["stores"].as_u64().unwrap() >= 26, "{s}");
+    assert!(cache.join("file-hashes-v1").exists(), "the run kept its file hashes");
     let clean = fbuild(&cache, t.path(), &["cache", "clean"]);
     assert_eq!(clean.code, 0);
+    assert!(!cache.join("file-hashes-v1").exists(), "cache clean removes the kept-hash table");
     let s: Value = serde_json::from_str(&fbuild(&cache, t.path(), &["cache", "stats", "--json"]).stdout).unwrap();
     assert_eq!(s["entries"], 0);
 }

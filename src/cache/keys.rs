@@ -26,7 +26,8 @@
 //! Not cache keys, but hashes under a domain all the same (names of folders and
 //! files, a shard's owner, in-memory interning): `framework-props-v1`,
 //! `library-unit-dir-v1`, `sketch-dir-v1`, `sketch-properties-v1`, `precompiled-v1`,
-//! `prebuild-hooks-v1`, `stand-in-v1`, `discover-header-list-v1`, `shard-v1`.
+//! `prebuild-hooks-v1`, `stand-in-v1`, `discover-header-list-v1`, `shard-v1`; and one
+//! file name that is not a hash at all, the kept stat -> hash table `file-hashes-v1`.
 //!
 //! Commands in keys have this build's folders replaced by placeholders (`cache::paths`),
 //! so two output folders or two machines share entries.
@@ -114,6 +115,9 @@ domains! {
     STAND_IN = "stand-in-v1";
     /// Which shard owns a sketch.
     SHARD = "shard-v1";
+    /// File name, not hashed: the object cache's kept stat -> hash table at the
+    /// cache root (versioned here with the rest so a bump is made in one place).
+    FILE_HASHES = "file-hashes-v1";
 }
 
 /// An object before its headers are known: the compiler, its source's bytes and its

@@ -51,6 +51,9 @@ const REC_MAGIC: &[u8; 8] = b"FBREC\x01\0\0";
 const REC_HEADER: usize = 8 + 8 + 32;
 const STATS_FILE: &str = "stats.json";
 const STATS_LOCK: &str = "stats.lock";
+/// The object cache's kept stat -> hash table at the cache root (objcache.rs): named
+/// here so that `clean` removes it with everything else.
+pub const FILE_HASHES_FILE: &str = super::keys::domain::FILE_HASHES;
 /// Temp items older than this belong to a crashed process (a put takes milliseconds).
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
@@ -442,6 +445,8 @@ impl LocalStore {
 
     /// Remove all entries, records and persistent stats.
     pub fn clean(&self) -> Result<()> {
+        // Harmless to keep (each row is checked by stat), but "clean" means empty.
+        fs::remove_file(self.root.join(FILE_HASHES_FILE)).or_else(ignore_not_found)?;
         let rd = match fs::read_dir(&self.data) {
             Ok(rd) => rd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -1426,7 +1431,9 @@ mod tests {
         store.put_record("r", &key(1), b"x").unwrap();
         assert!(get_obj(&store, &td, &key(1)).is_some());
         store.flush_stats().unwrap();
+        fs::write(store.root().join(FILE_HASHES_FILE), b"kept hashes").unwrap();
         store.clean().unwrap();
+        assert!(!store.root().join(FILE_HASHES_FILE).exists(), "clean removes the kept-hash table");
         let ds = store.disk_stats().unwrap();
         assert_eq!((ds.entries, ds.bytes), (0, 0));
         assert_eq!(ds.total, Stats::default());

@@ -94,6 +94,9 @@ pub(crate) struct Memos {
     replays: Mutex<HashMap<(SameList, Vec<PathBuf>, Vec<PathBuf>, Vec<usize>), Option<Vec<usize>>>>,
     /// The include folders that supplied an answer's headers, by headers and path.
     suppliers: Mutex<HashMap<(SameList, Vec<PathBuf>), Arc<BTreeSet<PathBuf>>>>,
+    /// The distinct folders of an answer's headers: each sketch's include list
+    /// differs, so `suppliers` checks these few folders, not thousands of headers.
+    header_dirs: Mutex<HashMap<SameList, Arc<Vec<PathBuf>>>>,
     /// Each library's sources: listing a big library's folders is a walk of
     /// thousands of entries, the same for every sketch that uses it.
     sources: Mutex<HashMap<usize, Arc<Vec<PathBuf>>>>,
@@ -296,7 +299,29 @@ impl Discoverer<'_> {
         if let Some(d) = memo.lock().unwrap().get(&key) {
             return d.clone();
         }
-        let dirs: Arc<BTreeSet<PathBuf>> = Arc::new(headers.iter().filter_map(|h| supplier(includes, h)).collect());
+        // A header lies under an include folder exactly when its own folder does (a
+        // folder is never the header itself), so the distinct folders decide.
+        let dirs: Arc<BTreeSet<PathBuf>> = Arc::new(self.header_dirs(headers).iter().filter_map(|d| supplier(includes, d)).collect());
+        memo.lock().unwrap().insert(key, dirs.clone());
+        dirs
+    }
+
+    /// The distinct folders holding `headers` (a header without one stands for
+    /// itself), once per run and list.
+    fn header_dirs(&self, headers: &Arc<Vec<PathBuf>>) -> Arc<Vec<PathBuf>> {
+        let memo = &self.preprocessor.memos.header_dirs;
+        let key = SameList(headers.clone());
+        if let Some(d) = memo.lock().unwrap().get(&key) {
+            return d.clone();
+        }
+        let mut seen = HashSet::new();
+        let dirs: Vec<PathBuf> = headers
+            .iter()
+            .map(|h| h.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(h))
+            .filter(|d| seen.insert(*d))
+            .map(Path::to_path_buf)
+            .collect();
+        let dirs = Arc::new(dirs);
         memo.lock().unwrap().insert(key, dirs.clone());
         dirs
     }
