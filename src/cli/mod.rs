@@ -1,11 +1,20 @@
-//! Command-line interface: flags are documented where they are defined.
+//! Command-line interface: the flags, documented where they are defined, and the
+//! dispatch to one file per command.
 
-use std::path::{Path, PathBuf};
+mod boards;
+mod build;
+mod cache;
+mod ci;
+mod compile_many;
+mod merge_results;
+mod run;
+
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::emulator;
-use crate::error::{exit, Error, Result};
+use crate::error::{Error, Result};
 use crate::compiledb;
 use crate::report::size_delta::OldResults;
 use crate::{errln, out, outln};
@@ -310,35 +319,6 @@ fn parse_size_arg(s: &str) -> std::result::Result<u64, String> {
     store::parse_size(s).ok_or_else(|| "expected a size like 5G, 500M or 1048576".to_string())
 }
 
-/// `fbuild build PROJECT`: each env an ordinary one-sketch target in OUT/ENV, all
-/// envs in one graph (as `compile-many PROJECT`), reported env by env.
-fn build_project(common: &CommonArgs, project: &Path, envs: &[String], strict: bool) -> Result<i32> {
-    no_compiledb(common, "a PlatformIO project", "fbuild compile-many --only-compiledb PROJECT")?;
-    let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
-    let builds = crate::project::prepare(project, envs, &out)?;
-    if let Some(w) = builds.iter().flat_map(|b| &b.warnings).next().filter(|_| strict) {
-        return Err(Error::usage(format!("{w} (--strict); remove it from the env or build without --strict")));
-    }
-    for w in builds.iter().flat_map(|b| &b.warnings) {
-        errln!("warning: {w}; ignored");
-    }
-    let list = builds.iter().map(|b| targets::env_target(common, b, &out)).collect::<Result<Vec<Target>>>()?;
-    let session = targets::one_firmware_session(common)?;
-    let reports = crate::pipeline::build(&session, &list)?;
-    let mut code = exit::OK;
-    for (b, report) in builds.iter().zip(&reports) {
-        let r = &report.sketches[0];
-        if r.status == Status::Ok {
-            let hex = r.firmware.get("hex").map(|p| p.display().to_string()).unwrap_or_default();
-            outln!("{}: flash {} bytes, ram {} bytes, firmware {hex}", b.label, r.flash_used.unwrap_or(0), r.ram_used.unwrap_or(0));
-        } else {
-            code = exit::BUILD_FAILED;
-            errln!("error: {}: {}", b.label, r.first_error.as_deref().unwrap_or("build failed"));
-            errln!("log: {}", report::summary::display_path_here(&r.log));
-        }
-    }
-    Ok(code)
-}
 
 /// `--only-compiledb` writes the compile commands of one graph and stops; the commands
 /// that build env by env (projects, `ci`) or run the firmware have nothing to stop
@@ -358,216 +338,22 @@ pub(crate) fn one_board(common: &CommonArgs) -> Result<()> {
     }
 }
 
-fn read_sketch_list(path: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::usage(format!("--sketches-from {}: {e}; pass a readable file with one sketch path per line", path.display()))
-    })?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(PathBuf::from)
-        .collect())
-}
 
-/// Run a parsed command line; returns the process exit code.
+/// Run a parsed command line; returns the process exit code. Each command's work is
+/// in its own file.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Boards { hardware, json } => {
-            let platforms = crate::platform::discover(&hardware)?;
-            let boards = crate::platform::list_boards(&platforms);
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&boards).unwrap_or_default());
-            } else {
-                out!("{}", report::listings::boards_table(&boards));
-            }
-            Ok(exit::OK)
-        }
-        Command::Cache { action, cache_dir: dir } => {
-            let dir = cache_dir(&dir);
-            match action {
-                CacheAction::Dir => outln!("{}", dir.display()),
-                CacheAction::Stats { json } => {
-                    let s = Store::open(&dir, cache_max(None)?).map_err(|e| Error::Environment(format!("cache {}: {e}", dir.display())))?;
-                    let stats = s.disk_stats().map_err(|e| Error::Environment(e.to_string()))?;
-                    if json {
-                        outln!("{}", serde_json::to_string_pretty(&stats).unwrap_or_default());
-                    } else {
-                        out!("{}", report::listings::cache_stats_table(&stats));
-                    }
-                }
-                CacheAction::Clean => {
-                    let s = Store::open(&dir, cache_max(None)?).map_err(|e| Error::Environment(format!("cache {}: {e}", dir.display())))?;
-                    s.clean().map_err(|e| Error::Environment(e.to_string()))?;
-                    outln!("cleaned {}", dir.display());
-                }
-            }
-            Ok(exit::OK)
-        }
-        Command::Build { common, environment, strict, sketch } => {
-            one_board(&common)?;
-            if crate::project::is_project(&sketch) {
-                return build_project(&common, &sketch, &environment, strict);
-            }
-            if !environment.is_empty() {
-                return Err(Error::usage(format!("-e/--environment needs a PlatformIO project; {} has no platformio.ini", sketch.display())));
-            }
-            let session = targets::one_firmware_session(&common)?;
-            let report = Targets::one(targets::target(&common, vec![sketch])?).build(&session)?;
-            if common.only_compiledb {
-                outln!("{}", common.out.join(compiledb::FILE_NAME).display());
-                return Ok(exit::OK);
-            }
-            let r = &report.sketches[0];
-            let code = if r.status == Status::Ok { exit::OK } else { exit::BUILD_FAILED };
-            if r.status != Status::Ok {
-                errln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
-                errln!("log: {}", report::summary::display_path_here(&r.log));
-            }
-            if common.json {
-                outln!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            } else if r.status == Status::Ok {
-                if let (Some(used), Some(max)) = (r.flash_used, r.flash_max) {
-                    outln!("Sketch uses {used} bytes ({}%) of program storage space. Maximum is {max} bytes.", used * 100 / max.max(1));
-                }
-                if let (Some(used), Some(max)) = (r.ram_used, r.ram_max) {
-                    outln!(
-                        "Global variables use {used} bytes ({}%) of dynamic memory, leaving {} bytes for local variables. Maximum is {max} bytes.",
-                        used * 100 / max.max(1),
-                        max.saturating_sub(used)
-                    );
-                }
-                if let Some(hex) = r.firmware.get("hex") {
-                    outln!("Firmware: {}", hex.display());
-                }
-            }
-            Ok(code)
-        }
-        Command::Ci { common, lib, project_option, project_conf, environment, strict, src } => {
-            let out = std::path::absolute(&common.out).map_err(|e| Error::io(&common.out, e))?;
-            let dir = out.join("ci-project");
-            let boards = if project_conf.is_some() { Vec::new() } else { common.board.clone() };
-            let ci = crate::project::ci::CiRequest { sources: &src, libs: &lib, boards: &boards, options: &project_option, project_conf: project_conf.as_deref() };
-            crate::project::ci::stage(&ci, &dir)?;
-            build_project(&common, &dir, &environment, strict)
-        }
+        command @ Command::Boards { .. } => boards::main(command),
+        command @ Command::Cache { .. } => cache::main(command),
+        command @ Command::Build { .. } => build::main(command),
+        command @ Command::Ci { .. } => ci::main(command),
         Command::EmulatorChild(args) => Ok(emulator::simavr::child_main(&args)),
         Command::Upload(args) => crate::upload::upload(&args).map(|(code, _)| code),
         Command::Monitor(args) => crate::upload::monitor::main(&args),
         Command::Deploy { upload, monitor, options } => crate::upload::deploy(&upload, monitor, &options),
         Command::BoardSim(args) => emulator::board_sim::main(&args),
-        Command::Run { common, timeout, expect, input, environment, sketch } => {
-            one_board(&common)?;
-            no_compiledb(&common, "run", "fbuild build --only-compiledb SKETCH")?;
-            let input = input.as_deref().map(emulator::check_input).transpose()?;
-            let target = targets::one_firmware(&common, &sketch, environment.as_deref())?;
-            let session = targets::one_firmware_session(&common)?;
-            // The chip before the build: a board simavr cannot run costs no build. The
-            // session remembers the loaded board for the build.
-            let loaded = session.load(&target, &session.toolchain)?;
-            let chip = emulator::Target::from_properties(&loaded.props, &loaded.board.id)?;
-            let report = Targets::one(target).build(&session)?;
-            let r = &report.sketches[0];
-            let Some(firmware) = r.built_firmware().and_then(emulator::Firmware::from_files) else {
-                eprintln!("error: {}", r.first_error.as_deref().unwrap_or("build failed"));
-                eprintln!("log: {}", r.log.display());
-                return Ok(exit::BUILD_FAILED);
-            };
-            let spec = emulator::RunSpec { duration: timeout, expects: expect, input };
-            let runner = session.runner.scope();
-            let result = emulator::run(&runner, &chip, &firmware, &spec, emulator::Output::Stream);
-            if runner.interrupted() {
-                return Err(Error::Interrupted);
-            }
-            eprintln!("{}", emulator::describe(&result));
-            Ok(if result.status.succeeded() { exit::OK } else { exit::RUN_FAILED })
-        }
-        Command::MergeResults { inputs, output } => {
-            report::check_writable(&output)?;
-            let merged = report::join::merge(&inputs)?;
-            report::write_atomic(&output, merged.to_json().as_bytes())?;
-            let t = &merged.report.totals;
-            outln!("{} sketches: {} ok, {} failed (from {} results)", t.sketches, t.ok, t.failed, inputs.len());
-            outln!("results: {}", output.display());
-            Ok(if t.failed == 0 { exit::OK } else { exit::BUILD_FAILED })
-        }
-        Command::CompileMany { common, framework_jobs, sketch_jobs, results, phases, sketches_from, no_filter, memory_class, compare_to, report_md, sketches, smoke_run, expect, shard, shard_weights } => {
-            let mut args = sketches;
-            for f in &sketches_from {
-                args.extend(read_sketch_list(f)?);
-            }
-            if args.is_empty() {
-                return Err(Error::usage("no sketches given; pass sketch folders, .ino files, folders holding sketches, or --sketches-from FILE"));
-            }
-            let results_path = results.unwrap_or_else(|| common.out.join("results.json"));
-            let phases_path = phases.unwrap_or_else(|| common.out.join("phases.tsv"));
-            report::check_writable(&results_path)?;
-            report::check_writable(&phases_path)?;
-            // Bad comparison input fails before any build work.
-            let old = compare_to.as_deref().map(OldResults::load).transpose()?;
-            if let Some(p) = &report_md {
-                report::check_writable(p)?;
-            }
-            // PlatformIO project folders build their envs beside the sketches.
-            let (projects, args): (Vec<PathBuf>, Vec<PathBuf>) = args.into_iter().partition(|a| crate::project::is_project(a));
-            if !projects.is_empty() && shard.is_some() {
-                return Err(Error::usage("--shard splits sketches, not PlatformIO projects; give a shard's runner the projects without --shard"));
-            }
-            let Some(expanded) = targets::shard_sketches(&args, shard, shard_weights.as_deref())? else {
-                // More runners than sketches: this one has nothing to do, and says so.
-                let shard = shard.expect("only a shard can be empty");
-                let empty = crate::shard::empty_results(&common.board.join(","), shard);
-                report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
-                outln!("shard {shard} holds no sketch");
-                outln!("results: {}", results_path.display());
-                return Ok(exit::OK);
-            };
-            let opts = targets::session_options(&common, framework_jobs.unwrap_or(2.min(cores())), sketch_jobs.unwrap_or(cores()))?;
-            // Each firmware boots as a step after its link, in the same graph.
-            let smoke_run = smoke_run.map(|duration| emulator::RunSpec { duration, expects: expect, input: None });
-            let smoke = smoke_run.is_some();
-            let session = Session::open(SessionOptions { smoke_run, ..opts })?;
-            let base = Target { filter: !no_filter, memory_class, ..targets::target(&common, expanded)? };
-            let plan = if !projects.is_empty() {
-                targets::with_projects(&session, &base, &common.board, base.sketches.clone(), &projects)?
-            } else if common.board.len() > 1 {
-                Targets::matrix(&base, &common.board)?
-            } else {
-                Targets::one(base)
-            };
-            let mut report = plan.build(&session)?;
-            if common.only_compiledb {
-                outln!("{}", common.out.join(compiledb::FILE_NAME).display());
-                return Ok(exit::OK);
-            }
-            let runs_ok = report.sketches.iter().filter_map(|r| r.run.as_ref()).all(|r| r.status.succeeded());
-            if let Some(old) = &old {
-                report::size_delta::compare(&mut report, old);
-            }
-            let file = report::ResultsFile { report, shard: shard.map(|s| s.to_string()), merged_from: None };
-            let json = file.to_json();
-            report::write_atomic(&results_path, json.as_bytes())?;
-            let report = file.report;
-            report::write_atomic(&phases_path, report.phases_tsv().as_bytes())?;
-            let cwd = std::env::current_dir().unwrap_or_default();
-            if let (Some(p), Some(md)) = (&report_md, report::markdown::render(&report, &cwd)) {
-                report::write_atomic(p, md.as_bytes())?;
-            }
-            let mut summary = if !common.quiet || !report.all_ok() { report::summary(&report, &cwd) } else { String::new() };
-            if smoke && (!common.quiet || !runs_ok) {
-                summary.push_str(&report::run_summary::run_summary(&report));
-            }
-            let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));
-            if common.json {
-                // stdout is for the machine: the person reads stderr.
-                crate::console::write_stderr(&summary);
-                errln!("{results_line}");
-                outln!("{json}");
-            } else {
-                out!("{summary}");
-                outln!("{results_line}");
-            }
-            Ok(if report.all_ok() && runs_ok { exit::OK } else { exit::BUILD_FAILED })
-        }
+        command @ Command::Run { .. } => run::main(command),
+        command @ Command::MergeResults { .. } => merge_results::main(command),
+        command @ Command::CompileMany { .. } => compile_many::main(command),
     }
 }
