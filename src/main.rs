@@ -26,7 +26,7 @@ fn main() {
     };
     let result = fbuild::cli::run(cli);
     // Compiles a launcher ran here instead of distributing: said once, not hidden.
-    if let Some(line) = fbuild::launcher::declined_summary() {
+    if let Some(line) = fbuild::exec::launcher::declined_summary() {
         fbuild::errln!("note: {line}");
     }
     match result {

@@ -43,12 +43,12 @@
 //! the base written the same way (the sketch's generated `.ino.cpp` names the sketch in
 //! its `#line` directives). A record is read back with the current base put in. So
 //! the same tree at another path hits every entry. A translation unit whose output
-//! holds its own path (`__FILE__`) keys the absolute base too (objcache.rs).
+//! holds its own path (`__FILE__`) keys the absolute base too (cache/objects.rs).
 
 use std::path::{Path, PathBuf};
 
 use super::paths::{base_dir, relative_text};
-use crate::hash::{Hash, Hasher};
+use crate::cache::hash::{Hash, Hasher};
 
 /// Declares each domain once: a const in `domain` and a row of `DOMAINS`.
 macro_rules! domains {
@@ -416,8 +416,8 @@ mod tests {
         // code before timed keys existed.
         let hex = "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100";
         let input: Hash = std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap());
-        assert_eq!(crate::hash::hex(&unit(&[input], &[vec!["ar".into()]])), "9d8fdbb458cec64b91d6c548288a54b582a6302ca7b2f83a0290a88447c17c61");
-        assert_eq!(crate::hash::hex(&link(&[input], &[vec!["ld".into()]])), "7717d8986e5a171f5aea7c1f64b24565d2574264b4b1225b7e1854fe95b8a50e");
+        assert_eq!(crate::cache::hash::hex(&unit(&[input], &[vec!["ar".into()]])), "9d8fdbb458cec64b91d6c548288a54b582a6302ca7b2f83a0290a88447c17c61");
+        assert_eq!(crate::cache::hash::hex(&link(&[input], &[vec!["ld".into()]])), "7717d8986e5a171f5aea7c1f64b24565d2574264b4b1225b7e1854fe95b8a50e");
     }
 
     #[test]
@@ -453,7 +453,7 @@ mod tests {
     /// existing caches must stay warm, so these values never change without a new domain.
     #[test]
     fn keys_keep_the_values_they_had_before_the_move() {
-        use crate::hash::hex;
+        use crate::cache::hash::hex;
         let compiler: Hash = [1; 32];
         let source: Hash = [2; 32];
         let args: Vec<String> = vec!["-c".into(), "\u{0}SRC".into(), "-o".into(), "\u{0}OBJ".into()];

@@ -51,7 +51,7 @@ const REC_MAGIC: &[u8; 8] = b"FBREC\x01\0\0";
 const REC_HEADER: usize = 8 + 8 + 32;
 const STATS_FILE: &str = "stats.json";
 const STATS_LOCK: &str = "stats.lock";
-/// The object cache's kept stat -> hash table at the cache root (objcache.rs): named
+/// The object cache's kept stat -> hash table at the cache root (cache/objects.rs): named
 /// here so that `clean` removes it with everything else.
 pub const FILE_HASHES_FILE: &str = super::keys::domain::FILE_HASHES;
 /// Temp items older than this belong to a crashed process (a put takes milliseconds).

@@ -17,5 +17,7 @@ pub mod redis;
 pub mod remote;
 pub mod store;
 pub mod tier;
+pub mod hash;
+pub mod objects;
 
 pub use namespace::Namespace;

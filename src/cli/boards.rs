@@ -6,8 +6,8 @@ use crate::error::{exit, Result};
 /// The command's work; `cli::run` hands it its parsed arguments.
 pub(super) fn main(command: Command) -> Result<i32> {
     let Command::Boards { hardware, json } = command else { unreachable!("cli::run dispatches by command") };
-    let platforms = crate::platform::discover(&hardware)?;
-    let boards = crate::platform::list_boards(&platforms);
+    let platforms = crate::arduino::platform::discover(&hardware)?;
+    let boards = crate::arduino::platform::list_boards(&platforms);
     if json {
         outln!("{}", serde_json::to_string_pretty(&boards).unwrap_or_default());
     } else {

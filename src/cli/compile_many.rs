@@ -32,7 +32,7 @@ pub(super) fn main(command: Command) -> Result<i32> {
     let Some(expanded) = targets::shard_sketches(&args, shard, shard_weights.as_deref())? else {
         // More runners than sketches: this one has nothing to do, and says so.
         let shard = shard.expect("only a shard can be empty");
-        let empty = crate::shard::empty_results(&common.board.join(","), shard);
+        let empty = crate::targets::shard::empty_results(&common.board.join(","), shard);
         report::write_atomic(&results_path, serde_json::to_string_pretty(&empty).unwrap_or_default().as_bytes())?;
         outln!("shard {shard} holds no sketch");
         outln!("results: {}", results_path.display());
@@ -76,7 +76,7 @@ pub(super) fn main(command: Command) -> Result<i32> {
     let results_line = format!("results: {}", report::summary::display_path(&results_path, &cwd));
     if common.json {
         // stdout is for the machine: the person reads stderr.
-        crate::console::write_stderr(&summary);
+        crate::report::console::write_stderr(&summary);
         errln!("{results_line}");
         outln!("{json}");
     } else {

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::emulator;
 use crate::error::{Error, Result};
-use crate::compiledb;
+use crate::plan::compiledb;
 use crate::report::size_delta::OldResults;
 use crate::{errln, out, outln};
 use crate::pipeline::{Session, SessionOptions, Target};
@@ -125,8 +125,8 @@ pub enum Command {
         expect: Vec<String>,
         /// Build only shard K of N (1-based) of the sketch list, so N CI runners split one
         /// example set; by a stable hash of each sketch's path unless --shard-weights.
-        #[arg(long, value_name = "K/N", value_parser = crate::shard::parse)]
-        shard: Option<crate::shard::Shard>,
+        #[arg(long, value_name = "K/N", value_parser = crate::targets::shard::parse)]
+        shard: Option<crate::targets::shard::Shard>,
         /// With --shard: balance the shards by the seconds each sketch took in this
         /// earlier results.json (unknown sketches weigh the mean).
         #[arg(long, value_name = "OLD_RESULTS", requires = "shard")]

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::exec::Runner;
-use crate::library::{Layout, LibraryIndex};
+use crate::arduino::library::{Layout, LibraryIndex};
 use crate::plan::Context;
 use preprocess::Preprocessor;
 

@@ -23,16 +23,16 @@ use std::sync::{Arc, Mutex};
 
 use crate::exec::Runner;
 use crate::cache::keys::{self, domain};
-use crate::hash::{hex, Hash, Hasher};
-use crate::library::IncludeCache;
+use crate::cache::hash::{hex, Hash, Hasher};
+use crate::arduino::library::IncludeCache;
 use super::shell;
 use super::speculate::Queries;
 use super::StoredGuess;
-use crate::cpp_lex::{directive_parts, tokenize, Kind};
+use crate::cpp::lex::{directive_parts, tokenize, Kind};
 use crate::cache::paths;
-use crate::objcache::{include_dirs, ObjectCache};
+use crate::cache::objects::{include_dirs, ObjectCache};
 use crate::cache::store::Store;
-use crate::toolchain::Compiler;
+use crate::arduino::toolchain::Compiler;
 
 /// What one preprocessor run found.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]

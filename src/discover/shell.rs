@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 
-use crate::cpp_lex::{directive_parts, tokenize, Kind};
+use crate::cpp::lex::{directive_parts, tokenize, Kind};
 
 /// Names GCC treats as defined although `-dM` does not list them.
 const BUILT_IN: &[&str] = &["__FILE__", "__LINE__", "__DATE__", "__TIME__", "__TIMESTAMP__", "__COUNTER__", "__INCLUDE_LEVEL__", "__BASE_FILE__", "_Pragma", "__VA_ARGS__"];

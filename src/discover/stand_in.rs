@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use crate::cpp_lex::{directive_parts, tokenize, Kind};
+use crate::cpp::lex::{directive_parts, tokenize, Kind};
 
 /// Names whose value in a directive depends on the file or the moment, not the text.
 const PLACE_DEPENDENT: &[&str] = &[

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::properties::Properties;
+use crate::arduino::properties::Properties;
 
 /// Flags of `fbuild board-sim`.
 #[derive(clap::Args, Debug, Clone)]

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::exec::Runner;
-use crate::properties::Properties;
+use crate::arduino::properties::Properties;
 
 /// How much serial output a sketch's `run` keeps in results.json.
 pub const OUTPUT_KEPT: usize = 4096;

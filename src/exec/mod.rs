@@ -5,6 +5,7 @@ pub mod affinity;
 pub mod scheduler;
 pub mod spawn;
 pub mod tools;
+pub mod launcher;
 
 pub use spawn::Stdout;
 pub use tools::{Process, SystemTools, Tools};

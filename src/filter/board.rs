@@ -113,14 +113,14 @@ impl BoardFacts {
 
     /// The facts of the board a build resolved: its properties and the macros its
     /// compiles see (`-D` flags and the compiler's predefined ones).
-    pub fn of_build(board: &crate::platform::Board, props: &crate::properties::Properties, macros: Option<&crate::macros::Macros>, memory: Option<MemoryClass>) -> BoardFacts {
+    pub fn of_build(board: &crate::arduino::platform::Board, props: &crate::arduino::properties::Properties, macros: Option<&crate::cpp::macros::Macros>, memory: Option<MemoryClass>) -> BoardFacts {
         let spec = BoardSpec {
             id: &board.id,
             fqbn: &board.fqbn,
             vendor: &board.platform.vendor,
             arch: &board.platform.arch,
-            mcu: crate::platform::mcu_of(props),
-            ram: crate::platform::ram_of(props),
+            mcu: crate::arduino::platform::mcu_of(props),
+            ram: crate::arduino::platform::ram_of(props),
         };
         let defined: Vec<(&str, &str)> = macros.map(|m| m.iter().collect()).unwrap_or_default();
         BoardFacts::new(spec, defined, memory)
@@ -151,16 +151,16 @@ mod tests {
     }
 
     /// The shared platform kits (../shared/platforms beside the clone, as CI lays it out).
-    fn kit_platform(kit: &str, vendor: &str, arch: &str) -> crate::platform::Platform {
+    fn kit_platform(kit: &str, vendor: &str, arch: &str) -> crate::arduino::platform::Platform {
         let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/platforms");
         let root = if beside.is_dir() { beside } else { std::path::PathBuf::from("/work/shared/platforms") };
         let path = root.join(kit).join("hardware").join(vendor).join(arch);
-        crate::platform::Platform::load(vendor, arch, &path).unwrap_or_else(|e| panic!("kit {kit} at {}: {e}", path.display()))
+        crate::arduino::platform::Platform::load(vendor, arch, &path).unwrap_or_else(|e| panic!("kit {kit} at {}: {e}", path.display()))
     }
 
     /// The facts a build of `board` sees, from the kit's real boards.txt and platform.txt.
-    fn facts_of(platform: &crate::platform::Platform, board: &str) -> BoardFacts {
-        let b = crate::platform::resolve_board(std::slice::from_ref(platform), board).unwrap();
+    fn facts_of(platform: &crate::arduino::platform::Platform, board: &str) -> BoardFacts {
+        let b = crate::arduino::platform::resolve_board(std::slice::from_ref(platform), board).unwrap();
         BoardFacts::of_build(&b, &b.properties, None, None)
     }
 
@@ -171,7 +171,7 @@ mod tests {
         let samd = kit_platform("samd", "arduino", "samd");
         let rp2040 = kit_platform("rp2040", "rp2040", "rp2040");
         let stm32 = kit_platform("stm32", "STMicroelectronics", "stm32");
-        let cases: [(&crate::platform::Platform, &str, &str, &str, &str); 8] = [
+        let cases: [(&crate::arduino::platform::Platform, &str, &str, &str, &str); 8] = [
             (&attiny, "ATTinyCore:avr:attinyx5", "tiny", "avr", "attiny85"),
             (&attiny, "ATTinyCore:avr:attinyx8", "tiny", "avr", "attiny88"),
             (&attiny, "ATTinyCore:avr:attiny1634", "tiny", "avr", "attiny1634"), // 1 KiB: the boundary
@@ -186,7 +186,7 @@ mod tests {
             assert_eq!((f.memory.name(), f.platforms[0].as_str(), f.mcu.as_str()), (memory, arch, mcu), "{board}");
         }
         // The listing shows the same class, from the default menu options.
-        let info = |p: &crate::platform::Platform, id: &str| {
+        let info = |p: &crate::arduino::platform::Platform, id: &str| {
             let i = p.board_info(id);
             (i.mcu, i.max_flash, i.max_ram, i.memory)
         };
@@ -203,11 +203,11 @@ mod tests {
     #[test]
     fn ram_given_as_zero_is_unknown_not_tiny() {
         // STM32's generic boards set upload.maximum_data_size=0 until a part is chosen.
-        let mut props = crate::properties::Properties::new();
+        let mut props = crate::arduino::properties::Properties::new();
         props.set("upload.maximum_data_size", "0");
-        assert_eq!(crate::platform::ram_of(&props), None);
+        assert_eq!(crate::arduino::platform::ram_of(&props), None);
         props.set("upload.maximum_data_size", " 2048 ");
-        assert_eq!(crate::platform::ram_of(&props), Some(2048));
+        assert_eq!(crate::arduino::platform::ram_of(&props), Some(2048));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! selection; the report layer turns its skips into results.
 
 use super::{parse_sketch, BoardFacts};
-use crate::sketch::Sketch;
+use crate::arduino::sketch::Sketch;
 
 #[derive(Default)]
 pub struct Selection {

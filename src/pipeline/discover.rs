@@ -87,7 +87,7 @@ impl Build<'_> {
         };
         let dir = self.setup.fw_dir.join("discover");
         ensure_dir(&dir)?;
-        let path = dir.join(format!("{}.cpp", &hex(&crate::hash::Hasher::new(crate::cache::keys::domain::STAND_IN).str(&text).finish())[..16]));
+        let path = dir.join(format!("{}.cpp", &hex(&crate::cache::hash::Hasher::new(crate::cache::keys::domain::STAND_IN).str(&text).finish())[..16]));
         if write_if_changed(&path, text.as_bytes())? {
             self.cache.invalidate(&path);
         }

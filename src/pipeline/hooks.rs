@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::exec::Runner;
-use crate::hash::{hex, Hasher};
+use crate::cache::hash::{hex, Hasher};
 use crate::plan::{Context, Lang};
 
 /// Where a folder remembers the hooks that last ran in it: the key on the first line,
@@ -110,7 +110,7 @@ fn sources_below(sketch_build: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::properties::Properties;
+    use crate::arduino::properties::Properties;
 
     #[test]
     fn hooks_run_once_per_content_and_their_sources_are_found() {

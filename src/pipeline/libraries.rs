@@ -40,8 +40,8 @@ impl Build<'_> {
             let (precompiled, precompiled_objects) = match &precompiled {
                 Some(folder) => {
                     let (flags, objects) = lib.precompiled_link(folder);
-                    let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::PRECOMPILED);
-                    for f in crate::library::files_in(folder) {
+                    let mut h = crate::cache::hash::Hasher::new(crate::cache::keys::domain::PRECOMPILED);
+                    for f in crate::arduino::library::files_in(folder) {
                         h.str(&f.display().to_string()).bytes(&std::fs::read(&f).map_err(|e| Error::io(&f, e))?);
                     }
                     (Some((flags, h.finish())), objects)

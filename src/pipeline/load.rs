@@ -18,14 +18,14 @@ pub(super) fn load_board(req: &Target, platforms: &[platform::Platform], toolcha
     }
     plan::check_recipes(&props, &board.platform.path.join("platform.txt"))?;
     let platform_id = format!("{}:{}", board.platform.vendor, board.platform.arch);
-    crate::runtime_tools::check_referenced(&props, &platform_id, crate::runtime_tools::packages_dir().as_deref())?;
+    crate::arduino::runtime_tools::check_referenced(&props, &platform_id, crate::arduino::runtime_tools::packages_dir().as_deref())?;
 
     let probe_ctx = Context::new(&props, Path::new("/"), "probe", Path::new("/"));
     // The compiler first (naming the tool property that should hold it), then every
     // tool the recipes name must exist: say so now, not per sketch, naming the
     // runtime.tools property that placed it when one did.
     if let Some(cc) = probe_ctx.command("recipe.cpp.o.pattern", &[])?.first().filter(|c| !toolchain.runner().tool_exists(c)) {
-        return Err(crate::runtime_tools::missing_compiler(&props, "recipe.cpp.o.pattern", Path::new(cc)));
+        return Err(crate::arduino::runtime_tools::missing_compiler(&props, "recipe.cpp.o.pattern", Path::new(cc)));
     }
     let mut recipes: Vec<String> = ["recipe.cpp.o.pattern", "recipe.c.o.pattern", "recipe.S.o.pattern", "recipe.ar.pattern", "recipe.c.combine.pattern", "recipe.size.pattern"]
         .iter()
@@ -36,9 +36,9 @@ pub(super) fn load_board(req: &Target, platforms: &[platform::Platform], toolcha
     for recipe in recipes {
         let Some(t) = probe_ctx.command(&recipe, &[])?.into_iter().next() else { continue };
         if !toolchain.runner().tool_exists(&t) {
-            let packages = crate::runtime_tools::packages_dir();
-            return Err(crate::runtime_tools::missing_tool(&props, &platform_id, &recipe, Path::new(&t), packages.as_deref())
-                .unwrap_or_else(|| crate::toolchain::not_installed(Path::new(&t))));
+            let packages = crate::arduino::runtime_tools::packages_dir();
+            return Err(crate::arduino::runtime_tools::missing_tool(&props, &platform_id, &recipe, Path::new(&t), packages.as_deref())
+                .unwrap_or_else(|| crate::arduino::toolchain::not_installed(Path::new(&t))));
         }
     }
     let cpp = probe_ctx.command("recipe.cpp.o.pattern", &[])?;
@@ -98,7 +98,7 @@ impl<'r> Setup<'r> {
         // predefined macros for its machine flags, so scanning skips other platforms' branches.
         let includes = {
             let sample = Context::new(&props, &fw_dir, "probe", &fw_dir).command("recipe.cpp.o.pattern", &[])?;
-            let mut macros = crate::macros::Macros::from_args(&sample);
+            let mut macros = crate::cpp::macros::Macros::from_args(&sample);
             let machine: Vec<String> = sample.iter().filter(|a| a.starts_with("-m") || a.starts_with("-std=")).cloned().collect();
             macros.add_definitions(&toolchain.predefined_macros(&cpp_compiler, &machine, store));
             IncludeCache::with_macros(macros)
@@ -170,10 +170,10 @@ impl<'r> Setup<'r> {
 }
 
 impl Overlay {
-    pub(super) fn for_sketch(req: &Target, sketch: &Sketch, base: &crate::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
+    pub(super) fn for_sketch(req: &Target, sketch: &Sketch, base: &crate::arduino::properties::Properties, fw_dir: &Path) -> Option<Overlay> {
         let set = req.own(sketch)?;
         let mut props = base.clone();
-        let mut h = crate::hash::Hasher::new(crate::cache::keys::domain::SKETCH_PROPERTIES);
+        let mut h = crate::cache::hash::Hasher::new(crate::cache::keys::domain::SKETCH_PROPERTIES);
         for (k, v) in set.all.iter().chain(&set.sources) {
             props.set(k, v.clone());
         }
@@ -209,7 +209,7 @@ impl Setup<'_> {
         }
     }
 
-    pub(super) fn sketch_props(&self, sketch: usize) -> &crate::properties::Properties {
+    pub(super) fn sketch_props(&self, sketch: usize) -> &crate::arduino::properties::Properties {
         self.overlays[sketch].as_ref().map_or(&self.props, |o| &o.props)
     }
 

@@ -41,17 +41,17 @@ use crate::discover::{Discoverer, SketchDiscovery};
 use crate::error::{Error, Result};
 use crate::exec::scheduler::{Limits, NodeId, Scheduler};
 use crate::exec::Runner;
-use crate::hash::hex;
-use crate::launcher::LocalSlots;
-use crate::library::{IncludeCache, LibraryIndex, LibrarySources};
-use crate::objcache::ObjectCache;
+use crate::cache::hash::hex;
+use crate::exec::launcher::LocalSlots;
+use crate::arduino::library::{IncludeCache, LibraryIndex, LibrarySources};
+use crate::cache::objects::ObjectCache;
 use crate::plan::graph::{Step, UnitId};
 use crate::plan::{self, Context};
-use crate::platform::{self, Board};
+use crate::arduino::platform::{self, Board};
 use crate::report::{self, LibraryUse, Phase, Progress, Report, SketchResult, UnitResult};
-use crate::sketch::Sketch;
+use crate::arduino::sketch::Sketch;
 use crate::cache::store::Store;
-use crate::toolchain::{Compiler, Toolchain};
+use crate::arduino::toolchain::{Compiler, Toolchain};
 use self::core::plan_core;
 use results::Clocks;
 use sketch::{Prepared, SketchEnv, SketchWork};
@@ -136,7 +136,7 @@ fn ensure_dir(path: &Path) -> Result<()> {
 /// A target's board, loaded (`Session::load`).
 pub struct Loaded {
     pub board: Board,
-    pub props: crate::properties::Properties,
+    pub props: crate::arduino::properties::Properties,
     /// The platform's C++ compiler (it decides quirks, include folders, macros).
     pub cpp_compiler: Compiler,
     pub notes: Vec<String>,
@@ -165,7 +165,7 @@ impl Shared {
     }
 
     /// `board` names the board's framework folder, whose `macros` they are.
-    fn merged_cpp(&self, sketch: &Sketch, board: &Path, macros: Option<&crate::macros::Macros>) -> Result<std::sync::Arc<Vec<u8>>> {
+    fn merged_cpp(&self, sketch: &Sketch, board: &Path, macros: Option<&crate::cpp::macros::Macros>) -> Result<std::sync::Arc<Vec<u8>>> {
         let key = (sketch.dir.clone(), board.to_path_buf());
         if let Some(m) = self.merged.lock().unwrap().get(&key) {
             return Ok(m.clone());
@@ -248,7 +248,7 @@ struct Setup<'r> {
     t_start: Instant,
     phases: Vec<Phase>,
     board: Board,
-    props: crate::properties::Properties,
+    props: crate::arduino::properties::Properties,
     store: Option<&'r Store>,
     /// The session's probe memo and runner, counting this target's processes.
     toolchain: Toolchain,
@@ -333,7 +333,7 @@ impl<'a> Build<'a> {
 /// with the contexts its discovery and its library units use.
 struct Overlay {
     /// For the sketch's own compiles and link.
-    props: std::sync::Arc<crate::properties::Properties>,
+    props: std::sync::Arc<crate::arduino::properties::Properties>,
     preprocess_ctx: Context,
     /// For its library units: the target's properties and `SketchProperties::all`, made
     /// when a unit first needs them (most sketches of a big run use no library).
@@ -512,7 +512,7 @@ impl Build<'_> {
         let Plan { libs, works } = self.make_plan(discovered.into_values().collect())?;
         // Editors' view of the plan (compile_commands.json), written before anything compiles.
         let units = std::iter::once(&self.core).chain(libs.iter());
-        crate::compiledb::CompileDb::write_plan(&self.setup.target.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
+        crate::plan::compiledb::CompileDb::write_plan(&self.setup.target.out, units.flat_map(|u| &u.jobs), works.iter().map(|w| (&w.sketch, w.dir.join("sketch"), &w.jobs[..])))?;
         if self.setup.target.only_compiledb {
             self.planned_only.store(true, Ordering::SeqCst);
             return Ok(());

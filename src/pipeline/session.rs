@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::exec::{Runner, Tools};
-use crate::platform::Platform;
+use crate::arduino::platform::Platform;
 use crate::report::CacheSummary;
 use crate::cache::store::Store;
-use crate::toolchain::Toolchain;
+use crate::arduino::toolchain::Toolchain;
 
 use super::load::load_board;
 use super::{Loaded, Target};
@@ -94,7 +94,7 @@ impl Session {
         if let Some(p) = self.platforms.get() {
             return Ok(p);
         }
-        let found = crate::platform::discover(&self.opts.hardware)?;
+        let found = crate::arduino::platform::discover(&self.opts.hardware)?;
         Ok(self.platforms.get_or_init(|| found))
     }
 
@@ -174,7 +174,7 @@ mod tests {
         // The three boards share avr-g++: identified once (three separate loads did it three times).
         assert_eq!(session.toolchain.compilers_identified(), 1);
         for b in boards {
-            assert!(t.path().join("out").join(b).join(crate::compiledb::FILE_NAME).is_file(), "{b}: its plan is written");
+            assert!(t.path().join("out").join(b).join(crate::plan::compiledb::FILE_NAME).is_file(), "{b}: its plan is written");
         }
     }
 }

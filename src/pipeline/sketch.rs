@@ -12,21 +12,21 @@ use std::time::Instant;
 use super::units::{compile_one, compiler_for, run_into_log, CompileEnv, Compiled, Unit};
 use super::FolderLock;
 use crate::cache::keys::TimeMacros;
-use crate::diagnostics;
+use crate::report::diagnostics;
 use crate::discover::DiscoveryError;
 use crate::exec::{display_command, Runner};
-use crate::hash::{hex, Hash};
-use crate::launcher::LocalSlots;
-use crate::library::{IncludeCache, LibraryIndex};
-use crate::link_failure::{self, LinkFailure};
+use crate::cache::hash::{hex, Hash};
+use crate::exec::launcher::LocalSlots;
+use crate::arduino::library::{IncludeCache, LibraryIndex};
+use crate::report::link_failure::{self, LinkFailure};
 use crate::cache::paths;
-use crate::objcache::{BaseKey, ObjectCache, ObjectKey};
+use crate::cache::objects::{BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{self, CompileJob, Context, Sizes};
-use crate::properties::Properties;
+use crate::arduino::properties::Properties;
 use crate::report::{self, LibraryUse, LinkSource, SketchResult, Status};
-use crate::sketch::Sketch;
+use crate::arduino::sketch::Sketch;
 use crate::cache::store::Store;
-use crate::toolchain::Toolchain;
+use crate::arduino::toolchain::Toolchain;
 
 /// One sketch as planned after discovery.
 pub(super) struct SketchWork {
@@ -41,7 +41,7 @@ pub(super) struct SketchWork {
     pub discover_seconds: f64,
     pub discover_runs: usize,
     /// The sketch's own build properties (`Target::sketch_properties`), if any.
-    pub props: Option<std::sync::Arc<crate::properties::Properties>>,
+    pub props: Option<std::sync::Arc<crate::arduino::properties::Properties>>,
     pub state: Mutex<SketchState>,
 }
 

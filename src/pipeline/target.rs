@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::sketch::Sketch;
+use crate::arduino::sketch::Sketch;
 
 /// One board's build: ninja's targets, kept apart from its `BuildConfig` (the `Session`).
 #[derive(Debug, Clone, Default)]

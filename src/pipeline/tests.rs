@@ -142,7 +142,7 @@ impl FakeTools {
                 let object = value_after(args, "-o").unwrap();
                 write(Path::new(object), &format!("object of {source}\n"));
                 if has("-MMD") {
-                    write(&crate::objcache::depfile_of(Path::new(object)), &format!("{object}: {source}\n"));
+                    write(&crate::cache::objects::depfile_of(Path::new(object)), &format!("{object}: {source}\n"));
                 }
                 (0, String::new(), String::new())
             }

@@ -9,18 +9,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::cache::keys::TimeMacros;
-use crate::diagnostics;
+use crate::report::diagnostics;
 use crate::error::{Error, Result};
 use crate::exec::{display_command, Runner};
-use crate::hash::{hex, Hash};
-use crate::launcher;
-use crate::library::IncludeCache;
+use crate::cache::hash::{hex, Hash};
+use crate::exec::launcher;
+use crate::arduino::library::IncludeCache;
 use crate::cache::paths;
-use crate::objcache::{BaseKey, ObjectCache, ObjectKey};
+use crate::cache::objects::{BaseKey, ObjectCache, ObjectKey};
 use crate::plan::{CompileJob, Context};
 use crate::report::{self, Status, UnitResult};
 use crate::cache::store::Store;
-use crate::toolchain::{Compiler, Toolchain};
+use crate::arduino::toolchain::{Compiler, Toolchain};
 
 /// A stage-1 unit: the core (archived) or one library (objects, or an archive
 /// when its library.properties asks for `dot_a_linkage`).
@@ -110,8 +110,8 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Objec
     if let Some(parent) = job.object.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let depfile = crate::objcache::depfile_of(&job.object);
-    let started = crate::objcache::unix_now();
+    let depfile = crate::cache::objects::depfile_of(&job.object);
+    let started = crate::cache::objects::unix_now();
     let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &depfile), log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
@@ -140,7 +140,7 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Objec
     }
     match base {
         Some(b) => {
-            let (key, time) = env.cache.record(&b, job, started, || crate::objcache::scanned_headers(job, env.includes, env.system_dirs));
+            let (key, time) = env.cache.record(&b, job, started, || crate::cache::objects::scanned_headers(job, env.includes, env.system_dirs));
             Compiled::Built(key, time)
         }
         None => Compiled::Built(None, TimeMacros::default()),

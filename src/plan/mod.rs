@@ -2,11 +2,12 @@
 //! command line, built from the platform's recipes. Nothing here runs anything.
 
 pub mod graph;
+pub mod compiledb;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::properties::{split_command_line, Properties};
+use crate::arduino::properties::{split_command_line, Properties};
 
 /// Recipes fbuild cannot build without.
 pub const REQUIRED_RECIPES: &[&str] = &[

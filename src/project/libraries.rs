@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use super::ldf::LibBuilder;
-use crate::library::{Library, Location};
+use crate::arduino::library::{Library, Location};
 
 /// Stage `singles` (libraries, first wins) and the libraries inside `folders` (in order;
 /// a name already staged is skipped, as PlatformIO takes the first storage that has it)
@@ -242,7 +242,7 @@ fn merge_into(into: &Path, from: &Path, keep: &dyn Fn(&Path) -> bool, depth: usi
 }
 
 fn is_source(p: &Path) -> bool {
-    crate::sketch::SOURCE_EXTENSIONS.contains(&crate::sketch::ext_of(p))
+    crate::arduino::sketch::SOURCE_EXTENSIONS.contains(&crate::arduino::sketch::ext_of(p))
 }
 
 #[cfg(test)]

@@ -303,7 +303,7 @@ fn prepare_env(config: &Config, project: &Path, name: &str, env: &str, project_o
             // The sources the filter selects (other files it matches are not read).
             sources: selected
                 .iter()
-                .filter(|rel| crate::sketch::is_ino(rel) || rel.extension().is_some_and(|e| crate::sketch::SOURCE_EXTENSIONS.iter().any(|x| e == *x)))
+                .filter(|rel| crate::arduino::sketch::is_ino(rel) || rel.extension().is_some_and(|e| crate::arduino::sketch::SOURCE_EXTENSIONS.iter().any(|x| e == *x)))
                 .map(|rel| std::fs::canonicalize(src_dir.join(rel)).unwrap_or_else(|_| src_dir.join(rel)))
                 .collect(),
             lib_deps: Vec::new(),
@@ -399,7 +399,7 @@ fn extra_flags(flags: &[String]) -> Result<[(String, String); 3]> {
 /// Flags as recipe text that the recipe splitter (arduino-cli's rules) gives back word
 /// for word, a word with spaces included.
 fn recipe_text(flags: &[String]) -> Result<String> {
-    crate::properties::join_command_line(flags).ok_or_else(|| {
+    crate::arduino::properties::join_command_line(flags).ok_or_else(|| {
         Error::usage(format!("a build flag among `{}` holds both a `\"` and a `'` next to spaces; fbuild cannot pass it to the compiler as one word", flags.join(" ")))
     })
 }
@@ -411,7 +411,7 @@ fn framework_libraries() -> Option<PathBuf> {
     static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     FOUND
         .get_or_init(|| {
-            let platforms = crate::platform::discover(&[]).ok()?;
+            let platforms = crate::arduino::platform::discover(&[]).ok()?;
             platforms.iter().find(|p| p.vendor == "arduino" && p.arch == "avr").map(|p| p.path.join("libraries")).filter(|p| p.is_dir())
         })
         .clone()
@@ -465,12 +465,12 @@ fn stage_sources(src_dir: &Path, stage: &Path, selected: &BTreeSet<PathBuf>) -> 
     // Headers always (they are found, not compiled); sources only when the filter selects them.
     let wanted = |p: &Path| {
         let rel = p.strip_prefix(src_dir).unwrap_or(p);
-        let compiled = crate::sketch::is_ino(p) || p.extension().is_some_and(|e| crate::sketch::SOURCE_EXTENSIONS.iter().any(|x| e == *x));
+        let compiled = crate::arduino::sketch::is_ino(p) || p.extension().is_some_and(|e| crate::arduino::sketch::SOURCE_EXTENSIONS.iter().any(|x| e == *x));
         !compiled || selected.contains(rel)
     };
     let mut entries: Vec<PathBuf> = std::fs::read_dir(src_dir).at(src_dir)?.flatten().map(|e| e.path()).filter(|p| p.is_dir() || wanted(p)).collect();
     entries.sort();
-    let main_ino = entries.iter().find(|p| p.is_file() && crate::sketch::is_ino(p));
+    let main_ino = entries.iter().find(|p| p.is_file() && crate::arduino::sketch::is_ino(p));
     let main_cpp = entries.iter().find(|p| p.is_file() && p.extension().is_some_and(|e| e == "cpp"));
     let main = main_ino.or(main_cpp).and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned());
     let name = main.clone().unwrap_or_else(|| "src".to_string());
@@ -485,14 +485,14 @@ fn stage_sources(src_dir: &Path, stage: &Path, selected: &BTreeSet<PathBuf>) -> 
             list_tree(p, &Path::new("src").join(&file_name), &wanted, &mut files)?;
         } else if main_ino.is_none() && Some(p) == main_cpp {
             files.push((PathBuf::from(format!("{name}.ino")), Staged::Copy(p.clone())));
-            files.push((PathBuf::from(crate::sketch::PLAIN_CPP_MAIN_MARKER), Staged::Bytes(Vec::new())));
+            files.push((PathBuf::from(crate::arduino::sketch::PLAIN_CPP_MAIN_MARKER), Staged::Bytes(Vec::new())));
         } else {
             files.push((file_name, Staged::Copy(p.clone())));
         }
     }
     if main_ino.is_some() {
         use std::os::unix::ffi::OsStrExt;
-        files.push((PathBuf::from(crate::sketch::ORIGIN_MARKER), Staged::Bytes(src_dir.as_os_str().as_bytes().to_vec())));
+        files.push((PathBuf::from(crate::arduino::sketch::ORIGIN_MARKER), Staged::Bytes(src_dir.as_os_str().as_bytes().to_vec())));
     }
     let dir = stage.join(&name);
     sync_folder(stage, &dir, &files)?;
@@ -621,7 +621,7 @@ mod tests {
         std::fs::write(d.path().join("src/other.cpp"), "int other;\n").unwrap();
         let e = &prepare(d.path(), &[], &d.path().join("o")).unwrap()[0];
         assert!(e.sketch.ends_with("main") && e.sketch.join("other.cpp").is_file() && !e.sketch.join("main.cpp").exists());
-        let sketch = crate::sketch::Sketch::load(&e.sketch).unwrap();
+        let sketch = crate::arduino::sketch::Sketch::load(&e.sketch).unwrap();
         assert_eq!(sketch.merged_cpp().unwrap(), main.as_bytes(), "compiled as it is: no #line, no prototypes");
     }
 

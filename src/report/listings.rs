@@ -1,7 +1,7 @@
 //! Human views of the commands that do not build: `fbuild boards` and
 //! `fbuild cache stats` (their `--json` forms serialize the same data).
 
-use crate::platform::BoardInfo;
+use crate::arduino::platform::BoardInfo;
 use crate::cache::store::DiskStats;
 
 use super::table;

@@ -19,6 +19,9 @@ pub mod run_summary;
 pub mod size_delta;
 pub mod summary;
 pub mod table;
+pub mod diagnostics;
+pub mod link_failure;
+pub mod console;
 
 pub use results::*;
 pub use summary::summary;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::size_delta;
 use crate::cache::remote::RemoteStats;
-use crate::diagnostics::Diagnostic;
+use crate::report::diagnostics::Diagnostic;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::CommonArgs;
 use crate::error::{exit, Error, Result};
-use crate::platform::Board;
+use crate::arduino::platform::Board;
 use crate::report::Status;
 
 /// Lines of a failed tool's output shown with the error.
@@ -23,8 +23,8 @@ const LAST_LINES: usize = 8;
 
 /// A board's properties (platform, board, menus, runtime) with overrides applied.
 pub fn resolve(spec: &str, hardware: &[PathBuf], overrides: &[(String, String)]) -> Result<Board> {
-    let platforms = crate::platform::discover(hardware)?;
-    let mut board = crate::platform::resolve_board(&platforms, spec)?;
+    let platforms = crate::arduino::platform::discover(hardware)?;
+    let mut board = crate::arduino::platform::resolve_board(&platforms, spec)?;
     for (k, v) in overrides {
         board.properties.set(k.clone(), v.clone());
     }
@@ -160,9 +160,9 @@ pub fn upload(args: &UploadArgs) -> Result<(i32, Option<String>)> {
 }
 
 /// A programmer's properties from the platform's programmers.txt.
-fn programmer(board: &Board, id: &str) -> Result<crate::properties::Properties> {
+fn programmer(board: &Board, id: &str) -> Result<crate::arduino::properties::Properties> {
     let file = board.platform.path.join("programmers.txt");
-    let all = if file.is_file() { crate::properties::Properties::load(&file)? } else { crate::properties::Properties::new() };
+    let all = if file.is_file() { crate::arduino::properties::Properties::load(&file)? } else { crate::arduino::properties::Properties::new() };
     let p = all.subtree(id);
     if p.iter().next().is_none() {
         let mut ids: Vec<String> = all.first_level_keys();
@@ -173,7 +173,7 @@ fn programmer(board: &Board, id: &str) -> Result<crate::properties::Properties> 
 }
 
 /// The tool's program must be there: name it, the property it came from, and where.
-fn check_tool(program: &str, tool: &str, props: &crate::properties::Properties) -> Result<()> {
+fn check_tool(program: &str, tool: &str, props: &crate::arduino::properties::Properties) -> Result<()> {
     let p = Path::new(program);
     let found = if p.components().count() > 1 {
         p.is_file()

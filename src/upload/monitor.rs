@@ -53,7 +53,7 @@ pub fn baud_of(sketch: &std::path::Path, env: Option<&str>) -> Result<Option<u32
         }
         return Ok(None);
     }
-    let s = crate::sketch::Sketch::load(sketch)?;
+    let s = crate::arduino::sketch::Sketch::load(sketch)?;
     let text = std::fs::read_to_string(&s.main_ino).map_err(|e| Error::io(&s.main_ino, e))?;
     let re = regex::Regex::new(r"Serial\s*\.\s*begin\s*\(\s*(\d+)").expect("valid");
     Ok(re.captures(&text).and_then(|c| c[1].parse().ok()))

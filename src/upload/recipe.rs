@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::properties::{split_command_line, Properties};
+use crate::arduino::properties::{split_command_line, Properties};
 
 /// What the user asked for, beyond the board.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +85,7 @@ pub fn command(props: &Properties, tool: &str, action: &str) -> Result<Vec<Strin
     })?;
     let line = props.expand(pattern);
     if let Some(missing) = unexpanded(&line) {
-        let looked = crate::runtime_tools::packages_dir().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.arduino15/packages".into());
+        let looked = crate::arduino::runtime_tools::packages_dir().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.arduino15/packages".into());
         return Err(Error::usage(format!(
             "upload tool {tool}: {{{missing}}} in tools.{tool}.{key} is not set; fbuild looked for the tool in {looked} (pass --build-property {missing}=DIR)"
         )));

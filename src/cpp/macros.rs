@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::cpp_lex::{tokenize, Kind, Token};
+use crate::cpp::lex::{tokenize, Kind, Token};
 
 #[derive(Debug, Clone, Default)]
 pub struct Macros {

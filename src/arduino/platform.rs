@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::properties::Properties;
-use crate::runtime_tools;
+use crate::arduino::properties::Properties;
+use crate::arduino::runtime_tools;
 
 /// The value arduino-builder defines as `ARDUINO=`; firmware must match it.
 pub const DEFAULT_IDE_VERSION: &str = "10600";

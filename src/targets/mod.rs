@@ -3,6 +3,9 @@
 //! PROJECT`, `ci`, projects beside sketches), `run`. Every command then goes through
 //! `pipeline::build`, and `Targets::build` joins the reports where there are several.
 
+pub mod matrix;
+pub mod shard;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -52,7 +55,7 @@ pub fn session_options(common: &CommonArgs, framework_jobs: usize, sketch_jobs: 
         verbose: common.verbose,
         quiet: common.quiet,
         compiler_launcher: match common.compiler_launcher.as_deref().filter(|c| !c.trim().is_empty()) {
-            Some(c) => crate::launcher::parse(c)?,
+            Some(c) => crate::exec::launcher::parse(c)?,
             None => Vec::new(),
         },
         smoke_run: None,
@@ -102,7 +105,7 @@ impl Targets {
     }
 
     /// A board matrix: every sketch of `base` for every board, each board into
-    /// OUT/<board> (see `matrix.rs`).
+    /// OUT/<board> (see `targets/matrix.rs`).
     pub fn matrix(base: &Target, boards: &[String]) -> Result<Targets> {
         let started = Instant::now();
         for (i, b) in boards.iter().enumerate() {
@@ -110,7 +113,7 @@ impl Targets {
                 return Err(Error::usage(format!("--board {b} is given twice; name each board once")));
             }
         }
-        let list: Vec<Target> = boards.iter().map(|b| Target { board: b.clone(), out: crate::matrix::board_out_dir(&base.out, b), ..base.clone() }).collect();
+        let list: Vec<Target> = boards.iter().map(|b| Target { board: b.clone(), out: crate::targets::matrix::board_out_dir(&base.out, b), ..base.clone() }).collect();
         Ok(Targets { labels: vec![Vec::new(); list.len()], list, joined: true, out: base.out.clone(), started })
     }
 
@@ -128,7 +131,7 @@ impl Targets {
             return Ok(reports.pop().expect("one report per target"));
         }
         let outs = self.list.iter().map(|t| t.out.clone());
-        crate::matrix::join_all(outs.zip(reports).collect(), &self.out, self.started.elapsed().as_secs_f64())
+        crate::targets::matrix::join_all(outs.zip(reports).collect(), &self.out, self.started.elapsed().as_secs_f64())
     }
 }
 
@@ -144,7 +147,7 @@ pub fn with_projects(session: &Session, base: &Target, boards: &[String], sketch
         let boards = if boards.is_empty() { vec![base.board.clone()] } else { boards.to_vec() };
         for b in boards {
             let name = if b.is_empty() { "default" } else { b.as_str() };
-            list.push(Target { board: b.clone(), sketches: sketches.clone(), out: crate::matrix::board_out_dir(&base.out, name), ..base.clone() });
+            list.push(Target { board: b.clone(), sketches: sketches.clone(), out: crate::targets::matrix::board_out_dir(&base.out, name), ..base.clone() });
             labels.push(Vec::new());
         }
     }
@@ -287,12 +290,12 @@ pub fn one_firmware(common: &CommonArgs, sketch: &Path, env: Option<&str>) -> Re
 
 /// `compile-many`'s sketch arguments expanded (folders holding sketches), and with
 /// `--shard K/N` this runner's share; `None` when the shard holds no sketch.
-pub fn shard_sketches(args: &[PathBuf], shard: Option<crate::shard::Shard>, weights: Option<&Path>) -> Result<Option<Vec<PathBuf>>> {
-    let expanded = if args.is_empty() { Vec::new() } else { crate::sketch::expand_arguments(args)? };
+pub fn shard_sketches(args: &[PathBuf], shard: Option<crate::targets::shard::Shard>, weights: Option<&Path>) -> Result<Option<Vec<PathBuf>>> {
+    let expanded = if args.is_empty() { Vec::new() } else { crate::arduino::sketch::expand_arguments(args)? };
     let Some(shard) = shard else { return Ok(Some(expanded)) };
     let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-    let weights = weights.map(|p| crate::shard::read_weights(p, &cwd)).transpose()?;
-    let selected = crate::shard::select(&expanded, shard, weights.as_ref(), &cwd);
+    let weights = weights.map(|p| crate::targets::shard::read_weights(p, &cwd)).transpose()?;
+    let selected = crate::targets::shard::select(&expanded, shard, weights.as_ref(), &cwd);
     // More runners than sketches: this one has nothing to do.
     Ok((!selected.is_empty()).then_some(selected))
 }

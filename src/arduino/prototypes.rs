@@ -25,8 +25,8 @@
 
 use std::collections::HashSet;
 
-use crate::cpp_lex::{directive_parts, tokenize, Conditionals, Kind, Token};
-use crate::macros::Macros;
+use crate::cpp::lex::{directive_parts, tokenize, Conditionals, Kind, Token};
+use crate::cpp::macros::Macros;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prototype {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::properties::Properties;
-use crate::sketch::{ext_of, HEADER_EXTENSIONS, SOURCE_EXTENSIONS};
+use crate::arduino::properties::Properties;
+use crate::arduino::sketch::{ext_of, HEADER_EXTENSIONS, SOURCE_EXTENSIONS};
 
 /// Where a library was found; higher ranks win ties on name and architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -385,16 +385,16 @@ impl LibraryIndex {
 pub struct IncludeCache {
     map: std::sync::Mutex<BTreeMap<PathBuf, std::sync::Arc<Vec<String>>>>,
     /// The build's known macros, to skip `#if` branches certainly not taken.
-    macros: Option<crate::macros::Macros>,
+    macros: Option<crate::cpp::macros::Macros>,
 }
 
 impl IncludeCache {
-    pub fn with_macros(macros: crate::macros::Macros) -> IncludeCache {
+    pub fn with_macros(macros: crate::cpp::macros::Macros) -> IncludeCache {
         IncludeCache { map: Default::default(), macros: Some(macros) }
     }
 
     /// The macros the scan evaluates `#if` lines with.
-    pub fn macros(&self) -> Option<&crate::macros::Macros> {
+    pub fn macros(&self) -> Option<&crate::cpp::macros::Macros> {
         self.macros.as_ref()
     }
 
@@ -403,7 +403,7 @@ impl IncludeCache {
             return v.clone();
         }
         let v = std::sync::Arc::new(match std::fs::read(path) {
-            Ok(bytes) => crate::includes::scan_includes_bytes_with(&bytes, self.macros.as_ref()),
+            Ok(bytes) => crate::cpp::includes::scan_includes_bytes_with(&bytes, self.macros.as_ref()),
             Err(_) => Vec::new(),
         });
         self.map.lock().unwrap().insert(path.to_path_buf(), v.clone());
@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(flags, format!(" \"-L{}\" -lm -lfast  ", hard.display()));
         assert_eq!(objects, vec![hard.join("odd.a")]);
         // Through the recipe splitter, the folder stays one argument.
-        let words = crate::properties::split_command_line(&format!("gcc{flags}-o x"));
+        let words = crate::arduino::properties::split_command_line(&format!("gcc{flags}-o x"));
         assert_eq!(words, vec!["gcc".to_string(), format!("-L{}", hard.display()), "-lm".into(), "-lfast".into(), "-o".into(), "x".into()]);
         let plain = lib(t.path(), "Plain", Some("name=Plain\n"), "Plain.h");
         assert_eq!(Library::load(&plain, Location::Libraries).unwrap().unwrap().precompiled_folder("cortex-m4", &[]), None);

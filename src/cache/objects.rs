@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::cache::keys::{self, TimeMacros};
 use crate::cache::paths;
-use crate::hash::Hash;
+use crate::cache::hash::Hash;
 use crate::plan::CompileJob;
 use crate::cache::store::Store;
-use crate::toolchain::Compiler;
+use crate::arduino::toolchain::Compiler;
 
 pub struct ObjectCache<'a> {
     pub store: Option<&'a Store>,
@@ -517,7 +517,7 @@ enum Reached {
 /// Every header reachable from the job's source through its search path (the source's
 /// folder, each `-I`, then the compiler's own folders), ignoring conditionals, so a
 /// superset of what the compiler reads; the compiler's own headers are not followed.
-fn reachable_headers(job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Vec<Reached> {
+fn reachable_headers(job: &CompileJob, scanner: &crate::arduino::library::IncludeCache, system_dirs: &[PathBuf]) -> Vec<Reached> {
     let mut search = include_dirs(&job.args);
     search.extend(system_dirs.iter().cloned());
     let mut reached = Vec::new();
@@ -546,7 +546,7 @@ fn reachable_headers(job: &CompileJob, scanner: &crate::library::IncludeCache, s
 
 /// The headers a compile without a depfile is keyed by: the scan's non-system
 /// headers, or `None` when it names a header found nowhere.
-pub fn scanned_headers(job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
+pub fn scanned_headers(job: &CompileJob, scanner: &crate::arduino::library::IncludeCache, system_dirs: &[PathBuf]) -> Option<Vec<PathBuf>> {
     let mut headers = Vec::new();
     for r in reachable_headers(job, scanner, system_dirs) {
         match r {
@@ -571,7 +571,7 @@ impl ObjectCache<'_> {
     /// edit to one of them, or a missing header appearing, changes the key.
     /// Headers in the compiler's own folders (avr-libc) count by path only: like the
     /// object manifest, they belong to the toolchain's identity.
-    pub fn failure_key(&self, base: &Hash, job: &CompileJob, scanner: &crate::library::IncludeCache, system_dirs: &[PathBuf]) -> Hash {
+    pub fn failure_key(&self, base: &Hash, job: &CompileJob, scanner: &crate::arduino::library::IncludeCache, system_dirs: &[PathBuf]) -> Hash {
         let reached = reachable_headers(job, scanner, system_dirs);
         keys::compile_failure(
             base,
@@ -695,13 +695,13 @@ mod tests {
         c.version = gcc12().version;
         let base = cache.base_key(&c, &job).unwrap();
         // Values computed by the code before this change.
-        assert_eq!(crate::hash::hex(&base.hash), "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100");
+        assert_eq!(crate::cache::hash::hex(&base.hash), "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100");
         let header = Hashed { hash: Some(*blake3::hash(b"A").as_bytes()), macros: TimeMacros::default(), stamp: None, names_own_path: false };
         let untimed = cache.untimed(&base, std::iter::once((Path::new("/fixed/a.h"), header)), false).unwrap();
         let old_full = "1ef4387c74aa155c392dac28192ea1f786001d648c5d628f6d9cc4ed3100fbcf";
         for at in [0, unix_now(), unix_now() + 86_400 * 3] {
             let key = cache.timed(&base, &untimed, at).unwrap();
-            assert_eq!((crate::hash::hex(&key.hash).as_str(), key.time.any()), (old_full, false));
+            assert_eq!((crate::cache::hash::hex(&key.hash).as_str(), key.time.any()), (old_full, false));
         }
         // Through a real store: record, then the lookup of a later run.
         let c = compiled("int x;\n", "#define A 1\n");

@@ -119,7 +119,7 @@ impl Sketch {
 
     /// As `merged_cpp`, for a board whose macros decide which `#if` branches are
     /// live: prototypes go where arduino-builder puts them for that board.
-    pub fn merged_cpp_for(&self, macros: Option<&crate::macros::Macros>) -> Result<Vec<u8>> {
+    pub fn merged_cpp_for(&self, macros: Option<&crate::cpp::macros::Macros>) -> Result<Vec<u8>> {
         if self.dir.join(PLAIN_CPP_MAIN_MARKER).is_file() {
             return std::fs::read(&self.main_ino).map_err(|e| Error::io(&self.main_ino, e));
         }
@@ -150,7 +150,7 @@ pub fn merge_inos(parts: &[(PathBuf, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// `merge_inos` for a board whose macros decide the sketch's `#if` branches.
-pub fn merge_inos_for(parts: &[(PathBuf, Vec<u8>)], macros: Option<&crate::macros::Macros>) -> Vec<u8> {
+pub fn merge_inos_for(parts: &[(PathBuf, Vec<u8>)], macros: Option<&crate::cpp::macros::Macros>) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     let line_1 = |merged: &mut Vec<u8>, path: &Path| {
         merged.extend_from_slice(b"#line 1 \"");
@@ -170,10 +170,10 @@ pub fn merge_inos_for(parts: &[(PathBuf, Vec<u8>)], macros: Option<&crate::macro
         merged.push(b'\n');
     }
     match String::from_utf8(merged) {
-        Ok(text) => crate::prototypes::add_prototypes_for(&text, macros).into_bytes(),
+        Ok(text) => crate::arduino::prototypes::add_prototypes_for(&text, macros).into_bytes(),
         Err(e) => {
             let latin1: String = e.into_bytes().iter().map(|&b| b as char).collect();
-            let out = crate::prototypes::add_prototypes_for(&latin1, macros);
+            let out = crate::arduino::prototypes::add_prototypes_for(&latin1, macros);
             out.chars().map(|c| c as u32 as u8).collect()
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! Each board is a full two-stage build into its own folder, `OUT/<board>/`, and
 //! every board's steps go into one build graph (`pipeline::build`, targets from
-//! `targets.rs`): the boards
+//! `targets/`): the boards
 //! share one platform load, one sketch load and `.ino` merge, the cache and the
 //! scheduler's two pools, so one board's links run while another's core compiles. The reports are then joined into one: every
 //! sketch result names its `board` and `fqbn`, each board's stage 1 and totals go
@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::compiledb;
+use crate::plan::compiledb;
 use crate::error::{Error, Result};
 use crate::report::Report;
 
@@ -23,7 +23,7 @@ pub fn board_out_dir(out: &Path, board: &str) -> PathBuf {
 }
 
 /// One report and one OUT/compile_commands.json of several targets' (each built in
-/// its own folder): for a matrix, and for projects beside sketches (`targets.rs`).
+/// its own folder): for a matrix, and for projects beside sketches (`targets/`).
 pub(crate) fn join_all(reports: Vec<(PathBuf, Report)>, out: &Path, seconds: f64) -> Result<Report> {
     join_compiledb(out, reports.iter().map(|(dir, _)| dir.as_path()))?;
     Ok(crate::report::join::join_boards(reports, out, seconds))

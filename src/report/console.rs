@@ -11,21 +11,21 @@ use std::io::Write;
 /// Print to stdout, like `print!`; a closed pipe ends the process quietly.
 #[macro_export]
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::console::write_stdout(&format!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::report::console::write_stdout(&format!($($arg)*)) };
 }
 
 /// Print a line to stdout, like `println!`; a closed pipe ends the process quietly.
 #[macro_export]
 macro_rules! outln {
-    () => { $crate::console::write_stdout("\n") };
-    ($($arg:tt)*) => { $crate::console::write_stdout(&format!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::report::console::write_stdout("\n") };
+    ($($arg:tt)*) => { $crate::report::console::write_stdout(&format!("{}\n", format_args!($($arg)*))) };
 }
 
 /// Print a line to stderr, like `eprintln!`, but never panic: a closed stderr must not
 /// stop a build whose results still go to results.json.
 #[macro_export]
 macro_rules! errln {
-    ($($arg:tt)*) => { $crate::console::write_stderr(&format!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::report::console::write_stderr(&format!("{}\n", format_args!($($arg)*))) };
 }
 
 pub fn write_stdout(text: &str) {

@@ -292,7 +292,7 @@ impl Conditionals {
         self.apply_with(text, None)
     }
 
-    pub fn apply_with(&mut self, text: &str, macros: Option<&crate::macros::Macros>) -> bool {
+    pub fn apply_with(&mut self, text: &str, macros: Option<&crate::cpp::macros::Macros>) -> bool {
         let (name, rest) = directive_parts(text);
         let eval = |expr: &str| literal_condition(expr).or_else(|| macros.and_then(|m| m.eval(expr)));
         let name_defined = |n: &str| macros.and_then(|m| m.defined(n.split_whitespace().next().unwrap_or("")));
@@ -399,7 +399,7 @@ mod tests {
 
     #[test]
     fn conditionals_with_macros_decide_certain_branches() {
-        let m = crate::macros::Macros::from_args(&["-DARDUINO_ARCH_AVR".into()]);
+        let m = crate::cpp::macros::Macros::from_args(&["-DARDUINO_ARCH_AVR".into()]);
         let mut c = Conditionals::default();
         c.apply_with("#if defined(ARDUINO_ARCH_SAMD)", Some(&m));
         assert!(c.dead());

@@ -17,7 +17,7 @@ use crate::cache::paths::PathMap;
 use crate::cache::Namespace;
 
 use crate::exec::Output;
-use crate::hash::Hash;
+use crate::cache::hash::Hash;
 use crate::plan::Sizes;
 use crate::cache::store::Store;
 

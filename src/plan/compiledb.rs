@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::plan::CompileJob;
-use crate::sketch::Sketch;
+use crate::arduino::sketch::Sketch;
 
 pub const FILE_NAME: &str = "compile_commands.json";
 

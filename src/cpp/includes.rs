@@ -1,7 +1,7 @@
 //! `#include` scanning without a preprocessor: the headers a file names in live
 //! code (not in comments, strings, or `#if 0` blocks), in order of appearance.
 
-use crate::cpp_lex::{directive_parts, tokenize, Conditionals, Kind};
+use crate::cpp::lex::{directive_parts, tokenize, Conditionals, Kind};
 
 /// Header names of live `#include` directives, first occurrence kept, without the
 /// `<>`/`""` delimiters. `#include MACRO` cannot be resolved and is skipped.
@@ -10,7 +10,7 @@ pub fn scan_includes(source: &str) -> Vec<String> {
 }
 
 /// As `scan_includes`, skipping branches that `macros` decide are not taken.
-pub fn scan_includes_with(source: &str, macros: Option<&crate::macros::Macros>) -> Vec<String> {
+pub fn scan_includes_with(source: &str, macros: Option<&crate::cpp::macros::Macros>) -> Vec<String> {
     let mut cond = Conditionals::default();
     let mut out: Vec<String> = Vec::new();
     for tok in tokenize(source).into_iter().filter(|t| t.kind == Kind::Directive) {
@@ -39,7 +39,7 @@ pub fn scan_includes_bytes(bytes: &[u8]) -> Vec<String> {
     scan_includes(&String::from_utf8_lossy(bytes))
 }
 
-pub fn scan_includes_bytes_with(bytes: &[u8], macros: Option<&crate::macros::Macros>) -> Vec<String> {
+pub fn scan_includes_bytes_with(bytes: &[u8], macros: Option<&crate::cpp::macros::Macros>) -> Vec<String> {
     scan_includes_with(&String::from_utf8_lossy(bytes), macros)
 }
 
@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn platform_conditionals_with_macros() {
-        let m = crate::macros::Macros::from_args(&["-DARDUINO_ARCH_AVR".into()]);
+        let m = crate::cpp::macros::Macros::from_args(&["-DARDUINO_ARCH_AVR".into()]);
         let src = "#if defined(ARDUINO_ARCH_SAMD)\n#include <SamdOnly.h>\n#elif defined(ARDUINO_ARCH_AVR)\n#include <AvrOnly.h>\n#endif\n#ifdef USER_FLAG\n#include <Maybe.h>\n#endif\n";
         assert_eq!(scan_includes_with(src, Some(&m)), vec!["AvrOnly.h", "Maybe.h"]);
         assert_eq!(scan_includes(src), vec!["SamdOnly.h", "AvrOnly.h", "Maybe.h"], "without macros: the superset");

@@ -7,8 +7,8 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::platform::sorted_dirs;
-use crate::properties::Properties;
+use crate::arduino::platform::sorted_dirs;
+use crate::arduino::properties::Properties;
 
 /// One installed tool release.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn missing_compiler(props: &Properties, recipe: &str, tool: &Path) -> Error 
         let rest = tool.strip_prefix(value.trim()).ok().filter(|_| !value.trim().is_empty())?;
         Some((property, value, rest.to_path_buf()))
     });
-    let Some((property, value, rest)) = through else { return crate::toolchain::not_installed(tool) };
+    let Some((property, value, rest)) = through else { return crate::arduino::toolchain::not_installed(tool) };
     Error::usage(format!(
         "compiler {} is not installed: {recipe} finds it through {property}={}, which has no {}; pass --build-property {property}=DIR with DIR holding {}",
         tool.display(),
