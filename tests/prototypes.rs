@@ -130,7 +130,7 @@ fn prototype_text_matches_what_arduino_builder_makes_of_ctags_tags() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let want: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().filter_map(reference_prototype).collect();
-    let ours: Vec<String> = fbuild::prototypes::find_prototypes(source).into_iter().map(|p| p.text).collect();
+    let ours: Vec<String> = fbuild::arduino::prototypes::find_prototypes(source).into_iter().map(|p| p.text).collect();
     assert_eq!(ours, want);
     assert!(want.len() >= 30, "most definitions keep a prototype: {want:?}");
 }
