@@ -240,6 +240,15 @@ pub fn split_command_line(line: &str) -> Vec<String> {
     args
 }
 
+/// `KEY=VALUE` as `--build-property` and `board-sim --property` take it (the value may
+/// hold `=`; the key is trimmed and must not be empty).
+pub fn parse_assignment(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err("expected key=value, e.g. compiler.cpp.extra_flags=-DFOO".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

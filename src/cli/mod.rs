@@ -247,7 +247,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "DIR")]
     pub libraries: Vec<PathBuf>,
     /// Override a platform property, as arduino-cli does: key=value (repeatable).
-    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::arduino::properties::parse_assignment)]
     pub build_property: Vec<(String, String)>,
     /// Print every command run, the choices made (menu defaults, compiler quirks) and each
     /// sketch's `Using library` lines.
@@ -304,12 +304,6 @@ fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
-pub(crate) fn parse_property(s: &str) -> std::result::Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err("expected key=value, e.g. compiler.cpp.extra_flags=-DFOO".to_string()),
-    }
-}
 
 fn parse_memory_class(s: &str) -> std::result::Result<crate::filter::MemoryClass, String> {
     crate::filter::MemoryClass::parse(s).ok_or_else(|| "expected tiny, low, large or huge".to_string())

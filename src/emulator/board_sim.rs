@@ -32,7 +32,7 @@ pub struct BoardSimArgs {
     #[arg(long, value_name = "DIR")]
     pub hardware: Vec<std::path::PathBuf>,
     /// Override a board or platform property: key=value (repeatable).
-    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::cli::parse_property)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::arduino::properties::parse_assignment)]
     pub build_property: Vec<(String, String)>,
     /// Run this Intel HEX bootloader instead of the board's `bootloader.file` (it must
     /// fit the boot section the high fuse gives).
