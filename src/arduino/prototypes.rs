@@ -3,7 +3,7 @@
 //! already declare, so functions can be called before they are defined.
 //!
 //! arduino-builder runs ctags over the preprocessed sketch; we parse the
-//! unpreprocessed text with `cpp_lex`, deciding `#if`s with the board's macros, and
+//! unpreprocessed text with `cpp::lex`, deciding `#if`s with the board's macros, and
 //! follow its rules (docs/design.md, "Prototypes"):
 //! - the prototypes go right before the first definition in a live branch, even
 //!   inside an `#if` (after that block's includes); a condition the macros leave open

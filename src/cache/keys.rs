@@ -412,7 +412,7 @@ mod tests {
     /// Units and links of objects without time macros keep the keys they had.
     #[test]
     fn unit_and_link_keys_are_unchanged() {
-        // An object key (the one objcache's test pins), and values computed by the
+        // An object key (the one cache::objects' test pins), and values computed by the
         // code before timed keys existed.
         let hex = "2ff44bc218ad85fe20950b48f77df6154465c245427203771d1bbc1205d39100";
         let input: Hash = std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap());

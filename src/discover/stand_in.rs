@@ -12,7 +12,7 @@
 //! differently: a quoted `#include` that names a file beside the sketch (it would be
 //! looked for beside the stand-in), a computed `#include`, a directive that asks where
 //! or when it is (`__FILE__`, `__LINE__`, `__COUNTER__`, `__has_include`...), or text
-//! whose lexing GCC and `cpp_lex` could disagree on across lines (raw strings, digit
+//! whose lexing GCC and `cpp::lex` could disagree on across lines (raw strings, digit
 //! separators, `'` in a directive, `%:` digraphs).
 
 use std::path::Path;
