@@ -23,7 +23,6 @@ use crate::report::{self, Status};
 use crate::cache::store::{self, Store};
 use crate::targets::{self, cache_dir, cache_max, cores, Targets};
 
-
 #[derive(Parser, Debug)]
 #[command(name = "fbuild", version, about = "Byte-identical Arduino firmware, built fast: many sketches, one or more boards, one process")]
 pub struct Cli {
