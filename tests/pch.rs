@@ -140,7 +140,7 @@ fn editing_a_header_the_gch_read_rebuilds_it_and_every_sketch() {
 }
 
 #[test]
-fn a_library_with_a_header_named_like_one_of_the_gch_compiles_without_it() {
+fn a_library_with_a_header_named_like_one_of_the_gch_compiles_without_it_one_including_arduino_h_with_it() {
     let tmp = tempfile::tempdir().unwrap();
     // A library whose folder holds `WVariant.h`, which the core's Arduino.h includes: a
     // compile without the .gch could find it, one with the .gch never would.
@@ -153,7 +153,16 @@ fn a_library_with_a_header_named_like_one_of_the_gch_compiles_without_it() {
     let sketch = tmp.path().join("sketches/UsesShadowing");
     std::fs::create_dir_all(&sketch).unwrap();
     std::fs::write(sketch.join("UsesShadowing.ino"), "#include <Shadowing.h>\nvoid setup() { pinMode(shadowing(), OUTPUT); }\nvoid loop() {}\n").unwrap();
-    let all = vec![sketch.clone(), example("01.Basics/Blink")];
+    // A library header including Arduino.h again (as most do): with the .gch loaded,
+    // GCC looks for that one in the .gch's folder too.
+    let again = libs.join("Reincludes");
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::write(again.join("library.properties"), "name=Reincludes\nversion=1.0.0\narchitectures=*\n").unwrap();
+    std::fs::write(again.join("Reincludes.h"), "#pragma once\n#include \"Arduino.h\"\n#include <Arduino.h>\ninline int reincludes() { return LED_BUILTIN; }\n").unwrap();
+    let reincluding = tmp.path().join("sketches/UsesReincludes");
+    std::fs::create_dir_all(&reincluding).unwrap();
+    std::fs::write(reincluding.join("UsesReincludes.ino"), "#include <Reincludes.h>\nvoid setup() { pinMode(reincludes(), OUTPUT); }\nvoid loop() {}\n").unwrap();
+    let all = vec![sketch.clone(), reincluding, example("01.Basics/Blink")];
     let mut args = samd_kit_args();
     args.extend(["--libraries".to_string(), libs.display().to_string()]);
 
@@ -162,7 +171,7 @@ fn a_library_with_a_header_named_like_one_of_the_gch_compiles_without_it() {
     std::fs::create_dir_all(&without).unwrap();
     let (run, results) = verbose_run(&with, ZERO, &args, &all);
     assert_eq!(gch_builds(&run), 1, "{}", run.stderr);
-    assert_eq!(compiles_with_pch(&run), 1, "Blink only:\n{}", run.stderr);
+    assert_eq!(compiles_with_pch(&run), 2, "Blink and UsesReincludes:\n{}", run.stderr);
     let shadowed = commands(&run, |l| l.contains("UsesShadowing.ino.cpp.o"));
     assert!(!shadowed.is_empty() && shadowed.iter().all(|l| !names_pch_dir(l)), "{shadowed:?}");
     let ours = sketches_by_path(&results);

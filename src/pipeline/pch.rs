@@ -25,6 +25,12 @@ use crate::plan::CompileJob;
 const STUB_NAME: &str = "fbuild-pch.h";
 const STUB_TEXT: &str = "#include <Arduino.h>\n";
 const GCH_NAME: &str = "Arduino.h.gch";
+/// Beside the `.gch`: GCC resolves every later `#include "Arduino.h"` (a library's
+/// header) to the `.gch`'s folder too, and opens the header there; this one passes
+/// on to the header the search would find next, whose guard then skips it. (Without
+/// it: "PCHDIR/Arduino.h: No such file or directory".) A `.gch` GCC refuses lands
+/// here too, so the compile still reads the real header.
+const NEXT_TEXT: &str = "#include_next <Arduino.h>\n";
 /// In the `.gch` command's shape (its key and folder name), for its own two files.
 const STUB_MARK: &str = "\u{0}PCH-STUB";
 const GCH_MARK: &str = "\u{0}PCH-GCH";
@@ -192,7 +198,7 @@ impl SketchPch {
             return None;
         }
         let dir = self.root.join(name);
-        let (stub, gch, stamp_path) = (dir.join(STUB_NAME), dir.join(GCH_NAME), dir.join(".fbuild-pch"));
+        let (stub, gch, stamp_path, next) = (dir.join(STUB_NAME), dir.join(GCH_NAME), dir.join(".fbuild-pch"), dir.join("Arduino.h"));
         let key = |deps: &[PathBuf], hash: &dyn Fn(&Path) -> Option<Hash>| -> Option<Hash> {
             let hashed: Vec<(&Path, Hash)> = deps.iter().map(|p| Some((p.as_path(), hash(p)?))).collect::<Option<_>>()?;
             Some(keys::pch(&compiler.identity, shape, hashed))
@@ -200,7 +206,7 @@ impl SketchPch {
         // A header naming a time macro would be expanded when the `.gch` is built, not when the sketch is.
         let timeless = |deps: &[PathBuf]| !deps.iter().any(|p| env.cache.names_time_macros(p));
         if let Some(s) = std::fs::read(&stamp_path).ok().and_then(|b| serde_json::from_slice::<Stamp>(&b).ok()) {
-            if gch.is_file() && key(&s.deps, &|p| env.cache.file_hash(p)).map(|k| hex(&k)) == Some(s.key.clone()) && timeless(&s.deps) {
+            if gch.is_file() && next.is_file() && key(&s.deps, &|p| env.cache.file_hash(p)).map(|k| hex(&k)) == Some(s.key.clone()) && timeless(&s.deps) {
                 return Some(Arc::new(Pch { dir, deps: s.deps, names: s.names }));
             }
         }
@@ -208,6 +214,7 @@ impl SketchPch {
         let _ = std::fs::remove_file(&gch);
         std::fs::create_dir_all(&dir).ok()?;
         std::fs::write(&stub, STUB_TEXT).ok()?;
+        std::fs::write(&next, NEXT_TEXT).ok()?;
         let (stub_s, gch_s) = (stub.display().to_string(), gch.display().to_string());
         let mut args: Vec<String> = shape.iter().map(|a| if a == STUB_MARK { stub_s.clone() } else if a == GCH_MARK { gch_s.clone() } else { a.clone() }).collect();
         args.push("-H".into());
@@ -216,8 +223,10 @@ impl SketchPch {
         log.push('\n');
         let out = env.runner.run(&args, None);
         if !out.success || !gch.is_file() {
-            log.push_str(&out.text);
-            log.push_str("fbuild: the precompiled header did not build; the sketch compiles without it\n");
+            // Its output stays beside it: in the sketch's log its diagnostics would read as the sketch's.
+            let why = dir.join("build.log");
+            let _ = crate::report::write_atomic(&why, out.text.as_bytes());
+            log.push_str(&format!("fbuild: the precompiled header did not build (see {}); the sketch compiles without it\n", why.display()));
             let _ = std::fs::remove_file(&gch);
             return None;
         }
