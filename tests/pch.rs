@@ -77,20 +77,6 @@ fn sketches_share_one_gch_and_make_the_same_firmware_as_without_it() {
     assert!(firmware(&results) == firmware(&results_off), "firmware differs with the precompiled header");
 }
 
-/// Files at any depth under `from` copied (writable) to `to`.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::write(&dest, std::fs::read(e.path()).unwrap()).unwrap();
-        }
-    }
-}
-
 /// The SAMD kit's platform under `tmp/hardware`, its core copied (so a header can be
 /// edited) and everything else linked to the kit; fbuild's arguments for it.
 fn platform_with_own_core(tmp: &Path) -> (PathBuf, Vec<String>) {
@@ -103,7 +89,7 @@ fn platform_with_own_core(tmp: &Path) -> (PathBuf, Vec<String>) {
             std::os::unix::fs::symlink(e.path(), platform.join(e.file_name())).unwrap();
         }
     }
-    copy_tree(&kit.join("cores"), &platform.join("cores"));
+    copy_dir(&kit.join("cores"), &platform.join("cores"));
     let mut args = vec!["--hardware".to_string(), tmp.join("hardware").display().to_string()];
     for p in samd_tool_properties() {
         args.push("--build-property".into());
@@ -123,6 +109,8 @@ fn editing_a_header_the_gch_read_rebuilds_it_and_every_sketch() {
     // Same bytes, new mtime: nothing to build, no process.
     let header = core.join("WVariant.h");
     let bytes = std::fs::read(&header).unwrap();
+    // The kit's files are read-only, and so is the copy.
+    std::fs::set_permissions(&header, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(&header, &bytes).unwrap();
     let (same, results) = verbose_run(tmp.path(), ZERO, &args, &sketches);
