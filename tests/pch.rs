@@ -174,10 +174,26 @@ fn a_library_with_a_header_named_like_one_of_the_gch_compiles_without_it_one_inc
 #[test]
 fn avr_gcc_uses_no_gch() {
     let tmp = tempfile::tempdir().unwrap();
-    let (run, results) = verbose_run(tmp.path(), "uno", &[], &[example("01.Basics/Blink")]);
-    assert_eq!(results["totals"]["ok"].as_u64(), Some(1));
+    let (run, results) = verbose_run(tmp.path(), "uno", &[], &sketches());
+    assert_eq!(results["totals"]["ok"].as_u64(), Some(3));
     // The probe ran (its header build is printed), said no: no .gch, no sketch loads one.
     assert!(!commands(&run, |l| l.contains("fbuild_pch_probe.h.gch")).is_empty(), "no probe:\n{}", run.stderr);
     assert_eq!((gch_builds(&run), compiles_with_pch(&run)), (0, 0), "{}", run.stderr);
     assert!(!files_under(&tmp.path().join("out")).iter().any(|p| names_pch_dir(&p.to_string_lossy())));
+}
+
+#[test]
+fn a_new_gch_waits_for_enough_sketches_and_a_built_one_serves_any() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = |s: &str| vec![example(s)];
+    // One sketch to compile: a new .gch would cost more than it saves.
+    let (alone, _) = verbose_run(tmp.path(), ZERO, &samd_kit_args(), &one("01.Basics/Blink"));
+    assert_eq!((gch_builds(&alone), compiles_with_pch(&alone)), (0, 0), "{}", alone.stderr);
+    let mut four = sketches();
+    four.push(example("03.Analog/AnalogInput"));
+    let (three, _) = verbose_run(tmp.path(), ZERO, &samd_kit_args(), &four);
+    assert_eq!((gch_builds(&three), compiles_with_pch(&three)), (1, 3), "Blink is cached, three compile:\n{}", three.stderr);
+    // Built: one more sketch loads it.
+    let (later, _) = verbose_run(tmp.path(), ZERO, &samd_kit_args(), &one("02.Digital/Button"));
+    assert_eq!((gch_builds(&later), compiles_with_pch(&later)), (0, 1), "{}", later.stderr);
 }

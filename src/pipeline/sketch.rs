@@ -251,6 +251,10 @@ impl SketchEnv<'_> {
         }
         // (The pre-build hooks ran before discovery: see `hooks::prepare`.)
         let _ = std::fs::remove_file(w.dir.join(".fbuild-link"));
+        if let Some(p) = self.pch {
+            // Its merged sketch may compile (a known key may still miss the cache).
+            p.expect(1);
+        }
         None
     }
 
