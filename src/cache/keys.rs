@@ -18,7 +18,7 @@
 //! | discovery shape | `discover-shape-v1` | the same without `-I` folders |
 //! | discovery guess | `discover-guess-v1` | compiler, command, source bytes |
 //! | discovery defined names | `discover-defined-v1` | compiler, command without `-I` and source |
-//! | discovery header set | `discover-header-set-v1` | headers read and their hashes |
+//! | discovery header set | `discover-header-set-v2` | headers read and their hashes (v2: a binary record) |
 //! | unit | `unit-v1` | its objects' keys, archive commands |
 //! | link | `link-v2` | objects', units' and bootloader keys, link/size/objcopy commands |
 //! | stage 1 | `stage1-v1` | every unit's key |
@@ -90,7 +90,7 @@ domains! {
     /// The names a discovery command defines on an empty input.
     DISCOVER_DEFINED = "discover-defined-v1";
     /// A stored set of headers a discovery answer read.
-    DISCOVER_HEADER_SET = "discover-header-set-v1";
+    DISCOVER_HEADER_SET = "discover-header-set-v2";
     /// In memory only: one copy of each list of header paths.
     DISCOVER_HEADER_LIST = "discover-header-list-v1";
     /// A stage-1 unit (an archive of objects).
