@@ -48,7 +48,7 @@
 use std::path::{Path, PathBuf};
 
 use super::paths::{base_dir, relative_text};
-use crate::cache::hash::{Hash, Hasher};
+use crate::cache::hash::{Framed, Hash, Hasher};
 
 /// Declares each domain once: a const in `domain` and a row of `DOMAINS`.
 macro_rules! domains {
@@ -229,11 +229,23 @@ pub fn predefined_macros(compiler: &Hash, flags: &[String]) -> Hash {
 /// may hold its own path (`own_path`, `__FILE__`) also keys the absolute base, so a
 /// relocated tree compiles it again.
 pub fn object_full<'p>(base: &Hash, headers: impl IntoIterator<Item = (&'p Path, Hash)>, own_path: bool) -> Hash {
-    let mut h = Hasher::new(domain::OBJECT_FULL);
-    h.bytes(base);
+    object_full_from(base, &object_full_headers(headers), own_path)
+}
+
+/// The headers' part of `object_full`, framed once for every object that lists the
+/// same headers (the examples of a library all read its umbrella header's thousands).
+pub fn object_full_headers<'p>(headers: impl IntoIterator<Item = (&'p Path, Hash)>) -> Framed {
+    let mut f = Framed::default();
     for (path, hash) in headers {
-        h.str(&relative_text(&path.to_string_lossy())).bytes(&hash);
+        f.bytes(relative_text(&path.to_string_lossy()).as_bytes()).bytes(&hash);
     }
+    f
+}
+
+/// `object_full` from its headers' part (`object_full_headers`): the same value.
+pub fn object_full_from(base: &Hash, headers: &Framed, own_path: bool) -> Hash {
+    let mut h = Hasher::new(domain::OBJECT_FULL);
+    h.bytes(base).framed(headers);
     if own_path {
         h.str("own-path").str(base_dir().unwrap_or(""));
     }
