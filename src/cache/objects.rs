@@ -332,6 +332,20 @@ impl<'a> ObjectCache<'a> {
         self.file(path).hash
     }
 
+    /// Whether every file's `file_hash` is the one given, checked in order up to the
+    /// first that differs. The table is locked once for the files this run already
+    /// looked up (most of a stored header set's thousands), not once per file.
+    pub fn all_hash_to(&self, files: &[(&Path, Hash)]) -> bool {
+        let known = self.known(files.iter().map(|(p, _)| *p));
+        files.iter().zip(known).all(|((p, then), k)| k.unwrap_or_else(|| self.file(p)).hash == Some(*then))
+    }
+
+    /// Each file as this run already found it, if it did: one lock for them all.
+    fn known<'p>(&self, paths: impl Iterator<Item = &'p Path>) -> Vec<Option<Hashed>> {
+        let table = self.file_hashes.lock().unwrap();
+        paths.map(|p| table.get(p.as_os_str()).copied()).collect()
+    }
+
     /// A file's content hash as it is now: for keys recorded after a tool read the
     /// file, which may have been edited since our lookup hashed it.
     pub fn current_hash(&self, path: &Path) -> Option<Hash> {
@@ -479,9 +493,10 @@ impl<'a> ObjectCache<'a> {
         let mut time = TimeMacros::default();
         let mut timestamp_mtimes = Vec::new();
         let mut hashed = Vec::new();
-        for path in headers {
-            let f = self.file(path);
-            hashed.push((path, f.hash?));
+        let headers: Vec<&Path> = headers.collect();
+        for (path, k) in headers.iter().zip(self.known(headers.iter().copied())) {
+            let f = k.unwrap_or_else(|| self.file(path));
+            hashed.push((*path, f.hash?));
             time |= f.macros;
             if f.macros.timestamp {
                 timestamp_mtimes.push(f.stamp?.mtime.0);

@@ -464,12 +464,9 @@ impl<'a> Preprocessor<'a> {
         }
         let check = || -> Option<Arc<Vec<PathBuf>>> {
             let headers = SetRecord::decode(&self.store?.get_record(Namespace::Discover, &key)?)?;
-            for (path, hash) in &headers {
-                if let Some(hash) = hash {
-                    if self.files.file_hash(path)? != *hash {
-                        return None;
-                    }
-                }
+            let stored: Vec<(&Path, Hash)> = headers.iter().filter_map(|(p, h)| Some((p.as_path(), (*h)?))).collect();
+            if !self.files.all_hash_to(&stored) {
+                return None;
             }
             Some(self.sets.intern(headers.into_iter().map(|(p, _)| p).collect()))
         };
