@@ -161,11 +161,11 @@ pub fn compile_failure<'a>(base: &Hash, reached: impl IntoIterator<Item = Failur
 
 /// A discovery record (`domain`: one of the `DISCOVER_*` command keys): compiler, source
 /// bytes and the command with its source written as a placeholder.
-pub fn discovery<'s>(domain: &str, compiler: &Hash, source: &Hash, args: impl IntoIterator<Item = &'s String>) -> Hash {
+pub fn discovery(domain: &str, compiler: &Hash, source: &Hash, args: impl IntoIterator<Item = impl AsRef<str>>) -> Hash {
     let mut h = Hasher::new(domain);
     h.bytes(compiler).bytes(source);
     for a in args {
-        h.str(&relative_text(a));
+        h.str(&relative_text(a.as_ref()));
     }
     h.finish()
 }

@@ -224,8 +224,7 @@ impl<'a> Preprocessor<'a> {
 
     fn key_of<'s>(&self, domain: &str, args: impl Iterator<Item = &'s String>, source: &Path) -> Option<Hash> {
         let bytes = self.files.file_hash(source)?;
-        let args: Vec<String> = args.cloned().collect();
-        Some(keys::discovery(domain, &self.compiler.identity, &bytes, &paths::discovery_args(&args, source)))
+        Some(keys::discovery(domain, &self.compiler.identity, &bytes, paths::discovery_args(args, source)))
     }
 
     /// A clean answer for the same source and command under another include path
