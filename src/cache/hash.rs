@@ -21,6 +21,13 @@ impl Hasher {
         self
     }
 
+    /// Fields framed ahead of time by `frame`: the same hash as each given to `bytes`,
+    /// and one long update is several times faster than thousands of short ones.
+    pub fn framed(&mut self, fields: &Framed) -> &mut Self {
+        self.0.update(&fields.0);
+        self
+    }
+
     pub fn str(&mut self, s: &str) -> &mut Self {
         self.bytes(s.as_bytes())
     }
@@ -40,6 +47,18 @@ impl Hasher {
     }
 }
 
+/// Fields framed as `Hasher::bytes` frames them, kept to be hashed into many keys.
+#[derive(Default, Clone)]
+pub struct Framed(Vec<u8>);
+
+impl Framed {
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+}
+
 pub fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -53,6 +72,14 @@ mod tests {
         let a = Hasher::new("t").str("ab").str("c").finish();
         let b = Hasher::new("t").str("a").str("bc").finish();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn framed_fields_hash_as_the_fields_themselves() {
+        let mut f = Framed::default();
+        f.bytes(b"ab").bytes(b"").bytes(&[7; 40]);
+        let direct = Hasher::new("t").str("x").str("ab").str("").bytes(&[7; 40]).str("y").finish();
+        assert_eq!(Hasher::new("t").str("x").framed(&f).str("y").finish(), direct);
     }
 
     #[test]

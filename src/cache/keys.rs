@@ -20,7 +20,7 @@
 //! | discovery shape | `discover-shape-v1` | the same without `-I` folders |
 //! | discovery guess | `discover-guess-v1` | compiler, command, source bytes |
 //! | discovery defined names | `discover-defined-v1` | compiler, command without `-I` and source |
-//! | discovery header set | `discover-header-set-v1` | headers read and their hashes |
+//! | discovery header set | `discover-header-set-v2` | headers read and their hashes (v2: a binary record) |
 //! | unit | `unit-v1` | its objects' keys, archive commands |
 //! | link | `link-v2` | objects', units' and bootloader keys, link/size/objcopy commands |
 //! | stage 1 | `stage1-v1` | every unit's key |
@@ -50,7 +50,7 @@
 use std::path::{Path, PathBuf};
 
 use super::paths::{base_dir, relative_text};
-use crate::cache::hash::{Hash, Hasher};
+use crate::cache::hash::{Framed, Hash, Hasher};
 
 /// Declares each domain once: a const in `domain` and a row of `DOMAINS`.
 macro_rules! domains {
@@ -96,7 +96,7 @@ domains! {
     /// The names a discovery command defines on an empty input.
     DISCOVER_DEFINED = "discover-defined-v1";
     /// A stored set of headers a discovery answer read.
-    DISCOVER_HEADER_SET = "discover-header-set-v1";
+    DISCOVER_HEADER_SET = "discover-header-set-v2";
     /// In memory only: one copy of each list of header paths.
     DISCOVER_HEADER_LIST = "discover-header-list-v1";
     /// A stage-1 unit (an archive of objects).
@@ -167,11 +167,11 @@ pub fn compile_failure<'a>(base: &Hash, reached: impl IntoIterator<Item = Failur
 
 /// A discovery record (`domain`: one of the `DISCOVER_*` command keys): compiler, source
 /// bytes and the command with its source written as a placeholder.
-pub fn discovery<'s>(domain: &str, compiler: &Hash, source: &Hash, args: impl IntoIterator<Item = &'s String>) -> Hash {
+pub fn discovery(domain: &str, compiler: &Hash, source: &Hash, args: impl IntoIterator<Item = impl AsRef<str>>) -> Hash {
     let mut h = Hasher::new(domain);
     h.bytes(compiler).bytes(source);
     for a in args {
-        h.str(&relative_text(a));
+        h.str(&relative_text(a.as_ref()));
     }
     h.finish()
 }
@@ -259,11 +259,23 @@ pub fn pch<'p>(compiler: &Hash, args: &[String], headers: impl IntoIterator<Item
 /// may hold its own path (`own_path`, `__FILE__`) also keys the absolute base, so a
 /// relocated tree compiles it again.
 pub fn object_full<'p>(base: &Hash, headers: impl IntoIterator<Item = (&'p Path, Hash)>, own_path: bool) -> Hash {
-    let mut h = Hasher::new(domain::OBJECT_FULL);
-    h.bytes(base);
+    object_full_from(base, &object_full_headers(headers), own_path)
+}
+
+/// The headers' part of `object_full`, framed once for every object that lists the
+/// same headers (the examples of a library all read its umbrella header's thousands).
+pub fn object_full_headers<'p>(headers: impl IntoIterator<Item = (&'p Path, Hash)>) -> Framed {
+    let mut f = Framed::default();
     for (path, hash) in headers {
-        h.str(&relative_text(&path.to_string_lossy())).bytes(&hash);
+        f.bytes(relative_text(&path.to_string_lossy()).as_bytes()).bytes(&hash);
     }
+    f
+}
+
+/// `object_full` from its headers' part (`object_full_headers`): the same value.
+pub fn object_full_from(base: &Hash, headers: &Framed, own_path: bool) -> Hash {
+    let mut h = Hasher::new(domain::OBJECT_FULL);
+    h.bytes(base).framed(headers);
     if own_path {
         h.str("own-path").str(base_dir().unwrap_or(""));
     }

@@ -13,7 +13,9 @@
 //! identity covers them (`toolchain::Compiler::identity`, see docs/design.md).
 
 use crate::cache::Namespace;
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -27,13 +29,15 @@ use crate::arduino::toolchain::Compiler;
 pub struct ObjectCache<'a> {
     pub store: Option<&'a Store>,
     /// Content hashes of files read this run: each header is hashed once per run,
-    /// and re-read later only when its stat says it may have changed.
-    file_hashes: Mutex<HashMap<PathBuf, Hashed>>,
+    /// and re-read later only when its stat says it may have changed. Keyed by the
+    /// path's bytes with a fast hasher: `Path`'s own `Hash` and `Eq` walk components,
+    /// and a warm run looks up every header of every distinct header list here.
+    file_hashes: Mutex<FileTable>,
     /// SOURCE_DATE_EPOCH as this process (and so every compiler it starts) sees it.
     source_date_epoch: Option<String>,
     /// Hashes earlier runs kept (`FileHashes`), read at the first lookup: a file
     /// whose stat is as it was then costs a stat, not a read and a hash.
-    kept: std::sync::OnceLock<HashMap<PathBuf, Hashed>>,
+    kept: std::sync::OnceLock<FileTable>,
     /// Manifests looked up this run, by their stored bytes.
     manifests: Mutex<HashMap<Hash, Arc<ManifestRead>>>,
     /// Files read and hashed by this cache (for tests and the bench's questions).
@@ -51,12 +55,24 @@ struct Hashed {
     names_own_path: bool,
 }
 
-/// A manifest's headers (and whether the object names its own path), each header
-/// as this run first found it (`ObjectCache::file`).
+/// Files by the bytes of their path (a path written two ways is two entries, which
+/// only costs a second stat).
+type FileTable = FxHashMap<OsString, Hashed>;
+
+/// A manifest's headers as this run first found them (`ObjectCache::file`), worked
+/// out once for every object whose manifest lists them: their part of the full key,
+/// framed, and what the time macros need.
 struct ManifestRead {
-    headers: Vec<PathBuf>,
-    hashed: Vec<Hashed>,
+    /// `None` when a header is gone or, naming `__TIMESTAMP__`, has no stat: a miss.
+    headers: Option<ManifestHeaders>,
     own_path: bool,
+}
+
+struct ManifestHeaders {
+    key: crate::cache::hash::Framed,
+    time: TimeMacros,
+    /// The mtimes of the headers that name `__TIMESTAMP__`, in manifest order.
+    timestamp_mtimes: Vec<i64>,
 }
 
 /// An object's base key, with what its full key needs from the compiler and the
@@ -171,11 +187,11 @@ impl FileHashes {
         out
     }
 
-    fn load(&self) -> HashMap<PathBuf, Hashed> {
+    fn load(&self) -> FileTable {
         std::fs::read(&self.path).ok().and_then(|b| Self::decode(&b)).unwrap_or_default()
     }
 
-    fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Hashed>> {
+    fn decode(bytes: &[u8]) -> Option<FileTable> {
         use std::os::unix::ffi::OsStrExt;
         let rest = bytes.strip_prefix(Self::header().as_slice())?;
         let at = std::cell::Cell::new(0);
@@ -184,11 +200,11 @@ impl FileHashes {
             at.set(at.get() + n);
             Some(field)
         };
-        let mut map = HashMap::new();
+        let mut map = FileTable::default();
         // Every entry whole, up to the end: a cut table is not read.
         while at.get() < rest.len() {
             let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-            let path = PathBuf::from(std::ffi::OsStr::from_bytes(take(len)?));
+            let path = OsStr::from_bytes(take(len)?).to_os_string();
             let mut n = [0u64; 7];
             for v in n.iter_mut() {
                 *v = u64::from_le_bytes(take(8)?.try_into().ok()?);
@@ -202,12 +218,12 @@ impl FileHashes {
         Some(map)
     }
 
-    fn encode(map: &HashMap<PathBuf, Hashed>) -> Vec<u8> {
+    fn encode(map: &FileTable) -> Vec<u8> {
         use std::os::unix::ffi::OsStrExt;
         let mut out = Self::header();
         for (path, h) in map {
             let (Some(hash), Some(s)) = (h.hash, h.stamp) else { continue };
-            let p = path.as_os_str().as_bytes();
+            let p = path.as_bytes();
             out.extend_from_slice(&(p.len() as u32).to_le_bytes());
             out.extend_from_slice(p);
             for v in [s.dev, s.ino, s.size, s.mtime.0 as u64, s.mtime.1 as u64, s.ctime.0 as u64, s.ctime.1 as u64] {
@@ -225,9 +241,9 @@ impl FileHashes {
     /// added, files gone or changed too recently to trust are dropped. Written only
     /// when that changes something. `read` is the table as this run read it: when
     /// the run found nothing new there, the file is not read again.
-    fn save(&self, run: &HashMap<PathBuf, Hashed>, read: Option<&HashMap<PathBuf, Hashed>>) {
+    fn save(&self, run: &FileTable, read: Option<&FileTable>) {
         let keep = |h: &Hashed| h.hash.is_some() && h.stamp.is_some_and(|s| !s.racy);
-        let news = |table: &HashMap<PathBuf, Hashed>| run.iter().any(|(p, h)| if keep(h) { table.get(p) != Some(h) } else { table.contains_key(p) });
+        let news = |table: &FileTable| run.iter().any(|(p, h)| if keep(h) { table.get(p) != Some(h) } else { table.contains_key(p) });
         if read.is_some_and(|t| !news(t)) {
             return;
         }
@@ -307,13 +323,27 @@ impl<'a> ObjectCache<'a> {
         ObjectCache { store, file_hashes: Mutex::default(), source_date_epoch, kept: Default::default(), manifests: Mutex::default(), files_read: Default::default() }
     }
 
-    fn kept(&self) -> &HashMap<PathBuf, Hashed> {
+    fn kept(&self) -> &FileTable {
         self.kept.get_or_init(|| self.store.map(|s| FileHashes::at(s.root()).load()).unwrap_or_default())
     }
 
     /// A file's content hash, read once per run.
     pub fn file_hash(&self, path: &Path) -> Option<Hash> {
         self.file(path).hash
+    }
+
+    /// Whether every file's `file_hash` is the one given, checked in order up to the
+    /// first that differs. The table is locked once for the files this run already
+    /// looked up (most of a stored header set's thousands), not once per file.
+    pub fn all_hash_to(&self, files: &[(&Path, Hash)]) -> bool {
+        let known = self.known(files.iter().map(|(p, _)| *p));
+        files.iter().zip(known).all(|((p, then), k)| k.unwrap_or_else(|| self.file(p)).hash == Some(*then))
+    }
+
+    /// Each file as this run already found it, if it did: one lock for them all.
+    fn known<'p>(&self, paths: impl Iterator<Item = &'p Path>) -> Vec<Option<Hashed>> {
+        let table = self.file_hashes.lock().unwrap();
+        paths.map(|p| table.get(p.as_os_str()).copied()).collect()
     }
 
     /// A file's content hash as it is now: for keys recorded after a tool read the
@@ -323,12 +353,12 @@ impl<'a> ObjectCache<'a> {
     }
 
     fn file(&self, path: &Path) -> Hashed {
-        if let Some(h) = self.file_hashes.lock().unwrap().get(path) {
+        if let Some(h) = self.file_hashes.lock().unwrap().get(path.as_os_str()) {
             return *h;
         }
-        if let Some(h @ Hashed { stamp: Some(old), .. }) = self.kept().get(path).copied() {
+        if let Some(h @ Hashed { stamp: Some(old), .. }) = self.kept().get(path.as_os_str()).copied() {
             if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
-                self.file_hashes.lock().unwrap().insert(path.to_path_buf(), h);
+                self.file_hashes.lock().unwrap().insert(path.as_os_str().to_os_string(), h);
                 return h;
             }
         }
@@ -338,7 +368,7 @@ impl<'a> ObjectCache<'a> {
     /// The file as it is now. A stat shows whether the memo still holds; only a
     /// changed (or racy) file is read again.
     fn current_file(&self, path: &Path) -> Hashed {
-        let memo = self.file_hashes.lock().unwrap().get(path).copied();
+        let memo = self.file_hashes.lock().unwrap().get(path.as_os_str()).copied();
         if let Some(h @ Hashed { stamp: Some(old), .. }) = memo {
             if stamp_of(path).is_some_and(|now| old.unchanged(&now)) {
                 return h;
@@ -358,7 +388,7 @@ impl<'a> ObjectCache<'a> {
         let hash = bytes.map(|b| *blake3::hash(&paths::relative_bytes(&b)).as_bytes());
         let stamp = stamp.filter(|_| hash.is_some());
         let hashed = Hashed { hash, macros, stamp, names_own_path };
-        self.file_hashes.lock().unwrap().insert(path.to_path_buf(), hashed);
+        self.file_hashes.lock().unwrap().insert(path.as_os_str().to_os_string(), hashed);
         hashed
     }
 
@@ -369,12 +399,12 @@ impl<'a> ObjectCache<'a> {
 
     /// Whether a file read this run may put its own path into an object.
     fn may_name_own_path(&self, path: &Path) -> bool {
-        self.file_hashes.lock().unwrap().get(path).is_some_and(|h| h.names_own_path)
+        self.file_hashes.lock().unwrap().get(path.as_os_str()).is_some_and(|h| h.names_own_path)
     }
 
     /// Forget a file's hash (we just rewrote it).
     pub fn invalidate(&self, path: &Path) {
-        self.file_hashes.lock().unwrap().remove(path);
+        self.file_hashes.lock().unwrap().remove(path.as_os_str());
     }
 
     pub fn base_key(&self, compiler: &Compiler, job: &CompileJob) -> Option<BaseKey> {
@@ -436,8 +466,14 @@ impl<'a> ObjectCache<'a> {
 
     fn full_key_from_manifest(&self, base: &BaseKey, manifest: Vec<u8>) -> Option<ObjectKey> {
         let read = self.manifest(manifest)?;
-        let headers = read.headers.iter().zip(&read.hashed).map(|(p, h)| (p.as_path(), *h));
-        self.timed(base, &self.untimed(base, headers, read.own_path)?, unix_now())
+        let headers = read.headers.as_ref()?;
+        let mut timestamp_mtimes = Vec::new();
+        if base.source_macros.timestamp {
+            timestamp_mtimes.push(base.source_mtime?);
+        }
+        timestamp_mtimes.extend_from_slice(&headers.timestamp_mtimes);
+        let full = keys::object_full_from(&base.hash, &headers.key, read.own_path);
+        self.timed(base, &Untimed { full, time: base.source_macros | headers.time, timestamp_mtimes }, unix_now())
     }
 
     /// A stored manifest's headers, each as this run found it: looked up once per
@@ -450,11 +486,28 @@ impl<'a> ObjectCache<'a> {
         }
         let text = String::from_utf8(paths::absolute_record(stored)).ok()?;
         let own_path = text.lines().any(|l| l == OWN_PATH_LINE);
-        let headers: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(PathBuf::from).collect();
-        let hashed = headers.iter().map(|p| self.file(p)).collect();
-        let read = Arc::new(ManifestRead { headers, hashed, own_path });
+        let headers = self.manifest_headers(text.lines().filter(|l| !l.is_empty() && *l != OWN_PATH_LINE).map(Path::new));
+        let read = Arc::new(ManifestRead { headers, own_path });
         self.manifests.lock().unwrap().insert(id, read.clone());
         Some(read)
+    }
+
+    /// What every object listing these headers needs of them for its full key (as
+    /// `untimed` reads them), each header looked up once.
+    fn manifest_headers<'p>(&self, headers: impl Iterator<Item = &'p Path>) -> Option<ManifestHeaders> {
+        let mut time = TimeMacros::default();
+        let mut timestamp_mtimes = Vec::new();
+        let mut hashed = Vec::new();
+        let headers: Vec<&Path> = headers.collect();
+        for (path, k) in headers.iter().zip(self.known(headers.iter().copied())) {
+            let f = k.unwrap_or_else(|| self.file(path));
+            hashed.push((*path, f.hash?));
+            time |= f.macros;
+            if f.macros.timestamp {
+                timestamp_mtimes.push(f.stamp?.mtime.0);
+            }
+        }
+        Some(ManifestHeaders { key: keys::object_full_headers(hashed), time, timestamp_mtimes })
     }
 
     /// Place a cached object for `key` at the job's object path.
@@ -910,13 +963,13 @@ mod tests {
 
     #[test]
     fn kept_hashes_belong_to_their_base_folder_and_a_damaged_table_reads_empty() {
-        let mut kept = HashMap::new();
+        let mut kept = FileTable::default();
         let stamp = Stamp { dev: 1, ino: 2, size: 3, mtime: (4, 5), ctime: (6, 7), racy: false };
         let h = Hashed { hash: Some([9; 32]), macros: TimeMacros { date: true, time: false, timestamp: true }, stamp: Some(stamp), names_own_path: true };
-        kept.insert(PathBuf::from("/a/b.h"), h);
+        kept.insert(OsString::from("/a/b.h"), h);
         let bytes = FileHashes::encode(&kept);
         let back = FileHashes::decode(&bytes).unwrap();
-        assert!(back.get(Path::new("/a/b.h")) == Some(&h), "a round trip keeps every field");
+        assert!(back.get(OsStr::new("/a/b.h")) == Some(&h), "a round trip keeps every field");
         assert!(FileHashes::decode(&bytes[..bytes.len() - 1]).is_none(), "a cut table is not read");
         let mut other_base = bytes.clone();
         other_base.splice(FILE_HASHES_MAGIC.len()..FILE_HASHES_MAGIC.len(), b"/elsewhere".iter().copied());

@@ -40,8 +40,11 @@ pub fn object_args(args: &[String], object: &Path, source: &Path) -> Vec<String>
 }
 
 /// A discovery command as its record's key sees it: its source as a placeholder.
-pub fn discovery_args(args: &[String], source: &Path) -> Vec<String> {
-    normalize_args(args, &[(source, SRC)])
+/// Borrowed where nothing is replaced: a warm run keys every command of every
+/// sketch, each with the whole include path.
+pub fn discovery_args<'a>(args: impl IntoIterator<Item = &'a String>, source: &Path) -> impl Iterator<Item = Cow<'a, str>> {
+    let source = source.to_string_lossy().into_owned();
+    args.into_iter().map(move |a| if !source.is_empty() && a.contains(&source) { Cow::Owned(a.replace(&source, SRC)) } else { Cow::Borrowed(a.as_str()) })
 }
 
 /// An archive command as its unit's key sees it: the unit's folder as a placeholder.

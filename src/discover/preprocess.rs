@@ -58,10 +58,64 @@ struct Record {
 }
 
 /// A stored header set: every header in the order the run opened it, with the hash
-/// (hex) of each one outside the compiler's folders.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SetRecord {
-    headers: Vec<(PathBuf, Option<String>)>,
+/// of each one outside the compiler's folders. Binary, since a warm run reads one per
+/// distinct set and a heavy library's hold thousands of headers: after
+/// `SET_MAGIC` and the number of headers (so a record cut between two headers is
+/// not a smaller set), per header a little-endian u32 length, the path as keys write it (the
+/// base folder as its mark, `paths::relative_text`), a flag byte (1: a hash follows)
+/// and the 32-byte hash. Anything else (a cut record, the JSON of before) is a miss.
+struct SetRecord;
+
+const SET_MAGIC: &[u8] = b"fbuild-header-set-v2\n";
+
+impl SetRecord {
+    fn encode(headers: &[(&Path, Option<Hash>)]) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = SET_MAGIC.to_vec();
+        out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+        for (path, hash) in headers {
+            let text = path.to_string_lossy();
+            let rel = paths::relative_text(&text);
+            let bytes = if matches!(rel, std::borrow::Cow::Borrowed(_)) { path.as_os_str().as_bytes() } else { rel.as_bytes() };
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+            match hash {
+                Some(h) => {
+                    out.push(1);
+                    out.extend_from_slice(h);
+                }
+                None => out.push(0),
+            }
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Vec<(PathBuf, Option<Hash>)>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut rest = bytes.strip_prefix(SET_MAGIC)?;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (field, after) = (rest.get(..n)?, rest.get(n..)?);
+            rest = after;
+            Some(field)
+        };
+        let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        let mut headers = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            let raw = take(len)?;
+            let path = match std::str::from_utf8(raw) {
+                Ok(text) if text.contains(paths::BASE_MARK) => PathBuf::from(paths::absolute_text(text).into_owned()),
+                _ => PathBuf::from(std::ffi::OsStr::from_bytes(raw)),
+            };
+            let hash = match take(1)?[0] {
+                0 => None,
+                1 => Some(take(32)?.try_into().ok()?),
+                _ => return None,
+            };
+            headers.push((path, hash));
+        }
+        rest.is_empty().then_some(headers)
+    }
 }
 
 /// The header sets of this run: one list per distinct set of headers, and one check
@@ -170,8 +224,7 @@ impl<'a> Preprocessor<'a> {
 
     fn key_of<'s>(&self, domain: &str, args: impl Iterator<Item = &'s String>, source: &Path) -> Option<Hash> {
         let bytes = self.files.file_hash(source)?;
-        let args: Vec<String> = args.cloned().collect();
-        Some(keys::discovery(domain, &self.compiler.identity, &bytes, &paths::discovery_args(&args, source)))
+        Some(keys::discovery(domain, &self.compiler.identity, &bytes, paths::discovery_args(args, source)))
     }
 
     /// A clean answer for the same source and command under another include path
@@ -409,17 +462,12 @@ impl<'a> Preprocessor<'a> {
             return c.clone();
         }
         let check = || -> Option<Arc<Vec<PathBuf>>> {
-            let bytes = paths::absolute_record(self.store?.get_record(Namespace::Discover, &key)?);
-            let rec: SetRecord = serde_json::from_slice(&bytes).ok()?;
-            for (path, hash) in &rec.headers {
-                // Parsing the stored hex is cheaper than formatting thousands of hashes.
-                if let Some(hash) = hash {
-                    if self.files.file_hash(path)? != key_from_hex(hash)? {
-                        return None;
-                    }
-                }
+            let headers = SetRecord::decode(&self.store?.get_record(Namespace::Discover, &key)?)?;
+            let stored: Vec<(&Path, Hash)> = headers.iter().filter_map(|(p, h)| Some((p.as_path(), (*h)?))).collect();
+            if !self.files.all_hash_to(&stored) {
+                return None;
             }
-            Some(self.sets.intern(rec.headers.into_iter().map(|(p, _)| p).collect()))
+            Some(self.sets.intern(headers.into_iter().map(|(p, _)| p).collect()))
         };
         let c = check();
         self.sets.checked.lock().unwrap().insert(key, c.clone());
@@ -436,19 +484,18 @@ impl<'a> Preprocessor<'a> {
                 None
             } else {
                 match self.files.current_hash(p) {
-                    Some(x) => Some(hex(&x)),
+                    Some(x) => Some(x),
                     None => return,
                 }
             };
-            h.str(&paths::relative_text(&p.to_string_lossy())).str(hash.as_deref().unwrap_or(""));
-            headers.push((p.clone(), hash));
+            h.str(&paths::relative_text(&p.to_string_lossy())).bytes(hash.as_ref().map_or(&[][..], |x| &x[..]));
+            headers.push((p.as_path(), hash));
         }
         let set = h.finish();
         // Another answer of this run may have stored the same set already.
         let known = self.sets.checked.lock().unwrap().get(&set).is_some_and(Option::is_some);
         if !known {
-            let Ok(bytes) = serde_json::to_vec(&SetRecord { headers }) else { return };
-            if store.put_record(Namespace::Discover, &set, &paths::relative_record(&bytes)).is_err() {
+            if store.put_record(Namespace::Discover, &set, &SetRecord::encode(&headers)).is_err() {
                 return;
             }
             self.sets.checked.lock().unwrap().insert(set, Some(outcome.headers.clone()));
@@ -545,6 +592,26 @@ Multiple include guards may be useful for:\n/usr/lib/avr/include/avr/portpins.h\
         std::fs::write(b.join("x.h"), "").unwrap();
         assert!(!p.same_headers(&o, &theirs, &[b.clone(), a.clone()]), "a new folder ahead with x.h would shadow it");
         assert!(p.same_headers(&o, &theirs, &[a.clone(), b.clone()]), "behind it, it cannot");
+    }
+
+    /// A stored header set reads back as written; a cut, foreign or old (JSON)
+    /// record reads as nothing, so its answer is a miss, never a panic.
+    #[test]
+    fn a_header_set_record_round_trips_and_a_damaged_one_is_a_miss() {
+        let (a, b) = (PathBuf::from("/lib/a.h"), PathBuf::from("/usr/lib/avr/include/b.h"));
+        let bytes = SetRecord::encode(&[(a.as_path(), Some([3; 32])), (b.as_path(), None)]);
+        assert_eq!(SetRecord::decode(&bytes), Some(vec![(a.clone(), Some([3; 32])), (b.clone(), None)]));
+        assert_eq!(SetRecord::decode(&SetRecord::encode(&[])), Some(Vec::new()), "an empty set");
+        for cut in 1..=bytes.len() {
+            assert_eq!(SetRecord::decode(&bytes[..bytes.len() - cut]), None, "cut by {cut}");
+        }
+        let mut bad_flag = bytes.clone();
+        bad_flag[SET_MAGIC.len() + 8 + a.as_os_str().len()] = 9;
+        assert_eq!(SetRecord::decode(&bad_flag), None);
+        assert_eq!(SetRecord::decode(br#"{"headers":[["/lib/a.h","0303"]]}"#), None, "the JSON of before");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(SetRecord::decode(&longer), None, "bytes after the last header");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! folders and the library index must pick exactly the library whose folder holds
 //! it; otherwise the guess is dropped and the runs are made one by one.
 
+use rustc_hash::FxHashSet;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -125,19 +126,23 @@ impl Discoverer<'_> {
         let mut path: Vec<&PathBuf> = base.iter().collect();
         let mut used = used.to_vec();
         let mut added = Vec::new();
-        let mut seen: HashSet<&Path> = HashSet::new();
+        // A trace holds thousands of headers: seen by their bytes, and placed in their
+        // folders by bytes where both are plainly written (`Plain`).
+        let mut seen: FxHashSet<&std::ffi::OsStr> = FxHashSet::default();
+        let (wide_plain, system_plain) = (Plain::all(wide), Plain::all(system));
         for h in outcome.headers.iter() {
-            if !seen.insert(h) {
+            if !seen.insert(h.as_os_str()) {
                 continue;
             }
-            match wide.iter().find(|d| h.starts_with(d)) {
+            let h_plain = Plain::of(h);
+            match wide.iter().zip(&wide_plain).find(|(d, p)| h_plain.under(h, p, d)).map(|(d, _)| d) {
                 Some(d) => {
                     let name = name_in(h, d)?;
                     // Found in one folder only: every order of the folders finds it there.
-                    if wide.iter().enumerate().any(|(i, e)| e != d && in_wide.may_have(i, name) && self.preprocessor.exists(&e.join(name))) {
+                    if wide.iter().enumerate().any(|(i, e)| in_wide.may_have(i, name) && e != d && self.preprocessor.exists(&e.join(name))) {
                         return None;
                     }
-                    if path.contains(&d) {
+                    if path.iter().any(|p| p.as_os_str() == d.as_os_str() || *p == d) {
                         continue;
                     }
                     // The reference's run stops here, at a header it cannot find...
@@ -156,7 +161,7 @@ impl Discoverer<'_> {
                 None => {
                     // A compiler header: no guessed folder may hold one of that name
                     // (else it would have been found there, or `#include_next` is at work).
-                    if let Some(s) = system.iter().find(|s| h.starts_with(s)) {
+                    if let Some((s, _)) = system.iter().zip(&system_plain).find(|(s, p)| h_plain.under(h, p, s)) {
                         let name = name_in(h, s)?;
                         if wide.iter().enumerate().any(|(i, e)| in_wide.may_have(i, name) && self.preprocessor.exists(&e.join(name))) {
                             return None;
@@ -169,6 +174,34 @@ impl Discoverer<'_> {
         // A missing header the wide run stopped at is in no guessed folder: the
         // reference's run stops there too.
         Some(added)
+    }
+}
+
+/// Whether a path is written plainly: absolute, with no empty, `.` or `..` part and
+/// no trailing `/`. For two plain paths, `Path::starts_with` (which compares parts)
+/// is a byte prefix ending at a `/`, several times cheaper on a long trace.
+#[derive(Clone, Copy)]
+struct Plain(bool);
+
+impl Plain {
+    fn of(p: &Path) -> Plain {
+        use std::os::unix::ffi::OsStrExt;
+        let b = p.as_os_str().as_bytes();
+        Plain(b.len() > 1 && b[0] == b'/' && b[1..].split(|&c| c == b'/').all(|part| !matches!(part, b"" | b"." | b"..")))
+    }
+
+    fn all(dirs: &[PathBuf]) -> Vec<Plain> {
+        dirs.iter().map(|d| Plain::of(d)).collect()
+    }
+
+    /// `path.starts_with(dir)`, where `self` and `dir_plain` say how they are written.
+    fn under(self, path: &Path, dir_plain: &Plain, dir: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        if !(self.0 && dir_plain.0) {
+            return path.starts_with(dir);
+        }
+        let (p, d) = (path.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+        p.starts_with(d) && p.get(d.len()).is_none_or(|&c| c == b'/')
     }
 }
 
@@ -276,6 +309,18 @@ fn name_in<'a>(header: &'a Path, dir: &Path) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_paths_are_placed_in_folders_as_path_starts_with_places_them() {
+        let paths = ["/a/b/c.h", "/a/b", "/a/bc/d.h", "/a/b/", "/a//b/c.h", "/a/./b/c.h", "/a/../a/b/c.h", "a/b/c.h", "/", "/a/b.h"];
+        for p in paths {
+            for d in paths {
+                let (p, d) = (Path::new(p), Path::new(d));
+                assert_eq!(Plain::of(p).under(p, &Plain::of(d), d), p.starts_with(d), "{p:?} under {d:?}");
+            }
+        }
+        assert!(Plain::of(Path::new("/a/b")).0 && !Plain::of(Path::new("/a/b/")).0 && !Plain::of(Path::new("/a/./b")).0);
+    }
 
     #[test]
     fn has_include_questions_are_read_off_literal_calls_only() {
