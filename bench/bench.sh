@@ -16,7 +16,9 @@
 #   --fbuild BIN              time this fbuild binary instead of building one
 #   bench/bench.sh --samd     the SAMD cases only (Arduino Zero, the shared SAMD kit)
 #   bench/bench.sh --arm      the ARM kits only: Raspberry Pi Pico (arduino-pico) and Blue
-#                             Pill (STM32duino) on 01.Basics..05.Control (or --corpus DIR)
+#                             Pill (STM32duino) on 01.Basics..05.Control (or --corpus DIR);
+#                             `--arm pico` or `--arm bluepill` for one (Blue Pill's
+#                             reference pass takes most of an hour); wall and CPU seconds
 #   bench/bench.sh --distributed  cold builds through distcc with 2 and 4 simulated
 #                             helpers (distccd on 127.0.0.1) vs local, for SAMD and for
 #                             AVR (whose -flto compiles distcc declines): wall and CPU
@@ -47,7 +49,8 @@ while [ $# -gt 0 ]; do
     --memory) memory=1 ;;
     --samd) samd=1 ;;
     --deploy) deploy=1 ;;
-    --arm) arm=1 ;;
+    --arm) arm="pico bluepill"
+      case "${2:-}" in pico|bluepill) arm="$2"; shift ;; esac ;;
     --distributed) distributed=1 ;;
     --third-party) third_party=1 ;;
     --platformio) platformio=1 ;;
@@ -80,13 +83,16 @@ elapsed() { echo "$(now) - $1" | bc; }
 
 # run NAME COMMAND...: time one case, remember its wall time and exit status. Its
 # output goes to $work/NAME.log, shown when the case is broken.
-declare -A wall status built
+# Also its CPU seconds (user+sys, children included), which the load does not change.
+declare -A wall status built cpu
 run() {
   local name="$1"; shift
   local t0; t0=$(now)
   local rc=0
-  "$@" >"$work/$name.log" 2>&1 || rc=$?
+  local TIMEFORMAT='%U %S'
+  { time { "$@" >"$work/$name.log" 2>&1 || rc=$?; }; } 2>"$work/$name.time"
   wall[$name]=$(elapsed "$t0")
+  cpu[$name]=$(awk '{ print $1 + $2 }' "$work/$name.time")
   status[$name]=$rc
 }
 
@@ -334,7 +340,7 @@ if [ -n "$arm" ]; then
   key=$(cd "$pico/tools" && find picotool-src build-picotool.sh -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
   picotool="${XDG_CACHE_HOME:-$HOME/.cache}/fbuild-tools/picotool-sha-$key"
   bash "$pico/tools/build-picotool.sh" "$picotool" >/dev/null
-  for board in pico bluepill; do
+  for board in $arm; do
     case $board in
       pico) kit=$pico fqbn=rp2040:rp2040:rpipico
         ab_fqbn=rp2040:rp2040:rpipico:flash=2097152_0,freq=133,opt=Small,rtti=Disabled,stackprotect=Disabled,exceptions=Disabled,dbgport=Disabled,dbglvl=None,usbstack=picosdk,ipbtstack=ipv4only,uploadmethod=default
@@ -368,15 +374,17 @@ if [ -n "$arm" ]; then
     [ "$warm_processes" = 0 ] || status[arm_${board}_compile_many_warm_nothing_changed]="${status[arm_${board}_compile_many_warm_nothing_changed]}, $warm_processes processes"
     cold=${wall[arm_${board}_compile_many_cold]} ab=${wall[arm_${board}_arduino_builder_one_at_a_time]}
     printf 'arm_%s_speedup_cold\t%.2f\narm_%s_speedup_warm\t%.2f\n' "$board" "$(echo "$ab / $cold" | bc -l)" "$board" "$(echo "$ab / ${wall[arm_${board}_compile_many_warm_nothing_changed]}" | bc -l)" >> "$work/arm_speedups"
+    printf 'arm_%s_speedup_cold_cpu\t%.2f\n' "$board" "$(echo "${cpu[arm_${board}_arduino_builder_one_at_a_time]} / ${cpu[arm_${board}_compile_many_cold]}" | bc -l)" >> "$work/arm_speedups"
   done
   broken=0
-  printf 'case\twall_s\tstatus\tbuilt\n'
+  printf 'case\twall_s\tcpu_s\tstatus\tbuilt\n'
   for k in $(printf '%s\n' "${!wall[@]}" | sort); do
-    printf '%s\t%.3f\t%s\t%s\n' "$k" "${wall[$k]}" "${status[$k]}" "${built[$k]:-}"
+    printf '%s\t%.3f\t%.2f\t%s\t%s\n' "$k" "${wall[$k]}" "${cpu[$k]}" "${status[$k]}" "${built[$k]:-}"
     case "${status[$k]}" in 0|1) ;; *) broken=1 ;; esac
   done
   cat "$work/arm_speedups"
-  for board in pico bluepill; do
+  printf 'load_average_at_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  for board in $arm; do
     if [ "${built[arm_${board}_compile_many_cold]}" != "${built[arm_${board}_arduino_builder_one_at_a_time]}" ]; then
       echo "arm_$board: compile-many built ${built[arm_${board}_compile_many_cold]}, arduino-builder ${built[arm_${board}_arduino_builder_one_at_a_time]}" >&2
       broken=1

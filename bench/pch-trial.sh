@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The precompiled-header trial (issue 9): does a GCC precompiled header (.gch) for a
 # heavy library's headers make fbuild's sketch compiles cheaper, with the same firmware?
-# (Answer on avr-gcc 5.4: no; see "Precompiled headers: tried, not adopted" in
-# docs/design.md.)
+# (Answer on avr-gcc 5.4: no; on arm-none-eabi-gcc 12 fbuild uses one for Arduino.h;
+# see "Precompiled headers" in docs/design.md.)
 #
 # fbuild builds the examples of some libraries in ../shared/libraries for uno; then, for
 # every sketch that built, its merged `.ino.cpp` is recompiled with the exact command

@@ -81,6 +81,8 @@ pub struct Toolchain {
     probed: Arc<Mutex<HashMap<PathBuf, Compiler>>>,
     /// Predefined macros per compiler identity and machine flags.
     macros: Arc<Mutex<HashMap<[u8; 32], String>>>,
+    /// Whether a compiler uses a precompiled header, per identity and flags.
+    pch: Arc<Mutex<HashMap<[u8; 32], bool>>>,
     /// Compilers identified (memo misses), over every scope: each distinct path once.
     identified: Arc<AtomicUsize>,
     /// Probe processes started (`--version`, `-E -v`, `-dM -E`): part of the run's
@@ -109,13 +111,13 @@ fn mtime_nanos(meta: &std::fs::Metadata) -> i128 {
 impl Toolchain {
     /// Probes run by `runner`, which the build's tools share.
     pub fn new(runner: Arc<Runner>) -> Toolchain {
-        Toolchain { runner, probed: Arc::default(), macros: Arc::default(), identified: Arc::default(), started: AtomicUsize::new(0) }
+        Toolchain { runner, probed: Arc::default(), macros: Arc::default(), pch: Arc::default(), identified: Arc::default(), started: AtomicUsize::new(0) }
     }
 
     /// A handle on the same memo, probing through `runner` and counting its own probe
     /// processes (each target of a session reports what it started).
     pub fn scope(&self, runner: Arc<Runner>) -> Toolchain {
-        Toolchain { runner, probed: self.probed.clone(), macros: self.macros.clone(), identified: self.identified.clone(), started: AtomicUsize::new(0) }
+        Toolchain { runner, probed: self.probed.clone(), macros: self.macros.clone(), pch: self.pch.clone(), identified: self.identified.clone(), started: AtomicUsize::new(0) }
     }
 
     /// Compilers identified so far by this memo (every scope): one per distinct path.
@@ -257,6 +259,60 @@ impl Toolchain {
         }
         self.macros.lock().unwrap().insert(key, text.clone());
         text
+    }
+}
+
+impl Toolchain {
+    /// Whether the compiler, given `flags` (a compile's, without its include folders,
+    /// source, output and depfile options), uses a precompiled header: a one-line
+    /// header is precompiled and a file including it is compiled with `-H`, which
+    /// marks a used `.gch` with `!`. avr-gcc 5.4 says no (its `-g` is stabs, which GCC
+    /// will not combine with a PCH); Debian's arm-none-eabi-gcc 12 says yes. Asked
+    /// once per compiler and flags, remembered in the store.
+    pub fn uses_pch(&self, compiler: &Compiler, flags: &[String], store: Option<&Store>) -> bool {
+        let key = keys::pch_probe(&compiler.identity, flags);
+        if let Some(&yes) = self.pch.lock().unwrap().get(&key) {
+            return yes;
+        }
+        let remembered = store.and_then(|s| s.get_record(Namespace::Toolchain, &key)).map(|b| b == b"yes");
+        let yes = match remembered {
+            Some(yes) => yes,
+            None => {
+                let Some(yes) = self.probe_pch(compiler, flags) else { return false };
+                if let Some(s) = store {
+                    let _ = s.put_record(Namespace::Toolchain, &key, if yes { b"yes" } else { b"no" });
+                }
+                yes
+            }
+        };
+        self.pch.lock().unwrap().insert(key, yes);
+        yes
+    }
+
+    /// `None` when the probe could not run (no temporary folder, Ctrl-C): not remembered.
+    fn probe_pch(&self, compiler: &Compiler, flags: &[String]) -> Option<bool> {
+        let dir = tempfile::Builder::new().prefix("fbuild-pch-probe").tempdir().ok()?;
+        let header = dir.path().join("fbuild_pch_probe.h");
+        let source = dir.path().join("fbuild_pch_probe.cpp");
+        std::fs::write(&header, "int fbuild_pch_probe;\n").ok()?;
+        std::fs::write(&source, "#include <fbuild_pch_probe.h>\n").ok()?;
+        let gch = dir.path().join("fbuild_pch_probe.h.gch");
+        let path = |p: &Path| p.display().to_string();
+        let mut build: Vec<String> = flags.to_vec();
+        build.extend(["-x".into(), "c++-header".into(), path(&header), "-o".into(), path(&gch)]);
+        let args: Vec<&str> = build.iter().map(String::as_str).collect();
+        match self.output(&compiler.path, &args) {
+            Ok(o) if o.success && gch.is_file() => {}
+            Ok(_) => return Some(false),
+            Err(_) => return None,
+        }
+        let mut compile: Vec<String> = flags.to_vec();
+        let object = dir.path().join("fbuild_pch_probe.o");
+        compile.extend(["-I".into(), path(dir.path()), "-H".into(), "-Winvalid-pch".into(), "-c".into(), path(&source), "-o".into(), path(&object)]);
+        let args: Vec<&str> = compile.iter().map(String::as_str).collect();
+        let out = self.output(&compiler.path, &args).ok()?;
+        let used = format!("! {}", path(&gch));
+        Some(out.success && out.stderr.lines().any(|l| l.trim_end() == used))
     }
 }
 

@@ -10,6 +10,8 @@
 //! | system include list record | `system-includes-v2` | compiler binary |
 //! | compiler identity | `compiler-identity-v2` | compiler binary, system folders' file stamps |
 //! | predefined macros record | `predefined-macros-v1` | compiler identity, machine flags |
+//! | PCH probe record | `pch-probe-v1` | compiler identity, a compile's flags without folders and files |
+//! | precompiled header | `pch-v1` | compiler, normalised `.gch` command, every header its depfile names |
 //! | object, base | `object-base-v1` | compiler, normalised command, source bytes |
 //! | object, full | `object-full-v1` | base + every header the depfile names |
 //! | object, timed | `object-time-v1` | full + the clock its time macros read (`time_words`) |
@@ -73,6 +75,10 @@ domains! {
     COMPILER_IDENTITY = "compiler-identity-v2";
     /// The compiler's predefined macros for a set of machine flags.
     PREDEFINED_MACROS = "predefined-macros-v1";
+    /// Whether a compiler uses a `.gch` built with a set of flags.
+    PCH_PROBE = "pch-probe-v1";
+    /// A precompiled header: its command and every header it read.
+    PCH = "pch-v1";
     /// An object before its headers are known.
     OBJECT_BASE = "object-base-v1";
     /// An object with every header it read.
@@ -218,6 +224,30 @@ pub fn predefined_macros(compiler: &Hash, flags: &[String]) -> Hash {
     h.bytes(compiler);
     for f in flags {
         h.str(f);
+    }
+    h.finish()
+}
+
+/// The record of whether a compiler uses a precompiled header built with `flags`.
+pub fn pch_probe(compiler: &Hash, flags: &[String]) -> Hash {
+    let mut h = Hasher::new(domain::PCH_PROBE);
+    h.bytes(compiler);
+    for f in flags {
+        h.str(f);
+    }
+    h.finish()
+}
+
+/// A precompiled header's key: the compiler, its command (paths relative, as in
+/// `object_base`), and each header its depfile names with its content hash.
+pub fn pch<'p>(compiler: &Hash, args: &[String], headers: impl IntoIterator<Item = (&'p Path, Hash)>) -> Hash {
+    let mut h = Hasher::new(domain::PCH);
+    h.bytes(compiler);
+    for a in args {
+        h.str(&relative_text(a));
+    }
+    for (path, hash) in headers {
+        h.str(&relative_text(&path.to_string_lossy())).bytes(&hash);
     }
     h.finish()
 }

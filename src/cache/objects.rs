@@ -392,6 +392,11 @@ impl<'a> ObjectCache<'a> {
         hashed
     }
 
+    /// Whether a file names `__DATE__`, `__TIME__` or `__TIMESTAMP__` (hashed once per run).
+    pub fn names_time_macros(&self, path: &Path) -> bool {
+        self.file(path).macros.any()
+    }
+
     /// Whether a file read this run may put its own path into an object.
     fn may_name_own_path(&self, path: &Path) -> bool {
         self.file_hashes.lock().unwrap().get(path.as_os_str()).is_some_and(|h| h.names_own_path)

@@ -18,6 +18,7 @@ mod discover;
 mod hooks;
 mod libraries;
 mod load;
+mod pch;
 mod results;
 mod session;
 mod sketch;
@@ -280,6 +281,9 @@ impl<'a> Build<'a> {
         let core = plan_core(setup, &setup.framework_dirs)?;
         // Held for the whole run, not only stage 1: links read the framework's archives.
         let fw_lock = if setup.sketches.is_empty() { None } else { Some(FolderLock::acquire(&setup.fw_dir)?) };
+        // A launcher (distcc) may compile elsewhere, where the `.gch` is not.
+        let pch_on = !setup.session.opts.no_pch && setup.session.opts.compiler_launcher.is_empty();
+        let pch = pch_on.then(|| pch::SketchPch::new(&setup.fw_dir, core.jobs.iter().flat_map(|j| pch::include_folders(&j.args))));
         Ok(Build {
             board,
             matrix,
@@ -300,6 +304,7 @@ impl<'a> Build<'a> {
             progress,
             local,
             _fw_lock: fw_lock,
+            pch,
         })
     }
 
@@ -374,6 +379,8 @@ struct Build<'a> {
     progress: &'a Progress,
     local: &'a LocalSlots,
     _fw_lock: Option<FolderLock>,
+    /// Sketch compiles' precompiled `Arduino.h` (see `pch.rs`).
+    pch: Option<pch::SketchPch>,
 }
 
 impl Build<'_> {
@@ -410,6 +417,7 @@ impl Build<'_> {
             fw_dir: &self.setup.fw_dir,
             launcher: &self.setup.session.opts.compiler_launcher,
             local: self.local,
+            pch: self.pch.as_ref(),
         }
     }
 

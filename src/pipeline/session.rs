@@ -36,6 +36,8 @@ pub struct SessionOptions {
     pub quiet: bool,
     /// `--compiler-launcher`, split into words; empty for none.
     pub compiler_launcher: Vec<String>,
+    /// `--no-pch`: sketch compiles never use a precompiled `Arduino.h`.
+    pub no_pch: bool,
     /// `--smoke-run`: boot each firmware that built in simavr, as a step after its link.
     pub smoke_run: Option<crate::emulator::RunSpec>,
 }

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::units::{compile_one, compiler_for, run_into_log, CompileEnv, Compiled, Unit};
+use super::pch::{PchEnv, SketchPch};
 use super::FolderLock;
 use crate::cache::keys::TimeMacros;
 use crate::report::diagnostics;
@@ -77,6 +78,8 @@ pub(super) struct SketchEnv<'a> {
     pub launcher: &'a [String],
     /// Links, objcopy and size run on this machine: at most this many at once.
     pub local: &'a LocalSlots,
+    /// The board's precompiled headers; `None` with `--no-pch` or a compiler launcher.
+    pub pch: Option<&'a SketchPch>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -248,6 +251,10 @@ impl SketchEnv<'_> {
         }
         // (The pre-build hooks ran before discovery: see `hooks::prepare`.)
         let _ = std::fs::remove_file(w.dir.join(".fbuild-link"));
+        if let Some(p) = self.pch {
+            // Its merged sketch may compile (a known key may still miss the cache).
+            p.expect(1);
+        }
         None
     }
 
@@ -280,7 +287,11 @@ impl SketchEnv<'_> {
         let cenv = CompileEnv { cache: self.cache, runner: self.runner, includes: self.includes, system_dirs: self.system_dirs, launcher: self.launcher };
         let mut log = String::new();
         let outcome = match FolderLock::acquire(&w.dir) {
-            Ok(_lock) => compile_one(&cenv, &w.jobs[i], full, base, &mut log),
+            Ok(_lock) => {
+                let penv = PchEnv { toolchain: self.toolchain, store: self.store, cache: self.cache, runner: self.runner };
+                let pch = |log: &mut String| self.pch.and_then(|p| p.use_for(&penv, &w.jobs[i], log));
+                compile_one(&cenv, &w.jobs[i], full, base, &mut log, Some(&pch))
+            }
             Err(e) => Compiled::Failed(e.to_string()),
         };
         let mut st = w.state.lock().unwrap();

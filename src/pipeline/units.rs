@@ -78,9 +78,13 @@ pub(super) struct CompileEnv<'a> {
     pub launcher: &'a [String],
 }
 
+/// What a sketch compile may run instead of its own command: asked only when the
+/// compile must run (a `.gch` is built lazily), `None` for the command itself.
+pub(super) type Precompiled<'a> = &'a dyn Fn(&mut String) -> Option<super::pch::PchUse>;
+
 /// Get-or-compile one object: "compute the key, look up, else run and store".
 /// A compile that failed before with the same inputs fails again without running.
-pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<ObjectKey>, base: Option<BaseKey>, log: &mut String) -> Compiled {
+pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<ObjectKey>, base: Option<BaseKey>, log: &mut String, pch: Option<Precompiled>) -> Compiled {
     if let Some(k) = full {
         if env.cache.fetch(&k.hash, &job.object) {
             return Compiled::Hit(k);
@@ -111,8 +115,12 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Objec
         let _ = std::fs::create_dir_all(parent);
     }
     let depfile = crate::cache::objects::depfile_of(&job.object);
+    // The key and the failure memo stay the job's own command; only what runs may
+    // gain the precompiled header's folder.
+    let pch = pch.and_then(|p| p(log));
+    let args = pch.as_ref().map_or(&job.args, |p| &p.args);
     let started = crate::cache::objects::unix_now();
-    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, &job.args, &depfile), log);
+    let out = run_into_log(env.runner, &launcher::wrap(env.launcher, args, &depfile), log);
     if !out.success {
         // Never leave a half-written or stale object behind a failed compile.
         let _ = std::fs::remove_file(&job.object);
@@ -137,6 +145,9 @@ pub(super) fn compile_one(env: &CompileEnv, job: &CompileJob, full: Option<Objec
             env.cache.record_failure(&b, &failure_key(&b), &out.text);
         }
         return Compiled::Failed(out.text);
+    }
+    if let Some(p) = &pch {
+        super::pch::merge_depfile(job, p);
     }
     match base {
         Some(b) => {
@@ -202,7 +213,7 @@ impl Unit {
             (st.keys[ji].map(|hash| ObjectKey { hash, time: st.times[ji] }), st.bases[ji])
         };
         let mut log = String::new();
-        let r = compile_one(cenv, &self.jobs[ji], full, base, &mut log);
+        let r = compile_one(cenv, &self.jobs[ji], full, base, &mut log, None);
         let mut st = self.state.lock().unwrap();
         st.logs[ji] = log;
         match r {

@@ -58,6 +58,7 @@ pub fn session_options(common: &CommonArgs, framework_jobs: usize, sketch_jobs: 
             Some(c) => crate::exec::launcher::parse(c)?,
             None => Vec::new(),
         },
+        no_pch: common.no_pch,
         smoke_run: None,
     })
 }
