@@ -328,6 +328,9 @@ impl<'a> Build<'a> {
 
     /// A unit's steps: its compiles, then its finishing step, which is returned.
     fn add_unit(&self, s: &Scheduler<Node>, unit: &Unit, id: UnitId) -> NodeId {
+        if let Some(p) = &self.pch {
+            p.expect_unit(&unit.jobs);
+        }
         let compiles: Vec<NodeId> = (0..unit.jobs.len()).map(|j| self.add(s, Step::Compile(id, j), &[])).collect();
         self.add(s, Step::Finish(id), &compiles)
     }
@@ -450,7 +453,8 @@ impl Build<'_> {
             }
             Step::Compile(u, j) => {
                 self.progress.stage_once("stage 1: core and libraries");
-                self.unit(u).compile(j, &self.compile_env());
+                let penv = pch::PchEnv { toolchain: &self.setup.toolchain, store: self.setup.store, cache: self.cache, runner: &self.setup.runner };
+                self.unit(u).compile(j, &self.compile_env(), self.pch.as_ref().map(|p| (p, &penv)));
                 self.clocks.record("stage1_archives", t);
             }
             Step::Finish(u) => {
@@ -587,9 +591,12 @@ impl Build<'_> {
         }
         // Settle what needs no tool; give every other sketch its compile and link steps.
         let env = self.sketch_env();
-        for (i, w) in self.works().iter().enumerate() {
+        // Every sketch is prepared before any sketch step is added: the first compile
+        // must know how many will follow (a precompiled header is built only for enough).
+        let prepared: Vec<Prepared> = self.works().iter().map(|w| env.prepare(w)).collect();
+        for (i, (w, p)) in self.works().iter().zip(prepared).enumerate() {
             self.progress.started();
-            let link = match env.prepare(w) {
+            let link = match p {
                 Prepared::Done(r) => {
                     self.settle(i, r);
                     None

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::arduino::toolchain::Toolchain;
 use crate::cache::hash::{hex, Hash};
@@ -47,15 +47,25 @@ pub(super) struct SketchPch {
     /// The core's include folders: a sketch's other `-I` folders (its libraries, its
     /// build folder) stay out of the `.gch` command so every sketch shares it.
     core_dirs: HashSet<PathBuf>,
-    built: Mutex<HashMap<Hash, Arc<OnceLock<Option<Arc<Pch>>>>>>,
+    /// Per shape, once decided: the `.gch`, or `None` (it did not build, or the
+    /// compiler refuses it). A shape left undecided ("not worth building yet") is
+    /// asked again: the core may come first, with too few sources, and the sketches
+    /// after it with enough. The lock is held while one builds.
+    built: Mutex<HashMap<Hash, Arc<Mutex<Option<Option<Arc<Pch>>>>>>>,
     /// Sketches of this run that are not up to date: each may compile its merged sketch.
     expected: AtomicUsize,
+    /// Sources of the core and library units to compile this run that start with
+    /// `#include <Arduino.h>` (arduino-pico's core: 16 of 38).
+    expected_units: AtomicUsize,
 }
 
 /// A new `.gch` is built only when at least this many sketches of the run are to be
 /// built, so that as many compiles may load it: on the Pico it costs 1.1 CPU-s and saves each compile 0.24, so a single
 /// `fbuild build` would pay more than it saves; one already built is used for any.
 const FEWEST_SKETCHES_FOR_A_NEW_GCH: usize = 3;
+/// The same for the core's and libraries' sources, at the break-even (1.1 / 0.24):
+/// a core with a few such sources (ArduinoCore-samd has 3) does not pay for one.
+const FEWEST_UNIT_SOURCES_FOR_A_NEW_GCH: usize = 5;
 
 /// One built `.gch`.
 struct Pch {
@@ -133,12 +143,19 @@ fn headers_listed(text: &str) -> Vec<PathBuf> {
 
 impl SketchPch {
     pub fn new(fw_dir: &Path, core_dirs: impl IntoIterator<Item = PathBuf>) -> SketchPch {
-        SketchPch { root: fw_dir.join("pch"), core_dirs: core_dirs.into_iter().collect(), built: Mutex::default(), expected: AtomicUsize::new(0) }
+        SketchPch { root: fw_dir.join("pch"), core_dirs: core_dirs.into_iter().collect(), built: Mutex::default(), expected: AtomicUsize::new(0), expected_units: AtomicUsize::new(0) }
     }
 
     /// At planning: `n` more sketches are to be built.
     pub fn expect(&self, n: usize) {
         self.expected.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// At planning: a core or library unit's compiles will run; count its sources
+    /// that may load the `.gch`.
+    pub fn expect_unit(&self, jobs: &[CompileJob]) {
+        let n = jobs.iter().filter(|j| std::fs::read(&j.source).is_ok_and(|t| starts_with_arduino_h(&t))).count();
+        self.expected_units.fetch_add(n, Ordering::SeqCst);
     }
 
     /// The `.gch` command's shape (files as marks) and the sketch's `-I` folders it
@@ -176,24 +193,37 @@ impl SketchPch {
         (saw_source && saw_object).then_some((shape, extra))
     }
 
-    /// The `.gch` a sketch compile may use, built when first wanted; `None` (compile
-    /// the ordinary way) when the job is not a merged sketch that starts with
-    /// `#include <Arduino.h>`, the compiler does not use a PCH with these flags, the
+    /// The `.gch` a compile may use (a merged sketch, or a unit's source that starts
+    /// with `#include <Arduino.h>`), built when first wanted; `None` (compile
+    /// the ordinary way) when the source does not start so, too few compiles of its
+    /// kind would load a new one, the compiler does not use a PCH with these flags, the
     /// `.gch` did not build, or one of the sketch's own `-I` folders holds a file
     /// named like a header the `.gch` read (a normal compile could find that one).
     pub fn use_for(&self, env: &PchEnv, job: &CompileJob, log: &mut String) -> Option<PchUse> {
-        if !job.source.to_string_lossy().ends_with(".ino.cpp") {
+        if !matches!(job.source.extension().and_then(|e| e.to_str()), Some("cpp" | "cc" | "cxx")) {
             return None;
         }
-        let first = std::fs::read(&job.source).ok()?;
-        if !first.starts_with(STUB_TEXT.as_bytes()) {
+        if !starts_with_arduino_h(&std::fs::read(&job.source).ok()?) {
             return None;
         }
         let (shape, extra) = self.shape(job)?;
         let compiler = env.toolchain.probe(Path::new(job.args.first()?), env.store).ok()?;
         let id = keys::pch(&compiler.identity, &shape, std::iter::empty());
         let cell = self.built.lock().unwrap().entry(id).or_default().clone();
-        let pch = cell.get_or_init(|| self.build(env, &compiler, &shape, &hex(&id)[..16], log)).clone()?;
+        let mut decided = cell.lock().unwrap();
+        let sketch = job.source.to_string_lossy().ends_with(".ino.cpp");
+        if decided.is_none() {
+            let name = &hex(&id)[..16];
+            if let Some(p) = self.current(env, &compiler, &shape, name) {
+                *decided = Some(Some(p));
+            } else if self.worth_building(sketch) {
+                *decided = Some(self.build(env, &compiler, &shape, name, log));
+            } else {
+                return None; // undecided: a later compile of this shape asks again
+            }
+        }
+        let pch = decided.clone().flatten()?;
+        drop(decided);
         if let Some(shadow) = shadowing(&extra, &pch.names) {
             log.push_str(&format!("fbuild: no precompiled header for this sketch: {} is named like a header Arduino.h includes\n", shadow.display()));
             return None;
@@ -203,25 +233,30 @@ impl SketchPch {
         Some(PchUse { args, dir: pch.dir.clone(), deps: pch.deps.clone() })
     }
 
-    /// Check the `.gch` of this shape against its stamp, else build it (once per run)
-    /// when enough sketch compiles will load it and the compiler uses one.
+    /// Whether a new `.gch` would pay for itself now: enough compiles of this kind
+    /// (merged sketches, or the units' sources) are to run.
+    fn worth_building(&self, sketch: bool) -> bool {
+        if sketch {
+            self.expected.load(Ordering::SeqCst) >= FEWEST_SKETCHES_FOR_A_NEW_GCH
+        } else {
+            self.expected_units.load(Ordering::SeqCst) >= FEWEST_UNIT_SOURCES_FOR_A_NEW_GCH
+        }
+    }
+
+    /// The `.gch` of this shape if its stamp matches its headers as they are now.
+    fn current(&self, env: &PchEnv, compiler: &crate::arduino::toolchain::Compiler, shape: &[String], name: &str) -> Option<Arc<Pch>> {
+        let dir = self.root.join(name);
+        let s = serde_json::from_slice::<Stamp>(&std::fs::read(dir.join(".fbuild-pch")).ok()?).ok()?;
+        let key = pch_key(compiler, shape, &s.deps, &|p| env.cache.file_hash(p))?;
+        let fresh = dir.join(GCH_NAME).is_file() && dir.join("Arduino.h").is_file() && hex(&key) == s.key && timeless(env, &s.deps);
+        fresh.then(|| Arc::new(Pch { dir, deps: s.deps, names: s.names }))
+    }
+
+    /// Build the `.gch` of this shape (once per run); `None` when the compiler does
+    /// not use one with these flags or it did not build.
     fn build(&self, env: &PchEnv, compiler: &crate::arduino::toolchain::Compiler, shape: &[String], name: &str, log: &mut String) -> Option<Arc<Pch>> {
         let dir = self.root.join(name);
         let (stub, gch, stamp_path, next) = (dir.join(STUB_NAME), dir.join(GCH_NAME), dir.join(".fbuild-pch"), dir.join("Arduino.h"));
-        let key = |deps: &[PathBuf], hash: &dyn Fn(&Path) -> Option<Hash>| -> Option<Hash> {
-            let hashed: Vec<(&Path, Hash)> = deps.iter().map(|p| Some((p.as_path(), hash(p)?))).collect::<Option<_>>()?;
-            Some(keys::pch(&compiler.identity, shape, hashed))
-        };
-        // A header naming a time macro would be expanded when the `.gch` is built, not when the sketch is.
-        let timeless = |deps: &[PathBuf]| !deps.iter().any(|p| env.cache.names_time_macros(p));
-        if let Some(s) = std::fs::read(&stamp_path).ok().and_then(|b| serde_json::from_slice::<Stamp>(&b).ok()) {
-            if gch.is_file() && next.is_file() && key(&s.deps, &|p| env.cache.file_hash(p)).map(|k| hex(&k)) == Some(s.key.clone()) && timeless(&s.deps) {
-                return Some(Arc::new(Pch { dir, deps: s.deps, names: s.names }));
-            }
-        }
-        if self.expected.load(Ordering::SeqCst) < FEWEST_SKETCHES_FOR_A_NEW_GCH {
-            return None;
-        }
         // Whether the compiler uses a `.gch` at all with these flags: without folders, files and outputs.
         let flags: Vec<String> = shape.iter().skip(1).filter(|a| ![STUB_MARK, GCH_MARK, "-o", "-x", "c++-header", "-c", "-MMD", "-MD"].contains(&a.as_str())).cloned().collect();
         if !env.toolchain.uses_pch(compiler, &flags, env.store) {
@@ -252,14 +287,59 @@ impl SketchPch {
         let mut names: Vec<PathBuf> = headers_listed(&out.text).iter().flat_map(|p| include_names(p)).collect();
         names.sort();
         names.dedup();
-        let k = key(&deps, &|p| env.cache.current_hash(p))?;
-        if !timeless(&deps) {
+        let k = pch_key(compiler, shape, &deps, &|p| env.cache.current_hash(p))?;
+        if !timeless(env, &deps) {
             return None;
         }
         let stamp = Stamp { key: hex(&k), deps: deps.clone(), names: names.clone() };
         crate::report::write_atomic(&stamp_path, &serde_json::to_vec(&stamp).ok()?).ok()?;
         Some(Arc::new(Pch { dir, deps, names }))
     }
+}
+
+/// A `.gch`'s key: the compiler, its command's shape, each header it read with its hash.
+fn pch_key(compiler: &crate::arduino::toolchain::Compiler, shape: &[String], deps: &[PathBuf], hash: &dyn Fn(&Path) -> Option<Hash>) -> Option<Hash> {
+    let hashed: Vec<(&Path, Hash)> = deps.iter().map(|p| Some((p.as_path(), hash(p)?))).collect::<Option<_>>()?;
+    Some(keys::pch(&compiler.identity, shape, hashed))
+}
+
+/// A header naming a time macro would be expanded when the `.gch` is built, not when
+/// the source that loads it is.
+fn timeless(env: &PchEnv, deps: &[PathBuf]) -> bool {
+    !deps.iter().any(|p| env.cache.names_time_macros(p))
+}
+
+/// Whether a C++ source's first directive, after nothing but blank space and comments,
+/// is `#include <Arduino.h>`: the merged sketch (which starts with it) and the core's
+/// or a library's sources that begin so. Anything else before it could change what
+/// the header means; `"Arduino.h"` is found beside the source first, never in PCHDIR.
+fn starts_with_arduino_h(text: &[u8]) -> bool {
+    let mut i = 0;
+    loop {
+        while text.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        if text[i..].starts_with(b"//") {
+            i += text[i..].iter().position(|&b| b == b'\n').unwrap_or(text.len() - i);
+        } else if text[i..].starts_with(b"/*") {
+            match text[i + 2..].windows(2).position(|w| w == b"*/") {
+                Some(end) => i += 2 + end + 2,
+                None => return false,
+            }
+        } else {
+            break;
+        }
+    }
+    let rest = &text[i..];
+    let Some(rest) = rest.strip_prefix(b"#") else { return false };
+    let rest = rest.trim_ascii_start();
+    let Some(rest) = rest.strip_prefix(b"include") else { return false };
+    let rest = rest.trim_ascii_start();
+    let Some(rest) = rest.strip_prefix(b"<Arduino.h>") else { return false };
+    // Only blank space or a comment may follow on its line.
+    let line = &rest[..rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())];
+    let line = line.trim_ascii();
+    line.is_empty() || line.starts_with(b"//") || line.starts_with(b"/*")
 }
 
 /// The first file in one of `dirs` named like one of `names`.
@@ -307,6 +387,28 @@ mod tests {
 
     fn job(args: &[&str]) -> CompileJob {
         CompileJob { source: "/b/s/S.ino.cpp".into(), object: "/b/s/S.ino.cpp.o".into(), args: args.iter().map(|s| s.to_string()).collect() }
+    }
+
+    #[test]
+    fn a_source_may_load_the_gch_only_when_it_starts_with_arduino_h() {
+        for yes in [
+            "#include <Arduino.h>\n#line 1 \"S.ino\"\n",
+            "/*\n  Print.cpp - licence\n*/\n\n// more\n#include <Arduino.h>\n#include <x.h>\n",
+            "  #  include   <Arduino.h>   // why\nint x;\n",
+        ] {
+            assert!(starts_with_arduino_h(yes.as_bytes()), "{yes:?}");
+        }
+        for no in [
+            "#include \"Arduino.h\"\n",
+            "#define X 1\n#include <Arduino.h>\n",
+            "#include <stdint.h>\n#include <Arduino.h>\n",
+            "/* never closed #include <Arduino.h>\n",
+            "#include <Arduino.h> int x;\n",
+            "#include <Arduino.hpp>\n",
+            "",
+        ] {
+            assert!(!starts_with_arduino_h(no.as_bytes()), "{no:?}");
+        }
     }
 
     #[test]

@@ -207,13 +207,16 @@ impl Unit {
     }
 
     /// The compile step of job `ji`.
-    pub fn compile(&self, ji: usize, cenv: &CompileEnv) {
+    /// `pch`: the board's precompiled `Arduino.h`, for sources that start with it.
+    pub fn compile(&self, ji: usize, cenv: &CompileEnv, pch: Option<(&super::pch::SketchPch, &super::pch::PchEnv)>) {
         let (full, base) = {
             let st = self.state.lock().unwrap();
             (st.keys[ji].map(|hash| ObjectKey { hash, time: st.times[ji] }), st.bases[ji])
         };
         let mut log = String::new();
-        let r = compile_one(cenv, &self.jobs[ji], full, base, &mut log, None);
+        let job = &self.jobs[ji];
+        let precompiled = |log: &mut String| pch.and_then(|(p, env)| p.use_for(env, job, log));
+        let r = compile_one(cenv, job, full, base, &mut log, Some(&precompiled));
         let mut st = self.state.lock().unwrap();
         st.logs[ji] = log;
         match r {
