@@ -288,11 +288,12 @@ pub struct CommonArgs {
     /// compiler.optimization_flags takes compiler.optimization_flags.debug, not .release.
     #[arg(long)]
     pub optimize_for_debug: bool,
-    /// Compile sketches without a precompiled Arduino.h. By default, where the compiler
+    /// Compile without a precompiled Arduino.h. By default, where the compiler
     /// uses one (probed once per compiler and flags: arm-none-eabi-gcc yes, avr-gcc 5.4 no),
     /// a run with three or more sketches to build makes OUT/framework/<board>/pch/*/Arduino.h.gch
     /// and each sketch starting with `#include <Arduino.h>` loads it instead of parsing the
-    /// core's headers again: the same firmware; cache keys and compile_commands.json keep the
+    /// core's headers again (core and library sources that start so too, when 5 or more
+    /// compile): the same firmware; cache keys and compile_commands.json keep the
     /// platform's command.
     #[arg(long)]
     pub no_pch: bool,
