@@ -283,7 +283,7 @@ impl<'a> Build<'a> {
         let fw_lock = if setup.sketches.is_empty() { None } else { Some(FolderLock::acquire(&setup.fw_dir)?) };
         // A launcher (distcc) may compile elsewhere, where the `.gch` is not.
         let pch_on = !setup.session.opts.no_pch && setup.session.opts.compiler_launcher.is_empty();
-        let pch = pch_on.then(|| pch::SketchPch::new(&setup.fw_dir, core.jobs.iter().flat_map(|j| pch::include_folders(&j.args))));
+        let pch = pch_on.then(|| pch::BoardPch::new(&setup.fw_dir, core.jobs.iter().flat_map(|j| pch::include_folders(&j.args))));
         Ok(Build {
             board,
             matrix,
@@ -383,7 +383,7 @@ struct Build<'a> {
     local: &'a LocalSlots,
     _fw_lock: Option<FolderLock>,
     /// Sketch compiles' precompiled `Arduino.h` (see `pch.rs`).
-    pch: Option<pch::SketchPch>,
+    pch: Option<pch::BoardPch>,
 }
 
 impl Build<'_> {

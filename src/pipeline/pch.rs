@@ -1,12 +1,13 @@
-//! A precompiled `Arduino.h` for sketch compiles, where the toolchain uses one
-//! (docs/design.md, "Precompiled headers"). The merged `.ino.cpp` starts with
-//! `#include <Arduino.h>`; with `-I PCHDIR` first, GCC finds `PCHDIR/Arduino.h.gch`
-//! before the header and loads it instead of parsing the core's headers again.
+//! A precompiled `Arduino.h` for the compiles of sketches, and of core and library
+//! sources, that start with `#include <Arduino.h>`, where the toolchain uses one
+//! (docs/design.md, "Precompiled headers"). With `-I PCHDIR` first, GCC finds
+//! `PCHDIR/Arduino.h.gch` before the header and loads it instead of parsing the core's
+//! headers again.
 //!
 //! Only the executed command changes: cache keys and compile_commands.json keep the
 //! reference's command, and the object's depfile gets the headers the `.gch` stands
 //! for (GCC's `-MMD` names only the source when it loads one), so an edited core
-//! header still rebuilds the `.gch` and every sketch object.
+//! header still rebuilds the `.gch` and every object that loaded it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -26,26 +27,29 @@ use crate::plan::CompileJob;
 const STUB_NAME: &str = "fbuild-pch.h";
 const STUB_TEXT: &str = "#include <Arduino.h>\n";
 const GCH_NAME: &str = "Arduino.h.gch";
+/// Beside the `.gch`: its key and what it read (`Stamp`).
+const STAMP_NAME: &str = ".fbuild-pch";
 /// Beside the `.gch`: GCC resolves every later `#include "Arduino.h"` (a library's
 /// header) to the `.gch`'s folder too, and opens the header there; this one passes
 /// on to the header the search would find next, whose guard then skips it. (Without
 /// it: "PCHDIR/Arduino.h: No such file or directory".) A `.gch` GCC refuses lands
 /// here too, so the compile still reads the real header.
+const NEXT_NAME: &str = "Arduino.h";
 const NEXT_TEXT: &str = "#include_next <Arduino.h>\n";
 /// In the `.gch` command's shape (its key and folder name), for its own two files.
 const STUB_MARK: &str = "\u{0}PCH-STUB";
 const GCH_MARK: &str = "\u{0}PCH-GCH";
 
-/// The sketch compiles' precompiled headers of one board, one per flag set, built
-/// lazily: by the first sketch compile that misses the cache, so a warm run starts
+/// The precompiled headers of one board, one per flag set, built
+/// lazily: by the first compile that misses the cache and may load one, so a warm run starts
 /// nothing for them. They live in the board's framework folder (`FW/pch/<shape>/`),
 /// not in the cache: about 33 MB each on arduino-pico, which the cache would share
 /// with the remote tier and trade for hundreds of objects, while rebuilding one costs
 /// a single compile per output folder.
-pub(super) struct SketchPch {
+pub(super) struct BoardPch {
     root: PathBuf,
-    /// The core's include folders: a sketch's other `-I` folders (its libraries, its
-    /// build folder) stay out of the `.gch` command so every sketch shares it.
+    /// The core's include folders: a compile's other `-I` folders (a sketch's libraries,
+    /// its build folder; a library's own) stay out of the `.gch` command so they share it.
     core_dirs: HashSet<PathBuf>,
     /// Per shape, once decided: the `.gch`, or `None` (it did not build, or the
     /// compiler refuses it). A shape left undecided ("not worth building yet") is
@@ -141,9 +145,9 @@ fn headers_listed(text: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-impl SketchPch {
-    pub fn new(fw_dir: &Path, core_dirs: impl IntoIterator<Item = PathBuf>) -> SketchPch {
-        SketchPch { root: fw_dir.join("pch"), core_dirs: core_dirs.into_iter().collect(), built: Mutex::default(), expected: AtomicUsize::new(0), expected_units: AtomicUsize::new(0) }
+impl BoardPch {
+    pub fn new(fw_dir: &Path, core_dirs: impl IntoIterator<Item = PathBuf>) -> BoardPch {
+        BoardPch { root: fw_dir.join("pch"), core_dirs: core_dirs.into_iter().collect(), built: Mutex::default(), expected: AtomicUsize::new(0), expected_units: AtomicUsize::new(0) }
     }
 
     /// At planning: `n` more sketches are to be built.
@@ -158,8 +162,8 @@ impl SketchPch {
         self.expected_units.fetch_add(n, Ordering::SeqCst);
     }
 
-    /// The `.gch` command's shape (files as marks) and the sketch's `-I` folders it
-    /// leaves out; `None` when the job is not a merged sketch with a source and object.
+    /// The `.gch` command's shape (files as marks) and the job's `-I` folders it
+    /// leaves out; `None` when the command does not name its source and `-o` object.
     fn shape(&self, job: &CompileJob) -> Option<(Vec<String>, Vec<PathBuf>)> {
         let source = job.source.display().to_string();
         let object = job.object.display().to_string();
@@ -197,7 +201,7 @@ impl SketchPch {
     /// with `#include <Arduino.h>`), built when first wanted; `None` (compile
     /// the ordinary way) when the source does not start so, too few compiles of its
     /// kind would load a new one, the compiler does not use a PCH with these flags, the
-    /// `.gch` did not build, or one of the sketch's own `-I` folders holds a file
+    /// `.gch` did not build, or one of the job's own `-I` folders holds a file
     /// named like a header the `.gch` read (a normal compile could find that one).
     pub fn use_for(&self, env: &PchEnv, job: &CompileJob, log: &mut String) -> Option<PchUse> {
         if !matches!(job.source.extension().and_then(|e| e.to_str()), Some("cpp" | "cc" | "cxx")) {
@@ -246,9 +250,9 @@ impl SketchPch {
     /// The `.gch` of this shape if its stamp matches its headers as they are now.
     fn current(&self, env: &PchEnv, compiler: &crate::arduino::toolchain::Compiler, shape: &[String], name: &str) -> Option<Arc<Pch>> {
         let dir = self.root.join(name);
-        let s = serde_json::from_slice::<Stamp>(&std::fs::read(dir.join(".fbuild-pch")).ok()?).ok()?;
+        let s = serde_json::from_slice::<Stamp>(&std::fs::read(dir.join(STAMP_NAME)).ok()?).ok()?;
         let key = pch_key(compiler, shape, &s.deps, &|p| env.cache.file_hash(p))?;
-        let fresh = dir.join(GCH_NAME).is_file() && dir.join("Arduino.h").is_file() && hex(&key) == s.key && timeless(env, &s.deps);
+        let fresh = dir.join(GCH_NAME).is_file() && dir.join(NEXT_NAME).is_file() && hex(&key) == s.key && timeless(env, &s.deps);
         fresh.then(|| Arc::new(Pch { dir, deps: s.deps, names: s.names }))
     }
 
@@ -256,7 +260,7 @@ impl SketchPch {
     /// not use one with these flags or it did not build.
     fn build(&self, env: &PchEnv, compiler: &crate::arduino::toolchain::Compiler, shape: &[String], name: &str, log: &mut String) -> Option<Arc<Pch>> {
         let dir = self.root.join(name);
-        let (stub, gch, stamp_path, next) = (dir.join(STUB_NAME), dir.join(GCH_NAME), dir.join(".fbuild-pch"), dir.join("Arduino.h"));
+        let (stub, gch, stamp_path, next) = (dir.join(STUB_NAME), dir.join(GCH_NAME), dir.join(STAMP_NAME), dir.join(NEXT_NAME));
         // Whether the compiler uses a `.gch` at all with these flags: without folders, files and outputs.
         let flags: Vec<String> = shape.iter().skip(1).filter(|a| ![STUB_MARK, GCH_MARK, "-o", "-x", "c++-header", "-c", "-MMD", "-MD"].contains(&a.as_str())).cloned().collect();
         if !env.toolchain.uses_pch(compiler, &flags, env.store) {
@@ -413,7 +417,7 @@ mod tests {
 
     #[test]
     fn the_gch_command_keeps_the_core_folders_and_names_its_own_files() {
-        let pch = SketchPch::new(Path::new("/fw"), [PathBuf::from("/core"), PathBuf::from("/variant")]);
+        let pch = BoardPch::new(Path::new("/fw"), [PathBuf::from("/core"), PathBuf::from("/variant")]);
         let (shape, extra) = pch.shape(&job(&["g++", "-I", "/b/core", "-c", "-g", "-MMD", "-I/core", "-I/variant", "-I/lib/src", "/b/s/S.ino.cpp", "-o", "/b/s/S.ino.cpp.o"])).unwrap();
         assert_eq!(shape, ["g++", "-c", "-g", "-MMD", "-I/core", "-I/variant", "-x", "c++-header", STUB_MARK, "-o", GCH_MARK]);
         assert_eq!(extra, [PathBuf::from("/b/core"), PathBuf::from("/lib/src")]);

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::units::{compile_one, compiler_for, run_into_log, CompileEnv, Compiled, Unit};
-use super::pch::{PchEnv, SketchPch};
+use super::pch::{PchEnv, BoardPch};
 use super::FolderLock;
 use crate::cache::keys::TimeMacros;
 use crate::report::diagnostics;
@@ -79,7 +79,7 @@ pub(super) struct SketchEnv<'a> {
     /// Links, objcopy and size run on this machine: at most this many at once.
     pub local: &'a LocalSlots,
     /// The board's precompiled headers; `None` with `--no-pch` or a compiler launcher.
-    pub pch: Option<&'a SketchPch>,
+    pub pch: Option<&'a BoardPch>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -208,7 +208,7 @@ impl Unit {
 
     /// The compile step of job `ji`.
     /// `pch`: the board's precompiled `Arduino.h`, for sources that start with it.
-    pub fn compile(&self, ji: usize, cenv: &CompileEnv, pch: Option<(&super::pch::SketchPch, &super::pch::PchEnv)>) {
+    pub fn compile(&self, ji: usize, cenv: &CompileEnv, pch: Option<(&super::pch::BoardPch, &super::pch::PchEnv)>) {
         let (full, base) = {
             let st = self.state.lock().unwrap();
             (st.keys[ji].map(|hash| ObjectKey { hash, time: st.times[ji] }), st.bases[ji])
